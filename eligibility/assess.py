@@ -1,0 +1,232 @@
+"""The assessment of one patient: depression, treatment resistance, severity, contraindications → a verdict.
+
+Pure: facts and a policy in, an :class:`Assessment` out. No I/O, no clock (``as_of`` is an argument).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fhir_mapping import ClinicalFacts, Gender, ObservationKind, ResourceType
+
+from .contraindications import assess_contraindications, condition_evidence
+from .model import (
+    Adequacy,
+    Assessment,
+    ContraindicationFinding,
+    ContraindicationId,
+    Criterion,
+    DepressionFinding,
+    Evidence,
+    Outcome,
+    Presence,
+    Reason,
+    Score,
+    Severity,
+    TreatmentResistance,
+    Verdict,
+    Warning,
+    WorkupItem,
+    WorkupKind,
+)
+from .policy import Mode, Policy
+from .trials import assess_treatment_resistance
+
+
+def assess_depression(facts: ClinicalFacts) -> DepressionFinding:
+    mdd = [condition_evidence(c) for c in facts.conditions
+           if "major_depression" in c.concepts and c.clinical_status.is_active]
+    anxiety = tuple(condition_evidence(c) for c in facts.conditions
+                    if "anxiety" in c.concepts and c.clinical_status.is_active)
+    if mdd:
+        return DepressionFinding(Presence.PRESENT, tuple(mdd), anxiety)
+    if facts.has_gap(ResourceType.CONDITION):
+        return DepressionFinding(Presence.UNKNOWN, (), anxiety)
+    return DepressionFinding(Presence.ABSENT, (), anxiety)
+
+
+def assess_severity(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Severity:
+    t = policy.thresholds
+    lo = as_of - dt.timedelta(days=t.severity_window_days)
+    recent = [s for s in facts.scores if s.kind is ObservationKind.PHQ9_TOTAL and lo <= s.day <= as_of]
+    if facts.has_gap(ResourceType.OBSERVATION):
+        return Severity(Criterion.UNKNOWN, t.severity_phq9_min, None, "PHQ-9 scores could not be fetched")
+    if not recent:
+        return Severity(Criterion.UNKNOWN, t.severity_phq9_min, None,
+                        f"no PHQ-9 in the last {t.severity_window_days} days")
+    latest = recent[-1]
+    score = Score(latest.value, latest.day, latest.reference)
+    if latest.value >= t.severity_phq9_min:
+        return Severity(Criterion.MET, t.severity_phq9_min, score,
+                        f"PHQ-9 {latest.value:g} on {latest.day.isoformat()} (>= {t.severity_phq9_min:g})")
+    return Severity(Criterion.NOT_MET, t.severity_phq9_min, score,
+                    f"PHQ-9 {latest.value:g} on {latest.day.isoformat()} (< {t.severity_phq9_min:g})")
+
+
+_CI_LABELS = {
+    ContraindicationId.PSYCHOSIS: "psychotic disorder",
+    ContraindicationId.BIPOLAR: "bipolar disorder",
+    ContraindicationId.UNCONTROLLED_HYPERTENSION: "uncontrolled hypertension",
+    ContraindicationId.CARDIOVASCULAR_DISEASE: "serious heart disease",
+    ContraindicationId.ANEURYSM_OR_AVM: "aneurysm or arteriovenous malformation",
+    ContraindicationId.INTRACEREBRAL_HEMORRHAGE: "intracerebral hemorrhage",
+    ContraindicationId.SUBSTANCE_USE: "substance misuse",
+    ContraindicationId.PREGNANCY: "pregnancy",
+    ContraindicationId.KETAMINE_HYPERSENSITIVITY: "ketamine/esketamine hypersensitivity",
+}
+
+
+def contraindication_label(cid: ContraindicationId) -> str:
+    return _CI_LABELS[cid]
+
+
+def _workup(
+    facts: ClinicalFacts,
+    policy: Policy,
+    as_of: dt.date,
+    tr: TreatmentResistance,
+    severity: Severity,
+    cis: dict[ContraindicationId, ContraindicationFinding],
+) -> list[WorkupItem]:
+    t = policy.thresholds
+    items: list[WorkupItem] = []
+    if severity.status is Criterion.UNKNOWN:
+        items.append(WorkupItem(WorkupKind.PHQ9, f"PHQ-9 within the last {t.severity_window_days} days", True))
+    bp = cis[ContraindicationId.UNCONTROLLED_HYPERTENSION]
+    if bp.status is Presence.UNKNOWN:
+        items.append(WorkupItem(WorkupKind.BLOOD_PRESSURE, f"Blood pressure: {bp.explanation}", True))
+    for trial in tr.trials:
+        if trial.adequacy is Adequacy.UNKNOWN:
+            items.append(WorkupItem(WorkupKind.TRIAL_DOSE,
+                                    f"Document the daily dose of the {trial.ingredient} trial "
+                                    f"({trial.start.isoformat()} to {trial.end.isoformat()})", True))
+        elif trial.adequacy is Adequacy.ADEQUATE and trial.outcome is Outcome.UNKNOWN:
+            missing = "baseline" if trial.baseline is None else "follow-up"
+            items.append(WorkupItem(WorkupKind.TRIAL_RESPONSE,
+                                    f"Document the response to {trial.ingredient}: no {missing} PHQ-9 on record", True))
+    cv = cis[ContraindicationId.CARDIOVASCULAR_DISEASE]
+    if cv.status is Presence.UNKNOWN and cv.evidence:
+        items.append(WorkupItem(WorkupKind.CONDITION_REVIEW, f"Cardiac history: {cv.explanation}", True))
+    lo = as_of - dt.timedelta(days=t.drug_screen_window_days)
+    if not any(r.kind is ObservationKind.DRUG_SCREEN and lo <= r.day <= as_of for r in facts.lab_results):
+        items.append(WorkupItem(WorkupKind.DRUG_SCREEN,
+                                f"Urine drug screen (none in the last {t.drug_screen_window_days} days)", False))
+    male = facts.patient is not None and facts.patient.gender is Gender.MALE
+    lo = as_of - dt.timedelta(days=t.pregnancy_test_window_days)
+    if not male and not any(r.kind is ObservationKind.PREGNANCY_TEST and lo <= r.day <= as_of
+                            for r in facts.lab_results):
+        items.append(WorkupItem(WorkupKind.PREGNANCY_TEST,
+                                f"Pregnancy test if of childbearing potential (none in the last "
+                                f"{t.pregnancy_test_window_days} days)", False))
+    for gap in facts.gaps:
+        items.append(WorkupItem(WorkupKind.DATA, f"Retry or review: {gap.describe()}", True))
+    return items
+
+
+def _warnings(
+    facts: ClinicalFacts,
+    policy: Policy,
+    as_of: dt.date,
+    cis: dict[ContraindicationId, ContraindicationFinding],
+) -> list[Warning]:
+    t = policy.thresholds
+    warnings: list[Warning] = []
+    lo = as_of - dt.timedelta(days=t.severity_window_days)
+    item9 = [s for s in facts.scores if s.kind is ObservationKind.PHQ9_ITEM9 and lo <= s.day <= as_of]
+    if item9 and item9[-1].value > t.phq9_item9_warning_above:
+        s = item9[-1]
+        warnings.append(Warning("suicide_risk_review",
+                                f"PHQ-9 item 9 = {s.value:g} on {s.day.isoformat()}: suicide-risk review "
+                                "(e.g. C-SSRS) before proceeding",
+                                (Evidence(s.reference, f"PHQ-9 item 9 = {s.value:g}", s.day),)))
+    for med in facts.other_medications:
+        current = med.start is not None and med.start <= as_of and (med.end is None or med.end >= as_of)
+        if not current:
+            continue
+        if med.category in ("maoi", "psychostimulant"):
+            kind = "an MAOI" if med.category == "maoi" else "a psychostimulant"
+            warnings.append(Warning(f"bp_monitoring_{med.category}",
+                                    f"Current {med.name} ({kind}): monitor blood pressure closely",
+                                    (Evidence(med.evidence, med.name, med.start),)))
+        elif med.category == "ketamine":
+            warnings.append(Warning("active_ketamine_therapy",
+                                    f"Active ketamine/esketamine therapy on record: {med.name}",
+                                    (Evidence(med.evidence, med.name, med.start),)))
+    if facts.patient is not None:
+        age = facts.patient.age_on(as_of)
+        if age is not None and age >= t.older_adult_age:
+            warnings.append(Warning("older_adult",
+                                    f"Age {age} (>= {t.older_adult_age}): the esketamine label's starting dose "
+                                    "for older adults is 28 mg"))
+    for cid, finding in cis.items():
+        if finding.status is Presence.PRESENT and policy.contraindications[cid].mode is Mode.CAUTION:
+            warnings.append(Warning(f"caution_{cid.value}",
+                                    f"Caution: {contraindication_label(cid)} ({finding.explanation}); "
+                                    "weigh benefit against risk", finding.evidence))
+    return warnings
+
+
+def assess(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Assessment:
+    depression = assess_depression(facts)
+    tr = assess_treatment_resistance(facts, policy, as_of)
+    severity = assess_severity(facts, policy, as_of)
+    cis = assess_contraindications(facts, policy, as_of)
+
+    reasons: list[Reason] = []
+    excluding = [cid for cid, f in cis.items()
+                 if f.status is Presence.PRESENT and policy.contraindications[cid].mode is Mode.EXCLUDE]
+    for cid in excluding:
+        reasons.append(Reason(f"contraindication:{cid.value}",
+                              f"{contraindication_label(cid).capitalize()}: {cis[cid].explanation}"))
+    if depression.status is Presence.ABSENT:
+        if depression.anxiety_evidence:
+            reasons.append(Reason("anxiety_without_depression",
+                                  "Anxiety disorder without major depression: not an indication"))
+        else:
+            reasons.append(Reason("depression_absent", "No active major depressive disorder on record"))
+    if tr.status is Criterion.NOT_MET:
+        reasons.append(Reason("treatment_resistance_not_met", f"Not treatment-resistant: {tr.explanation}"))
+    if severity.status is Criterion.NOT_MET:
+        reasons.append(Reason("severity_not_met", f"Severity below threshold: {severity.explanation}"))
+
+    if excluding:
+        verdict = Verdict.CONTRAINDICATED
+    elif (depression.status is Presence.ABSENT or tr.status is Criterion.NOT_MET
+          or severity.status is Criterion.NOT_MET):
+        verdict = Verdict.NOT_INDICATED
+    else:
+        unknowns: list[Reason] = []
+        if depression.status is Presence.UNKNOWN:
+            unknowns.append(Reason("unknown:depression",
+                                   "Depression diagnosis unknown: conditions could not be fetched"))
+        if tr.status is Criterion.UNKNOWN:
+            unknowns.append(Reason("unknown:treatment_resistance", f"Treatment resistance unknown: {tr.explanation}"))
+        if severity.status is Criterion.UNKNOWN:
+            unknowns.append(Reason("unknown:severity", f"Severity unknown: {severity.explanation}"))
+        for cid, f in cis.items():
+            if f.status is Presence.UNKNOWN:
+                unknowns.append(Reason(f"unknown:{cid.value}",
+                                       f"{contraindication_label(cid).capitalize()} unknown: {f.explanation}"))
+        if unknowns:
+            verdict = Verdict.NEEDS_WORKUP
+            reasons.extend(unknowns)
+        else:
+            verdict = Verdict.CANDIDATE
+            reasons.append(Reason("candidate",
+                                  f"Major depression, {tr.failed_adequate_trials} failed adequate antidepressant "
+                                  f"trials, {severity.explanation}, no contraindication documented"))
+    return Assessment(
+        patient=f"Patient/{facts.patient_id or (facts.patient.id if facts.patient else 'unknown')}",
+        as_of=as_of,
+        policy=policy.id,
+        verdict=verdict,
+        reasons=tuple(reasons),
+        depression=depression,
+        treatment_resistance=tr,
+        severity=severity,
+        contraindications=cis,
+        workup=tuple(_workup(facts, policy, as_of, tr, severity, cis)),
+        warnings=tuple(_warnings(facts, policy, as_of, cis)),
+        data_gaps=tuple(g.describe() for g in facts.gaps),
+        skipped_entries=tuple(f"{s.where}: {s.reason}" for s in facts.skipped),
+    )

@@ -1,0 +1,183 @@
+"""The nine contraindications, each present / absent / unknown with its evidence.
+
+Evidence found is always reported, even when other data is missing; a rule falls back to "unknown" only when the
+data it needs could not be fetched (a gap) or, for blood pressure, when the measurement it requires is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+
+from fhir_mapping import (
+    BloodPressureFact,
+    ClinicalFacts,
+    ConditionFact,
+    Gender,
+    ObservationKind,
+    ResourceType,
+)
+
+from .model import ContraindicationFinding, ContraindicationId, Evidence, Presence
+from .policy import Policy
+
+_C = ContraindicationId
+_ANY_HISTORY = {
+    _C.PSYCHOSIS: "psychosis",
+    _C.BIPOLAR: "bipolar",
+    _C.ANEURYSM_OR_AVM: "aneurysm_or_avm",
+    _C.INTRACEREBRAL_HEMORRHAGE: "intracerebral_hemorrhage",
+}
+
+
+def condition_evidence(c: ConditionFact) -> Evidence:
+    status = c.clinical_status.value if c.clinical_status.value != "unspecified" else "no status"
+    return Evidence(c.reference, f"{c.display} ({c.system} {c.code}; {status})", c.onset or c.recorded)
+
+
+def _finding(
+    cid: ContraindicationId, policy: Policy, evidence: Iterable[Evidence], gap: bool, absent_why: str,
+    present_why: str = "", unknown_why: str = "",
+) -> ContraindicationFinding:
+    found = tuple(evidence)
+    mode = policy.contraindications[cid].mode.value
+    if found:
+        return ContraindicationFinding(cid, Presence.PRESENT, mode, found, present_why or "documented")
+    if gap:
+        return ContraindicationFinding(cid, Presence.UNKNOWN, mode, (), unknown_why or "data could not be fetched")
+    return ContraindicationFinding(cid, Presence.ABSENT, mode, (), absent_why)
+
+
+def _history(facts: ClinicalFacts, concept: str) -> list[Evidence]:
+    return [condition_evidence(c) for c in facts.conditions if concept in c.concepts]
+
+
+def _active(facts: ClinicalFacts, concept: str) -> list[ConditionFact]:
+    return [c for c in facts.conditions if concept in c.concepts and c.clinical_status.is_active]
+
+
+def _hypertension(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> ContraindicationFinding:
+    t = policy.thresholds
+    cid = _C.UNCONTROLLED_HYPERTENSION
+    mode = policy.contraindications[cid].mode.value
+    lo = as_of - dt.timedelta(days=t.bp_window_days)
+    readings = [b for b in facts.blood_pressures if lo <= b.day <= as_of]
+
+    def above(b: BloodPressureFact) -> bool:
+        s, d = b.systolic, b.diastolic
+        return (s is not None and s > t.bp_systolic_above) or (d is not None and d > t.bp_diastolic_above)
+
+    def ev(b: BloodPressureFact) -> Evidence:
+        return Evidence(b.reference, f"BP {_num(b.systolic)}/{_num(b.diastolic)} mmHg", b.day)
+
+    if not readings:
+        why = ("blood pressure could not be fetched" if facts.has_gap(ResourceType.OBSERVATION)
+               else f"no blood pressure reading in the last {t.bp_window_days} days")
+        return ContraindicationFinding(cid, Presence.UNKNOWN, mode, (), why)
+    latest = readings[-1]
+    s, d = latest.systolic, latest.diastolic
+    if (s is not None and s >= t.bp_severe_systolic) or (d is not None and d >= t.bp_severe_diastolic):
+        return ContraindicationFinding(cid, Presence.PRESENT, mode, (ev(latest),),
+                                       f"latest reading at or above {_num(t.bp_severe_systolic)}/"
+                                       f"{_num(t.bp_severe_diastolic)}")
+    if not above(latest):
+        return ContraindicationFinding(cid, Presence.ABSENT, mode, (ev(latest),),
+                                       f"latest reading at or below {_num(t.bp_systolic_above)}/"
+                                       f"{_num(t.bp_diastolic_above)}")
+    others = [b for b in readings[:-1] if above(b)]
+    if others:
+        return ContraindicationFinding(cid, Presence.PRESENT, mode, (ev(latest), *map(ev, others[-3:])),
+                                       f"latest and {len(others)} earlier reading(s) above "
+                                       f"{_num(t.bp_systolic_above)}/{_num(t.bp_diastolic_above)}")
+    why = ("latest reading elevated and the only elevated reading in the window: recheck"
+           if len(readings) > 1 else "a single elevated reading: recheck")
+    return ContraindicationFinding(cid, Presence.UNKNOWN, mode, (ev(latest),), why)
+
+
+def _cardiovascular(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> ContraindicationFinding:
+    cid = _C.CARDIOVASCULAR_DISEASE
+    days = policy.thresholds.recent_mi_days
+    recent = as_of - dt.timedelta(days=days)
+    evidence = [condition_evidence(c) for c in _active(facts, "heart_failure")]
+    evidence += [condition_evidence(c) for c in _active(facts, "unstable_angina")]
+    undated: list[Evidence] = []
+    for c in facts.conditions:
+        if "myocardial_infarction" not in c.concepts:
+            continue
+        if c.onset is not None:
+            if recent <= c.onset <= as_of:
+                evidence.append(condition_evidence(c))
+        elif c.clinical_status.is_active and (c.recorded is None or c.recorded >= recent):
+            undated.append(condition_evidence(c))
+    if not evidence and undated:
+        mode = policy.contraindications[cid].mode.value
+        return ContraindicationFinding(cid, Presence.UNKNOWN, mode, tuple(undated),
+                                       f"myocardial infarction without an onset date: was it within {days} days?")
+    return _finding(cid, policy, evidence, facts.has_gap(ResourceType.CONDITION),
+                    f"no heart failure, unstable angina or myocardial infarction within {days} days documented",
+                    "active heart failure, unstable angina, or a recent myocardial infarction")
+
+
+def _substance_use(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> ContraindicationFinding:
+    days = policy.thresholds.drug_screen_window_days
+    lo = as_of - dt.timedelta(days=days)
+    evidence = [condition_evidence(c) for c in _active(facts, "substance_use")]
+    evidence += [
+        Evidence(r.reference, f"positive {r.analyte} screen (LOINC {r.code})", r.day)
+        for r in facts.lab_results
+        if r.kind is ObservationKind.DRUG_SCREEN and r.positive and lo <= r.day <= as_of
+    ]
+    gap = facts.has_gap(ResourceType.CONDITION, ResourceType.OBSERVATION)
+    return _finding(_C.SUBSTANCE_USE, policy, evidence, gap,
+                    f"no active substance use disorder and no positive drug screen in {days} days documented")
+
+
+def _pregnancy(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> ContraindicationFinding:
+    cid = _C.PREGNANCY
+    if facts.patient is not None and facts.patient.gender is Gender.MALE:
+        return _finding(cid, policy, (), False, "male patient")
+    days = policy.thresholds.pregnancy_test_window_days
+    lo = as_of - dt.timedelta(days=days)
+    evidence = [condition_evidence(c) for c in _active(facts, "pregnancy")]
+    tests = [r for r in facts.lab_results if r.kind is ObservationKind.PREGNANCY_TEST and lo <= r.day <= as_of]
+    if tests and tests[-1].positive:
+        r = tests[-1]
+        evidence.append(Evidence(r.reference, f"positive pregnancy test (LOINC {r.code})", r.day))
+    gap = facts.has_gap(ResourceType.CONDITION, ResourceType.OBSERVATION, ResourceType.PATIENT)
+    absent = (f"negative pregnancy test on {tests[-1].day.isoformat()}" if tests
+              else "no pregnancy documented")
+    return _finding(cid, policy, evidence, gap, absent)
+
+
+def _hypersensitivity(facts: ClinicalFacts, policy: Policy) -> ContraindicationFinding:
+    evidence = [
+        Evidence(a.reference, f"allergy/intolerance: {a.substance} ({a.clinical_status})")
+        for a in facts.allergies
+        if a.clinical_status not in ("inactive", "resolved")
+    ]
+    return _finding(_C.KETAMINE_HYPERSENSITIVITY, policy, evidence,
+                    facts.has_gap(ResourceType.ALLERGY_INTOLERANCE),
+                    "no ketamine or esketamine allergy documented")
+
+
+def assess_contraindications(
+    facts: ClinicalFacts, policy: Policy, as_of: dt.date
+) -> dict[ContraindicationId, ContraindicationFinding]:
+    condition_gap = facts.has_gap(ResourceType.CONDITION)
+    def history_rule(cid: ContraindicationId, concept: str) -> Callable[[], ContraindicationFinding]:
+        return lambda: _finding(cid, policy, _history(facts, concept), condition_gap,
+                                "none on record (any history searched)", "on record (any history counts)")
+
+    rules = {cid: history_rule(cid, concept) for cid, concept in _ANY_HISTORY.items()}
+    rules[_C.UNCONTROLLED_HYPERTENSION] = lambda: _hypertension(facts, policy, as_of)
+    rules[_C.CARDIOVASCULAR_DISEASE] = lambda: _cardiovascular(facts, policy, as_of)
+    rules[_C.SUBSTANCE_USE] = lambda: _substance_use(facts, policy, as_of)
+    rules[_C.PREGNANCY] = lambda: _pregnancy(facts, policy, as_of)
+    rules[_C.KETAMINE_HYPERSENSITIVITY] = lambda: _hypersensitivity(facts, policy)
+    return {cid: rules[cid]() for cid in ContraindicationId}
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "?"
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"

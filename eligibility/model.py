@@ -1,0 +1,167 @@
+"""The assessment: what the rules conclude, with the evidence and the data gaps behind every conclusion."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    CANDIDATE = "candidate"
+    NEEDS_WORKUP = "needs_workup"
+    NOT_INDICATED = "not_indicated"
+    CONTRAINDICATED = "contraindicated"
+
+
+class Criterion(StrEnum):
+    MET = "met"
+    NOT_MET = "not_met"
+    UNKNOWN = "unknown"
+
+
+class Presence(StrEnum):
+    PRESENT = "present"
+    ABSENT = "absent"
+    UNKNOWN = "unknown"
+
+
+class ContraindicationId(StrEnum):
+    PSYCHOSIS = "psychosis"
+    BIPOLAR = "bipolar"
+    UNCONTROLLED_HYPERTENSION = "uncontrolled_hypertension"
+    CARDIOVASCULAR_DISEASE = "cardiovascular_disease"
+    ANEURYSM_OR_AVM = "aneurysm_or_avm"
+    INTRACEREBRAL_HEMORRHAGE = "intracerebral_hemorrhage"
+    SUBSTANCE_USE = "substance_use"
+    PREGNANCY = "pregnancy"
+    KETAMINE_HYPERSENSITIVITY = "ketamine_hypersensitivity"
+
+
+class Outcome(StrEnum):
+    RESPONSE = "response"
+    NO_RESPONSE = "no_response"
+    UNKNOWN = "unknown"
+
+
+class Adequacy(StrEnum):
+    ADEQUATE = "adequate"
+    INADEQUATE = "inadequate"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One fact behind a conclusion: the resource, what it says, and when."""
+
+    reference: str
+    description: str
+    day: dt.date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    value: float
+    day: dt.date
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrialAssessment:
+    ingredient: str
+    drug_class: str
+    match_method: str
+    start: dt.date
+    end: dt.date
+    ongoing: bool
+    max_daily_dose_mg: float | None
+    dose_floor_mg: float | None
+    weeks_total: float
+    weeks_at_adequate_dose: float
+    adequacy: Adequacy
+    baseline: Score | None
+    follow_up: Score | None
+    outcome: Outcome
+    evidence: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DepressionFinding:
+    status: Presence
+    evidence: tuple[Evidence, ...]
+    anxiety_evidence: tuple[Evidence, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TreatmentResistance:
+    status: Criterion
+    failed_adequate_trials: int
+    trials: tuple[TrialAssessment, ...]
+    explanation: str
+
+
+@dataclass(frozen=True, slots=True)
+class Severity:
+    status: Criterion
+    threshold: float
+    phq9: Score | None
+    explanation: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContraindicationFinding:
+    id: ContraindicationId
+    status: Presence
+    mode: str
+    evidence: tuple[Evidence, ...]
+    explanation: str
+
+
+class WorkupKind(StrEnum):
+    PHQ9 = "phq9"
+    BLOOD_PRESSURE = "blood_pressure"
+    DRUG_SCREEN = "drug_screen"
+    PREGNANCY_TEST = "pregnancy_test"
+    TRIAL_RESPONSE = "trial_response"
+    TRIAL_DOSE = "trial_dose"
+    MEDICATION_HISTORY = "medication_history"
+    CONDITION_REVIEW = "condition_review"
+    DATA = "data"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkupItem:
+    kind: WorkupKind
+    text: str
+    required: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Warning:
+    id: str
+    text: str
+    evidence: tuple[Evidence, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    patient: str
+    as_of: dt.date
+    policy: str
+    verdict: Verdict
+    reasons: tuple[Reason, ...]
+    depression: DepressionFinding
+    treatment_resistance: TreatmentResistance
+    severity: Severity
+    contraindications: dict[ContraindicationId, ContraindicationFinding]
+    workup: tuple[WorkupItem, ...]
+    warnings: tuple[Warning, ...]
+    data_gaps: tuple[str, ...]
+    skipped_entries: tuple[str, ...] = field(default=())

@@ -1,0 +1,153 @@
+"""Antidepressant trials: adequacy (dose and duration), outcome (PHQ-9 response), treatment resistance."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fhir_mapping import ClinicalFacts, Course, ObservationKind, ResourceType
+
+from .model import Adequacy, Criterion, Outcome, Score, TreatmentResistance, TrialAssessment
+from .policy import Policy
+
+_MEDICATION_TYPES = (ResourceType.MEDICATION_STATEMENT, ResourceType.MEDICATION_REQUEST)
+
+
+def months_before(day: dt.date, months: int) -> dt.date:
+    year, month = divmod(day.year * 12 + day.month - 1 - months, 12)
+    month += 1
+    for d in (day.day, 30, 29, 28):
+        try:
+            return dt.date(year, month, d)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _union_days(intervals: list[tuple[dt.date, dt.date]]) -> int:
+    total, cur_start, cur_end = 0, None, None
+    for start, end in sorted(intervals):
+        if cur_end is None or start > cur_end:
+            if cur_end is not None and cur_start is not None:
+                total += (cur_end - cur_start).days
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    if cur_end is not None and cur_start is not None:
+        total += (cur_end - cur_start).days
+    return total
+
+
+def _latest_phq9(facts: ClinicalFacts, lo: dt.date, hi: dt.date) -> Score | None:
+    best = None
+    for s in facts.scores:
+        if s.kind is ObservationKind.PHQ9_TOTAL and lo <= s.day <= hi and (best is None or s.day >= best.day):
+            best = s
+    return Score(best.value, best.day, best.reference) if best else None
+
+
+def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> TrialAssessment:
+    t = policy.thresholds
+    window_start = months_before(as_of, t.trial_lookback_months)
+    floor = policy.dose_floors_mg.get(course.ingredient)
+    all_spans: list[tuple[dt.date, dt.date]] = []
+    adequate_spans: list[tuple[dt.date, dt.date]] = []
+    unknown_dose_spans: list[tuple[dt.date, dt.date]] = []
+    doses = [s.daily_mg for s in course.segments if s.daily_mg is not None]
+    notes: list[str] = []
+    for seg in course.segments:
+        start = max(seg.start, window_start)
+        end = min(as_of if seg.end is None else seg.end, as_of)
+        if end <= start:
+            continue
+        all_spans.append((start, end))
+        if seg.daily_mg is None:
+            unknown_dose_spans.append((start, end))
+        elif floor is not None and seg.daily_mg >= floor:
+            adequate_spans.append((start, end))
+    min_days = t.trial_min_weeks * 7
+    adequate_days = _union_days(adequate_spans)
+    possible_days = _union_days(adequate_spans + unknown_dose_spans)
+    if floor is None:
+        adequacy = Adequacy.UNKNOWN
+        notes.append(f"no adequate-dose floor for {course.ingredient} in the policy")
+    elif adequate_days >= min_days:
+        adequacy = Adequacy.ADEQUATE
+    elif possible_days >= min_days:
+        adequacy = Adequacy.UNKNOWN
+        notes.append("dose not documented for part of the course")
+    else:
+        adequacy = Adequacy.INADEQUATE
+
+    start, end = course.start, course.end(as_of)
+    midpoint = start + (end - start) / 2
+    baseline = _latest_phq9(
+        facts,
+        start - dt.timedelta(days=t.baseline_days_before_start),
+        start + dt.timedelta(days=t.baseline_days_after_start),
+    )
+    follow_up = _latest_phq9(facts, midpoint, min(end + dt.timedelta(days=t.followup_days_after_end), as_of))
+    if follow_up is not None and baseline is not None and follow_up.reference == baseline.reference:
+        follow_up = None  # a short course: one score cannot be both ends of the trial
+    if facts.has_gap(ResourceType.OBSERVATION):
+        outcome = Outcome.UNKNOWN
+        notes.append("PHQ-9 scores could not be fetched")
+    elif baseline is None or follow_up is None:
+        outcome = Outcome.UNKNOWN
+    elif follow_up.value <= t.response_max_fraction * baseline.value or follow_up.value < t.remission_below:
+        outcome = Outcome.RESPONSE
+    else:
+        outcome = Outcome.NO_RESPONSE
+    if any(s.dose_source == "none" for s in course.segments) and doses:
+        notes.append("some records carry no usable dose")
+    return TrialAssessment(
+        ingredient=course.ingredient,
+        drug_class=course.drug_class,
+        match_method=course.match_method.value,
+        start=start,
+        end=end,
+        ongoing=course.ongoing,
+        max_daily_dose_mg=max(doses) if doses else None,
+        dose_floor_mg=floor,
+        weeks_total=round(_union_days(all_spans) / 7, 1),
+        weeks_at_adequate_dose=round(adequate_days / 7, 1),
+        adequacy=adequacy,
+        baseline=baseline,
+        follow_up=follow_up,
+        outcome=outcome,
+        evidence=course.evidence,
+        notes=tuple(notes),
+    )
+
+
+def assess_treatment_resistance(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> TreatmentResistance:
+    window_start = months_before(as_of, policy.thresholds.trial_lookback_months)
+    trials = tuple(
+        assess_trial(c, facts, policy, as_of)
+        for c in facts.courses
+        if c.start <= as_of and c.end(as_of) >= window_start
+    )
+    needed = policy.thresholds.min_failed_trials
+    failed = {t.ingredient for t in trials if t.adequacy is Adequacy.ADEQUATE and t.outcome is Outcome.NO_RESPONSE}
+    possible = failed | {
+        t.ingredient
+        for t in trials
+        if t.outcome is not Outcome.RESPONSE and t.adequacy is not Adequacy.INADEQUATE
+    }
+    adequate = [t for t in trials if t.adequacy is Adequacy.ADEQUATE]
+    latest = max(adequate, key=lambda t: (t.end, t.start), default=None)
+
+    if facts.has_gap(*_MEDICATION_TYPES):
+        status, why = Criterion.UNKNOWN, "medication history could not be fetched"
+    elif latest is not None and latest.outcome is Outcome.RESPONSE:
+        status, why = Criterion.NOT_MET, f"the most recent adequate trial ({latest.ingredient}) responded"
+    elif len(failed) >= needed:
+        status = Criterion.MET
+        why = f"{len(failed)} antidepressants failed after adequate trials: {', '.join(sorted(failed))}"
+    elif len(possible) < needed:
+        status = Criterion.NOT_MET
+        why = f"{len(failed)} failed adequate trial(s); fewer than {needed} even counting trials of unknown outcome"
+    else:
+        status = Criterion.UNKNOWN
+        why = (f"{len(failed)} failed adequate trial(s); {len(possible) - len(failed)} more need a documented "
+               "dose or PHQ-9 response")
+    return TreatmentResistance(status, len(failed), trials, why)

@@ -1,0 +1,62 @@
+"""FHIR R4 JSON → typed clinical facts: input loading, code sets, dose parsing, the FHIR client."""
+
+from .client import ClientSettings, FetchResult, FhirClient, Query, QueryReport, patient_queries
+from .codesets import CodeSets
+from .facts import (
+    AllergyFact,
+    BloodPressureFact,
+    ClinicalFacts,
+    ClinicalStatus,
+    ConditionFact,
+    Course,
+    CurrentMedication,
+    DataGap,
+    DoseSegment,
+    DoseSource,
+    GapReason,
+    Gender,
+    LabResultFact,
+    MatchMethod,
+    ObservationKind,
+    PatientFact,
+    ResourceType,
+    ScoreFact,
+    SkippedEntry,
+)
+from .loading import InputError, ResourcePool, add_json, read_path
+from .mapping import patients_in, to_facts
+
+__all__ = [
+    "AllergyFact",
+    "BloodPressureFact",
+    "ClientSettings",
+    "ClinicalFacts",
+    "ClinicalStatus",
+    "CodeSets",
+    "ConditionFact",
+    "Course",
+    "CurrentMedication",
+    "DataGap",
+    "DoseSegment",
+    "DoseSource",
+    "FetchResult",
+    "FhirClient",
+    "GapReason",
+    "Gender",
+    "InputError",
+    "LabResultFact",
+    "MatchMethod",
+    "ObservationKind",
+    "PatientFact",
+    "Query",
+    "QueryReport",
+    "ResourcePool",
+    "ResourceType",
+    "ScoreFact",
+    "SkippedEntry",
+    "add_json",
+    "patient_queries",
+    "patients_in",
+    "read_path",
+    "to_facts",
+]

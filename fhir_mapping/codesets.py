@@ -1,0 +1,250 @@
+"""Code sets: the data files in ``data/`` loaded into fast look-ups.
+
+The files carry their sources (value-set OIDs, expansion dates, clinical.md citations); this module only indexes
+them. Sites may add local codes through an additions file of the same shape as ``condition_concepts.toml``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import tomllib
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+ATC = "http://www.whocc.no/atc"
+NDC = "http://hl7.org/fhir/sid/ndc"
+
+# EHRs name the same code systems in several ways; all of these mean the system on the left.
+_SYSTEM_ALIASES = {
+    SNOMED: "SNOMEDCT",
+    "urn:oid:2.16.840.1.113883.6.96": "SNOMEDCT",
+    ICD10CM: "ICD10CM",
+    "urn:oid:2.16.840.1.113883.6.90": "ICD10CM",
+    "http://hl7.org/fhir/sid/icd-10": "ICD10CM",
+    LOINC: "LOINC",
+    "urn:oid:2.16.840.1.113883.6.1": "LOINC",
+    RXNORM: "RXNORM",
+    "urn:oid:2.16.840.1.113883.6.88": "RXNORM",
+    ATC: "ATC",
+    "urn:oid:2.16.840.1.113883.6.73": "ATC",
+    NDC: "NDC",
+    "urn:oid:2.16.840.1.113883.6.69": "NDC",
+}
+
+
+def system_key(system: str | None) -> str | None:
+    """The short name of a code system URI (``SNOMEDCT``, ``ICD10CM`` …), or None when unknown."""
+    return _SYSTEM_ALIASES.get(system or "")
+
+
+def icd10_key(code: str) -> str:
+    return code.replace(".", "").strip().upper()
+
+
+@dataclass(frozen=True, slots=True)
+class Antidepressant:
+    ingredient: str
+    rxcui: str
+    drug_class: str
+    maoi: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicalDrug:
+    """An RxNorm SCD from the VSAC lists: its name carries ingredient(s), strength and form."""
+
+    rxcui: str
+    display: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Concept:
+    name: str
+    label: str
+    source: str
+    icd_prefixes: tuple[str, ...]
+    icd_patterns: tuple[re.Pattern[str], ...]
+    icd_exclude: tuple[re.Pattern[str], ...]
+
+
+class CodeSets:
+    """All code look-ups the mapping needs. Build with :meth:`load`; immutable afterwards."""
+
+    def __init__(
+        self,
+        concepts: dict[str, _Concept],
+        concept_codes: dict[tuple[str, str], frozenset[str]],
+        antidepressants: dict[str, Antidepressant],
+        clinical_drugs: dict[str, ClinicalDrug],
+        observation_codes: dict[str, str],
+        medication_names: dict[str, Any],
+    ) -> None:
+        self._concepts = concepts
+        self._concept_codes = concept_codes
+        self.antidepressants_by_name = antidepressants
+        self.antidepressants_by_rxcui = {a.rxcui: a for a in antidepressants.values()}
+        self.clinical_drugs = clinical_drugs
+        self._observation_codes = observation_codes
+        ketamine = medication_names["ketamine"]
+        self.esketamine_rxcuis = frozenset(ketamine["esketamine_rxcui"])
+        self.ketamine_rxcuis = frozenset(
+            ketamine["esketamine_rxcui"] + ketamine["ketamine_rxcui_unverified"] + ketamine["ketamine_product_rxcui"]
+        )
+        self.spravato_ndc_products = tuple(ketamine["spravato_ndc_product"])
+        self.ketamine_names = tuple(ketamine["names"])
+        self.psychostimulant_names = tuple(medication_names["psychostimulant"]["names"])
+        names = sorted(antidepressants, key=len, reverse=True)
+        self._antidepressant_name_re = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b", re.I)
+        self._ketamine_name_re = _word_re(self.ketamine_names)
+        self._psychostimulant_name_re = _word_re(self.psychostimulant_names)
+
+    # -- conditions -------------------------------------------------------------------------------------------
+
+    def concept_label(self, concept: str) -> str:
+        return self._concepts[concept].label
+
+    def concept_source(self, concept: str) -> str:
+        return self._concepts[concept].source
+
+    def condition_concepts(self, system: str | None, code: str) -> frozenset[str]:
+        key = system_key(system)
+        if key is None or not code:
+            return frozenset()
+        if key == "ICD10CM":
+            return self._icd_concepts(icd10_key(code))
+        return self._concept_codes.get((key, code.strip()), frozenset())
+
+    def _icd_concepts(self, code: str) -> frozenset[str]:
+        found = set(self._concept_codes.get(("ICD10CM", code), frozenset()))
+        for concept in self._concepts.values():
+            if any(p.search(code) for p in concept.icd_exclude):
+                found.discard(concept.name)
+                continue
+            if code.startswith(concept.icd_prefixes) or any(p.search(code) for p in concept.icd_patterns):
+                found.add(concept.name)
+        return frozenset(found)
+
+    # -- observations -----------------------------------------------------------------------------------------
+
+    def observation_group(self, system: str | None, code: str) -> str | None:
+        """The group in observation_codes.toml of a LOINC code (``phq9_total``, ``systolic`` …)."""
+        if system_key(system) != "LOINC":
+            return None
+        return self._observation_codes.get(code.strip())
+
+    # -- medications ------------------------------------------------------------------------------------------
+
+    def antidepressant_in_name(self, text: str) -> list[Antidepressant]:
+        """Antidepressant ingredients named in a drug name, in order of appearance."""
+        seen: dict[str, Antidepressant] = {}
+        for m in self._antidepressant_name_re.finditer(text):
+            seen.setdefault(m.group(1).lower(), self.antidepressants_by_name[m.group(1).lower()])
+        return list(seen.values())
+
+    def names_ketamine(self, text: str) -> bool:
+        return bool(self._ketamine_name_re.search(text))
+
+    def psychostimulant_in_name(self, text: str) -> str | None:
+        m = self._psychostimulant_name_re.search(text)
+        return m.group(1).lower() if m else None
+
+    @classmethod
+    def load(cls, additions: Path | None = None) -> CodeSets:
+        if additions is None:
+            return _default_codesets()
+        return _build(tomllib.loads(additions.read_text(encoding="utf-8")))
+
+
+def _word_re(words: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")\b", re.I)
+
+
+def _data_text(name: str) -> str:
+    return resources.files("fhir_mapping").joinpath("data", name).read_text(encoding="utf-8")
+
+
+@cache
+def _default_codesets() -> CodeSets:
+    return _build({})
+
+
+def _build(additions: dict[str, Any]) -> CodeSets:
+    concept_defs: dict[str, Any] = tomllib.loads(_data_text("condition_concepts.toml"))
+    for name, extra in additions.items():
+        merged = concept_defs.setdefault(name, {"label": name, "source": "local addition"})
+        for key, value in extra.items():
+            if isinstance(value, list):
+                merged[key] = [*merged.get(key, []), *value]
+            else:
+                merged.setdefault(key, value)
+
+    value_set_rows: dict[str, list[dict[str, str]]] = defaultdict(list)
+    obs_rows = []
+    for row in csv.DictReader(_data_text("condition_and_observation_valuesets.csv").splitlines()):
+        value_set_rows[row["value_set"]].append(row)
+        obs_rows.append(row)
+
+    codes: dict[tuple[str, str], set[str]] = defaultdict(set)
+    concepts: dict[str, _Concept] = {}
+    for name, d in concept_defs.items():
+        excludes = [re.compile(p) for p in d.get("snomed_exclude", [])]
+        systems = set(d.get("from_systems", []))
+        for vs in d.get("value_sets", []):
+            if vs not in value_set_rows:
+                raise ValueError(f"condition concept {name!r}: unknown value set {vs!r}")
+            for row in value_set_rows[vs]:
+                system = row["code_system"]
+                if system not in systems:
+                    continue
+                if system == "SNOMEDCT" and any(p.search(row["display"]) for p in excludes):
+                    continue
+                code = icd10_key(row["code"]) if system == "ICD10CM" else row["code"]
+                codes[(system, code)].add(name)
+        for extra in d.get("extra", []):
+            for code in extra["codes"]:
+                codes[(extra["system"], code)].add(name)
+        concepts[name] = _Concept(
+            name=name,
+            label=d.get("label", name),
+            source=d.get("source", ""),
+            icd_prefixes=tuple(d.get("icd10cm_prefixes", [])),
+            icd_patterns=tuple(re.compile(p) for p in d.get("icd10cm_patterns", [])),
+            icd_exclude=tuple(re.compile(p) for p in d.get("icd10cm_exclude", [])),
+        )
+
+    obs_defs: dict[str, Any] = tomllib.loads(_data_text("observation_codes.toml"))
+    observation_codes: dict[str, str] = {}
+    for group, d in obs_defs.items():
+        for code in d.get("codes", []):
+            observation_codes[code] = group
+        vs = d.get("value_set")
+        if vs:
+            for row in value_set_rows[vs]:
+                if row["code_system"] == "LOINC":
+                    observation_codes.setdefault(row["code"], group)
+
+    antidepressants = {
+        row["ingredient"]: Antidepressant(row["ingredient"], row["rxcui"], row["class"], row["maoi"] == "true")
+        for row in csv.DictReader(_data_text("antidepressants.csv").splitlines())
+    }
+    clinical_drugs = {
+        row["rxnorm_scd"]: ClinicalDrug(row["rxnorm_scd"], row["display"])
+        for row in csv.DictReader(_data_text("antidepressant_scds_vsac.csv").splitlines())
+    }
+    return CodeSets(
+        concepts=concepts,
+        concept_codes={k: frozenset(v) for k, v in codes.items()},
+        antidepressants=antidepressants,
+        clinical_drugs=clinical_drugs,
+        observation_codes=observation_codes,
+        medication_names=tomllib.loads(_data_text("medication_names.toml")),
+    )

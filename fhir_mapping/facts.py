@@ -1,0 +1,260 @@
+"""Typed clinical facts: what the rules see of a patient's FHIR data.
+
+Every fact keeps the id of the resource it came from (``evidence``) so that a verdict can always be traced back to
+the chart. Dates are ``datetime.date``: the rules reason in days, and FHIR dates without a time are common.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ResourceType(StrEnum):
+    PATIENT = "Patient"
+    CONDITION = "Condition"
+    MEDICATION_STATEMENT = "MedicationStatement"
+    MEDICATION_REQUEST = "MedicationRequest"
+    MEDICATION = "Medication"
+    OBSERVATION = "Observation"
+    ALLERGY_INTOLERANCE = "AllergyIntolerance"
+
+
+class GapReason(StrEnum):
+    """Why a resource type could not be obtained. Any gap makes the rules say 'unknown', never 'absent'."""
+
+    TIMEOUT = "timeout"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    SERVER_ERROR = "server_error"
+    REJECTED = "rejected"
+    NETWORK_ERROR = "network_error"
+    MALFORMED = "malformed"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    NOT_PROVIDED = "not_provided"
+    NOT_AUTHORIZED_SCOPE = "not_authorized_scope"
+
+
+@dataclass(frozen=True, slots=True)
+class DataGap:
+    resource_type: ResourceType
+    reason: GapReason
+    detail: str = ""
+
+    def describe(self) -> str:
+        suffix = f": {self.detail}" if self.detail else ""
+        return f"{self.resource_type.value} could not be obtained ({self.reason.value}){suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedEntry:
+    """An entry that was not valid FHIR R4 and was left out; reported, never fatal."""
+
+    where: str
+    resource_type: str
+    reason: str
+
+
+class Gender(StrEnum):
+    MALE = "male"
+    FEMALE = "female"
+    OTHER = "other"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class PatientFact:
+    id: str
+    gender: Gender
+    birth_date: dt.date | None
+    name: str = ""
+
+    def age_on(self, day: dt.date) -> int | None:
+        if self.birth_date is None:
+            return None
+        b = self.birth_date
+        return day.year - b.year - ((day.month, day.day) < (b.month, b.day))
+
+
+class ClinicalStatus(StrEnum):
+    ACTIVE = "active"
+    RECURRENCE = "recurrence"
+    RELAPSE = "relapse"
+    INACTIVE = "inactive"
+    REMISSION = "remission"
+    RESOLVED = "resolved"
+    UNSPECIFIED = "unspecified"
+
+    @property
+    def is_active(self) -> bool:
+        # A condition with no clinicalStatus is taken as active: problem lists often omit it.
+        return self in (ClinicalStatus.ACTIVE, ClinicalStatus.RECURRENCE, ClinicalStatus.RELAPSE,
+                        ClinicalStatus.UNSPECIFIED)
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionFact:
+    id: str
+    concepts: frozenset[str]
+    code: str
+    system: str
+    display: str
+    clinical_status: ClinicalStatus
+    verification_status: str
+    onset: dt.date | None
+    abatement: dt.date | None
+    recorded: dt.date | None
+
+    @property
+    def reference(self) -> str:
+        return f"Condition/{self.id}"
+
+
+class ObservationKind(StrEnum):
+    PHQ9_TOTAL = "phq9_total"
+    PHQ9_ITEM9 = "phq9_item9"
+    GAD7_TOTAL = "gad7_total"
+    BLOOD_PRESSURE = "blood_pressure"
+    DRUG_SCREEN = "drug_screen"
+    PREGNANCY_TEST = "pregnancy_test"
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreFact:
+    """A questionnaire score (PHQ-9 total or item 9, GAD-7)."""
+
+    id: str
+    kind: ObservationKind
+    day: dt.date
+    value: float
+
+    @property
+    def reference(self) -> str:
+        return f"Observation/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class BloodPressureFact:
+    id: str
+    day: dt.date
+    systolic: float | None
+    diastolic: float | None
+
+    @property
+    def reference(self) -> str:
+        return f"Observation/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class LabResultFact:
+    """A qualitative result (drug screen, pregnancy test)."""
+
+    id: str
+    kind: ObservationKind
+    analyte: str
+    code: str
+    day: dt.date
+    positive: bool
+
+    @property
+    def reference(self) -> str:
+        return f"Observation/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class AllergyFact:
+    id: str
+    substance: str
+    clinical_status: str
+    verification_status: str
+
+    @property
+    def reference(self) -> str:
+        return f"AllergyIntolerance/{self.id}"
+
+
+class MatchMethod(StrEnum):
+    """How a medication's ingredient was recognised."""
+
+    RXNORM_INGREDIENT = "rxnorm_ingredient"
+    RXNORM_CLINICAL_DRUG = "rxnorm_clinical_drug"
+    ATC_AND_NAME = "atc_and_name"
+    NAME = "name"
+
+
+class DoseSource(StrEnum):
+    STRUCTURED = "structured"
+    STRUCTURED_UNITS_X_STRENGTH = "structured_units_x_strength"
+    TEXT = "text"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class DoseSegment:
+    """One record's exposure: a period at one daily dose. ``end`` None means ongoing (open-ended)."""
+
+    start: dt.date
+    end: dt.date | None
+    daily_mg: float | None
+    dose_source: DoseSource
+    evidence: str
+
+
+@dataclass(frozen=True, slots=True)
+class Course:
+    """Successive records of one ingredient merged into one course of treatment."""
+
+    ingredient: str
+    drug_class: str
+    match_method: MatchMethod
+    segments: tuple[DoseSegment, ...]
+
+    @property
+    def start(self) -> dt.date:
+        return min(s.start for s in self.segments)
+
+    def end(self, as_of: dt.date) -> dt.date:
+        """The last day of the course, an ongoing course running until ``as_of``."""
+        return min(max(as_of if s.end is None else s.end for s in self.segments), max(as_of, self.start))
+
+    @property
+    def ongoing(self) -> bool:
+        return any(s.end is None for s in self.segments)
+
+    @property
+    def evidence(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.evidence for s in self.segments))
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentMedication:
+    """A medication of interest for warnings (MAOI, psychostimulant) with its exposure."""
+
+    name: str
+    category: str
+    start: dt.date | None
+    end: dt.date | None
+    status: str
+    evidence: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicalFacts:
+    """Everything the rules need about one patient, plus what could not be obtained."""
+
+    patient: PatientFact | None
+    conditions: tuple[ConditionFact, ...] = ()
+    courses: tuple[Course, ...] = ()
+    other_medications: tuple[CurrentMedication, ...] = ()
+    scores: tuple[ScoreFact, ...] = ()
+    blood_pressures: tuple[BloodPressureFact, ...] = ()
+    lab_results: tuple[LabResultFact, ...] = ()
+    allergies: tuple[AllergyFact, ...] = ()
+    gaps: tuple[DataGap, ...] = ()
+    skipped: tuple[SkippedEntry, ...] = ()
+    unmatched_medications: tuple[str, ...] = field(default=())
+    patient_id: str | None = None
+
+    def has_gap(self, *types: ResourceType) -> bool:
+        return any(g.resource_type in types for g in self.gaps)

@@ -1,0 +1,194 @@
+"""Reading FHIR input: Bundles of any type, NDJSON, folders of resources, CDS Hooks prefetch objects.
+
+Each entry the rules use is validated on its own with ``fhir.resources.R4B``: an invalid entry is skipped and
+reported, never fatal, and one bad entry never costs the rest of the Bundle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .facts import DataGap, GapReason, ResourceType, SkippedEntry
+
+# The resource types the rules read; everything else in the input is ignored without being validated.
+USED_TYPES = frozenset(t.value for t in ResourceType)
+
+
+class InputError(Exception):
+    """The input cannot be read as FHIR at all (missing file, not JSON, no FHIR resources)."""
+
+
+@dataclass(slots=True)
+class ResourcePool:
+    """Valid resources of the types we use, indexed for reference resolution, plus what was skipped."""
+
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[SkippedEntry] = field(default_factory=list)
+    gaps: list[DataGap] = field(default_factory=list)
+    by_reference: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, resource: Any, where: str, full_url: str | None = None) -> None:
+        if not isinstance(resource, Mapping):
+            self.skipped.append(SkippedEntry(where, "?", "not a JSON object"))
+            return
+        rtype = resource.get("resourceType")
+        if rtype not in USED_TYPES:
+            return
+        problem = validate_resource(resource)
+        if problem is not None:
+            self.skipped.append(SkippedEntry(where, str(rtype), problem))
+            return
+        res = dict(resource)
+        if not res.get("id") and full_url:
+            # Transaction Bundles name new resources by fullUrl (urn:uuid:…) only.
+            res["id"] = full_url.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+        if not res.get("id"):
+            self.skipped.append(SkippedEntry(where, str(rtype), "resource has no id"))
+            return
+        ref = f"{rtype}/{res['id']}"
+        if ref in self.by_reference:
+            return  # the same resource seen twice (a page repeated, an _include): keep the first
+        self.by_reference[ref] = res
+        if full_url:
+            self.by_reference[full_url] = res
+        self.resources.append(res)
+
+    def of_type(self, rtype: ResourceType) -> Iterator[dict[str, Any]]:
+        return (r for r in self.resources if r["resourceType"] == rtype.value)
+
+    def resolve(self, reference: str | None, container: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """A literal reference: ``#contained``, ``Type/id``, an absolute URL ending in Type/id, or a urn:uuid."""
+        if not reference:
+            return None
+        if reference.startswith("#") and container is not None:
+            for contained in container.get("contained") or []:
+                if isinstance(contained, Mapping) and contained.get("id") == reference[1:]:
+                    return dict(contained)
+            return None
+        if reference in self.by_reference:
+            return self.by_reference[reference]
+        parts = reference.rstrip("/").split("/")
+        if len(parts) >= 2:
+            return self.by_reference.get(f"{parts[-2]}/{parts[-1]}")
+        return None
+
+
+def validate_resource(resource: Mapping[str, Any]) -> str | None:
+    """None when the resource is valid FHIR R4 (checked with the R4B models), else a short reason."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    try:
+        get_fhir_model_class(str(resource["resourceType"])).model_validate(resource)
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        return f"invalid {resource['resourceType']}: {loc} {first.get('msg', '')}".strip()
+    except (KeyError, ValueError, TypeError) as exc:
+        return f"invalid resource: {exc}"
+    return None
+
+
+def add_json(pool: ResourcePool, data: Any, where: str) -> None:
+    """Add a parsed JSON value: a Bundle, a single resource, or a CDS Hooks prefetch object."""
+    if isinstance(data, Mapping) and "resourceType" not in data:
+        add_prefetch(pool, data, where)
+        return
+    if isinstance(data, Mapping) and data.get("resourceType") == "Bundle":
+        add_bundle(pool, data, where)
+        return
+    if isinstance(data, Mapping) and data.get("resourceType") == "OperationOutcome":
+        return
+    pool.add(data, where)
+
+
+def add_bundle(pool: ResourcePool, bundle: Mapping[str, Any], where: str) -> None:
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        pool.skipped.append(SkippedEntry(where, "Bundle", "Bundle.entry is not a list"))
+        return
+    for i, entry in enumerate(entries):
+        here = f"{where} entry[{i}]"
+        if not isinstance(entry, Mapping):
+            pool.skipped.append(SkippedEntry(here, "?", "entry is not a JSON object"))
+            continue
+        resource = entry.get("resource")
+        if resource is None:
+            continue
+        if isinstance(resource, Mapping) and resource.get("resourceType") == "Bundle":
+            add_bundle(pool, resource, here)
+            continue
+        pool.add(resource, here, entry.get("fullUrl"))
+
+
+def add_prefetch(pool: ResourcePool, prefetch: Mapping[str, Any], where: str) -> None:
+    """A CDS Hooks prefetch object: each value a resource, a Bundle, an OperationOutcome, or null."""
+    for key, value in prefetch.items():
+        if value is None:
+            continue
+        add_json(pool, value, f"{where} prefetch[{key}]") if isinstance(value, Mapping) else pool.skipped.append(
+            SkippedEntry(f"{where} prefetch[{key}]", "?", "prefetch value is not a JSON object")
+        )
+
+
+def read_path(path: Path) -> ResourcePool:
+    """Read a file (.json Bundle/resource/prefetch, .ndjson) or a folder of them."""
+    pool = ResourcePool()
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    files: Iterable[Path]
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".ndjson")) if path.is_dir() else [path]
+    seen_any = False
+    for file in files:
+        if file.name.endswith(".expected.json"):
+            continue
+        seen_any |= _read_file(pool, file)
+    if not seen_any:
+        raise InputError(f"{path}: no FHIR resources found")
+    return pool
+
+
+def _read_file(pool: ResourcePool, file: Path) -> bool:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{file}: cannot read ({exc.__class__.__name__})") from exc
+    if file.suffix == ".ndjson":
+        found = False
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                pool.skipped.append(SkippedEntry(f"{file.name}:{n}", "?", f"not JSON: {exc.msg}"))
+                continue
+            found |= _looks_like_fhir(data)
+            add_json(pool, data, f"{file.name}:{n}")
+        return found
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{file}: not JSON ({exc.msg} at line {exc.lineno})") from exc
+    if not _looks_like_fhir(data):
+        raise InputError(f"{file}: not a FHIR resource, Bundle or prefetch object")
+    add_json(pool, data, file.name)
+    return True
+
+
+def _looks_like_fhir(data: Any) -> bool:
+    if not isinstance(data, Mapping):
+        return False
+    if isinstance(data.get("resourceType"), str):
+        return True
+    # A prefetch object: every value a resource or null.
+    return bool(data) and all(v is None or (isinstance(v, Mapping) and "resourceType" in v) for v in data.values())
+
+
+def gap(resource_type: ResourceType, reason: GapReason, detail: str = "") -> DataGap:
+    return DataGap(resource_type, reason, detail)

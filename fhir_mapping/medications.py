@@ -1,0 +1,226 @@
+"""MedicationStatement / MedicationRequest → antidepressant courses and medications of interest.
+
+The ingredient is recognised from, in order: an RxNorm ingredient code, an RxNorm clinical-drug code (the VSAC SCD
+lists), an ATC N06A code together with a drug name, and as a last resort the drug name alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .codesets import CodeSets, system_key
+from .dates import duration_days, parse_day
+from .dosage import Strength, daily_dose, strength_from_medication, strength_in_name
+from .facts import Course, CurrentMedication, DoseSegment, DoseSource, MatchMethod, ResourceType
+from .loading import ResourcePool
+
+# Records that do not describe medication actually taken.
+_SKIP_STATEMENT = {"entered-in-error", "not-taken", "intended"}
+_SKIP_REQUEST = {"entered-in-error", "cancelled", "draft"}
+_SKIP_REQUEST_INTENT = {"proposal", "plan"}
+# Records that are still running when they have no end date.
+_ONGOING = {"active", "on-hold"}
+
+#: Successive records of one ingredient with at most this many days between them make one course.
+DEFAULT_MERGE_GAP_DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class _Identified:
+    ingredient: str
+    drug_class: str
+    method: MatchMethod
+    strength: Strength | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    ident: _Identified
+    segment: DoseSegment
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationFacts:
+    courses: tuple[Course, ...]
+    other: tuple[CurrentMedication, ...]
+    unmatched: tuple[str, ...]
+
+
+def map_medications(
+    pool: ResourcePool,
+    codesets: CodeSets,
+    resources: Iterable[dict[str, Any]],
+    merge_gap_days: int = DEFAULT_MERGE_GAP_DAYS,
+) -> MedicationFacts:
+    records: list[_Record] = []
+    other: list[CurrentMedication] = []
+    unmatched: list[str] = []
+    for res in resources:
+        rtype = res["resourceType"]
+        status = str(res.get("status") or "unknown")
+        if rtype == ResourceType.MEDICATION_STATEMENT and status in _SKIP_STATEMENT:
+            continue
+        if rtype == ResourceType.MEDICATION_REQUEST and (
+            status in _SKIP_REQUEST or res.get("intent") in _SKIP_REQUEST_INTENT
+        ):
+            continue
+        concept, medication = _medication_concept(pool, res)
+        names = _names(concept)
+        start, end = _exposure(res, status)
+        evidence = f"{rtype}/{res['id']}"
+        label = names[0] if names else "(unnamed medication)"
+
+        if _is_ketamine(codesets, concept, names):
+            other.append(CurrentMedication(label, "ketamine", start, end, status, evidence))
+            continue
+        stimulant = next((s for n in names if (s := codesets.psychostimulant_in_name(n))), None)
+        if stimulant:
+            other.append(CurrentMedication(stimulant, "psychostimulant", start, end, status, evidence))
+            continue
+        ident = _identify(codesets, concept, names, medication)
+        if ident is None:
+            unmatched.append(label)
+            continue
+        if start is None:
+            continue
+        dose = daily_dose(list(res.get("dosage") or res.get("dosageInstruction") or []), ident.strength)
+        segment = DoseSegment(start, end, dose.mg, dose.source if not dose.prn else DoseSource.NONE, evidence)
+        records.append(_Record(ident, segment))
+        if ident.drug_class == "MAOI":
+            other.append(CurrentMedication(ident.ingredient, "maoi", start, end, status, evidence))
+    return MedicationFacts(_merge(records, merge_gap_days), tuple(other), tuple(dict.fromkeys(unmatched)))
+
+
+def _medication_concept(pool: ResourcePool, res: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    if res.get("medicationCodeableConcept"):
+        return res["medicationCodeableConcept"], None
+    ref = (res.get("medicationReference") or {}).get("reference")
+    medication = pool.resolve(ref, res)
+    if medication is None:
+        display = (res.get("medicationReference") or {}).get("display")
+        return ({"text": display} if display else {}), None
+    return medication.get("code") or {}, medication
+
+
+def _names(concept: dict[str, Any]) -> list[str]:
+    names = [str(c["display"]) for c in concept.get("coding") or [] if c.get("display")]
+    if concept.get("text"):
+        names.append(str(concept["text"]))
+    return names
+
+
+def _is_ketamine(codesets: CodeSets, concept: dict[str, Any], names: list[str]) -> bool:
+    for coding in concept.get("coding") or []:
+        key, code = system_key(coding.get("system")), str(coding.get("code") or "")
+        if key == "RXNORM" and code in codesets.ketamine_rxcuis:
+            return True
+        if key == "NDC" and code.startswith(codesets.spravato_ndc_products):
+            return True
+    return any(codesets.names_ketamine(n) for n in names)
+
+
+def _identify(
+    codesets: CodeSets, concept: dict[str, Any], names: list[str], medication: dict[str, Any] | None
+) -> _Identified | None:
+    codings = concept.get("coding") or []
+    method: MatchMethod | None = None
+    ingredient = None
+    name_for_strength = " ".join(names)
+    for coding in codings:
+        if system_key(coding.get("system")) != "RXNORM":
+            continue
+        code = str(coding.get("code") or "")
+        if code in codesets.antidepressants_by_rxcui:
+            ingredient, method = codesets.antidepressants_by_rxcui[code], MatchMethod.RXNORM_INGREDIENT
+            break
+        drug = codesets.clinical_drugs.get(code)
+        if drug is not None:
+            found = codesets.antidepressant_in_name(drug.display)
+            if found:
+                ingredient, method = found[0], MatchMethod.RXNORM_CLINICAL_DRUG
+                name_for_strength = drug.display + " " + name_for_strength
+                break
+    if ingredient is None:
+        has_atc = any(
+            system_key(c.get("system")) == "ATC" and str(c.get("code") or "").upper().startswith("N06A")
+            for c in codings
+        )
+        for name in names:
+            found = codesets.antidepressant_in_name(name)
+            if found:
+                ingredient = found[0]
+                method = MatchMethod.ATC_AND_NAME if has_atc else MatchMethod.NAME
+                break
+    if ingredient is None or method is None:
+        return None
+    strength = strength_in_name(name_for_strength, ingredient.ingredient)
+    if strength is None and medication is not None:
+        strength = strength_from_medication(
+            medication, lambda label: bool(codesets.antidepressant_in_name(label)) or ingredient.ingredient in label
+        )
+    return _Identified(ingredient.ingredient, ingredient.drug_class, method, strength)
+
+
+def _exposure(res: dict[str, Any], status: str) -> tuple[dt.date | None, dt.date | None]:
+    """The period a record says the drug was taken; end None means still running."""
+    if res["resourceType"] == ResourceType.MEDICATION_STATEMENT:
+        period = res.get("effectivePeriod") or {}
+        start = parse_day(period.get("start")) or parse_day(res.get("effectiveDateTime"))
+        end = parse_day(period.get("end"))
+        if start is None:
+            start = parse_day(res.get("dateAsserted"))
+    else:
+        dispense = res.get("dispenseRequest") or {}
+        validity = dispense.get("validityPeriod") or {}
+        start = parse_day(validity.get("start")) or parse_day(res.get("authoredOn"))
+        end = parse_day(validity.get("end"))
+        supply = duration_days(dispense.get("expectedSupplyDuration"))
+        if end is None and start is not None and supply is not None:
+            fills = 1 + int(dispense.get("numberOfRepeatsAllowed") or 0)
+            end = start + dt.timedelta(days=round(supply * fills))
+    if start is not None and end is None and status not in _ONGOING:
+        # Finished, with no end date: no duration can be credited.
+        end = start
+    if start is not None and end is not None and end < start:
+        end = start
+    return start, end
+
+
+def _merge(records: list[_Record], gap_days: int) -> tuple[Course, ...]:
+    by_ingredient: dict[str, list[_Record]] = defaultdict(list)
+    for record in records:
+        by_ingredient[record.ident.ingredient].append(record)
+    courses: list[Course] = []
+    for group in by_ingredient.values():
+        group.sort(key=lambda r: r.segment.start)
+        current: list[_Record] = []
+        current_end: dt.date | None = None
+        for record in group:
+            if current and current_end is not None and (record.segment.start - current_end).days > gap_days:
+                courses.append(_course(current))
+                current, current_end = [], None
+            if not current:
+                current_end = record.segment.end
+            elif current_end is not None:
+                current_end = None if record.segment.end is None else max(current_end, record.segment.end)
+            current.append(record)
+        if current:
+            courses.append(_course(current))
+    courses.sort(key=lambda c: (c.start, c.ingredient))
+    return tuple(courses)
+
+
+def _course(records: list[_Record]) -> Course:
+    # The most specific identification of any record names the course's match method.
+    order = list(MatchMethod)
+    best = min(records, key=lambda r: order.index(r.ident.method))
+    return Course(
+        ingredient=best.ident.ingredient,
+        drug_class=best.ident.drug_class,
+        match_method=best.ident.method,
+        segments=tuple(r.segment for r in records),
+    )

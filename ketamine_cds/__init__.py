@@ -1,0 +1,1 @@
+"""Composition root of ketamine-cds: the command line, settings and (later) the application factory."""

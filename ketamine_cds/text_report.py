@@ -1,0 +1,67 @@
+"""A clear plain-text summary of an assessment, for ``evaluate --format text``."""
+
+from __future__ import annotations
+
+from eligibility import Assessment, Presence, Verdict, contraindication_label
+from fhir_mapping import ClinicalFacts
+
+_VERDICT_WORDS = {
+    Verdict.CANDIDATE: "CANDIDATE: criteria met, no contraindication documented",
+    Verdict.NEEDS_WORKUP: "NEEDS WORK-UP: information is missing before a decision",
+    Verdict.NOT_INDICATED: "NOT INDICATED",
+    Verdict.CONTRAINDICATED: "CONTRAINDICATED",
+}
+_MARK = {Presence.PRESENT: "[!]", Presence.ABSENT: "[ ]", Presence.UNKNOWN: "[?]"}
+
+
+def render_text(a: Assessment, facts: ClinicalFacts) -> str:
+    lines: list[str] = []
+    who = a.patient
+    if facts.patient is not None and facts.patient.name:
+        who = f"{facts.patient.name} ({a.patient})"
+    lines.append(f"{who} — as of {a.as_of.isoformat()} — policy {a.policy}")
+    lines.append("")
+    lines.append(f"Verdict: {_VERDICT_WORDS[a.verdict]}")
+    for r in a.reasons:
+        lines.append(f"  - {r.text}")
+    lines.append("")
+    lines.append(f"Depression: {a.depression.status.value}"
+                 + (f" ({', '.join(e.description for e in a.depression.evidence)})" if a.depression.evidence else ""))
+    tr = a.treatment_resistance
+    lines.append(f"Treatment resistance: {tr.status.value} — {tr.explanation}")
+    for t in tr.trials:
+        dose = f"{t.max_daily_dose_mg:g} mg/day" if t.max_daily_dose_mg is not None else "dose unknown"
+        floor = f" (floor {t.dose_floor_mg:g})" if t.dose_floor_mg is not None else ""
+        phq = ""
+        if t.baseline or t.follow_up:
+            b = f"{t.baseline.value:g}" if t.baseline else "?"
+            fu = f"{t.follow_up.value:g}" if t.follow_up else "?"
+            phq = f", PHQ-9 {b} → {fu}"
+        lines.append(f"  • {t.ingredient}: {t.start.isoformat()} to {t.end.isoformat()}, {dose}{floor}, "
+                     f"{t.weeks_at_adequate_dose:g} wk adequate — {t.adequacy.value}, {t.outcome.value}{phq}")
+    lines.append(f"Severity: {a.severity.status.value} — {a.severity.explanation}")
+    lines.append("")
+    lines.append("Contraindications:")
+    for cid, f in a.contraindications.items():
+        mode = "" if f.mode == "exclude" else " (caution)"
+        lines.append(f"  {_MARK[f.status]} {contraindication_label(cid)}{mode}: {f.status.value} — {f.explanation}")
+        for e in f.evidence:
+            when = f" {e.day.isoformat()}" if e.day else ""
+            lines.append(f"        {e.reference}{when}: {e.description}")
+    if a.warnings:
+        lines.append("")
+        lines.append("Warnings:")
+        lines.extend(f"  - {w.text}" for w in a.warnings)
+    if a.workup:
+        lines.append("")
+        lines.append("Work-up:")
+        lines.extend(f"  - {w.text}{'' if w.required else ' (suggested)'}" for w in a.workup)
+    if a.data_gaps:
+        lines.append("")
+        lines.append("Data gaps (treated as unknown, never as absent):")
+        lines.extend(f"  - {g}" for g in a.data_gaps)
+    if a.skipped_entries:
+        lines.append("")
+        lines.append(f"Skipped {len(a.skipped_entries)} invalid entr{'y' if len(a.skipped_entries) == 1 else 'ies'}:")
+        lines.extend(f"  - {s}" for s in a.skipped_entries[:10])
+    return "\n".join(lines)
