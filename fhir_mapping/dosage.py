@@ -172,7 +172,7 @@ def daily_dose(dosages: list[dict[str, Any]], strength: Strength | None) -> Dail
         source = source_here
     if source is DoseSource.NONE:
         return DailyDose(None, DoseSource.NONE)
-    return DailyDose(round(total, 3), source, frequency_assumed=assumed)
+    return DailyDose(round(total, 6), source, frequency_assumed=assumed)
 
 
 _FREQ_PATTERNS: list[tuple[re.Pattern[str], float | None]] = [
@@ -218,9 +218,9 @@ def parse_dosage_text(text: str, strength: Strength | None) -> DailyDose:
     mass = _MASS_TEXT.search(text)
     if mass:
         mg = float(mass.group(1)) * _MASS_TO_MG[mass.group(2).lower()]
-        return DailyDose(round(mg * per_day, 3), DoseSource.TEXT)
+        return DailyDose(round(mg * per_day, 6), DoseSource.TEXT)
     units = _UNITS_TEXT.search(text)
     if units and strength is not None and strength.per == "unit":
         count = float(units.group(1)) if units.group(1) else _WORD_NUMBERS[units.group(3).lower()]
-        return DailyDose(round(count * strength.mg * per_day, 3), DoseSource.TEXT)
+        return DailyDose(round(count * strength.mg * per_day, 6), DoseSource.TEXT)
     return DailyDose(None, DoseSource.NONE)
