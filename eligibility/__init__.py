@@ -1,6 +1,6 @@
 """Pure eligibility rules: clinical facts + a policy → an explained, cited assessment. No I/O."""
 
-from .assess import assess, assess_depression, assess_severity, contraindication_label
+from .assess import assess, assess_depression, assess_pool, assess_severity, contraindication_label
 from .contraindications import assess_contraindications
 from .model import (
     Adequacy,
@@ -67,6 +67,7 @@ __all__ = [
     "assess",
     "assess_contraindications",
     "assess_depression",
+    "assess_pool",
     "assess_severity",
     "assess_treatment_resistance",
     "assess_trial",

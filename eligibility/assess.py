@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fhir_mapping import ClinicalFacts, Gender, ObservationKind, ResourceType
+from fhir_mapping import ClinicalFacts, Gender, ObservationKind, ResourcePool, ResourceType, to_facts
 
 from .contraindications import assess_contraindications, condition_evidence
 from .model import (
@@ -230,3 +230,12 @@ def assess(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Assessment:
         data_gaps=tuple(g.describe() for g in facts.gaps),
         skipped_entries=tuple(f"{s.where}: {s.reason}" for s in facts.skipped),
     )
+
+
+def assess_pool(
+    pool: ResourcePool, policy: Policy, as_of: dt.date, patient_id: str | None = None
+) -> tuple[Assessment, ClinicalFacts]:
+    """Map a pool of FHIR resources with this policy's settings and assess it; the facts come back too."""
+    facts = to_facts(pool, patient_id, merge_gap_days=policy.thresholds.course_merge_gap_days,
+                     observations_since=policy.observation_horizon(as_of))
+    return assess(facts, policy, as_of), facts

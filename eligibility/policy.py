@@ -6,6 +6,7 @@ rules use must be traceable to a citation (or openly marked as a local choice).
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -87,6 +88,15 @@ class Policy:
 
     def cite(self, threshold: str) -> Citation:
         return self.citations[threshold]
+
+    def observation_horizon(self, as_of: dt.date) -> dt.date:
+        """The earliest day any rule of this policy reads an Observation (a trial baseline at the lookback edge)."""
+        from .trials import months_before
+
+        t = self.thresholds
+        trial_edge = months_before(as_of, t.trial_lookback_months) - dt.timedelta(days=t.baseline_days_before_start)
+        windows = (t.bp_window_days, t.severity_window_days, t.drug_screen_window_days, t.pregnancy_test_window_days)
+        return min(trial_edge, as_of - dt.timedelta(days=max(windows)))
 
 
 _THRESHOLD_NAMES = tuple(Thresholds.__dataclass_fields__)

@@ -27,7 +27,8 @@ def parse_day(value: Any) -> dt.date | None:
 
 def effective_day(resource: dict[str, Any]) -> dt.date | None:
     """When an Observation applies: effectiveDateTime, effectivePeriod.start, effectiveInstant, else issued."""
-    period = resource.get("effectivePeriod") or {}
+    period = resource.get("effectivePeriod")
+    period = period if isinstance(period, dict) else {}
     return (
         parse_day(resource.get("effectiveDateTime"))
         or parse_day(period.get("start"))

@@ -1,7 +1,9 @@
 """Reading FHIR input: Bundles of any type, NDJSON, folders of resources, CDS Hooks prefetch objects.
 
-Each entry the rules use is validated on its own with ``fhir.resources.R4B``: an invalid entry is skipped and
-reported, never fatal, and one bad entry never costs the rest of the Bundle.
+Each entry the rules use is validated on its own with ``fhir.resources.R4B`` when the mapping first needs it
+(:meth:`ResourcePool.valid`): an invalid entry is skipped and reported, never fatal, and one bad entry never costs
+the rest of the Bundle. Entries the rules never read (labs, unrelated drugs) are not validated at all: validation
+costs about 30x ``json.loads`` and would dominate the time of an assessment.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class ResourcePool:
     skipped: list[SkippedEntry] = field(default_factory=list)
     gaps: list[DataGap] = field(default_factory=list)
     by_reference: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _by_type: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    _where: dict[int, str] = field(default_factory=dict)
+    _checked: dict[int, bool] = field(default_factory=dict)
 
     def add(self, resource: Any, where: str, full_url: str | None = None) -> None:
         if not isinstance(resource, Mapping):
@@ -40,15 +45,11 @@ class ResourcePool:
         rtype = resource.get("resourceType")
         if rtype not in USED_TYPES:
             return
-        problem = validate_resource(resource)
-        if problem is not None:
-            self.skipped.append(SkippedEntry(where, str(rtype), problem))
-            return
         res = dict(resource)
         if not res.get("id") and full_url:
             # Transaction Bundles name new resources by fullUrl (urn:uuid:…) only.
             res["id"] = full_url.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
-        if not res.get("id"):
+        if not isinstance(res.get("id"), str) or not res["id"]:
             self.skipped.append(SkippedEntry(where, str(rtype), "resource has no id"))
             return
         ref = f"{rtype}/{res['id']}"
@@ -58,16 +59,30 @@ class ResourcePool:
         if full_url:
             self.by_reference[full_url] = res
         self.resources.append(res)
+        self._by_type.setdefault(str(rtype), []).append(res)
+        self._where[id(res)] = where
+
+    def valid(self, resource: dict[str, Any]) -> bool:
+        """Validate one entry with the R4B models (once); an invalid entry is reported in ``skipped``."""
+        key = id(resource)
+        if key not in self._checked:
+            problem = validate_resource(resource)
+            self._checked[key] = problem is None
+            if problem is not None:
+                where = self._where.get(key, f"{resource.get('resourceType')}/{resource.get('id')}")
+                self.skipped.append(SkippedEntry(where, str(resource.get("resourceType")), problem))
+        return self._checked[key]
 
     def of_type(self, rtype: ResourceType) -> Iterator[dict[str, Any]]:
-        return (r for r in self.resources if r["resourceType"] == rtype.value)
+        return iter(self._by_type.get(rtype.value, ()))
 
     def resolve(self, reference: str | None, container: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         """A literal reference: ``#contained``, ``Type/id``, an absolute URL ending in Type/id, or a urn:uuid."""
         if not reference:
             return None
         if reference.startswith("#") and container is not None:
-            for contained in container.get("contained") or []:
+            contained_list = container.get("contained")
+            for contained in contained_list if isinstance(contained_list, list) else []:
                 if isinstance(contained, Mapping) and contained.get("id") == reference[1:]:
                     return dict(contained)
             return None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._json import arr, codings, obj, text
 from .codesets import CodeSets, system_key
 from .dates import effective_day, parse_day
 from .facts import (
@@ -52,8 +54,8 @@ def patients_in(pool: ResourcePool) -> list[str]:
 
 
 def _subject_id(resource: dict[str, Any]) -> str | None:
-    ref = (resource.get("subject") or resource.get("patient") or {}).get("reference")
-    if not isinstance(ref, str):
+    ref = text(obj(resource, "subject") or obj(resource, "patient"), "reference")
+    if not ref:
         return None
     tail = ref.rstrip("/").split("/")
     if len(tail) >= 2 and tail[-2] == "Patient":
@@ -66,8 +68,13 @@ def to_facts(
     patient_id: str | None = None,
     codesets: CodeSets | None = None,
     merge_gap_days: int = DEFAULT_MERGE_GAP_DAYS,
+    observations_since: dt.date | None = None,
 ) -> ClinicalFacts:
-    """Normalise one patient's resources. With several patients in the pool, ``patient_id`` is required."""
+    """Normalise one patient's resources. With several patients in the pool, ``patient_id`` is required.
+
+    ``observations_since`` leaves out (unvalidated) Observations older than the earliest day any rule reads;
+    conditions are never cut by date, since "any history" counts for several contraindications.
+    """
     codesets = codesets or CodeSets.load()
     candidates = patients_in(pool)
     if patient_id is None:
@@ -81,25 +88,30 @@ def to_facts(
         return [r for r in pool.of_type(rtype) if patient_id is None or _subject_id(r) == patient_id]
 
     patient = next((r for r in pool.of_type(ResourceType.PATIENT) if r["id"] == patient_id), None)
-    skipped = list(pool.skipped)
+    observation_issues: list[SkippedEntry] = []
     meds = map_medications(
         pool,
         codesets,
         mine(ResourceType.MEDICATION_STATEMENT) + mine(ResourceType.MEDICATION_REQUEST),
         merge_gap_days,
     )
-    scores, pressures, labs = _observations(codesets, mine(ResourceType.OBSERVATION), skipped)
+    scores, pressures, labs = _observations(codesets, pool, mine(ResourceType.OBSERVATION), observation_issues,
+                                            observations_since)
+    conditions = tuple(_conditions(codesets, pool, mine(ResourceType.CONDITION)))
+    allergies = tuple(_allergies(codesets, pool, mine(ResourceType.ALLERGY_INTOLERANCE)))
+    patient_fact = _patient(patient) if patient and pool.valid(patient) else None
     return ClinicalFacts(
-        patient=_patient(patient) if patient else None,
-        conditions=tuple(_conditions(codesets, mine(ResourceType.CONDITION))),
+        patient=patient_fact,
+        conditions=conditions,
         courses=meds.courses,
         other_medications=meds.other,
         scores=tuple(sorted(scores, key=lambda s: s.day)),
         blood_pressures=tuple(sorted(pressures, key=lambda b: b.day)),
         lab_results=tuple(sorted(labs, key=lambda r: r.day)),
-        allergies=tuple(_allergies(codesets, mine(ResourceType.ALLERGY_INTOLERANCE))),
+        allergies=allergies,
         gaps=tuple(pool.gaps),
-        skipped=tuple(skipped),
+        # Everything validated above has been reported by now: load problems, invalid entries, odd values.
+        skipped=(*pool.skipped, *observation_issues),
         unmatched_medications=meds.unmatched,
         patient_id=patient_id,
     )
@@ -125,20 +137,22 @@ def _status_code(concept: dict[str, Any] | None) -> str:
     return ""
 
 
-def _conditions(codesets: CodeSets, resources: Iterable[dict[str, Any]]) -> Iterable[ConditionFact]:
+def _conditions(
+    codesets: CodeSets, pool: ResourcePool, resources: Iterable[dict[str, Any]]
+) -> Iterable[ConditionFact]:
     for res in resources:
-        verification = _status_code(res.get("verificationStatus"))
-        if verification in _IGNORED_VERIFICATION:
-            continue
-        code = res.get("code") or {}
+        code = obj(res, "code")
         concepts: set[str] = set()
-        first: dict[str, Any] | None = None
-        for coding in code.get("coding") or []:
-            found = codesets.condition_concepts(coding.get("system"), str(coding.get("code") or ""))
+        first: Mapping[str, Any] | None = None
+        for coding in codings(code):
+            found = codesets.condition_concepts(text(coding, "system"), text(coding, "code"))
             if found:
                 concepts |= found
                 first = first or coding
-        if not concepts or first is None:
+        if not concepts or first is None or not pool.valid(res):
+            continue
+        verification = _status_code(res.get("verificationStatus"))
+        if verification in _IGNORED_VERIFICATION:
             continue
         try:
             clinical = ClinicalStatus(_status_code(res.get("clinicalStatus")) or "unspecified")
@@ -160,12 +174,8 @@ def _conditions(codesets: CodeSets, resources: Iterable[dict[str, Any]]) -> Iter
         )
 
 
-def _observation_groups(codesets: CodeSets, concept: dict[str, Any] | None) -> set[str]:
-    return {
-        g
-        for c in (concept or {}).get("coding") or []
-        if (g := codesets.observation_group(c.get("system"), str(c.get("code") or "")))
-    }
+def _observation_groups(codesets: CodeSets, concept: Any) -> set[str]:
+    return {g for c in codings(concept) if (g := codesets.observation_group(text(c, "system"), text(c, "code")))}
 
 
 def _number(res: dict[str, Any]) -> float | None:
@@ -189,7 +199,11 @@ def _is_positive(res: dict[str, Any]) -> bool:
 
 
 def _observations(
-    codesets: CodeSets, resources: Iterable[dict[str, Any]], skipped: list[SkippedEntry]
+    codesets: CodeSets,
+    pool: ResourcePool,
+    resources: Iterable[dict[str, Any]],
+    skipped: list[SkippedEntry],
+    since: dt.date | None = None,
 ) -> tuple[list[ScoreFact], list[BloodPressureFact], list[LabResultFact]]:
     scores: list[ScoreFact] = []
     pressures: list[BloodPressureFact] = []
@@ -197,12 +211,14 @@ def _observations(
     # Standalone systolic and diastolic Observations taken at the same instant are one reading.
     halves: dict[tuple[str, str], dict[str, Any]] = {}
     for res in resources:
-        if res.get("status") not in _FINAL_OBSERVATION:
-            continue
         groups = _observation_groups(codesets, res.get("code"))
         if not groups:
             continue
         day = effective_day(res)
+        if since is not None and day is not None and day < since:
+            continue
+        if not pool.valid(res) or res.get("status") not in _FINAL_OBSERVATION:
+            continue
         if day is None:
             skipped.append(SkippedEntry(f"Observation/{res['id']}", "Observation", "no effective date"))
             continue
@@ -258,20 +274,20 @@ def _first_code(res: dict[str, Any]) -> str:
     return ""
 
 
-def _allergies(codesets: CodeSets, resources: Iterable[dict[str, Any]]) -> Iterable[AllergyFact]:
+def _allergies(
+    codesets: CodeSets, pool: ResourcePool, resources: Iterable[dict[str, Any]]
+) -> Iterable[AllergyFact]:
     for res in resources:
-        verification = _status_code(res.get("verificationStatus"))
-        if verification in _IGNORED_VERIFICATION:
-            continue
-        concepts = [res.get("code") or {}] + [r.get("substance") or {} for r in res.get("reaction") or []]
+        concepts = [obj(res, "code")] + [obj(r, "substance") for r in arr(res, "reaction")]
         for concept in concepts:
-            codes = [
-                str(c.get("code") or "")
-                for c in concept.get("coding") or []
-                if system_key(c.get("system")) == "RXNORM"
-            ]
-            names = [concept.get("text") or ""] + [c.get("display") or "" for c in concept.get("coding") or []]
+            codes = [text(c, "code") for c in codings(concept) if system_key(text(c, "system")) == "RXNORM"]
+            names = [text(concept, "text")] + [text(c, "display") for c in codings(concept)]
             if any(c in codesets.ketamine_rxcuis for c in codes) or any(codesets.names_ketamine(n) for n in names):
+                if not pool.valid(res):
+                    break
+                verification = _status_code(res.get("verificationStatus"))
+                if verification in _IGNORED_VERIFICATION:
+                    break
                 substance = next((n for n in names if n), "ketamine")
                 yield AllergyFact(
                     id=res["id"],

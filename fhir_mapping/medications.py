@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ._json import codings, obj, text
 from .codesets import CodeSets, system_key
 from .dates import duration_days, parse_day
 from .dosage import Strength, daily_dose, strength_from_medication, strength_in_name
@@ -61,31 +62,35 @@ def map_medications(
     unmatched: list[str] = []
     for res in resources:
         rtype = res["resourceType"]
-        status = str(res.get("status") or "unknown")
+        status = text(res, "status") or "unknown"
         if rtype == ResourceType.MEDICATION_STATEMENT and status in _SKIP_STATEMENT:
             continue
         if rtype == ResourceType.MEDICATION_REQUEST and (
-            status in _SKIP_REQUEST or res.get("intent") in _SKIP_REQUEST_INTENT
+            status in _SKIP_REQUEST or text(res, "intent") in _SKIP_REQUEST_INTENT
         ):
             continue
         concept, medication = _medication_concept(pool, res)
         names = _names(concept)
-        start, end = _exposure(res, status)
         evidence = f"{rtype}/{res['id']}"
         label = names[0] if names else "(unnamed medication)"
-
-        if _is_ketamine(codesets, concept, names):
+        # Recognise the drug on the raw JSON first: only the records the rules use are validated.
+        ketamine = _is_ketamine(codesets, concept, names)
+        stimulant = None if ketamine else next(
+            (s for n in names if (s := codesets.psychostimulant_in_name(n))), None)
+        ident = None if ketamine or stimulant else _identify(codesets, concept, names, medication)
+        if not (ketamine or stimulant or ident):
+            unmatched.append(label)
+            continue
+        if not pool.valid(res) or (medication is not None and not _valid_medication(pool, res, medication)):
+            continue
+        start, end = _exposure(res, status)
+        if ketamine:
             other.append(CurrentMedication(label, "ketamine", start, end, status, evidence))
             continue
-        stimulant = next((s for n in names if (s := codesets.psychostimulant_in_name(n))), None)
         if stimulant:
             other.append(CurrentMedication(stimulant, "psychostimulant", start, end, status, evidence))
             continue
-        ident = _identify(codesets, concept, names, medication)
-        if ident is None:
-            unmatched.append(label)
-            continue
-        if start is None:
+        if ident is None or start is None:
             continue
         dose = daily_dose(list(res.get("dosage") or res.get("dosageInstruction") or []), ident.strength)
         segment = DoseSegment(start, end, dose.mg, dose.source if not dose.prn else DoseSource.NONE, evidence)
@@ -96,26 +101,33 @@ def map_medications(
 
 
 def _medication_concept(pool: ResourcePool, res: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    if res.get("medicationCodeableConcept"):
-        return res["medicationCodeableConcept"], None
-    ref = (res.get("medicationReference") or {}).get("reference")
-    medication = pool.resolve(ref, res)
+    concept = obj(res, "medicationCodeableConcept")
+    if concept:
+        return concept, None
+    reference = obj(res, "medicationReference")
+    medication = pool.resolve(text(reference, "reference") or None, res)
     if medication is None:
-        display = (res.get("medicationReference") or {}).get("display")
+        display = text(reference, "display")
         return ({"text": display} if display else {}), None
-    return medication.get("code") or {}, medication
+    return obj(medication, "code"), medication
+
+
+def _valid_medication(pool: ResourcePool, res: dict[str, Any], medication: dict[str, Any]) -> bool:
+    # A contained Medication was validated with its container; a referenced one is validated on its own.
+    ref = text(obj(res, "medicationReference"), "reference")
+    return ref.startswith("#") or pool.valid(medication)
 
 
 def _names(concept: dict[str, Any]) -> list[str]:
-    names = [str(c["display"]) for c in concept.get("coding") or [] if c.get("display")]
-    if concept.get("text"):
-        names.append(str(concept["text"]))
+    names = [d for c in codings(concept) if (d := text(c, "display"))]
+    if text(concept, "text"):
+        names.append(text(concept, "text"))
     return names
 
 
 def _is_ketamine(codesets: CodeSets, concept: dict[str, Any], names: list[str]) -> bool:
-    for coding in concept.get("coding") or []:
-        key, code = system_key(coding.get("system")), str(coding.get("code") or "")
+    for coding in codings(concept):
+        key, code = system_key(text(coding, "system")), text(coding, "code")
         if key == "RXNORM" and code in codesets.ketamine_rxcuis:
             return True
         if key == "NDC" and code.startswith(codesets.spravato_ndc_products):
@@ -126,14 +138,14 @@ def _is_ketamine(codesets: CodeSets, concept: dict[str, Any], names: list[str]) 
 def _identify(
     codesets: CodeSets, concept: dict[str, Any], names: list[str], medication: dict[str, Any] | None
 ) -> _Identified | None:
-    codings = concept.get("coding") or []
+    all_codings = codings(concept)
     method: MatchMethod | None = None
     ingredient = None
     name_for_strength = " ".join(names)
-    for coding in codings:
-        if system_key(coding.get("system")) != "RXNORM":
+    for coding in all_codings:
+        if system_key(text(coding, "system")) != "RXNORM":
             continue
-        code = str(coding.get("code") or "")
+        code = text(coding, "code")
         if code in codesets.antidepressants_by_rxcui:
             ingredient, method = codesets.antidepressants_by_rxcui[code], MatchMethod.RXNORM_INGREDIENT
             break
@@ -146,8 +158,8 @@ def _identify(
                 break
     if ingredient is None:
         has_atc = any(
-            system_key(c.get("system")) == "ATC" and str(c.get("code") or "").upper().startswith("N06A")
-            for c in codings
+            system_key(text(c, "system")) == "ATC" and text(c, "code").upper().startswith("N06A")
+            for c in all_codings
         )
         for name in names:
             found = codesets.antidepressant_in_name(name)
@@ -158,7 +170,7 @@ def _identify(
     if ingredient is None or method is None:
         return None
     strength = strength_in_name(name_for_strength, ingredient.ingredient)
-    if strength is None and medication is not None:
+    if strength is None and medication is not None and isinstance(medication.get("ingredient"), list):
         strength = strength_from_medication(
             medication, lambda label: bool(codesets.antidepressant_in_name(label)) or ingredient.ingredient in label
         )

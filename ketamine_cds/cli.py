@@ -12,13 +12,13 @@ from pathlib import Path
 
 from eligibility import (
     PolicyError,
-    assess,
+    assess_pool,
     assessment_to_json,
     available_policies,
     load_policy,
     load_policy_file,
 )
-from fhir_mapping import ClientSettings, FhirClient, InputError, read_path, to_facts
+from fhir_mapping import ClientSettings, FhirClient, InputError, read_path
 
 from .text_report import render_text
 
@@ -83,8 +83,7 @@ def _evaluate(args: argparse.Namespace) -> str:
         if args.path is None:
             raise CliError("give a PATH to FHIR data, or --fhir-server URL --patient ID")
         pool = read_path(args.path)
-    facts = to_facts(pool, args.patient, merge_gap_days=policy.thresholds.course_merge_gap_days)
-    assessment = assess(facts, policy, as_of)
+    assessment, facts = assess_pool(pool, policy, as_of, args.patient)
     if args.format == "text":
         return render_text(assessment, facts)
     return json.dumps(assessment_to_json(assessment), indent=2)

@@ -6,8 +6,8 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from eligibility import Policy, assess
-from fhir_mapping import read_path, to_facts
+from eligibility import Policy, assess_pool
+from fhir_mapping import read_path
 
 from .text_report import render_text
 
@@ -21,8 +21,7 @@ def run_demo(policy: Policy) -> str:
         if bundle.name.endswith(".expected.json"):
             continue
         expected = json.loads(bundle.with_name(bundle.stem + ".expected.json").read_text())
-        facts = to_facts(read_path(bundle), merge_gap_days=policy.thresholds.course_merge_gap_days)
-        a = assess(facts, policy, dt.date.fromisoformat(expected["as_of"]))
+        a, facts = assess_pool(read_path(bundle), policy, dt.date.fromisoformat(expected["as_of"]))
         rows.append(f"{bundle.stem:<44} {a.verdict.value:<16} {a.reasons[0].text if a.reasons else ''}"[:150])
         if showcase is None:
             showcase = render_text(a, facts)

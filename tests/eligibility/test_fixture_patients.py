@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from eligibility import assess, assessment_to_json, load_policy
-from fhir_mapping import read_path, to_facts
+from eligibility import assess_pool, assessment_to_json, load_policy
+from fhir_mapping import read_path
 
 from ..conftest import fixture_bundles
 
@@ -24,9 +24,8 @@ def _lookup(data: Any, dotted: str) -> Any:
 @pytest.mark.parametrize("path", fixture_bundles(), ids=lambda p: p.stem)
 def test_fixture_patient(path: Path) -> None:
     expected = json.loads(path.with_name(path.stem + ".expected.json").read_text())
-    facts = to_facts(read_path(path))
-    result = assessment_to_json(assess(facts, load_policy(expected["policy"]),
-                                       dt.date.fromisoformat(expected["as_of"])))
+    a, _ = assess_pool(read_path(path), load_policy(expected["policy"]), dt.date.fromisoformat(expected["as_of"]))
+    result = assessment_to_json(a)
     assert result["patient"] == expected["patient"]
     for key, want in expected.items():
         if key in ("patient", "as_of", "policy"):

@@ -56,8 +56,19 @@ def test_an_invalid_entry_is_skipped_and_reported_the_rest_is_kept() -> None:
     bundle = load_bundle("24")
     pool = ResourcePool()
     add_json(pool, bundle, "b")
-    assert len(pool.resources) == len(bundle["entry"]) - 1
-    assert len(pool.skipped) == 1 and "status" in pool.skipped[0].reason
+    facts = to_facts(pool)
+    assert len(facts.skipped) == 1 and "status" in facts.skipped[0].reason
+    assert "kc-24-bad" not in {s.id for s in facts.scores}
+    assert len(facts.scores) == sum(1 for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
+                                    and e["resource"]["code"]["coding"][0]["code"] in ("44261-6", "44260-8")) - 1
+
+
+def test_entries_the_rules_do_not_read_are_not_validated() -> None:
+    lab = {"resourceType": "Observation", "id": "lab", "subject": {"reference": "Patient/p"},
+           "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]}, "valueString": 5}
+    pool = ResourcePool()
+    add_json(pool, {"resourceType": "Bundle", "entry": [{"resource": lab}]}, "b")
+    assert to_facts(pool).skipped == ()  # invalid (valueString is a number) but irrelevant: never validated
 
 
 def test_unknown_resource_types_are_ignored_without_validation() -> None:
