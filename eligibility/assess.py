@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fhir_mapping import ClinicalFacts, Gender, ObservationKind, ResourcePool, ResourceType, to_facts
+from fhir_mapping import ClinicalFacts, CodeSets, Gender, ObservationKind, ResourcePool, ResourceType, to_facts
 
 from .contraindications import assess_contraindications, condition_evidence
 from .model import (
@@ -233,9 +233,13 @@ def assess(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Assessment:
 
 
 def assess_pool(
-    pool: ResourcePool, policy: Policy, as_of: dt.date, patient_id: str | None = None
+    pool: ResourcePool,
+    policy: Policy,
+    as_of: dt.date,
+    patient_id: str | None = None,
+    codesets: CodeSets | None = None,
 ) -> tuple[Assessment, ClinicalFacts]:
     """Map a pool of FHIR resources with this policy's settings and assess it; the facts come back too."""
-    facts = to_facts(pool, patient_id, merge_gap_days=policy.thresholds.course_merge_gap_days,
+    facts = to_facts(pool, patient_id, codesets, merge_gap_days=policy.thresholds.course_merge_gap_days,
                      observations_since=policy.observation_horizon(as_of))
     return assess(facts, policy, as_of), facts

@@ -216,7 +216,9 @@ class Course:
 
     def end(self, as_of: dt.date) -> dt.date:
         """The last day of the course, an ongoing course running until ``as_of``."""
-        return min(max(as_of if s.end is None else s.end for s in self.segments), max(as_of, self.start))
+        last = max(as_of if s.end is None else s.end for s in self.segments)
+        # Never past as_of (the future is not exposure), never before the start (a course not yet begun).
+        return max(self.start, min(last, as_of))
 
     @property
     def ongoing(self) -> bool:

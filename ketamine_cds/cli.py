@@ -18,7 +18,7 @@ from eligibility import (
     load_policy,
     load_policy_file,
 )
-from fhir_mapping import ClientSettings, FhirClient, InputError, read_path
+from fhir_mapping import ClientSettings, CodeSets, FhirClient, InputError, read_path
 
 from .text_report import render_text
 
@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--policy", default="default",
                     help=f"policy id ({', '.join(available_policies())}) or a path to a policy TOML file")
     ev.add_argument("--format", choices=("json", "text"), default="json")
+    ev.add_argument("--local-codes", type=Path, metavar="FILE",
+                    help="TOML of site-local code additions (shape of fhir_mapping/data/condition_concepts.toml)")
     ev.add_argument("--timeout", type=float, default=10.0, help="total time budget for the FHIR server (s)")
     demo = sub.add_parser("demo", help="assess every bundled synthetic patient and print the results")
     demo.add_argument("--policy", default="default", help="policy id")
@@ -63,6 +65,15 @@ def _demo(args: argparse.Namespace) -> str:
     from .demo import run_demo
 
     return run_demo(load_policy(args.policy))
+
+
+def _local_codes(path: Path) -> CodeSets:
+    try:
+        return CodeSets.load(path)
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read ({exc.__class__.__name__})") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"{path}: not a valid code-additions file ({exc})") from exc
 
 
 def _evaluate(args: argparse.Namespace) -> str:
@@ -83,7 +94,8 @@ def _evaluate(args: argparse.Namespace) -> str:
         if args.path is None:
             raise CliError("give a PATH to FHIR data, or --fhir-server URL --patient ID")
         pool = read_path(args.path)
-    assessment, facts = assess_pool(pool, policy, as_of, args.patient)
+    codesets = _local_codes(args.local_codes) if args.local_codes else None
+    assessment, facts = assess_pool(pool, policy, as_of, args.patient, codesets)
     if args.format == "text":
         return render_text(assessment, facts)
     return json.dumps(assessment_to_json(assessment), indent=2)

@@ -44,3 +44,25 @@ def test_generated_hypertension_series_is_read_as_readings_over_time() -> None:
     facts = to_facts(pool)
     assert len(facts.blood_pressures) >= 2
     assert all(b.systolic is not None and 60 < b.systolic < 260 for b in facts.blood_pressures)
+
+
+CLINOSIM = __import__("pathlib").Path(__file__).resolve().parents[2] / "fixtures" / "generated" / "clinosim"
+
+
+def test_clinosim_sample_assesses_every_patient_sensibly() -> None:
+    from eligibility import Criterion, assess_pool
+    from fhir_mapping import patients_in, read_path
+
+    pool = read_path(CLINOSIM)
+    patients = patients_in(pool)
+    assert len(patients) == 6
+    verdicts = {}
+    for pid in patients:
+        a, facts = assess_pool(pool, load_policy("default"), dt.date(2026, 10, 1), pid)
+        verdicts[pid] = a.verdict
+        assert facts.skipped == () and a.data_gaps == ()
+        assert a.depression.status is Presence.ABSENT  # no depression in this sample: never a candidate
+        assert a.treatment_resistance.status is Criterion.NOT_MET
+        # Orders for non-antidepressants are recognised as such, not miscounted as trials.
+        assert facts.courses == ()
+    assert verdicts["pt-2714c0d9e0ba"] is Verdict.CONTRAINDICATED  # repeated readings above 140/90

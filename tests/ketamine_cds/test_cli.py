@@ -75,6 +75,22 @@ def test_not_json_or_not_fhir_exits_2(capsys: pytest.CaptureFixture[str], tmp_pa
     assert code == 2 and err.startswith("ketamine-cds: error:")
 
 
+def test_local_code_additions(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    local = tmp_path / "local.toml"
+    # A site that codes its own "schizoaffective, unspecified" locally as a SNOMED extension code.
+    local.write_text('[psychosis]\nextra = [{system = "SNOMEDCT", codes = ["36923009"]}]\n')
+    path = str(PATIENTS / "03-candidate-dose-text-only.json")
+    assert json.loads(run(capsys, "evaluate", path, "--as-of", "2026-11-01")[1])["verdict"] == "candidate"
+    out = run(capsys, "evaluate", path, "--as-of", "2026-11-01", "--local-codes", str(local))[1]
+    assert json.loads(out)["verdict"] == "candidate"  # 36923009 is not this patient's code
+    local.write_text('[psychosis]\nextra = [{system = "SNOMEDCT", codes = ["370143000"]}]\n')
+    out = run(capsys, "evaluate", path, "--as-of", "2026-11-01", "--local-codes", str(local))[1]
+    assert json.loads(out)["contraindications"]["psychosis"]["status"] == "present"
+    local.write_text("not = [toml")
+    code, _, err = run(capsys, "evaluate", path, "--local-codes", str(local))
+    assert code == 2 and "not a valid code-additions file" in err
+
+
 def test_a_bad_date_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["evaluate", str(FIX), "--as-of", "31/12/2026"])
