@@ -112,6 +112,14 @@ def _sources() -> dict[str, Source]:
     return {sid: Source(sid, d["label"], d["url"]) for sid, d in data.items()}
 
 
+def cited_source(source_id: str) -> Source:
+    """A source of ``sources.toml`` by its id (the IDs of shared/reference/clinical.md §9)."""
+    try:
+        return _sources()[source_id]
+    except KeyError as exc:
+        raise PolicyError(f"unknown source {source_id}") from exc
+
+
 def _citation(where: str, d: dict[str, Any]) -> Citation:
     ids = d.get("source")
     if not isinstance(ids, list) or not ids:

@@ -25,6 +25,7 @@ from .facts import (
 )
 from .loading import InputError, ResourcePool, add_json, read_path
 from .mapping import patients_in, to_facts
+from .orders import KetamineOrder, ketamine_order
 
 __all__ = [
     "AllergyFact",
@@ -44,6 +45,7 @@ __all__ = [
     "GapReason",
     "Gender",
     "InputError",
+    "KetamineOrder",
     "LabResultFact",
     "MatchMethod",
     "ObservationKind",
@@ -55,6 +57,7 @@ __all__ = [
     "ScoreFact",
     "SkippedEntry",
     "add_json",
+    "ketamine_order",
     "patient_queries",
     "patients_in",
     "read_path",

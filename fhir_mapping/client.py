@@ -23,12 +23,16 @@ from .loading import ResourcePool, add_bundle
 
 _MED_STATEMENT_STATUSES = "active,completed,entered-in-error,intended,stopped,on-hold,unknown,not-taken"
 _MED_REQUEST_STATUSES = "active,on-hold,cancelled,completed,entered-in-error,stopped,draft,unknown"
-# Observation searches need a code on many EHRs; these are every LOINC code the rules read (clinical.md §5).
-OBSERVATION_CODES = (
-    "44261-6", "89204-2", "44260-8", "70274-6", "85354-9", "8480-6", "8462-4",
-    "3397-7", "19359-9", "3349-8", "19659-2", "12327-3", "19501-6",
-    "2106-3", "2112-1", "2118-8", "2110-5", "80384-1", "80385-8", "21198-7", "19080-1", "83086-9",
-)
+# Observation searches need a code on many EHRs; these are the LOINC codes the rules read (clinical.md §5).
+OBSERVATION_CODE_GROUPS: dict[str, tuple[str, ...]] = {
+    "phq9": ("44261-6", "89204-2", "44260-8"),
+    "gad7": ("70274-6",),
+    "blood_pressure": ("85354-9", "8480-6", "8462-4"),
+    "drug_screens": ("3397-7", "19359-9", "3349-8", "19659-2", "12327-3", "19501-6"),
+    "pregnancy_tests": ("2106-3", "2112-1", "2118-8", "2110-5", "80384-1", "80385-8", "21198-7", "19080-1",
+                        "83086-9"),
+}
+OBSERVATION_CODES = tuple(code for group in OBSERVATION_CODE_GROUPS.values() for code in group)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +160,12 @@ class FhirClient:
         started = time.monotonic()
         bundles: list[dict[str, Any]] = []
         gap: DataGap | None = None
-        url: str | None = self.base_url + query.path
+        absolute = query.path.startswith(("http://", "https://"))
+        url: str | None = query.path if absolute else self.base_url + query.path
         params: tuple[tuple[str, str], ...] | None = query.params
         try:
+            if absolute and _origin(query.path) != self._origin:
+                raise _Gap(GapReason.MALFORMED, "next link points to another server")
             while url is not None:
                 if len(bundles) >= self.settings.max_pages:
                     raise _Gap(GapReason.BUDGET_EXCEEDED, f"more than {self.settings.max_pages} pages")

@@ -20,6 +20,7 @@ from eligibility import (
 )
 from fhir_mapping import ClientSettings, CodeSets, FhirClient, InputError, read_path
 
+from .settings import SettingsError, load_settings
 from .text_report import render_text
 
 EXIT_USAGE = 2
@@ -58,6 +59,19 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--timeout", type=float, default=10.0, help="total time budget for the FHIR server (s)")
     demo = sub.add_parser("demo", help="assess every bundled synthetic patient and print the results")
     demo.add_argument("--policy", default="default", help="policy id")
+
+    serve = sub.add_parser("serve", help="run the CDS Hooks service (and the SMART app)")
+    serve.add_argument("--config", type=Path, help="ketamine-cds.toml")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--insecure-no-auth", action="store_true",
+                       help="DEVELOPMENT ONLY: accept service calls without verifying the CDS client's JWT")
+
+    check = sub.add_parser("check-config", help="validate the configuration, fetch each JWKS, print what to register")
+    check.add_argument("--config", type=Path, required=True)
+
+    report = sub.add_parser("feedback-report", help="accept / override rates by card kind and override reason")
+    report.add_argument("--config", type=Path)
     return parser
 
 
@@ -101,6 +115,89 @@ def _evaluate(args: argparse.Namespace) -> str:
     return json.dumps(assessment_to_json(assessment), indent=2)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    settings = load_settings(args.config)
+    if args.insecure_no_auth:
+        print("!" * 78 + "\n! --insecure-no-auth: CDS client JWTs are NOT verified. Local development only. !\n"
+              + "!" * 78, file=sys.stderr)
+    elif not settings.cds.clients:
+        print("ketamine-cds: warning: no [[cds.clients]] configured: every service call will get 401",
+              file=sys.stderr)
+    app = create_app(settings, insecure_no_auth=args.insecure_no_auth)
+    print(f"ketamine-cds: discovery at {settings.cds.public_base_url}/cds-services "
+          f"(listening on http://{args.host}:{args.port})", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+async def _check_config(path: Path) -> int:
+    import httpx
+    from joserfc.jwk import KeySet
+
+    from cds_hooks import SERVICES
+
+    settings = load_settings(path)
+    load_policy(settings.cds.policy)
+    base = settings.cds.public_base_url
+    problems = 0
+    print(f"configuration {path}: valid")
+    print(f"policy: {settings.cds.policy}")
+    print(f"discovery URL: {base}/cds-services" + (" (requires JWT)" if settings.cds.discovery_requires_auth else ""))
+    print("services (register these in the EHR; each JWT aud must equal the URL):")
+    for sid, service in SERVICES.items():
+        print(f"  {service.hook:<13} {base}/cds-services/{sid}")
+        print(f"  {'feedback':<13} {base}/cds-services/{sid}/feedback")
+    print(f"SMART app launch URL: {base}/smart/launch   redirect URI: {base}/smart/callback")
+    print(f"CORS allowed origins: {', '.join(settings.cds.cors_allow_origins) or '(none)'}")
+    print("trusted CDS clients:")
+    if not settings.cds.clients:
+        print("  (none: every service call will get 401)")
+        problems += 1
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        for c in settings.cds.clients:
+            try:
+                if c.jwks_file is not None:
+                    data = json.loads(c.jwks_file.read_text(encoding="utf-8"))
+                else:
+                    response = await http.get(str(c.jwks_url))
+                    response.raise_for_status()
+                    data = response.json()
+                keys = KeySet.import_key_set(data)
+                kids = ", ".join(f"{k.kid} ({k.key_type})" for k in keys.keys)
+                print(f"  {c.issuer}: JWKS ok, keys: {kids}" + (f", tenant {c.tenant}" if c.tenant else ""))
+            except Exception as exc:  # report every failure of a JWKS the same way, then carry on
+                print(f"  {c.issuer}: JWKS FAILED ({exc.__class__.__name__}: {exc})")
+                problems += 1
+    if problems:
+        print(f"{problems} problem(s) found")
+        return 1
+    return 0
+
+
+def _feedback_report(path: Path | None) -> str:
+    from cds_hooks import FeedbackStore
+
+    settings = load_settings(path)
+    if not settings.cds.feedback_db.exists():
+        raise CliError(f"no feedback database at {settings.cds.feedback_db}")
+    store = FeedbackStore(settings.cds.feedback_db)
+    try:
+        rows = store.report()
+    finally:
+        store.close()
+    if not rows:
+        return "no feedback recorded yet"
+    lines = [f"{'card kind':<18} {'issued':>6} {'outcome':<11} {'count':>5} {'rate':>6}  override reason"]
+    for r in rows:
+        rate = f"{100 * r['count'] / r['issued']:.0f}%" if r["issued"] else "-"
+        lines.append(f"{r['kind']:<18} {r['issued']:>6} {r['outcome']:<11} {r['count']:>5} {rate:>6}  {r['reason']}")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -111,7 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             print(_demo(args))
             return 0
-    except (CliError, InputError, PolicyError) as exc:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "check-config":
+            return asyncio.run(_check_config(args.config))
+        if args.command == "feedback-report":
+            print(_feedback_report(args.config))
+            return 0
+    except (CliError, InputError, PolicyError, SettingsError) as exc:
         print(f"ketamine-cds: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

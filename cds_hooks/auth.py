@@ -1,0 +1,204 @@
+"""Verifying the CDS client's JWT (CDS Hooks 2.0 "Trusting CDS Clients").
+
+Every check of the spec's checklist, in order: the issuer is on the allowlist; the key is chosen by ``kid`` from
+that issuer's JWKS (cached, refreshed on an unknown ``kid`` at most once per ``refresh_interval_s``); only ES384,
+RS384, ES256 and RS256 signatures (never ``none`` or HMAC); ``aud`` is exactly the endpoint URL; ``exp``, ``iat``
+and ``nbf`` hold with a 60 s leeway; the tenant matches when one is configured; and ``jti`` has never been seen.
+Any failure is a :class:`JwtRejected`; the HTTP face answers 401 with no detail. The reason is for the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+ALLOWED_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256")
+LEEWAY_S = 60
+
+
+class JwtRejected(Exception):
+    """The JWT failed a check; ``reason`` names it for the audit log (never for the caller)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedClient:
+    issuer: str
+    jwks_url: str | None = None
+    jwks: dict[str, Any] | None = None
+    tenant: str | None = None
+
+    @classmethod
+    def from_file(cls, issuer: str, path: Path, tenant: str | None = None) -> TrustedClient:
+        return cls(issuer=issuer, jwks=json.loads(path.read_text(encoding="utf-8")), tenant=tenant)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedCaller:
+    issuer: str
+    tenant: str | None
+    jti: str
+    subject: str | None
+
+
+class ReplayStore:
+    """Remembers each ``jti`` until its token expires (plus leeway); a second use is a replay.
+
+    In memory, per process: a deployment with several workers needs sticky routing or a shared store.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._seen: dict[tuple[str, str], float] = {}
+        self._clock = clock
+        self._lock = asyncio.Lock()
+
+    async def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
+        async with self._lock:
+            now = self._clock()
+            if len(self._seen) > 10_000:
+                self._seen = {k: v for k, v in self._seen.items() if v > now}
+            key = (issuer, jti)
+            if key in self._seen and self._seen[key] > now:
+                return False
+            self._seen[key] = expires_at + LEEWAY_S
+            return True
+
+
+@dataclass(slots=True)
+class _CachedKeys:
+    keys: KeySet | None = None
+    fetched_at: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class JwksCache:
+    """Each trusted client's JWKS by ``kid``: fetched once, refreshed on an unknown ``kid`` (rate-limited)."""
+
+    def __init__(self, http: httpx.AsyncClient | None = None, refresh_interval_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._http = http
+        self._refresh_interval_s = refresh_interval_s
+        self._clock = clock
+        self._cache: dict[str, _CachedKeys] = {}
+
+    async def key_set(self, client: TrustedClient, kid: str) -> KeySet:
+        if client.jwks is not None:
+            return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
+        entry = self._cache.setdefault(client.issuer, _CachedKeys())
+        async with entry.lock:
+            stale = entry.keys is None or (
+                not _has_kid(entry.keys, kid) and self._clock() - entry.fetched_at >= self._refresh_interval_s
+            )
+            if stale:
+                entry.keys = await self._fetch(client)
+                entry.fetched_at = self._clock()
+            if entry.keys is None:
+                raise JwtRejected("jwks unavailable")
+            return entry.keys
+
+    async def _fetch(self, client: TrustedClient) -> KeySet | None:
+        if not client.jwks_url:
+            return None
+        http = self._http or httpx.AsyncClient(timeout=5.0)
+        try:
+            response = await http.get(client.jwks_url, timeout=5.0)
+            response.raise_for_status()
+            return KeySet.import_key_set(response.json())
+        except (httpx.HTTPError, ValueError, JoseError):
+            return None
+        finally:
+            if self._http is None:
+                await http.aclose()
+
+
+def _has_kid(keys: KeySet, kid: str) -> bool:
+    return any(k.kid == kid for k in keys.keys)
+
+
+def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    import base64
+
+    try:
+        header_b64, payload_b64, _ = token.split(".")
+
+        def part(b64: str) -> dict[str, Any]:
+            value = json.loads(base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)))
+            if not isinstance(value, dict):
+                raise ValueError("not an object")
+            return value
+
+        return part(header_b64), part(payload_b64)
+    except ValueError as exc:
+        raise JwtRejected("not a compact JWS") from exc
+
+
+class JwtVerifier:
+    def __init__(self, clients: list[TrustedClient], jwks: JwksCache | None = None,
+                 replay: ReplayStore | None = None, clock: Callable[[], float] = time.time) -> None:
+        self._clients = {c.issuer: c for c in clients}
+        self._jwks = jwks or JwksCache()
+        self._replay = replay or ReplayStore(clock)
+        self._clock = clock
+
+    async def verify(self, authorization: str | None, audience: str) -> VerifiedCaller:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise JwtRejected("no bearer token")
+        token = authorization.removeprefix("Bearer ").strip()
+        header, unverified = _unverified_parts(token)
+        if header.get("alg") not in ALLOWED_ALGORITHMS:
+            raise JwtRejected(f"algorithm {header.get('alg')!r} not allowed")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise JwtRejected("no kid")
+        client = self._clients.get(str(unverified.get("iss")))
+        if client is None:
+            raise JwtRejected("issuer not trusted")
+        keys = await self._jwks.key_set(client, kid)
+        if not _has_kid(keys, kid):
+            raise JwtRejected("unknown kid")
+        try:
+            verified = jwt.decode(token, keys, algorithms=list(ALLOWED_ALGORITHMS))
+        except (JoseError, ValueError) as exc:
+            raise JwtRejected("bad signature") from exc
+        claims = verified.claims
+        self._check_claims(claims, client, audience)
+        if not await self._replay.first_use(client.issuer, str(claims["jti"]), float(claims["exp"])):
+            raise JwtRejected("jti replayed")
+        return VerifiedCaller(client.issuer, claims.get("tenant"), str(claims["jti"]), claims.get("sub"))
+
+    def _check_claims(self, claims: dict[str, Any], client: TrustedClient, audience: str) -> None:
+        now = self._clock()
+        for name in ("iss", "aud", "exp", "iat", "jti"):
+            if name not in claims:
+                raise JwtRejected(f"missing {name}")
+        if claims["iss"] != client.issuer:
+            raise JwtRejected("issuer mismatch")
+        aud = claims["aud"]
+        if not (aud == audience or (isinstance(aud, list) and audience in aud)):
+            raise JwtRejected("wrong audience")
+        try:
+            exp, iat = float(claims["exp"]), float(claims["iat"])
+            nbf = float(claims["nbf"]) if "nbf" in claims else None
+        except (TypeError, ValueError) as exc:
+            raise JwtRejected("non-numeric time claim") from exc
+        if exp + LEEWAY_S < now:
+            raise JwtRejected("expired")
+        if iat - LEEWAY_S > now:
+            raise JwtRejected("issued in the future")
+        if nbf is not None and nbf - LEEWAY_S > now:
+            raise JwtRejected("not yet valid")
+        if client.tenant is not None and claims.get("tenant") != client.tenant:
+            raise JwtRejected("tenant mismatch")

@@ -1,0 +1,358 @@
+"""An assessment rendered as CDS Hooks cards: one card per concern, never a wall.
+
+- the verdict: ``critical`` for a present contraindication (with a suggestion to remove the draft order),
+  ``warning`` for not indicated or missing work-up (with draft ServiceRequests for the work-up), ``info`` for a
+  candidate (with the REMS / supervised-setting reminders);
+- a ``warning`` for a compounded, oral, sublingual or at-home ketamine product (FDA, October 2023);
+- a ``warning`` gathering the cautions (suicide-risk review, BP monitoring with MAOIs or stimulants, age, and the
+  contraindications a policy treats as cautions).
+Every card carries the source the policy cites, a uuid, and a SMART link that opens the review app on it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from eligibility import (
+    Assessment,
+    Citation,
+    ContraindicationId,
+    Evidence,
+    Mode,
+    Policy,
+    Presence,
+    Verdict,
+    WorkupItem,
+    WorkupKind,
+    cited_source,
+    contraindication_label,
+)
+from eligibility import Source as PolicySource
+from fhir_mapping import KetamineOrder
+
+from .models import Action, Card, Coding, Indicator, Link, Source, Suggestion
+
+OVERRIDE_SYSTEM = "https://ketamine-cds.org/CodeSystem/override-reason"
+_OVERRIDES = {
+    "benefit-outweighs-risk": "Benefit outweighs risk for this patient",
+    "chart-data-incorrect": "Chart data is incorrect or out of date",
+    "specialist-decision": "Decided with psychiatry / specialist",
+    "workup-done-elsewhere": "Work-up already done, not yet in the chart",
+    "will-obtain-before-dosing": "Will obtain before the first dose",
+}
+_CRITICAL_OVERRIDES = ("benefit-outweighs-risk", "chart-data-incorrect", "specialist-decision")
+_WARNING_OVERRIDES = ("chart-data-incorrect", "workup-done-elsewhere", "will-obtain-before-dosing",
+                      "benefit-outweighs-risk")
+_SERVICE_REQUESTS: dict[WorkupKind, tuple[str, str, str]] = {
+    # kind: (LOINC code, display, label)
+    WorkupKind.PHQ9: ("44249-1", "PHQ-9 quick depression assessment panel", "Order a PHQ-9"),
+    WorkupKind.BLOOD_PRESSURE: ("85354-9", "Blood pressure panel with all children optional",
+                                "Order a blood pressure measurement"),
+    WorkupKind.DRUG_SCREEN: ("19359-9", "Cocaine [Presence] in Urine by Screen method",
+                             "Order a urine drug screen"),
+    WorkupKind.PREGNANCY_TEST: ("2106-3", "Choriogonadotropin (pregnancy test) [Presence] in Urine",
+                                "Order a urine pregnancy test"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CardContext:
+    """What the cards need besides the assessment: the call, the orders, where the review app lives."""
+
+    hook_instance: str
+    patient_id: str
+    user_id: str | None
+    encounter_id: str | None
+    orders: tuple[KetamineOrder, ...]
+    smart_launch_url: str | None
+
+
+def _source(citation: Citation | None, fallback: PolicySource | None = None) -> Source:
+    first = citation.sources[0] if citation and citation.sources else fallback
+    if first is None:
+        return Source(label="ketamine-cds")
+    return Source(label=first.label[:200], url=first.url)
+
+
+def _overrides(codes: Iterable[str]) -> list[Coding]:
+    return [Coding(system=OVERRIDE_SYSTEM, code=c, display=_OVERRIDES[c]) for c in codes]
+
+
+def _summary(text: str) -> str:
+    return text if len(text) < 140 else text[:136].rstrip() + "…"
+
+
+def _evidence_lines(evidence: Iterable[Evidence]) -> list[str]:
+    lines = []
+    for e in evidence:
+        when = f", {e.day.isoformat()}" if e.day else ""
+        lines.append(f"  - {e.description}{when} (`{e.reference}`)")
+    return lines
+
+
+def _gaps_block(a: Assessment) -> list[str]:
+    if not a.data_gaps:
+        return []
+    return ["", "**Data that could not be obtained (treated as unknown, not absent):**",
+            *[f"- {g}" for g in a.data_gaps]]
+
+
+def _link(ctx: CardContext, a: Assessment, card_id: str) -> list[Link] | None:
+    if not ctx.smart_launch_url:
+        return None
+    app_context = json.dumps({"hookInstance": ctx.hook_instance, "card": card_id, "policy": a.policy,
+                              "asOf": a.as_of.isoformat(), "patient": ctx.patient_id}, separators=(",", ":"))
+    return [Link(label="Open the ketamine-cds review (trials, PHQ-9, BP, checklist)", url=ctx.smart_launch_url,
+                 type="smart", appContext=app_context)]
+
+
+def _product(ctx: CardContext, policy: Policy) -> str:
+    if ctx.orders and all(o.esketamine for o in ctx.orders):
+        return "Esketamine"
+    if ctx.orders:
+        return "Ketamine"
+    return policy.product.capitalize()
+
+
+def _contraindicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
+    present = [(cid, f) for cid, f in a.contraindications.items()
+               if f.status is Presence.PRESENT and policy.contraindications[cid].mode is Mode.EXCLUDE]
+    names = [contraindication_label(cid) for cid, _ in present]
+    more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+    card_id = str(uuid.uuid4())
+    detail = [f"**{_product(ctx, policy)} is contraindicated** under policy *{policy.title}*:", ""]
+    for cid, finding in present:
+        rule = policy.contraindications[cid]
+        detail.append(f"- **{contraindication_label(cid).capitalize()}**: {finding.explanation}")
+        detail.extend(_evidence_lines(finding.evidence))
+        detail.append(f"  - Source: {rule.citation.sources[0].label}" + ("" if rule.citation.verified else
+                                                                            " (not fully verified)"))
+    detail += _gaps_block(a)
+    suggestions = [
+        Suggestion(label=f"Remove the draft {o.name} order", uuid=str(uuid.uuid4()), isRecommended=True,
+                   actions=[Action(type="delete", description=f"Remove the draft order {o.reference}",
+                                   resourceId=o.reference)])
+        for o in ctx.orders
+    ]
+    return Card(
+        uuid=card_id,
+        summary=_summary(f"{_product(ctx, policy)} contraindicated: {names[0]}{more}"),
+        detail="\n".join(detail),
+        indicator=Indicator.CRITICAL,
+        source=_source(policy.contraindications[present[0][0]].citation),
+        suggestions=suggestions or None,
+        selectionBehavior="at-most-one" if suggestions else None,
+        overrideReasons=_overrides(_CRITICAL_OVERRIDES),
+        links=_link(ctx, a, card_id),
+    )
+
+
+def _service_request(item: WorkupItem, ctx: CardContext) -> Suggestion | None:
+    spec = _SERVICE_REQUESTS.get(item.kind)
+    if spec is None:
+        return None
+    code, display, label = spec
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "proposal",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}], "text": display},
+        "subject": {"reference": f"Patient/{ctx.patient_id}"},
+        "reasonCode": [{"text": "Work-up before ketamine/esketamine (ketamine-cds)"}],
+    }
+    if ctx.encounter_id:
+        resource["encounter"] = {"reference": f"Encounter/{ctx.encounter_id}"}
+    if ctx.user_id:
+        resource["requester"] = {"reference": ctx.user_id}
+    return Suggestion(label=label, uuid=str(uuid.uuid4()), isRecommended=item.required,
+                      actions=[Action(type="create", description=f"Draft order: {display}", resource=resource)])
+
+
+def _workup_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
+    card_id = str(uuid.uuid4())
+    unknown = [r for r in a.reasons if r.code.startswith("unknown:")]
+    first = unknown[0].text if unknown else "information is missing"
+    detail = [f"**Before deciding on {_product(ctx, policy).lower()}, obtain:**", ""]
+    detail += [f"- {w.text}" + ("" if w.required else " *(suggested)*") for w in a.workup]
+    detail += ["", "**Why:**", *[f"- {r.text}" for r in unknown]]
+    tr = a.treatment_resistance
+    if tr.trials:
+        detail += ["", f"**Antidepressant trials** ({tr.failed_adequate_trials} failed adequate):"]
+        detail += [f"- {t.ingredient}: {t.start.isoformat()} to {t.end.isoformat()}, "
+                   f"{t.max_daily_dose_mg if t.max_daily_dose_mg is not None else '?'} mg/day, "
+                   f"{t.weeks_at_adequate_dose:g} wk adequate — {t.adequacy.value}, {t.outcome.value}"
+                   for t in tr.trials]
+    detail += _gaps_block(a)
+    suggestions = [s for w in a.workup if (s := _service_request(w, ctx)) is not None]
+    return Card(
+        uuid=card_id,
+        summary=_summary(f"{_product(ctx, policy)}: work-up needed — {first}"),
+        detail="\n".join(detail),
+        indicator=Indicator.WARNING,
+        source=_source(policy.cite("trial_min_weeks")),
+        suggestions=suggestions or None,
+        selectionBehavior="any" if suggestions else None,
+        overrideReasons=_overrides(_WARNING_OVERRIDES),
+        links=_link(ctx, a, card_id),
+    )
+
+
+def _not_indicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
+    card_id = str(uuid.uuid4())
+    main = a.reasons[0]
+    citation = {
+        "anxiety_without_depression": policy.cite("min_failed_trials"),
+        "depression_absent": policy.cite("min_failed_trials"),
+        "treatment_resistance_not_met": policy.cite("min_failed_trials"),
+        "severity_not_met": policy.cite("severity_phq9_min"),
+    }.get(main.code)
+    detail = [f"**{_product(ctx, policy)} does not appear indicated** under policy *{policy.title}*:", ""]
+    detail += [f"- {r.text}" for r in a.reasons]
+    tr = a.treatment_resistance
+    if tr.trials:
+        detail += ["", "**Antidepressant trials in the last "
+                   f"{policy.thresholds.trial_lookback_months} months:**"]
+        detail += [f"- {t.ingredient} {t.start.isoformat()} to {t.end.isoformat()}: {t.adequacy.value}, "
+                   f"{t.outcome.value} (`{', '.join(t.evidence)}`)" for t in tr.trials]
+    detail += _gaps_block(a)
+    short = {"anxiety_without_depression": "anxiety alone is not an indication",
+             "depression_absent": "no active major depression on record",
+             "treatment_resistance_not_met": "treatment resistance not established",
+             "severity_not_met": "current PHQ-9 below the severity threshold"}.get(main.code, main.text)
+    return Card(
+        uuid=card_id,
+        summary=_summary(f"{_product(ctx, policy)} not indicated: {short}"),
+        detail="\n".join(detail),
+        indicator=Indicator.WARNING,
+        source=_source(citation),
+        overrideReasons=_overrides(("chart-data-incorrect", "specialist-decision", "benefit-outweighs-risk")),
+        links=_link(ctx, a, card_id),
+    )
+
+
+def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
+    card_id = str(uuid.uuid4())
+    tr = a.treatment_resistance
+    phq = a.severity.phq9
+    detail = [
+        f"**Criteria met** under policy *{policy.title}*: major depression, "
+        f"{tr.failed_adequate_trials} failed adequate antidepressant trials"
+        + (f", PHQ-9 {phq.value:g} on {phq.day.isoformat()}" if phq else "") + "; no contraindication documented.",
+        "",
+        "**Before and during each session (esketamine REMS / supervised setting):**",
+        "- Certified healthcare setting; prescriber on site; pulse oximeter available [S3]",
+        "- Blood pressure before dosing (> 140/90: weigh delaying) and about 40 minutes after [S1]",
+        "- Monitor for at least 2 hours and until sedation, dissociation and respiratory depression resolve [S3]",
+        "- No driving until the next day after restful sleep [S1]",
+        "",
+        "**Trials:**",
+        *[f"- {t.ingredient}: {t.start.isoformat()} to {t.end.isoformat()}, "
+          f"{t.max_daily_dose_mg if t.max_daily_dose_mg is not None else '?'} mg/day, {t.outcome.value} "
+          f"(`{', '.join(t.evidence)}`)" for t in tr.trials],
+    ]
+    suggested = [w for w in a.workup if not w.required]
+    if suggested:
+        detail += ["", "**Suggested:**", *[f"- {w.text}" for w in suggested]]
+    return Card(
+        uuid=card_id,
+        summary=_summary(f"{_product(ctx, policy)}: criteria met — REMS monitoring ≥2 h, BP before and ~40 min after"),
+        detail="\n".join(detail),
+        indicator=Indicator.INFO,
+        source=_source(None, cited_source("S3")),
+        links=_link(ctx, a, card_id),
+    )
+
+
+def _compounded_card(order: KetamineOrder, a: Assessment, ctx: CardContext) -> Card:
+    card_id = str(uuid.uuid4())
+    how = [w for w, flag in (("compounded", order.compounded), ("oral", order.oral),
+                             ("sublingual", order.sublingual), ("at-home", order.at_home)) if flag]
+    return Card(
+        uuid=card_id,
+        summary=_summary(f"{'/'.join(how).capitalize()} ketamine: FDA warns of risks outside monitored settings"),
+        detail="\n".join([
+            f"The order `{order.reference}` ({order.name}) reads as **{', '.join(how)}** ketamine.",
+            "",
+            "The FDA (10 October 2023) warns that compounded ketamine products, including oral formulations, are "
+            "not FDA-approved for any psychiatric disorder, are not under the esketamine REMS, and that use at "
+            "home without on-site monitoring adds risk: abuse and misuse, increased blood pressure, psychiatric "
+            "events, respiratory depression and bladder problems.",
+        ]),
+        indicator=Indicator.WARNING,
+        source=_source(None, cited_source("S13")),
+        overrideReasons=_overrides(("benefit-outweighs-risk", "specialist-decision", "chart-data-incorrect")),
+        links=_link(ctx, a, card_id),
+    )
+
+
+def _cautions_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card | None:
+    if not a.warnings:
+        return None
+    card_id = str(uuid.uuid4())
+    first = a.warnings[0]
+    detail = ["**Cautions:**", ""]
+    for w in a.warnings:
+        detail.append(f"- {w.text}")
+        detail.extend(_evidence_lines(w.evidence))
+    caution_ids = [cid for cid in ContraindicationId if f"caution_{cid.value}" in {w.id for w in a.warnings}]
+    citation = policy.contraindications[caution_ids[0]].citation if caution_ids else None
+    return Card(
+        uuid=card_id,
+        summary=_summary(f"Caution: {first.text}" + (f" (+{len(a.warnings) - 1} more)" if len(a.warnings) > 1
+                                                     else "")),
+        detail="\n".join(detail),
+        indicator=Indicator.WARNING,
+        source=_source(citation or policy.cite("older_adult_age")),
+        overrideReasons=_overrides(("benefit-outweighs-risk", "chart-data-incorrect", "specialist-decision")),
+        links=_link(ctx, a, card_id),
+    )
+
+
+def order_cards(a: Assessment, policy: Policy, ctx: CardContext) -> list[Card]:
+    """The cards for a ketamine/esketamine order (order-select, order-sign)."""
+    builders = {
+        Verdict.CONTRAINDICATED: _contraindicated_card,
+        Verdict.NOT_INDICATED: _not_indicated_card,
+        Verdict.NEEDS_WORKUP: _workup_card,
+        Verdict.CANDIDATE: _candidate_card,
+    }
+    cards = [builders[a.verdict](a, policy, ctx)]
+    cards += [_compounded_card(o, a, ctx) for o in ctx.orders if o.outside_label]
+    if a.verdict is not Verdict.CONTRAINDICATED and (caution := _cautions_card(a, policy, ctx)) is not None:
+        cards.append(caution)
+    return cards
+
+
+def patient_view_card(a: Assessment, policy: Policy, ctx: CardContext, active_therapy: list[str]) -> Card | None:
+    """Silent unless ketamine therapy is active (monitoring reminder) or, when enabled, TRD is met."""
+    card_id = str(uuid.uuid4())
+    if active_therapy:
+        return Card(
+            uuid=card_id,
+            summary=_summary(f"Active {active_therapy[0]} therapy: REMS monitoring, BP before and ~40 min after"),
+            detail="\n".join([
+                f"Active ketamine/esketamine therapy on record: {', '.join(active_therapy)}.",
+                "",
+                "- Blood pressure before each dose and about 40 minutes after [S1]",
+                "- Monitor at least 2 hours, until sedation, dissociation and respiratory depression resolve [S3]",
+                "- Repeat PHQ-9 to follow the response",
+            ]),
+            indicator=Indicator.INFO,
+            source=_source(None, cited_source("S3")),
+            links=_link(ctx, a, card_id),
+        )
+    if policy.patient_view_notify_trd and a.treatment_resistance.status.value == "met":
+        return Card(
+            uuid=card_id,
+            summary=_summary(f"Treatment-resistant depression: {a.treatment_resistance.failed_adequate_trials} "
+                             "failed adequate antidepressant trials"),
+            detail=a.treatment_resistance.explanation,
+            indicator=Indicator.INFO,
+            source=_source(policy.cite("min_failed_trials")),
+            links=_link(ctx, a, card_id),
+        )
+    return None

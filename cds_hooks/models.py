@@ -1,0 +1,143 @@
+"""CDS Hooks 2.0 wire formats (pydantic at the edge): requests in, cards and discovery out."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class FhirAuthorization(_Wire):
+    access_token: str = Field(min_length=1)
+    token_type: str = "Bearer"  # noqa: S105 - the spec's fixed value, not a secret
+    expires_in: int | None = None
+    scope: str = ""
+    subject: str | None = None
+    patient: str | None = None
+
+    def __repr__(self) -> str:  # never print the token
+        return f"FhirAuthorization(token_type={self.token_type!r}, scope={self.scope!r})"
+
+    __str__ = __repr__
+
+
+class CdsRequest(_Wire):
+    hook: str = Field(min_length=1)
+    hookInstance: str = Field(min_length=1)
+    fhirServer: str | None = None
+    fhirAuthorization: FhirAuthorization | None = None
+    context: dict[str, Any]
+    prefetch: dict[str, Any] | None = None
+
+    @field_validator("fhirServer")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("fhirServer must be an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _server_with_authorization(self) -> CdsRequest:
+        if self.fhirAuthorization is not None and not self.fhirServer:
+            raise ValueError("fhirServer is required when fhirAuthorization is present")
+        return self
+
+
+class Indicator(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class Coding(BaseModel):
+    system: str
+    code: str
+    display: str
+
+
+class Source(BaseModel):
+    label: str
+    url: str | None = None
+    topic: Coding | None = None
+
+
+class Action(BaseModel):
+    type: Literal["create", "update", "delete"]
+    description: str
+    resource: dict[str, Any] | None = None
+    resourceId: str | None = None
+
+
+class Suggestion(BaseModel):
+    label: str
+    uuid: str
+    isRecommended: bool | None = None
+    actions: list[Action] = Field(default_factory=list)
+
+
+class Link(BaseModel):
+    label: str
+    url: str
+    type: Literal["absolute", "smart"]
+    appContext: str | None = None
+
+
+class Card(BaseModel):
+    uuid: str
+    summary: str = Field(max_length=139)
+    detail: str | None = None
+    indicator: Indicator
+    source: Source
+    suggestions: list[Suggestion] | None = None
+    selectionBehavior: Literal["at-most-one", "any"] | None = None
+    overrideReasons: list[Coding] | None = None
+    links: list[Link] | None = None
+
+    @model_validator(mode="after")
+    def _spec_invariants(self) -> Card:
+        if self.suggestions and self.selectionBehavior is None:
+            raise ValueError("cds-resp-6: suggestions need selectionBehavior")
+        for link in self.links or []:
+            if link.appContext is not None and link.type != "smart":
+                raise ValueError("cds-resp-3: appContext only on smart links")
+        for suggestion in self.suggestions or []:
+            for action in suggestion.actions:
+                if action.type == "delete" and not action.resourceId:
+                    raise ValueError("cds-resp-2: delete needs resourceId")
+        return self
+
+
+class CdsResponse(BaseModel):
+    cards: list[Card]
+
+
+class FeedbackOverride(_Wire):
+    reason: dict[str, Any] | None = None
+    userComment: str | None = None
+
+
+class AcceptedSuggestion(_Wire):
+    id: str
+
+
+class FeedbackItem(_Wire):
+    card: str = Field(min_length=1)
+    outcome: Literal["accepted", "overridden"]
+    acceptedSuggestions: list[AcceptedSuggestion] | None = None
+    overrideReason: FeedbackOverride | None = None
+    outcomeTimestamp: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _accepted_needs_suggestions(self) -> FeedbackItem:
+        if self.outcome == "accepted" and self.acceptedSuggestions is None:
+            raise ValueError("acceptedSuggestions is required when outcome is accepted")
+        return self
+
+
+class FeedbackRequest(_Wire):
+    feedback: list[FeedbackItem] = Field(min_length=1)

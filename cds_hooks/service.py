@@ -1,0 +1,280 @@
+"""The CDS Hooks HTTP face: discovery, the three services, and feedback.
+
+Request handling, in order: unknown service → 404; the caller's JWT → 401 with no detail; body over the limit →
+413; malformed JSON, a wrong hook or missing context → 400; Patient or Conditions unobtainable → 412. Every error
+body is an OperationOutcome. An order that is not for ketamine or esketamine gets ``{"cards": []}`` at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from eligibility import Policy, assess_pool
+from fhir_mapping import KetamineOrder, ketamine_order
+
+from .audit import audit, patient_hash
+from .auth import JwtRejected, JwtVerifier, VerifiedCaller
+from .cards import CardContext, order_cards, patient_view_card
+from .errors import outcome_response, unauthorized
+from .feedback import FeedbackRecord, FeedbackStore, IssuedCard
+from .models import Card, CdsRequest, FeedbackRequest
+from .prefetch import TEMPLATES, gather_patient_data
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceDefinition:
+    id: str
+    hook: str
+    title: str
+    description: str
+    usage_requirements: str
+
+    def discovery(self) -> dict[str, Any]:
+        return {"hook": self.hook, "id": self.id, "title": self.title, "description": self.description,
+                "usageRequirements": self.usage_requirements, "prefetch": dict(TEMPLATES)}
+
+
+_USAGE = ("Grant read access to Patient, Condition, MedicationStatement, MedicationRequest, Observation and "
+          "AllergyIntolerance for the patient (prefetch or fhirAuthorization). Without Patient and Condition the "
+          "service answers 412.")
+SERVICES: dict[str, ServiceDefinition] = {s.id: s for s in (
+    ServiceDefinition("ketamine-order-select", "order-select", "Ketamine/esketamine eligibility (order select)",
+                      "When a ketamine or esketamine order is selected: treatment-resistant depression, severity, "
+                      "contraindications and missing work-up, as guidance cards.", _USAGE),
+    ServiceDefinition("ketamine-order-sign", "order-sign", "Ketamine/esketamine eligibility (order sign)",
+                      "When a ketamine or esketamine order is signed: the same checks on every draft order.", _USAGE),
+    ServiceDefinition("ketamine-patient-view", "patient-view", "Ketamine/esketamine monitoring reminders",
+                      "Silent, except a monitoring reminder for active ketamine/esketamine therapy (and, when the "
+                      "policy enables it, a note that treatment-resistant depression criteria are met).", _USAGE),
+)}
+_REQUIRED_CONTEXT = {
+    "patient-view": ("userId", "patientId"),
+    "order-select": ("userId", "patientId", "selections", "draftOrders"),
+    "order-sign": ("userId", "patientId", "draftOrders"),
+}
+
+
+@dataclass(slots=True)
+class CdsOptions:
+    public_base_url: str
+    policy: Policy
+    feedback: FeedbackStore
+    verifier: JwtVerifier | None
+    discovery_requires_auth: bool = False
+    max_body_bytes: int = 5_000_000
+    fhir_budget_s: float = 2.5
+    smart_launch_url: str | None = None
+    audit_salt: str = "ketamine-cds"
+    http: httpx.AsyncClient | None = None
+    today: Callable[[], dt.date] = field(default=dt.date.today)
+
+    def endpoint(self, path: str) -> str:
+        return self.public_base_url.rstrip("/") + path
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, code: str, diagnostics: str) -> None:
+        super().__init__(diagnostics)
+        self.status, self.code, self.diagnostics = status, code, diagnostics
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _BadRequest(413, "too-costly", f"request body over {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _BadRequest(413, "too-costly", f"request body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _BadRequest(400, "structure", f"request body is not valid JSON: {exc}") from exc
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+    return "; ".join(parts)
+
+
+def _check_context(req: CdsRequest, service: ServiceDefinition) -> None:
+    if req.hook != service.hook:
+        raise _BadRequest(400, "invalid", f"service {service.id} answers hook {service.hook}, not {req.hook}")
+    missing = [f for f in _REQUIRED_CONTEXT[service.hook] if f not in req.context]
+    if missing:
+        raise _BadRequest(400, "required", f"context is missing {', '.join(missing)}")
+    if not isinstance(req.context.get("patientId"), str) or not req.context["patientId"]:
+        raise _BadRequest(400, "invalid", "context.patientId must be a non-empty string")
+    if service.hook != "patient-view":
+        draft = req.context.get("draftOrders")
+        if not isinstance(draft, dict) or draft.get("resourceType") != "Bundle":
+            raise _BadRequest(400, "invalid", "context.draftOrders must be a Bundle")
+    if service.hook == "order-select" and not isinstance(req.context.get("selections"), list):
+        raise _BadRequest(400, "invalid", "context.selections must be an array")
+
+
+def _ketamine_orders(req: CdsRequest) -> list[KetamineOrder]:
+    entries = req.context["draftOrders"].get("entry") or []
+    resources: list[dict[str, Any]] = [
+        e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+    ]
+    if req.hook == "order-select":
+        selected = {str(s) for s in req.context.get("selections") or []}
+        resources = [r for r in resources if f"{r.get('resourceType')}/{r.get('id')}" in selected]
+    return [o for r in resources if (o := ketamine_order(r)) is not None]
+
+
+def _card_kind(card: Card) -> str:
+    summary = card.summary.lower()
+    for kind in ("contraindicated", "work-up needed", "not indicated", "criteria met", "fda warns", "caution",
+                 "active", "treatment-resistant"):
+        if kind in summary:
+            return kind.replace(" ", "_").replace("-", "_")
+    return "other"
+
+
+def build_router(options: CdsOptions) -> APIRouter:
+    router = APIRouter()
+
+    async def authenticate(request: Request, path: str) -> VerifiedCaller | None:
+        if options.verifier is None:
+            return None
+        return await options.verifier.verify(request.headers.get("authorization"), options.endpoint(path))
+
+    @router.get("/cds-services", response_model=None)
+    async def discovery(request: Request) -> Response | dict[str, Any]:
+        if options.discovery_requires_auth:
+            try:
+                await authenticate(request, "/cds-services")
+            except JwtRejected as exc:
+                audit("auth_rejected", path="/cds-services", reason=exc.reason)
+                return unauthorized()
+        return {"services": [s.discovery() for s in SERVICES.values()]}
+
+    @router.post("/cds-services/{service_id}", response_model=None)
+    async def call_service(service_id: str, request: Request) -> Response:
+        started = time.perf_counter()
+        service = SERVICES.get(service_id)
+        if service is None:
+            return outcome_response(404, "not-found", f"no CDS service {service_id!r}")
+        try:
+            caller = await authenticate(request, f"/cds-services/{service_id}")
+        except JwtRejected as exc:
+            audit("auth_rejected", service=service_id, reason=exc.reason)
+            return unauthorized()
+        try:
+            raw = _json_body(await _read_body(request, options.max_body_bytes))
+            try:
+                req = CdsRequest.model_validate(raw)
+            except ValidationError as exc:
+                raise _BadRequest(400, "invalid", _validation_message(exc)) from exc
+            _check_context(req, service)
+        except _BadRequest as exc:
+            audit("bad_request", service=service_id, status=exc.status, reason=exc.diagnostics[:200])
+            return outcome_response(exc.status, exc.code, exc.diagnostics)
+        return await _answer(options, service, req, caller, started)
+
+    @router.post("/cds-services/{service_id}/feedback", response_model=None)
+    async def feedback(service_id: str, request: Request) -> Response:
+        if service_id not in SERVICES:
+            return outcome_response(404, "not-found", f"no CDS service {service_id!r}")
+        try:
+            caller = await authenticate(request, f"/cds-services/{service_id}/feedback")
+        except JwtRejected as exc:
+            audit("auth_rejected", service=service_id, path="feedback", reason=exc.reason)
+            return unauthorized()
+        try:
+            raw = _json_body(await _read_body(request, options.max_body_bytes))
+            try:
+                body = FeedbackRequest.model_validate(raw)
+            except ValidationError as exc:
+                raise _BadRequest(400, "invalid", _validation_message(exc)) from exc
+        except _BadRequest as exc:
+            return outcome_response(exc.status, exc.code, exc.diagnostics)
+        records = [
+            FeedbackRecord(
+                card_uuid=item.card,
+                outcome=item.outcome,
+                outcome_timestamp=item.outcomeTimestamp,
+                override_code=str((item.overrideReason.reason or {}).get("code")) if item.overrideReason
+                and item.overrideReason.reason else None,
+                override_display=str((item.overrideReason.reason or {}).get("display")) if item.overrideReason
+                and item.overrideReason.reason else None,
+                user_comment=item.overrideReason.userComment if item.overrideReason else None,
+                accepted_suggestions=tuple(s.id for s in item.acceptedSuggestions or []),
+            )
+            for item in body.feedback
+        ]
+        await options.feedback.record_feedback(service_id, caller.issuer if caller else None, records)
+        audit("feedback", service=service_id, items=len(records), issuer=caller.issuer if caller else None)
+        return JSONResponse({}, status_code=200)
+
+    return router
+
+
+async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsRequest,
+                  caller: VerifiedCaller | None, started: float) -> Response:
+    patient_id = str(req.context["patientId"])
+    log: dict[str, Any] = {
+        "service": service.id, "hookInstance": req.hookInstance, "issuer": caller.issuer if caller else None,
+        "tenant": caller.tenant if caller else None, "patient": patient_hash(patient_id, options.audit_salt),
+    }
+    orders: list[KetamineOrder] = []
+    if service.hook != "patient-view":
+        orders = _ketamine_orders(req)
+        if not orders:
+            audit("service_call", **log, verdict=None, cards=0,
+                  latency_ms=round((time.perf_counter() - started) * 1000, 1), data_gaps=[])
+            return JSONResponse({"cards": []})
+    token = req.fhirAuthorization.access_token if req.fhirAuthorization else None
+    data = await gather_patient_data(patient_id, req.prefetch, req.fhirServer, token, options.fhir_budget_s,
+                                     options.http)
+    gaps = [f"{g.resource_type.value}:{g.reason.value}" for g in data.pool.gaps]
+    missing = data.missing_required()
+    if missing:
+        audit("service_call", **log, status=412, data_gaps=gaps,
+              latency_ms=round((time.perf_counter() - started) * 1000, 1))
+        return outcome_response(412, "processing",
+                                f"required data could not be obtained: {', '.join(missing)} "
+                                "(send it as prefetch or give fhirServer and fhirAuthorization)")
+    as_of = options.today()
+    assessment, facts = assess_pool(data.pool, options.policy, as_of, patient_id)
+    ctx = CardContext(
+        hook_instance=req.hookInstance, patient_id=patient_id, user_id=req.context.get("userId"),
+        encounter_id=req.context.get("encounterId"), orders=tuple(orders),
+        smart_launch_url=options.smart_launch_url,
+    )
+    if service.hook == "patient-view":
+        active = [m.name for m in facts.other_medications if m.category == "ketamine"
+                  and m.start is not None and m.start <= as_of and (m.end is None or m.end >= as_of)]
+        card = patient_view_card(assessment, options.policy, ctx, active)
+        cards = [card] if card else []
+    else:
+        cards = order_cards(assessment, options.policy, ctx)
+    await options.feedback.record_cards([
+        IssuedCard(c.uuid, service.id, req.hookInstance, _card_kind(c), c.indicator.value,
+                   tuple(s.uuid for s in c.suggestions or []))
+        for c in cards
+    ])
+    audit("service_call", **log, status=200, verdict=assessment.verdict.value, cards=len(cards), data_gaps=gaps,
+          latency_ms=round((time.perf_counter() - started) * 1000, 1))
+    return JSONResponse({"cards": [c.model_dump(exclude_none=True) for c in cards]})

@@ -1,0 +1,99 @@
+"""Settings: a TOML file (``--config``) with environment overrides (``KETAMINE_CDS_CDS__PUBLIC_BASE_URL=…``).
+
+pydantic-settings does the layering (environment over file over defaults) and the validation, so a bad file is a
+clear message rather than a crash at the first request.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """The configuration cannot be used; the message says why."""
+
+
+class CdsClientSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    issuer: str = Field(min_length=1)
+    jwks_url: str | None = None
+    jwks_file: Path | None = None
+    tenant: str | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> CdsClientSettings:
+        if (self.jwks_url is None) == (self.jwks_file is None):
+            raise ValueError(f"client {self.issuer}: give exactly one of jwks_url or jwks_file")
+        if self.jwks_url is not None and not self.jwks_url.startswith(("https://", "http://")):
+            raise ValueError(f"client {self.issuer}: jwks_url must be an http(s) URL")
+        return self
+
+
+class CdsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    public_base_url: str = "http://127.0.0.1:8000"
+    cors_allow_origins: list[str] = Field(default_factory=list)
+    clients: list[CdsClientSettings] = Field(default_factory=list)
+    discovery_requires_auth: bool = False
+    max_body_bytes: int = Field(default=5_000_000, gt=0)
+    fhir_budget_s: float = Field(default=2.5, gt=0)
+    policy: str = "default"
+    feedback_db: Path = Path("ketamine-cds-feedback.sqlite3")
+    audit_log: Path | None = None
+    audit_salt: str = "change-me"
+
+    @model_validator(mode="after")
+    def _url(self) -> CdsSettings:
+        if not self.public_base_url.startswith(("https://", "http://")):
+            raise ValueError("cds.public_base_url must be an http(s) URL")
+        self.public_base_url = self.public_base_url.rstrip("/")
+        return self
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KETAMINE_CDS_", env_nested_delimiter="__", extra="forbid")
+    cds: CdsSettings = Field(default_factory=CdsSettings)
+    smart: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (passed as init values).
+        return env_settings, init_settings
+
+
+def load_settings(path: Path | None) -> Settings:
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SettingsError(f"{path}: cannot read ({exc.__class__.__name__})") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: not valid TOML ({exc})") from exc
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        raise SettingsError(f"{path or 'settings'}: {loc}: {first.get('msg')}") from exc
+    base = path.parent if path is not None else Path.cwd()
+    for client in settings.cds.clients:
+        if client.jwks_file is not None and not client.jwks_file.is_absolute():
+            client.jwks_file = base / client.jwks_file
+    if not settings.cds.feedback_db.is_absolute():
+        settings.cds.feedback_db = base / settings.cds.feedback_db
+    if settings.cds.audit_log is not None and not settings.cds.audit_log.is_absolute():
+        settings.cds.audit_log = base / settings.cds.audit_log
+    return settings

@@ -1,0 +1,129 @@
+"""The CDS client's JWT: every attack and every malformed token gets 401 with no detail."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey, OctKey
+from pytest_httpx import HTTPXMock
+
+from cds_hooks import JwksCache, JwtRejected, JwtVerifier, TrustedClient
+
+from .conftest import BASE, ISSUER, Keys, Post, hook_request
+
+pytestmark = pytest.mark.anyio
+SIGN = BASE + "/cds-services/ketamine-order-sign"
+
+
+def _b64(data: dict) -> str:  # type: ignore[type-arg]
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def none_alg(keys: Keys) -> str:
+    now = int(time.time())
+    return f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': 'ec-1'})}." \
+           f"{_b64({'iss': ISSUER, 'aud': SIGN, 'iat': now, 'exp': now + 300, 'jti': 'x'})}."
+
+
+def hmac_with_public_key(keys: Keys) -> str:
+    # The classic confusion attack: sign with HS256 using the server's public key bytes as the secret.
+    public = json.dumps(keys.ec.as_dict(private=False)).encode()
+    now = int(time.time())
+    return jwt.encode({"alg": "HS256", "kid": "ec-1"},
+                      {"iss": ISSUER, "aud": SIGN, "iat": now, "exp": now + 300, "jti": "h"},
+                      OctKey.import_key(public), algorithms=["HS256"])
+
+
+def tampered(keys: Keys) -> str:
+    header, payload, signature = keys.token(SIGN).split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = "someone-else"
+    return f"{header}.{_b64(claims)}.{signature}"
+
+
+ATTACKS = {
+    "none algorithm": none_alg,
+    "HMAC signed with the public key": hmac_with_public_key,
+    "wrong audience": lambda k: k.token(BASE + "/cds-services/ketamine-order-select"),
+    "audience of another server": lambda k: k.token("https://other.test/cds-services/ketamine-order-sign"),
+    "expired": lambda k: k.token(SIGN, exp=int(time.time()) - 120),
+    "not yet valid (nbf)": lambda k: k.token(SIGN, nbf=int(time.time()) + 600),
+    "issued in the future": lambda k: k.token(SIGN, iat=int(time.time()) + 600),
+    "unknown kid": lambda k: k.token(SIGN, kid="nobody"),
+    "key not in the JWKS": lambda k: k.token(SIGN, key=ECKey.generate_key("P-384", parameters={"kid": "ec-1"})),
+    "unknown issuer": lambda k: k.token(SIGN, iss="https://evil.test"),
+    "tampered payload": tampered,
+    "missing jti": lambda k: k.token(SIGN, jti=None),
+    "missing exp": lambda k: k.token(SIGN, exp=None),
+    "not a JWT": lambda k: "not-a-jwt",
+    "empty": lambda k: "",
+}
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+async def test_attacks_get_401_with_no_detail(post: Post, keys: Keys, attack: str) -> None:
+    r = await post("ketamine-order-sign", hook_request("01"), token=ATTACKS[attack](keys))
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert r.json() == {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]}
+
+
+async def test_a_replayed_jti_is_refused(post: Post, keys: Keys) -> None:
+    token = keys.token(SIGN)
+    assert (await post("ketamine-order-sign", hook_request("01"), token=token)).status_code == 200
+    assert (await post("ketamine-order-sign", hook_request("01"), token=token)).status_code == 401
+
+
+@pytest.mark.parametrize("alg", ["ES384", "RS384", "ES256", "RS256"])
+async def test_accepted_algorithms(post: Post, keys: Keys, alg: str) -> None:
+    r = await post("ketamine-order-sign", hook_request("01"), token=keys.token(SIGN, alg=alg))
+    assert r.status_code == 200
+
+
+async def test_epic_style_claims_nbf_sub_and_aud_array_are_accepted(post: Post, keys: Keys) -> None:
+    now = int(time.time())
+    token = keys.token([SIGN, "https://elsewhere.test"], nbf=now - 300, sub="epic-client")  # type: ignore[arg-type]
+    assert (await post("ketamine-order-sign", hook_request("01"), token=token)).status_code == 200
+
+
+async def test_feedback_needs_its_own_audience(post: Post, keys: Keys) -> None:
+    body = {"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-11-01T10:00:00Z"}]}
+    r = await post("ketamine-order-sign", body, path_suffix="/feedback", token=keys.token(SIGN))
+    assert r.status_code == 401
+    r = await post("ketamine-order-sign", body, path_suffix="/feedback")
+    assert r.status_code == 200
+
+
+async def test_jwks_by_url_is_cached_and_refreshed_on_unknown_kid_at_most_once_per_interval(
+    httpx_mock: HTTPXMock, keys: Keys,
+) -> None:
+    new_key = ECKey.generate_key("P-256", parameters={"kid": "ec-new"})
+    httpx_mock.add_response(url="https://ehr.test/jwks", json=keys.jwks())
+    httpx_mock.add_response(url="https://ehr.test/jwks",
+                            json={"keys": [*keys.jwks()["keys"], new_key.as_dict(private=False)]})
+    clock = [1000.0]
+    async with httpx.AsyncClient() as http:
+        verifier = JwtVerifier([TrustedClient(ISSUER, jwks_url="https://ehr.test/jwks")],
+                               JwksCache(http, refresh_interval_s=30, clock=lambda: clock[0]))
+        await verifier.verify(f"Bearer {keys.token(SIGN)}", SIGN)
+        await verifier.verify(f"Bearer {keys.token(SIGN)}", SIGN)
+        assert len(httpx_mock.get_requests()) == 1  # cached
+        rotated = keys.token(SIGN, alg="ES256", key=new_key)
+        with pytest.raises(JwtRejected, match="unknown kid"):  # refresh is rate-limited: not yet
+            await verifier.verify(f"Bearer {rotated}", SIGN)
+        clock[0] += 31
+        caller = await verifier.verify(f"Bearer {rotated}", SIGN)  # a rotated key, fetched on its unknown kid
+        assert caller.issuer == ISSUER and len(httpx_mock.get_requests()) == 2
+
+
+async def test_tenant_must_match_when_configured(keys: Keys) -> None:
+    verifier = JwtVerifier([TrustedClient(ISSUER, jwks=keys.jwks(), tenant="hospital-a")])
+    with pytest.raises(JwtRejected, match="tenant"):
+        await verifier.verify(f"Bearer {keys.token(SIGN, tenant='hospital-b')}", SIGN)
+    caller = await verifier.verify(f"Bearer {keys.token(SIGN, tenant='hospital-a')}", SIGN)
+    assert caller.tenant == "hospital-a"

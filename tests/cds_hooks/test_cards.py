@@ -1,0 +1,172 @@
+"""Cards: one per concern, the right indicator, evidence and gaps in the detail, suggestions and links per the spec."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from ..conftest import fixture_bundles
+from .conftest import Post, draft_order, hook_request
+
+pytestmark = pytest.mark.anyio
+SPEC_INDICATORS = {"info", "warning", "critical"}
+
+
+def check_spec_rules(card: dict[str, Any]) -> None:
+    """The service-side card rules of CDS Hooks 2.0 (and the 3.0 invariants cds-resp-1..6)."""
+    assert isinstance(card["uuid"], str) and card["uuid"]
+    assert len(card["summary"]) < 140
+    assert card["indicator"] in SPEC_INDICATORS
+    assert card["source"]["label"]
+    if card.get("suggestions"):
+        assert card["selectionBehavior"] in ("at-most-one", "any")
+        if card["selectionBehavior"] == "at-most-one":
+            assert sum(1 for s in card["suggestions"] if s.get("isRecommended")) <= 1
+        for s in card["suggestions"]:
+            assert s["label"] and s["uuid"]
+            for a in s["actions"]:
+                assert a["type"] in ("create", "update", "delete") and a["description"]
+                if a["type"] == "delete":
+                    assert isinstance(a["resourceId"], str)
+    for reason in card.get("overrideReasons") or []:
+        assert reason["display"] and reason["code"] and reason["system"]
+    for link in card.get("links") or []:
+        assert link["type"] in ("absolute", "smart") and link["label"] and link["url"]
+        if link["type"] == "absolute":
+            assert "appContext" not in link
+        if "appContext" in link:
+            assert isinstance(link["appContext"], str)
+
+
+async def cards_for(post: Post, fixture: str, **kw: Any) -> list[dict[str, Any]]:
+    r = await post("ketamine-order-sign", hook_request(fixture, **kw))
+    assert r.status_code == 200, r.text
+    cards = r.json()["cards"]
+    for card in cards:
+        check_spec_rules(card)
+    return cards
+
+
+@pytest.mark.parametrize("path", fixture_bundles(), ids=lambda p: p.stem)
+async def test_every_fixture_patient_gets_spec_conformant_cards(post: Post, path) -> None:  # type: ignore[no-untyped-def]
+    expected = json.loads(path.with_name(path.stem + ".expected.json").read_text())
+    cards = await cards_for(post, path.stem[:2])
+    main = cards[0]
+    indicator = {"contraindicated": "critical", "not_indicated": "warning", "needs_workup": "warning",
+                 "candidate": "info"}[expected["verdict"]]
+    assert main["indicator"] == indicator
+    assert len(cards) <= 3  # one per concern, never a wall
+
+
+async def test_contraindicated_card_names_the_evidence_and_offers_to_remove_the_order(post: Post) -> None:
+    card = (await cards_for(post, "10"))[0]
+    assert card["indicator"] == "critical"
+    assert card["summary"] == "Esketamine contraindicated: bipolar disorder"
+    assert "Condition/kc-10-cond2" in card["detail"] and "Bipolar II disorder" in card["detail"]
+    (suggestion,) = card["suggestions"]
+    assert suggestion["actions"] == [{"type": "delete",
+                                      "description": "Remove the draft order MedicationRequest/draft-1",
+                                      "resourceId": "MedicationRequest/draft-1"}]
+    assert card["selectionBehavior"] == "at-most-one"
+    assert {r["code"] for r in card["overrideReasons"]} >= {"benefit-outweighs-risk", "chart-data-incorrect"}
+    assert card["source"]["url"].startswith("https://")
+
+
+async def test_candidate_card_carries_rems_reminders_and_a_smart_link(post: Post) -> None:
+    cards = await cards_for(post, "01")
+    assert [c["indicator"] for c in cards] == ["info"]
+    card = cards[0]
+    assert "≥2 h" in card["summary"] and "40 min" in card["summary"]
+    assert "pulse oximeter" in card["detail"] and "2 hours" in card["detail"]
+    assert "overrideReasons" not in card
+    (link,) = card["links"]
+    assert link["type"] == "smart" and link["url"] == "http://cds.test/smart/launch"
+    context = json.loads(link["appContext"])
+    assert context["card"] == card["uuid"] and context["patient"] == "kc-01" and context["policy"] == "default"
+
+
+async def test_workup_card_suggests_draft_service_requests(post: Post) -> None:
+    card = (await cards_for(post, "20"))[0]
+    assert card["indicator"] == "warning" and "work-up needed" in card["summary"]
+    assert card["selectionBehavior"] == "any"
+    resources = [a["resource"] for s in card["suggestions"] for a in s["actions"]]
+    codes = {r["code"]["coding"][0]["code"] for r in resources}
+    assert "44249-1" in codes  # PHQ-9
+    assert all(r["resourceType"] == "ServiceRequest" and r["status"] == "draft" for r in resources)
+    assert all(r["subject"] == {"reference": "Patient/kc-20"} for r in resources)
+    assert next(s for s in card["suggestions"] if "PHQ-9" in s["label"])["isRecommended"] is True
+
+
+async def test_not_indicated_card_for_anxiety_alone(post: Post) -> None:
+    card = (await cards_for(post, "05"))[0]
+    assert card["indicator"] == "warning"
+    assert card["summary"] == "Esketamine not indicated: anxiety alone is not an indication"
+
+
+async def test_cautions_card_gathers_warnings(post: Post) -> None:
+    cards = await cards_for(post, "21")
+    assert [c["indicator"] for c in cards] == ["info", "warning"]
+    assert "suicide-risk review" in cards[1]["summary"] and "(+2 more)" in cards[1]["summary"]
+    assert "phenelzine" in cards[1]["detail"]
+
+
+@pytest.mark.parametrize("concept,extra,expected", [
+    ({"text": "ketamine 50 mg compounded troche"}, {}, "Compounded/oral ketamine"),
+    ({"text": "Ketamine HCl"}, {"dosageInstruction": [{"text": "Dissolve under the tongue at home",
+                                                        "route": {"text": "sublingual"}}]}, "Sublingual/at-home"),
+])
+async def test_compounded_or_home_ketamine_gets_the_fda_warning(post: Post, concept: dict[str, Any],
+                                                                 extra: dict[str, Any], expected: str) -> None:
+    cards = await cards_for(post, "01", orders=[draft_order("kc-01", concept=concept, **extra)])
+    fda = [c for c in cards if "FDA" in c["summary"]]
+    assert len(fda) == 1 and fda[0]["indicator"] == "warning" and fda[0]["summary"].startswith(expected)
+    assert "2023" in fda[0]["source"]["label"]
+    assert cards[0]["summary"].startswith("Ketamine: criteria met")
+
+
+async def test_esketamine_at_a_certified_setting_gets_no_fda_card(post: Post) -> None:
+    cards = await cards_for(post, "01")
+    assert not any("FDA" in c["summary"] for c in cards)
+
+
+async def test_orders_that_are_not_ketamine_get_no_cards(post: Post) -> None:
+    sertraline = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "36437",
+                              "display": "sertraline"}]}
+    r = await post("ketamine-order-sign", hook_request("10", orders=[draft_order("kc-10", concept=sertraline)]))
+    assert r.json() == {"cards": []}
+
+
+async def test_order_select_acts_only_on_the_selected_orders(post: Post) -> None:
+    sertraline = draft_order("kc-10", "draft-2", concept={"text": "sertraline 50 mg"})
+    ketamine = draft_order("kc-10", "draft-1")
+    body = hook_request("10", hook="order-select", orders=[ketamine, sertraline],
+                        selections=["MedicationRequest/draft-2"])
+    assert (await post("ketamine-order-select", body)).json() == {"cards": []}
+    body = hook_request("10", hook="order-select", orders=[ketamine, sertraline],
+                        selections=["MedicationRequest/draft-1"])
+    assert (await post("ketamine-order-select", body)).json()["cards"][0]["indicator"] == "critical"
+
+
+@pytest.mark.parametrize("concept", [
+    {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "2119365"}]},
+    {"coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "50458-028-03"}]},
+    {"text": "Ketalar 10 mg/mL injection"},
+    {"text": "ESKETAMINE 28MG SOLN,SPRAY,NASAL"},
+])
+async def test_ketamine_orders_are_recognised_by_code_or_name(post: Post, concept: dict[str, Any]) -> None:
+    cards = await cards_for(post, "10", orders=[draft_order("kc-10", concept=concept)])
+    assert cards[0]["indicator"] == "critical"
+
+
+async def test_patient_view_is_silent_unless_ketamine_therapy_is_active(post: Post) -> None:
+    r = await post("ketamine-patient-view", hook_request("01", hook="patient-view"))
+    assert r.json() == {"cards": []}
+    body = hook_request("01", hook="patient-view")
+    body["prefetch"]["medicationStatements"]["entry"].append({"resource": {
+        "resourceType": "MedicationStatement", "id": "spravato", "status": "active",
+        "subject": {"reference": "Patient/kc-01"}, "effectivePeriod": {"start": "2026-10-01"},
+        "medicationCodeableConcept": {"text": "Spravato 56 mg"}}})
+    cards = (await post("ketamine-patient-view", body)).json()["cards"]
+    assert len(cards) == 1 and cards[0]["indicator"] == "info" and "Spravato" in cards[0]["summary"]

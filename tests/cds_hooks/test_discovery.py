@@ -1,0 +1,58 @@
+"""Discovery: the three services, their prefetch templates, and whether a JWT is needed."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from ketamine_cds.settings import Settings
+
+from .conftest import BASE, Keys, close_app, make_client
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_discovery_lists_three_services_with_prefetch(cds: httpx.AsyncClient) -> None:
+    r = await cds.get("/cds-services")
+    assert r.status_code == 200
+    services = {s["id"]: s for s in r.json()["services"]}
+    assert {s: services[s]["hook"] for s in services} == {
+        "ketamine-order-select": "order-select", "ketamine-order-sign": "order-sign",
+        "ketamine-patient-view": "patient-view"}
+    for s in services.values():
+        assert s["title"] and s["description"] and s["usageRequirements"]
+        assert set(s["prefetch"]) >= {"patient", "conditions", "medicationStatements", "medicationRequests",
+                                      "phq9", "gad7", "bloodPressure", "drugScreens", "pregnancyTests", "allergies"}
+
+
+async def test_prefetch_templates_use_only_patient_tokens_and_r4_syntax(cds: httpx.AsyncClient) -> None:
+    for service in (await cds.get("/cds-services")).json()["services"]:
+        for template in service["prefetch"].values():
+            assert set(re.findall(r"{{(.*?)}}", template)) == {"context.patientId"}
+            assert "sort:desc" not in template and "_include" not in template
+    templates = (await cds.get("/cds-services")).json()["services"][0]["prefetch"]
+    assert "status=active,completed" in templates["medicationRequests"].replace("on-hold,cancelled,", "")
+    assert "http://loinc.org|44261-6" in templates["phq9"]
+
+
+async def test_discovery_is_open_by_default_and_closable(settings: Settings, keys: Keys) -> None:
+    settings.cds.discovery_requires_auth = True
+    async with make_client(settings) as client:
+        assert (await client.get("/cds-services")).status_code == 401
+        token = keys.token(BASE + "/cds-services")
+        r = await client.get("/cds-services", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+        await close_app(client)
+
+
+async def test_cors_preflight_allows_only_configured_origins(cds: httpx.AsyncClient) -> None:
+    headers = {"Origin": "https://ehr-ui.test", "Access-Control-Request-Method": "POST",
+               "Access-Control-Request-Headers": "authorization,content-type"}
+    r = await cds.options("/cds-services/ketamine-order-sign", headers=headers)
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == "https://ehr-ui.test"
+    assert "authorization" in r.headers["access-control-allow-headers"].lower()
+    r = await cds.options("/cds-services/ketamine-order-sign", headers={**headers, "Origin": "https://evil.test"})
+    assert "access-control-allow-origin" not in r.headers
