@@ -17,6 +17,16 @@ SPEC_INDICATORS = {"info", "warning", "critical"}
 def check_spec_rules(card: dict[str, Any]) -> None:
     """The service-side card rules of CDS Hooks 2.0 (and the 3.0 invariants cds-resp-1..6)."""
     assert isinstance(card["uuid"], str) and card["uuid"]
+    def no_null_or_empty(value: object) -> None:  # requirement 3: no null or empty JSON elements
+        assert value is not None and value != "" and value != [] and value != {}
+        if isinstance(value, dict):
+            for v in value.values():
+                no_null_or_empty(v)
+        elif isinstance(value, list):
+            for v in value:
+                no_null_or_empty(v)
+    no_null_or_empty(card)
+    assert isinstance(card.get("detail", ""), str)  # GitHub-flavoured Markdown text
     assert len(card["summary"]) < 140
     assert card["indicator"] in SPEC_INDICATORS
     assert card["source"]["label"]

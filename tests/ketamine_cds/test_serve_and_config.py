@@ -1,0 +1,141 @@
+"""Settings, check-config and serve: what an IT team runs."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ketamine_cds.cli import main
+from ketamine_cds.settings import SettingsError, load_settings
+
+from ..cds_hooks.conftest import ISSUER, Keys, hook_request
+from ..conftest import free_port
+
+
+@pytest.fixture
+def jwks_server(tmp_path: Path) -> Iterator[tuple[str, Keys]]:
+    keys = Keys()
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served" / "jwks.json").write_text(json.dumps(keys.jwks()))
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):  # type: ignore[no-untyped-def]
+            super().__init__(*a, directory=str(tmp_path / "served"), **kw)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/jwks.json", keys
+    server.shutdown()
+    server.server_close()
+
+
+def write_config(path: Path, body: str) -> Path:
+    path.write_text(body)
+    return path
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write_config(tmp_path / "k.toml", '[cds]\npublic_base_url = "https://cds.example.org"\n'
+                                               'fhir_budget_s = 2.5\n')
+    monkeypatch.setenv("KETAMINE_CDS_CDS__FHIR_BUDGET_S", "1.5")
+    settings = load_settings(config)
+    assert settings.cds.fhir_budget_s == 1.5 and settings.cds.public_base_url == "https://cds.example.org"
+    assert settings.cds.feedback_db == tmp_path / "ketamine-cds-feedback.sqlite3"
+
+
+@pytest.mark.parametrize("body,message", [
+    ("[cds\n", "not valid TOML"),
+    ('[cds]\npublic_base_url = "ftp://x"\n', "http(s) URL"),
+    ('[cds]\nunknown = 1\n', "cds.unknown"),
+    ('[[cds.clients]]\nissuer = "https://ehr"\n', "exactly one of jwks_url or jwks_file"),
+])
+def test_bad_configuration_is_a_clear_error(tmp_path: Path, body: str, message: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path / "k.toml", body)
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        load_settings(config)
+    assert main(["check-config", "--config", str(config)]) == 2
+    assert message.split("(")[0] in capsys.readouterr().err
+
+
+def test_check_config_fetches_each_jwks_and_prints_what_to_register(
+    tmp_path: Path, jwks_server: tuple[str, Keys], capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, _ = jwks_server
+    config = write_config(tmp_path / "k.toml", f"""
+[cds]
+public_base_url = "https://cds.example.org"
+[[cds.clients]]
+issuer = "{ISSUER}"
+jwks_url = "{url}"
+tenant = "hospital-a"
+""")
+    assert main(["check-config", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "discovery URL: https://cds.example.org/cds-services" in out
+    assert "order-sign    https://cds.example.org/cds-services/ketamine-order-sign" in out
+    assert "https://cds.example.org/smart/launch" in out
+    assert "JWKS ok, keys: ec-1 (EC), rsa-1 (RSA), ec-256 (EC), tenant hospital-a" in out
+
+
+def test_check_config_reports_an_unreachable_jwks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path / "k.toml", f"""
+[[cds.clients]]
+issuer = "{ISSUER}"
+jwks_url = "http://127.0.0.1:9/jwks.json"
+""")
+    assert main(["check-config", "--config", str(config)]) == 1
+    assert "JWKS FAILED" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_serve_answers_over_http_on_loopback(tmp_path: Path, jwks_server: tuple[str, Keys]) -> None:
+    url, keys = jwks_server
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path / "k.toml", f"""
+[cds]
+public_base_url = "{base}"
+[[cds.clients]]
+issuer = "{ISSUER}"
+jwks_url = "{url}"
+""")
+    exe = Path(sys.executable).with_name("ketamine-cds")
+    proc = subprocess.Popen([str(exe), "serve", "--config", str(config), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{base}/cds-services", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        path = "/cds-services/ketamine-order-sign"
+        body = hook_request("10")
+        r = httpx.post(base + path, json=body, headers={"Authorization": f"Bearer {keys.token(base + path)}"})
+        assert r.status_code == 200 and r.json()["cards"][0]["indicator"] == "critical"
+        r = httpx.post(base + path, json=body)
+        assert r.status_code == 401
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0].decode()
+    assert "Traceback" not in out
+    assert "eyJ" not in out  # no token in any log line
