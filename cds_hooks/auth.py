@@ -96,7 +96,10 @@ class JwksCache:
 
     async def key_set(self, client: TrustedClient, kid: str) -> KeySet:
         if client.jwks is not None:
-            return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
+            entry = self._cache.setdefault(client.issuer, _CachedKeys())
+            if entry.keys is None:  # a JWKS from configuration: imported once
+                entry.keys = KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
+            return entry.keys
         entry = self._cache.setdefault(client.issuer, _CachedKeys())
         async with entry.lock:
             stale = entry.keys is None or (

@@ -23,7 +23,7 @@ from .facts import (
     ScoreFact,
     SkippedEntry,
 )
-from .loading import InputError, ResourcePool, add_json, read_path
+from .loading import InputError, ResourcePool, add_json, clear_validation_cache, read_path
 from .mapping import patients_in, to_facts
 from .orders import KetamineOrder, ketamine_order
 
@@ -57,6 +57,7 @@ __all__ = [
     "ScoreFact",
     "SkippedEntry",
     "add_json",
+    "clear_validation_cache",
     "ketamine_order",
     "patient_queries",
     "patients_in",

@@ -90,6 +90,7 @@ class CodeSets:
     ) -> None:
         self._concepts = concepts
         self._concept_codes = concept_codes
+        self._icd_cache: dict[str, frozenset[str]] = {}
         self.antidepressants_by_name = antidepressants
         self.antidepressants_by_rxcui = {a.rxcui: a for a in antidepressants.values()}
         self.clinical_drugs = clinical_drugs
@@ -124,6 +125,12 @@ class CodeSets:
         return self._concept_codes.get((key, code.strip()), frozenset())
 
     def _icd_concepts(self, code: str) -> frozenset[str]:
+        cached = self._icd_cache.get(code)
+        if cached is None:
+            cached = self._icd_cache[code] = self._match_icd(code)
+        return cached
+
+    def _match_icd(self, code: str) -> frozenset[str]:
         found = set(self._concept_codes.get(("ICD10CM", code), frozenset()))
         for concept in self._concepts.values():
             if any(p.search(code) for p in concept.icd_exclude):

@@ -8,7 +8,9 @@ costs about 30x ``json.loads`` and would dominate the time of an assessment.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,8 +96,36 @@ class ResourcePool:
         return None
 
 
+_VALIDATION_CACHE: OrderedDict[bytes, str | None] = OrderedDict()
+_VALIDATION_CACHE_SIZE = 50_000
+
+
+def clear_validation_cache() -> None:
+    _VALIDATION_CACHE.clear()
+
+
 def validate_resource(resource: Mapping[str, Any]) -> str | None:
-    """None when the resource is valid FHIR R4 (checked with the R4B models), else a short reason."""
+    """None when the resource is valid FHIR R4 (checked with the R4B models), else a short reason.
+
+    Validation is a pure function of the resource's content, so results are kept in a bounded LRU keyed by a
+    BLAKE2b digest of the serialised JSON: the same patient's resources arrive again on order-select, order-sign
+    and re-sign, and hashing costs a fraction of validating.
+    """
+    try:
+        key = hashlib.blake2b(json.dumps(resource, separators=(",", ":")).encode(), digest_size=16).digest()
+    except (TypeError, ValueError):
+        return _validate(resource)
+    if key in _VALIDATION_CACHE:
+        _VALIDATION_CACHE.move_to_end(key)
+        return _VALIDATION_CACHE[key]
+    result = _validate(resource)
+    _VALIDATION_CACHE[key] = result
+    if len(_VALIDATION_CACHE) > _VALIDATION_CACHE_SIZE:
+        _VALIDATION_CACHE.popitem(last=False)
+    return result
+
+
+def _validate(resource: Mapping[str, Any]) -> str | None:
     from fhir.resources.R4B import get_fhir_model_class
 
     try:

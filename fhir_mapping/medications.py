@@ -7,6 +7,7 @@ lists), an ATC N06A code together with a drug name, and as a last resort the dru
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,6 +61,8 @@ def map_medications(
     records: list[_Record] = []
     other: list[CurrentMedication] = []
     unmatched: list[str] = []
+    # A chart names few distinct drugs in many records: recognise each distinct drug once.
+    recognised: dict[str, tuple[bool, str | None, _Identified | None]] = {}
     for res in resources:
         rtype = res["resourceType"]
         status = text(res, "status") or "unknown"
@@ -74,10 +77,14 @@ def map_medications(
         evidence = f"{rtype}/{res['id']}"
         label = names[0] if names else "(unnamed medication)"
         # Recognise the drug on the raw JSON first: only the records the rules use are validated.
-        ketamine = _is_ketamine(codesets, concept, names)
-        stimulant = None if ketamine else next(
-            (s for n in names if (s := codesets.psychostimulant_in_name(n))), None)
-        ident = None if ketamine or stimulant else _identify(codesets, concept, names, medication)
+        key = json.dumps([concept, medication.get("ingredient") if medication else None], sort_keys=True)
+        if key not in recognised:
+            ketamine = _is_ketamine(codesets, concept, names)
+            stimulant = None if ketamine else next(
+                (s for n in names if (s := codesets.psychostimulant_in_name(n))), None)
+            recognised[key] = (ketamine, stimulant, None if ketamine or stimulant else
+                               _identify(codesets, concept, names, medication))
+        ketamine, stimulant, ident = recognised[key]
         if not (ketamine or stimulant or ident):
             unmatched.append(label)
             continue

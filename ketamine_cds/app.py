@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import logging
 import sys
@@ -20,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cds_hooks import CdsOptions, FeedbackStore, JwksCache, JwtVerifier, TrustedClient, build_router
 from cds_hooks.errors import operation_outcome
 from eligibility import load_policy
+from fhir_mapping import CodeSets
 
 from .settings import Settings, SettingsError
 
@@ -61,6 +63,7 @@ def create_app(
     configure_logging: bool = True,
 ) -> FastAPI:
     policy = load_policy(settings.cds.policy)
+    CodeSets.load()  # code sets are static: load them before requests arrive
     feedback = FeedbackStore(settings.cds.feedback_db)
     own_http = http is None
     client = http or httpx.AsyncClient(timeout=settings.cds.fhir_budget_s)
@@ -118,4 +121,8 @@ def create_app(
         return JSONResponse(operation_outcome("exception", "internal error"), status_code=500,
                             media_type="application/fhir+json")
 
+    # Everything built so far lives as long as the process. Freezing it keeps the cyclic GC from walking it on
+    # every collection that a large request body's allocations trigger (measured: a 0.5 MB prefetch took 17 ms
+    # to parse inside the service against 3 ms alone).
+    gc.freeze()
     return app
