@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from fastapi import APIRouter, Request
@@ -80,6 +80,9 @@ class CdsOptions:
 
     def endpoint(self, path: str) -> str:
         return self.public_base_url.rstrip("/") + path
+
+
+_Body = TypeVar("_Body", CdsRequest, FeedbackRequest)
 
 
 class _BadRequest(Exception):
@@ -160,6 +163,27 @@ def build_router(options: CdsOptions) -> APIRouter:
             return None
         return await options.verifier.verify(request.headers.get("authorization"), options.endpoint(path))
 
+    async def intake(request: Request, service_id: str, path: str,
+                     model: type[_Body]) -> tuple[VerifiedCaller | None, _Body] | Response:
+        """The caller's JWT, then the body within the size limit, parsed and validated; or the error response."""
+        try:
+            caller = await authenticate(request, path)
+        except JwtRejected as exc:
+            audit("auth_rejected", service=service_id, path=path, reason=exc.reason)
+            return unauthorized()
+        try:
+            raw = _json_body(await _read_body(request, options.max_body_bytes))
+            try:
+                body = model.model_validate(raw)
+            except ValidationError as exc:
+                raise _BadRequest(400, "invalid", _validation_message(exc)) from exc
+            if isinstance(body, CdsRequest):
+                _check_context(body, SERVICES[service_id])
+        except _BadRequest as exc:
+            audit("bad_request", service=service_id, path=path, status=exc.status, reason=exc.diagnostics[:200])
+            return outcome_response(exc.status, exc.code, exc.diagnostics)
+        return caller, body
+
     @router.get("/cds-services", response_model=None)
     async def discovery(request: Request) -> Response | dict[str, Any]:
         if options.discovery_requires_auth:
@@ -176,40 +200,20 @@ def build_router(options: CdsOptions) -> APIRouter:
         service = SERVICES.get(service_id)
         if service is None:
             return outcome_response(404, "not-found", f"no CDS service {service_id!r}")
-        try:
-            caller = await authenticate(request, f"/cds-services/{service_id}")
-        except JwtRejected as exc:
-            audit("auth_rejected", service=service_id, reason=exc.reason)
-            return unauthorized()
-        try:
-            raw = _json_body(await _read_body(request, options.max_body_bytes))
-            try:
-                req = CdsRequest.model_validate(raw)
-            except ValidationError as exc:
-                raise _BadRequest(400, "invalid", _validation_message(exc)) from exc
-            _check_context(req, service)
-        except _BadRequest as exc:
-            audit("bad_request", service=service_id, status=exc.status, reason=exc.diagnostics[:200])
-            return outcome_response(exc.status, exc.code, exc.diagnostics)
+        accepted = await intake(request, service_id, f"/cds-services/{service_id}", CdsRequest)
+        if isinstance(accepted, Response):
+            return accepted
+        caller, req = accepted
         return await _answer(options, service, req, caller, started)
 
     @router.post("/cds-services/{service_id}/feedback", response_model=None)
     async def feedback(service_id: str, request: Request) -> Response:
         if service_id not in SERVICES:
             return outcome_response(404, "not-found", f"no CDS service {service_id!r}")
-        try:
-            caller = await authenticate(request, f"/cds-services/{service_id}/feedback")
-        except JwtRejected as exc:
-            audit("auth_rejected", service=service_id, path="feedback", reason=exc.reason)
-            return unauthorized()
-        try:
-            raw = _json_body(await _read_body(request, options.max_body_bytes))
-            try:
-                body = FeedbackRequest.model_validate(raw)
-            except ValidationError as exc:
-                raise _BadRequest(400, "invalid", _validation_message(exc)) from exc
-        except _BadRequest as exc:
-            return outcome_response(exc.status, exc.code, exc.diagnostics)
+        accepted = await intake(request, service_id, f"/cds-services/{service_id}/feedback", FeedbackRequest)
+        if isinstance(accepted, Response):
+            return accepted
+        caller, body = accepted
         records = [
             FeedbackRecord(
                 card_uuid=item.card,
