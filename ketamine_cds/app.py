@@ -7,21 +7,25 @@ import gc
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from joserfc.jwk import ECKey, RSAKey
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_hooks import CdsOptions, FeedbackStore, JwksCache, JwtVerifier, TrustedClient, build_router
 from cds_hooks.errors import operation_outcome
 from eligibility import load_policy
 from fhir_mapping import CodeSets
+from smart_app import ClientCredentials, SmartOptions, csp
+from smart_app import build_router as build_smart_router
 
 from .settings import Settings, SettingsError
 
@@ -54,6 +58,23 @@ def _configure_audit(path: Path | None) -> None:
     logger.addHandler(handler)
 
 
+def smart_credentials(settings: Settings) -> ClientCredentials:
+    smart = settings.smart
+    if smart.private_key_file is None:
+        return ClientCredentials(smart.client_id, client_secret=smart.client_secret)
+    try:
+        pem = smart.private_key_file.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"smart.private_key_file {smart.private_key_file}: cannot read") from exc
+    key_cls = RSAKey if smart.alg == "RS384" else ECKey
+    try:
+        key = key_cls.import_key(pem)
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(f"smart.private_key_file: not a {smart.alg} private key") from exc
+    key = key_cls.import_key(pem, parameters={"kid": key.thumbprint()})
+    return ClientCredentials(smart.client_id, private_key=key, alg=smart.alg)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -61,7 +82,10 @@ def create_app(
     http: httpx.AsyncClient | None = None,
     today: Callable[[], dt.date] | None = None,
     configure_logging: bool = True,
+    sandbox: Any = None,
+    on_startup: Sequence[Callable[[], Awaitable[Any]]] = (),
 ) -> FastAPI:
+    """The service and the SMART app from settings; ``sandbox`` (an ASGI app) is mounted at /sandbox for the demo."""
     policy = load_policy(settings.cds.policy)
     CodeSets.load()  # code sets are static: load them before requests arrive
     feedback = FeedbackStore(settings.cds.feedback_db)
@@ -84,8 +108,25 @@ def create_app(
         today=today or dt.date.today,
     )
 
+    base = settings.cds.public_base_url
+    smart_options = SmartOptions(
+        public_base_url=base,
+        credentials=smart_credentials(settings),
+        redirect_uri=settings.smart.redirect_uri or base + "/smart/callback",
+        allowed_issuers=settings.smart.allowed_issuers,
+        frame_ancestors=settings.smart.frame_ancestors,
+        default_iss=settings.smart.default_iss,
+        offline_access=settings.smart.offline_access,
+        policy=settings.cds.policy,
+        fhir_budget_s=settings.smart.fhir_budget_s,
+        http=client,
+        today=today or dt.date.today,
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for step in on_startup:
+            await step()
         yield
         if own_http:
             await client.aclose()
@@ -94,7 +135,20 @@ def create_app(
     app = FastAPI(title="ketamine-cds", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.feedback = feedback
     app.state.options = options
+    app.state.smart = smart_options
     app.include_router(build_router(options))
+    app.include_router(build_smart_router(smart_options))
+    if sandbox is not None:
+        app.mount("/sandbox", sandbox)
+
+    @app.middleware("http")
+    async def smart_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith("/smart") and "content-security-policy" not in response.headers:
+            # Redirects and JSON from the app get the same framing policy as its pages.
+            response.headers["Content-Security-Policy"] = csp(settings.smart.frame_ancestors, "none")
+            response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cds.cors_allow_origins,

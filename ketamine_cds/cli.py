@@ -57,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--local-codes", type=Path, metavar="FILE",
                     help="TOML of site-local code additions (shape of fhir_mapping/data/condition_concepts.toml)")
     ev.add_argument("--timeout", type=float, default=10.0, help="total time budget for the FHIR server (s)")
-    demo = sub.add_parser("demo", help="assess every bundled synthetic patient and print the results")
-    demo.add_argument("--policy", default="default", help="policy id")
+    demo = sub.add_parser("demo", help="run the service, the SMART app and a sandbox EHR on 127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
 
     serve = sub.add_parser("serve", help="run the CDS Hooks service (and the SMART app)")
     serve.add_argument("--config", type=Path, help="ketamine-cds.toml")
@@ -75,10 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _demo(args: argparse.Namespace) -> str:
+def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(load_policy(args.policy))
+    if not 0 < args.port < 65536:
+        raise CliError(f"--port must be between 1 and 65535, not {args.port}")
+    return run_demo(args.port)
 
 
 def _local_codes(path: Path) -> CodeSets:
@@ -206,8 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_evaluate(args))
             return 0
         if args.command == "demo":
-            print(_demo(args))
-            return 0
+            return _demo(args)
         if args.command == "serve":
             return _serve(args)
         if args.command == "check-config":

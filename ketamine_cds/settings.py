@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -55,10 +55,33 @@ class CdsSettings(BaseModel):
         return self
 
 
+class SmartSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    client_id: str = "ketamine-cds"
+    client_secret: str | None = None
+    private_key_file: Path | None = None
+    alg: Literal["RS384", "ES384"] = "RS384"
+    redirect_uri: str | None = None
+    allowed_issuers: list[str] = Field(default_factory=list)
+    frame_ancestors: list[str] = Field(default_factory=list)
+    default_iss: str | None = None
+    offline_access: bool = False
+    fhir_budget_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> SmartSettings:
+        if self.client_secret and self.private_key_file:
+            raise ValueError("smart: give client_secret or private_key_file, not both")
+        for origin in self.frame_ancestors:
+            if not origin.startswith(("https://", "http://")) or any(c in origin for c in " ;'\""):
+                raise ValueError(f"smart.frame_ancestors: {origin!r} is not an origin")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KETAMINE_CDS_", env_nested_delimiter="__", extra="forbid")
     cds: CdsSettings = Field(default_factory=CdsSettings)
-    smart: dict[str, Any] = Field(default_factory=dict)
+    smart: SmartSettings = Field(default_factory=SmartSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -96,4 +119,7 @@ def load_settings(path: Path | None) -> Settings:
         settings.cds.feedback_db = base / settings.cds.feedback_db
     if settings.cds.audit_log is not None and not settings.cds.audit_log.is_absolute():
         settings.cds.audit_log = base / settings.cds.audit_log
+    key = settings.smart.private_key_file
+    if key is not None and not key.is_absolute():
+        settings.smart.private_key_file = base / key
     return settings

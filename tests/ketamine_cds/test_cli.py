@@ -118,6 +118,15 @@ def test_an_unreachable_fhir_server_is_unknown_not_absent(capsys: pytest.Capture
     assert len(data["data_gaps"]) == 6
 
 
-def test_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "demo")
-    assert code == 0 and "24 synthetic patients" in out and "contraindicated" in out
+def test_demo_verdict_table_lists_every_fixture_patient() -> None:
+    from eligibility import load_policy
+    from ketamine_cds.demo import verdict_table
+
+    table = verdict_table(load_policy("default"))
+    assert len(table.splitlines()) == 24
+    assert "10-bipolar-snomed" in table and "contraindicated" in table
+
+
+def test_demo_rejects_a_bad_port(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "demo", "--port", "70000")
+    assert code == 2 and "--port" in err

@@ -1,0 +1,141 @@
+"""Server-rendered SVG charts: the antidepressant trial timeline with PHQ-9 / GAD-7 on the same time axis, and blood
+pressure against the 140/90 line. No script, no CDN (EHR networks block them); every chart has a table beside it in
+the page, and colours meet WCAG AA contrast on white."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from markupsafe import Markup, escape
+
+from eligibility import Adequacy, Outcome, TrialAssessment
+from fhir_mapping import BloodPressureFact, ObservationKind, ScoreFact
+
+INK, MUTED, GRID = "#1b1f24", "#4a5561", "#d5dbe1"
+ADEQUATE, INADEQUATE, UNKNOWN = "#0b5cad", "#8a4b00", "#5f6b76"
+PHQ, GAD, SYS, DIA, LIMIT = "#6a1b9a", "#00695c", "#b3261e", "#0b5cad", "#8a4b00"
+W, LEFT, RIGHT = 760, 150, 20
+
+
+def _x(day: dt.date, start: dt.date, end: dt.date) -> float:
+    span = max((end - start).days, 1)
+    return LEFT + (W - LEFT - RIGHT) * (day - start).days / span
+
+
+def _year_ticks(start: dt.date, end: dt.date, top: float, bottom: float) -> list[str]:
+    parts = []
+    step = 3 if (end - start).days > 500 else 1
+    d = dt.date(start.year, start.month, 1)
+    while d <= end:
+        if d >= start and (d.month - 1) % step == 0:
+            x = _x(d, start, end)
+            parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" stroke="{GRID}"/>'
+                         f'<text x="{x:.1f}" y="{bottom + 14}" font-size="11" fill="{MUTED}" '
+                         f'text-anchor="middle">{d.strftime("%b %Y")}</text>')
+        d = dt.date(d.year + (d.month // 12), d.month % 12 + 1, 1)
+    return parts
+
+
+def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact], as_of: dt.date) -> Markup:
+    phq = [s for s in scores if s.kind is ObservationKind.PHQ9_TOTAL]
+    gad = [s for s in scores if s.kind is ObservationKind.GAD7_TOTAL]
+    days = [t.start for t in trials] + [s.day for s in phq + gad]
+    if not days:
+        return Markup('<p class="empty">No antidepressant trials or PHQ-9 scores on record.</p>')
+    start = min(days) - dt.timedelta(days=14)
+    end = max(as_of, *(t.end for t in trials)) + dt.timedelta(days=7) if trials else as_of + dt.timedelta(days=7)
+    bar_h, gap = 22, 8
+    bars_top = 10
+    plot_top = bars_top + len(trials) * (bar_h + gap) + 20
+    plot_h = 140
+    height = plot_top + plot_h + 40
+    out = [f'<svg viewBox="0 0 {W} {height}" width="100%" role="img" aria-labelledby="tl-title tl-desc" '
+           f'xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif">',
+           '<title id="tl-title">Antidepressant trials and PHQ-9 over time</title>',
+           f'<desc id="tl-desc">{len(trials)} trial(s); {len(phq)} PHQ-9 and {len(gad)} GAD-7 scores. '
+           'The table below lists the same data.</desc>']
+    out += _year_ticks(start, end, bars_top, plot_top + plot_h)
+    for i, t in enumerate(trials):
+        y = bars_top + i * (bar_h + gap)
+        x1, x2 = _x(t.start, start, end), _x(t.end, start, end)
+        color = {Adequacy.ADEQUATE: ADEQUATE, Adequacy.INADEQUATE: INADEQUATE}.get(t.adequacy, UNKNOWN)
+        dose = f"{t.max_daily_dose_mg:g} mg/d" if t.max_daily_dose_mg is not None else "dose ?"
+        label = escape(f"{t.ingredient} · {dose}")
+        outcome = {Outcome.RESPONSE: "response", Outcome.NO_RESPONSE: "no response"}.get(t.outcome, "outcome ?")
+        out.append(f'<text x="{LEFT - 8}" y="{y + 15}" font-size="12" fill="{INK}" text-anchor="end">{label}</text>')
+        out.append(f'<rect x="{x1:.1f}" y="{y}" width="{max(x2 - x1, 2):.1f}" height="{bar_h}" rx="3" fill="{color}">'
+                   f'<title>{escape(t.ingredient)}: {t.start} to {t.end}, {t.weeks_at_adequate_dose:g} weeks at '
+                   f'adequate dose — {t.adequacy.value}, {outcome}</title></rect>')
+        out.append(f'<text x="{x1 + 4:.1f}" y="{y + 15}" font-size="11" fill="#ffffff">'
+                   f'{t.weeks_at_adequate_dose:g} wk · {escape(outcome)}</text>')
+        for score, mark in ((t.baseline, "B"), (t.follow_up, "F")):
+            if score is not None:
+                sx = _x(score.day, start, end)
+                out.append(f'<line x1="{sx:.1f}" y1="{y + bar_h}" x2="{sx:.1f}" y2="{plot_top + plot_h}" '
+                           f'stroke="{PHQ}" stroke-dasharray="2 3"/>'
+                           f'<text x="{sx:.1f}" y="{y - 1}" font-size="10" fill="{PHQ}" text-anchor="middle">'
+                           f'{mark}</text>')
+
+    def y_of(v: float) -> float:
+        return plot_top + plot_h - plot_h * v / 27
+
+    for v in (0, 5, 10, 15, 20, 27):
+        out.append(f'<text x="{LEFT - 8}" y="{y_of(v) + 4:.1f}" font-size="10" fill="{MUTED}" '
+                   f'text-anchor="end">{v}</text><line x1="{LEFT}" x2="{W - RIGHT}" y1="{y_of(v):.1f}" '
+                   f'y2="{y_of(v):.1f}" stroke="{GRID}"/>')
+    out.append(f'<text x="{LEFT - 40}" y="{plot_top - 6}" font-size="11" fill="{PHQ}">PHQ-9</text>')
+    if gad:
+        out.append(f'<text x="{LEFT - 40}" y="{plot_top + 8}" font-size="11" fill="{GAD}">GAD-7 (dashed)</text>')
+    for series, color, dash in ((phq, PHQ, ""), (gad, GAD, ' stroke-dasharray="5 4"')):
+        if not series:
+            continue
+        points = " ".join(f"{_x(s.day, start, end):.1f},{y_of(s.value):.1f}" for s in series)
+        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
+        for s in series:
+            out.append(f'<circle cx="{_x(s.day, start, end):.1f}" cy="{y_of(s.value):.1f}" r="3.5" fill="{color}">'
+                       f'<title>{s.day}: {s.value:g}</title></circle>')
+    out.append("</svg>")
+    return Markup("".join(out))  # noqa: S704 - every text from data is escape()d above; the rest is numbers
+
+
+def bp_svg(readings: Sequence[BloodPressureFact], as_of: dt.date, systolic_limit: float,
+           diastolic_limit: float) -> Markup:
+    shown = [b for b in readings if b.day >= as_of - dt.timedelta(days=365)]
+    if not shown:
+        return Markup('<p class="empty">No blood pressure reading in the last 12 months.</p>')
+    start, end = min(b.day for b in shown) - dt.timedelta(days=7), as_of + dt.timedelta(days=3)
+    top, h = 10, 180
+    lo, hi = 40.0, max(200.0, *(b.systolic or 0 for b in shown))
+
+    def y_of(v: float) -> float:
+        return top + h - h * (v - lo) / (hi - lo)
+
+    out = [f'<svg viewBox="0 0 {W} {top + h + 40}" width="100%" role="img" aria-labelledby="bp-title bp-desc" '
+           f'xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif">',
+           '<title id="bp-title">Blood pressure, last 12 months</title>',
+           f'<desc id="bp-desc">{len(shown)} readings against the {systolic_limit:g}/{diastolic_limit:g} mmHg '
+           'threshold. The table below lists the same data.</desc>']
+    out += _year_ticks(start, end, top, top + h)
+    for v in range(60, int(hi) + 1, 20):
+        out.append(f'<text x="{LEFT - 8}" y="{y_of(v) + 4:.1f}" font-size="10" fill="{MUTED}" text-anchor="end">'
+                   f'{v}</text><line x1="{LEFT}" x2="{W - RIGHT}" y1="{y_of(v):.1f}" y2="{y_of(v):.1f}" '
+                   f'stroke="{GRID}"/>')
+    for limit, name in ((systolic_limit, "systolic limit"), (diastolic_limit, "diastolic limit")):
+        out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y_of(limit):.1f}" y2="{y_of(limit):.1f}" '
+                   f'stroke="{LIMIT}" stroke-width="1.5" stroke-dasharray="6 4"/>'
+                   f'<text x="{W - RIGHT}" y="{y_of(limit) - 4:.1f}" font-size="11" fill="{LIMIT}" '
+                   f'text-anchor="end">{limit:g} {name}</text>')
+    for values, color, label in (([b for b in shown if b.systolic is not None], SYS, "systolic"),
+                                 ([b for b in shown if b.diastolic is not None], DIA, "diastolic")):
+        key = "systolic" if label == "systolic" else "diastolic"
+        if not values:
+            continue
+        points = " ".join(f"{_x(b.day, start, end):.1f},{y_of(getattr(b, key)):.1f}" for b in values)
+        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for b in values:
+            out.append(f'<circle cx="{_x(b.day, start, end):.1f}" cy="{y_of(getattr(b, key)):.1f}" r="3.5" '
+                       f'fill="{color}"><title>{b.day}: {label} {getattr(b, key):g}</title></circle>')
+    out.append(f'<text x="{LEFT - 40}" y="{top + 12}" font-size="11" fill="{SYS}">systolic</text>'
+               f'<text x="{LEFT - 40}" y="{top + 26}" font-size="11" fill="{DIA}">diastolic</text></svg>')
+    return Markup("".join(out))  # noqa: S704 - only numbers and dates from data; no free text

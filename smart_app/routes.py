@@ -1,0 +1,308 @@
+"""The SMART app's HTTP face: launch, callback, the review page, sign-out, and our JWKS.
+
+Errors a user can act on (a denied consent, a reused state, an expired launch, a FHIR server that is down) get a
+clear page; tokens stay on the server; every response carries a CSP with ``frame-ancestors`` from configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from eligibility import Policy, assess_pool, available_policies, contraindication_label, load_policy
+from fhir_mapping import ClientSettings, DataGap, FhirClient, GapReason, ResourceType, patient_queries
+
+from .charts import bp_svg, timeline_svg
+from .oauth import (
+    ClientCredentials,
+    OAuthProblem,
+    authorization_params,
+    authorization_url,
+    discover,
+    granted_types,
+    new_state,
+    pkce_pair,
+    requested_scopes,
+    token_request,
+    validate_id_token,
+)
+from .sessions import LaunchRecord, Session, Store
+
+BROWSER_COOKIE = "kcds_browser"
+_TEMPLATES = Environment(loader=PackageLoader("smart_app", "templates"), autoescape=select_autoescape())
+_SAFE_COLOR = re.compile(r"^(#[0-9a-fA-F]{3,8}|rgba?\([0-9., %]+\)|[a-zA-Z]{3,20})$")
+_SAFE_FONT = re.compile(r"^[A-Za-z0-9 ,'\"-]{1,120}$")
+_SAFE_DIM = re.compile(r"^[0-9.]{1,6}(px|rem|em|%)$")
+
+
+@dataclass
+class SmartOptions:
+    public_base_url: str
+    credentials: ClientCredentials
+    redirect_uri: str
+    allowed_issuers: list[str]
+    frame_ancestors: list[str] = field(default_factory=list)
+    default_iss: str | None = None
+    offline_access: bool = False
+    policy: str = "default"
+    fhir_budget_s: float = 10.0
+    http: httpx.AsyncClient | None = None
+    store: Store = field(default_factory=Store)
+    today: Any = dt.date.today
+
+    @property
+    def secure(self) -> bool:
+        return self.public_base_url.startswith("https://")
+
+    def issuer_allowed(self, iss: str) -> bool:
+        return iss.rstrip("/") in {i.rstrip("/") for i in self.allowed_issuers}
+
+
+def csp(frame_ancestors: list[str], nonce: str, form_action: str = "'self'") -> str:
+    ancestors = " ".join(["'self'", *frame_ancestors])
+    return (f"default-src 'none'; img-src 'self' data:; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
+            f"form-action {form_action}; base-uri 'none'; frame-ancestors {ancestors}")
+
+
+def _page(options: SmartOptions, name: str, status: int = 200, form_action: str = "'self'",
+          **values: Any) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(16)
+    html = _TEMPLATES.get_template(name).render(nonce=nonce, **values)
+    return HTMLResponse(html, status_code=status, headers={
+        "Content-Security-Policy": csp(options.frame_ancestors, nonce, form_action),
+        "Cache-Control": "no-store", "Pragma": "no-cache", "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer"})
+
+
+def problem_page(options: SmartOptions, title: str, message: str, status: int) -> HTMLResponse:
+    return _page(options, "problem.html", status=status, title=title, message=message)
+
+
+def _set_browser_cookie(options: SmartOptions, response: Response, browser: str) -> None:
+    # Inside an EHR iframe the cookie is third-party: SameSite=None, which browsers accept only with Secure (https).
+    # On plain-http loopback (the demo, same origin as its sandbox) Lax is the strictest setting that works.
+    response.set_cookie(BROWSER_COOKIE, browser, httponly=True, secure=options.secure,
+                        samesite="none" if options.secure else "lax", path="/smart", max_age=12 * 3600)
+
+
+async def _style(http: httpx.AsyncClient, url: str | None) -> dict[str, str]:
+    """The EHR's smart_style_url, keeping only values that cannot inject CSS."""
+    if not url or not url.startswith(("https://", "http://")):
+        return {}
+    try:
+        data = (await http.get(url, timeout=2.0)).json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+    style = {}
+    for key, value in data.items() if isinstance(data, dict) else []:
+        if not isinstance(value, str):
+            continue
+        if (key.startswith("color_") and _SAFE_COLOR.match(value)) or (
+                key.startswith("font_family_") and _SAFE_FONT.match(value)) or (
+                key.startswith("dim_") and _SAFE_DIM.match(value)):
+            style[key] = value
+    return style
+
+
+def _fhir_context(raw: Any) -> list[dict[str, Any]]:
+    """fhirContext as objects: SMART 2.1+ sends objects, 2.0 sent strings (references)."""
+    items = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, str):
+            items.append({"reference": item})
+        elif isinstance(item, dict):
+            items.append(item)
+    return items
+
+
+def _app_context(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, str) or not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def build_router(options: SmartOptions) -> APIRouter:
+    router = APIRouter(prefix="/smart")
+    http = options.http or httpx.AsyncClient(timeout=10.0)
+    store = options.store
+
+    @router.get("/.well-known/jwks.json")
+    async def jwks() -> JSONResponse:
+        return JSONResponse(options.credentials.public_jwks(), headers={"Cache-Control": "max-age=300"})
+
+    @router.get("/launch")
+    async def launch(request: Request, iss: str | None = None, launch: str | None = None) -> Response:
+        iss = iss or options.default_iss
+        if not iss:
+            return problem_page(options, "No EHR given", "Launch this app from your EHR, or configure a default "
+                                "FHIR server for standalone launch.", 400)
+        if not options.issuer_allowed(iss):
+            return problem_page(options, "This EHR is not allowed",
+                                f"The app was launched from {iss}, which is not on this installation's list of "
+                                "allowed FHIR servers. Ask IT to add it if it should be.", 403)
+        try:
+            config = await discover(http, iss)
+        except OAuthProblem as exc:
+            return problem_page(options, exc.title, exc.message, exc.status)
+        browser = request.cookies.get(BROWSER_COOKIE) or secrets.token_urlsafe(32)
+        verifier, challenge = pkce_pair()
+        state, nonce = new_state(), secrets.token_urlsafe(16)
+        scope = requested_scopes(config, ehr_launch=launch is not None, offline=options.offline_access)
+        store.add_launch(LaunchRecord(state, browser, iss, launch, verifier, nonce, scope, config))
+        params = authorization_params(config, client_id=options.credentials.client_id,
+                                      redirect_uri=options.redirect_uri, scope=scope, state=state, aud=iss,
+                                      challenge=challenge, launch=launch, nonce=nonce)
+        response: Response
+        if config.authorize_post:
+            response = _page(options, "authorize_post.html", action=config.authorization_endpoint, params=params,
+                             form_action=f"'self' {_origin(config.authorization_endpoint)}")
+        else:
+            response = RedirectResponse(authorization_url(config, params), status_code=302)
+            response.headers["Cache-Control"] = "no-store"
+        _set_browser_cookie(options, response, browser)
+        return response
+
+    @router.get("/callback")
+    async def callback(request: Request) -> Response:
+        q = request.query_params
+        record = store.take_launch(q.get("state", "")) if q.get("state") else None
+        if q.get("error"):
+            # Checked first: an error redirect carries no code (and a denied consent is not a crash).
+            described = q.get("error_description") or ""
+            if q["error"] == "access_denied":
+                return problem_page(options, "Access was not granted",
+                                    "The EHR reports that access was denied. Relaunch the app to try again.", 403)
+            return problem_page(options, "The EHR could not authorize the app",
+                                f"The EHR answered {q['error']}{': ' + described if described else ''}. "
+                                "Relaunch the app; if it persists, ask IT to check this app's registration.", 400)
+        if record is None:
+            return problem_page(options, "This sign-in link is not valid",
+                                "The launch was already used, or it is unknown to this app. Relaunch the app from "
+                                "the EHR.", 400)
+        if not secrets.compare_digest(record.browser, request.cookies.get(BROWSER_COOKIE, "")):
+            return problem_page(options, "This sign-in belongs to another browser session",
+                                "Relaunch the app from the EHR.", 400)
+        if time.time() - record.created > store.launch_ttl_s:
+            return problem_page(options, "The launch has expired", "Relaunch the app from the EHR.", 400)
+        code = q.get("code")
+        if not code:
+            return problem_page(options, "The EHR sent no authorization code", "Relaunch the app.", 400)
+        try:
+            token = await token_request(http, record.config, options.credentials, {
+                "grant_type": "authorization_code", "code": code, "redirect_uri": options.redirect_uri,
+                "code_verifier": record.verifier})
+            granted = str(token.get("scope") or record.scope)
+            claims: dict[str, Any] = {}
+            if "openid" in granted.split() and token.get("id_token"):
+                claims = await validate_id_token(http, record.config, str(token["id_token"]),
+                                                 options.credentials.client_id, record.nonce)
+        except OAuthProblem as exc:
+            return problem_page(options, exc.title, exc.message, exc.status)
+        session = Session(
+            id=secrets.token_urlsafe(24), browser=record.browser, iss=record.iss, config=record.config,
+            access_token=str(token["access_token"]), expires_at=time.time() + float(token.get("expires_in", 300)),
+            refresh_token=token.get("refresh_token"), scope=granted, patient=token.get("patient"),
+            encounter=token.get("encounter"), fhir_context=_fhir_context(token.get("fhirContext")),
+            need_patient_banner=token.get("need_patient_banner", True) is not False,
+            smart_style_url=token.get("smart_style_url"), intent=token.get("intent"), tenant=token.get("tenant"),
+            app_context=_app_context(token.get("appContext")), id_claims=claims)
+        store.add_session(session)
+        return RedirectResponse(f"/smart/app/{session.id}", status_code=303, headers={"Cache-Control": "no-store"})
+
+    @router.get("/app/{sid}")
+    async def review(sid: str, request: Request, policy: str | None = None) -> Response:
+        session = store.session(sid, request.cookies.get(BROWSER_COOKIE))
+        if session is None:
+            return problem_page(options, "Your session has ended", "Relaunch the app from the EHR.", 401)
+        if session.patient is None:
+            return problem_page(options, "No patient in context",
+                                "The EHR did not say which patient to show. Launch the app from a patient's chart.",
+                                400)
+        try:
+            await _ensure_fresh(session)
+        except OAuthProblem as exc:
+            return problem_page(options, exc.title, exc.message, exc.status)
+        chosen = policy or str(session.app_context.get("policy") or options.policy)
+        if chosen not in available_policies():
+            chosen = options.policy
+        return await _render(session, load_policy(chosen))
+
+    @router.post("/app/{sid}/logout")
+    async def logout(sid: str, request: Request, csrf: str = Form("")) -> Response:
+        session = store.session(sid, request.cookies.get(BROWSER_COOKIE))
+        if session is None:
+            return problem_page(options, "Your session has ended", "Nothing to sign out of.", 401)
+        if not secrets.compare_digest(session.csrf, csrf) or request.headers.get("sec-fetch-site") == "cross-site":
+            return problem_page(options, "Request refused", "The form was not sent from this app.", 403)
+        store.end(sid)
+        return problem_page(options, "Signed out", "The app forgot this session and its tokens.", 200)
+
+    async def _ensure_fresh(session: Session) -> None:
+        if session.expires_at - time.time() > 60:
+            return
+        if not session.refresh_token:
+            raise OAuthProblem("Your access has expired", "Relaunch the app from the EHR.", 401)
+        token = await token_request(http, session.config, options.credentials,
+                                    {"grant_type": "refresh_token", "refresh_token": session.refresh_token})
+        session.access_token = str(token["access_token"])
+        session.expires_at = time.time() + float(token.get("expires_in", 300))
+        session.refresh_token = token.get("refresh_token") or session.refresh_token
+        session.scope = str(token.get("scope") or session.scope)
+        session.refreshed += 1
+
+    async def _render(session: Session, policy: Policy) -> Response:
+        patient_id = str(session.patient)
+        allowed = granted_types(session.scope)
+        wanted = [t for t in ResourceType if t is not ResourceType.MEDICATION]
+        fetchable = [t for t in wanted if t.value in allowed]
+        client = FhirClient(session.iss, token=session.access_token, http=http,
+                            settings=ClientSettings(budget_s=options.fhir_budget_s))
+        result = await client.fetch(patient_queries(patient_id, fetchable))
+        not_authorized = [t for t in wanted if t.value not in allowed]
+        for rtype in not_authorized:
+            result.pool.gaps.append(DataGap(rtype, GapReason.NOT_AUTHORIZED_SCOPE, "not covered by the granted scopes"))
+        if all(r.gap is not None and r.gap.reason in (GapReason.NETWORK_ERROR, GapReason.TIMEOUT,
+                                                      GapReason.BUDGET_EXCEEDED) for r in result.reports):
+            return problem_page(options, "The EHR's FHIR server is not answering",
+                                "No data could be read. Try again in a moment; nothing has been assessed.", 502)
+        as_of = options.today()
+        if session.app_context.get("asOf"):
+            with contextlib.suppress(ValueError):  # a malformed asOf falls back to today
+                as_of = dt.date.fromisoformat(str(session.app_context["asOf"]))
+        assessment, facts = assess_pool(result.pool, policy, as_of, patient_id)
+        style = await _style(http, session.smart_style_url)
+        failed = {r.resource_type.value: r.gap.describe() for r in result.reports if r.gap is not None}
+        return _page(
+            options, "review.html",
+            session=session, policy=policy, policies=available_policies(), a=assessment, facts=facts,
+            style=style, not_authorized={t.value for t in not_authorized}, failed=failed,
+            reports=result.reports, horizon=policy.observation_horizon(as_of),
+            timeline=timeline_svg(assessment.treatment_resistance.trials, facts.scores, as_of),
+            bp_chart=bp_svg(facts.blood_pressures, as_of, policy.thresholds.bp_systolic_above,
+                            policy.thresholds.bp_diastolic_above),
+            label=contraindication_label, base=options.public_base_url)
+
+    return router
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
