@@ -24,11 +24,12 @@ from authlib.oauth2.rfc6749 import (
     OAuth2Request,
     grants,
 )
-from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -44,6 +45,7 @@ class SandboxClient(ClientMixin):  # type: ignore[misc]
     auth_method: str = "none"  # none, client_secret_basic, client_secret_post, private_key_jwt
     client_secret: str | None = None
     jwks: dict[str, Any] | None = None
+    grantable_types: frozenset[str] | None = None  # None: every resource type asked for
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -52,7 +54,15 @@ class SandboxClient(ClientMixin):  # type: ignore[misc]
         return self.redirect_uris[0]
 
     def get_allowed_scope(self, scope: str) -> str:
-        return scope
+        """The grant may be narrower than the request (SMART: granted is not requested)."""
+        if self.grantable_types is None:
+            return scope
+        kept = []
+        for item in scope.split():
+            rtype = item.split("/", 1)[1].split(".", 1)[0] if item.startswith(("patient/", "user/")) else None
+            if rtype is None or rtype in self.grantable_types:
+                kept.append(item)
+        return " ".join(kept)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri in self.redirect_uris
@@ -164,7 +174,7 @@ class _Payload(OAuth2Payload):  # type: ignore[misc]
 
 
 class _Request(OAuth2Request):  # type: ignore[misc]
-    def __init__(self, method: str, uri: str, headers: dict[str, str], args: dict[str, list[str]],
+    def __init__(self, method: str, uri: str, headers: Any, args: dict[str, list[str]],
                  form: dict[str, list[str]]) -> None:
         super().__init__(method=method, uri=uri, headers=headers)
         self._args = {k: v[0] for k, v in args.items()}
@@ -188,7 +198,8 @@ async def oauth_request(request: Request) -> _Request:
     args: dict[str, list[str]] = defaultdict(list)
     for key, value in request.query_params.multi_items():
         args[key].append(value)
-    return _Request(request.method, str(request.url), dict(request.headers), dict(args), dict(form))
+    # Starlette's Headers are case-insensitive, as Authlib expects ("Authorization" for client_secret_basic).
+    return _Request(request.method, str(request.url), request.headers, dict(args), dict(form))
 
 
 class _CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
@@ -198,8 +209,9 @@ class _CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         data = request.payload.data
         store: _Store = self.server.store
+        granted = request.client.get_allowed_scope(data.get("scope", ""))
         store.codes[code] = _Code(code, request.client.client_id, data.get("redirect_uri", ""),
-                                  data.get("scope", ""), request.user, data.get("code_challenge"),
+                                  granted, request.user, data.get("code_challenge"),
                                   data.get("code_challenge_method"), data.get("nonce"), time.time() + CODE_TTL_S)
 
     def query_authorization_code(self, code: str, client: SandboxClient) -> _Code | None:
@@ -235,7 +247,21 @@ class _RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
 
 
 class _S256Only(CodeChallenge):  # type: ignore[misc]
+    """SMART: every client uses PKCE with S256 (Authlib's extension lets a request without any challenge through
+    at the authorization endpoint, and asks confidential clients for no verifier)."""
+
     SUPPORTED_CODE_CHALLENGE_METHOD: ClassVar[list[str]] = ["S256"]
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if not data.get("code_challenge") or data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("PKCE with code_challenge_method=S256 is required")
+        super().validate_code_challenge(grant, redirect_uri)
+
+    def validate_code_verifier(self, grant: Any, result: Any) -> None:
+        if not grant.request.form.get("code_verifier"):
+            raise InvalidRequestError("Missing 'code_verifier'")
+        super().validate_code_verifier(grant, result)
 
 
 class _PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
@@ -248,10 +274,19 @@ class _PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
     def get_audiences(self) -> list[str]:
         return [self.server.token_url]
 
-    def resolve_client_public_key(self, client: SandboxClient) -> dict[str, Any]:
+    def resolve_client_public_key(self, client: SandboxClient) -> KeySet:
         if not client.jwks:
             raise InvalidClientError(description="client has no registered JWKS")
-        return client.jwks
+        return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> dict[str, Any]:
+        # SMART asymmetric clients sign with RS384 or ES384, which joserfc refuses unless named.
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=["RS384", "ES384"])
+        except JoseError as exc:
+            raise InvalidClientError(description=exc.description) from exc
+        self.verify_claims(token.claims)
+        return dict(token.claims)
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
         if jti in self.server.store.jtis:
@@ -263,7 +298,8 @@ class _PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
 
 
 class SandboxAuthServer(AuthorizationServer):  # type: ignore[misc]
-    def __init__(self, issuer: str, fhir_base: str, token_url: str, signing_key: RSAKey) -> None:
+    def __init__(self, issuer: str, fhir_base: str, token_url: str, signing_key: RSAKey,
+                 access_token_ttl_s: int = ACCESS_TOKEN_TTL_S) -> None:
         super().__init__()
         self.issuer = issuer
         self.fhir_base = fhir_base
@@ -273,7 +309,7 @@ class SandboxAuthServer(AuthorizationServer):  # type: ignore[misc]
         self.register_token_generator("default", BearerTokenGenerator(
             access_token_generator=lambda *_, **__: secrets.token_urlsafe(32),
             refresh_token_generator=lambda *_, **__: secrets.token_urlsafe(48),
-            expires_generator=lambda *_, **__: ACCESS_TOKEN_TTL_S))
+            expires_generator=lambda *_, **__: access_token_ttl_s))
         self.register_grant(_CodeGrant, [_S256Only(required=True)])
         self.register_grant(_RefreshGrant)
         self.register_client_auth_method(_PrivateKeyJwt.CLIENT_AUTH_METHOD, _PrivateKeyJwt(self))

@@ -37,6 +37,8 @@ class SandboxConfig:
     permission_v2: bool = True
     standalone_patient: str = "kc-01"
     cds_base_url: str | None = None
+    authorize_post: bool = True
+    access_token_ttl_s: int = 3600
 
     @property
     def base(self) -> str:
@@ -58,7 +60,8 @@ class Sandbox:
         self.id_key = RSAKey.generate_key(2048, parameters={"kid": "sandbox-idt-1", "use": "sig", "alg": "RS256"})
         self.cds_key = ECKey.generate_key("P-384", parameters={"kid": "sandbox-cds-1", "use": "sig", "alg": "ES384"})
         self.auth = SandboxAuthServer(issuer=config.fhir_base, fhir_base=config.fhir_base,
-                                      token_url=config.base + "/auth/token", signing_key=self.id_key)
+                                      token_url=config.base + "/auth/token", signing_key=self.id_key,
+                                      access_token_ttl_s=config.access_token_ttl_s)
         for client in config.app_clients:
             self.auth.store.clients[client.client_id] = client
         self.sekmet = create_sekmet(SekmetSettings(
@@ -94,12 +97,14 @@ class Sandbox:
         return count
 
     def smart_configuration(self) -> dict[str, Any]:
-        caps = ["launch-ehr", "launch-standalone", "authorize-post", "client-public", "client-confidential-symmetric",
+        caps = ["launch-ehr", "launch-standalone", "client-public", "client-confidential-symmetric",
                 "client-confidential-asymmetric", "sso-openid-connect", "context-banner", "context-style",
                 "context-ehr-patient", "context-ehr-encounter", "context-standalone-patient", "permission-offline",
                 "permission-patient", "permission-user", "permission-v1"]
         if self.config.permission_v2:
             caps.append("permission-v2")
+        if self.config.authorize_post:
+            caps.append("authorize-post")
         return {
             "issuer": self.config.fhir_base,
             "jwks_uri": self.config.base + "/auth/jwks",

@@ -1,0 +1,308 @@
+"""End-to-end launches through the sandbox EHR (a real authorization server and a real FHIR server on loopback),
+with a browser-like httpx client that follows redirects."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from joserfc.jwk import ECKey, RSAKey
+
+from ehr_sandbox import SandboxClient
+from ketamine_cds.settings import Settings
+
+from ..stack import Stack, launch_from_chart, running_stack, submit_authorize_form, text_of
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as s:
+        yield s
+
+
+def test_ehr_launch_shows_the_assessment_behind_the_verdict(stack: Stack) -> None:
+    with stack.browser() as browser:
+        page = launch_from_chart(stack, browser, "kc-10")
+        assert page.status_code == 200 and "/smart/app/" in str(page.url)
+        text = text_of(page)
+        assert "Yasmin Ahmed" in text and "Contraindicated" in text
+        assert "Bipolar disorder: on record" in text and "Condition/kc-10-cond2" in text
+        assert "sertraline" in text and "150 mg (50)" in text and "21 → 19" in text
+        assert "BP 128/82 mmHg" in text
+        assert page.text.count("<svg") == 2  # the timeline and the BP chart, server-rendered
+        assert "Observation?patient=kc-10" in text  # provenance: the queries that ran
+
+
+def test_standalone_launch_uses_launch_patient_and_the_default_iss(stack: Stack) -> None:
+    with stack.browser() as browser:
+        first = browser.get("/smart/launch", follow_redirects=False)
+        fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', first.text))
+        assert "launch/patient" in fields["scope"] and "launch" not in fields
+        assert fields["aud"] == stack.fhir and fields["code_challenge_method"] == "S256"
+        assert len(fields["state"]) >= 43  # 256 bits, url-safe base64
+        page = submit_authorize_form(browser, first)
+        assert "Alma Rivera" in text_of(page) and "Candidate" in text_of(page)
+
+
+def test_v2_scopes_when_the_server_advertises_permission_v2(stack: Stack) -> None:
+    with stack.browser() as browser:
+        fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', browser.get("/smart/launch").text))
+        scopes = fields["scope"].split()
+        assert "patient/Observation.rs" in scopes and "openid" in scopes and "fhirUser" in scopes
+        assert "offline_access" not in scopes  # only when configured
+
+
+def test_several_launches_in_one_browser_do_not_disturb_each_other(stack: Stack) -> None:
+    with stack.browser() as browser:
+        first = launch_from_chart(stack, browser, "kc-10")
+        second = launch_from_chart(stack, browser, "kc-01")
+        assert "Yasmin Ahmed" in text_of(browser.get(str(first.url)))
+        assert "Alma Rivera" in text_of(browser.get(str(second.url)))
+
+
+def test_the_session_is_bound_to_the_browser(stack: Stack) -> None:
+    with stack.browser() as browser:
+        url = str(launch_from_chart(stack, browser, "kc-10").url)
+    with stack.browser() as other:
+        page = other.get(url)
+        assert page.status_code == 401 and "Your session has ended" in page.text
+
+
+def test_cookie_flags_and_security_headers(stack: Stack) -> None:
+    with stack.browser() as browser:
+        launch = browser.get("/smart/launch", follow_redirects=False)
+        cookie = launch.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie and "path=/smart" in cookie
+        assert "access_token" not in cookie
+        page = submit_authorize_form(browser, launch)
+        policy = page.headers["content-security-policy"]
+        assert "frame-ancestors 'self'" in policy and "default-src 'none'" in policy
+        assert page.headers["cache-control"] == "no-store" and page.headers["referrer-policy"] == "no-referrer"
+        redirect = browser.get("/smart/launch", follow_redirects=False)
+        assert "frame-ancestors" in redirect.headers["content-security-policy"]
+
+
+def test_card_link_opens_on_the_cards_assessment(stack: Stack) -> None:
+    with stack.browser() as browser:
+        cards = browser.post("/sandbox/cds", data={"patient": "kc-10", "hook": "order-sign"})
+        assert "Esketamine contraindicated: bipolar disorder" in text_of(cards)
+        app_context = re.search(r'name="app_context" value="([^"]+)"', cards.text)
+        assert app_context is not None
+        import html
+
+        page = launch_from_chart(stack, browser, "kc-10", app_context=html.unescape(app_context.group(1)))
+        text = text_of(page)
+        assert "Opened from a decision-support card" in text and "Contraindicated" in text
+
+
+def test_need_patient_banner_false_hides_the_banner(stack: Stack) -> None:
+    with stack.browser() as browser:
+        with_banner = launch_from_chart(stack, browser, "kc-01")
+        without = launch_from_chart(stack, browser, "kc-01", banner="false")
+        assert 'aria-label="Patient"' in with_banner.text and 'aria-label="Patient"' not in without.text
+
+
+def test_smart_style_url_colours_are_applied(stack: Stack) -> None:
+    with stack.browser() as browser:
+        page = launch_from_chart(stack, browser, "kc-01")
+        assert "--accent: #0b5cad" in page.text and "--bg: #f4f6f8" in page.text
+
+
+def test_policy_selector_changes_the_assessment(stack: Stack) -> None:
+    with stack.browser() as browser:
+        url = str(launch_from_chart(stack, browser, "kc-09").url)
+        assert "Contraindicated" in text_of(browser.get(url))
+        label = text_of(browser.get(url, params={"policy": "esketamine-us-label"}))
+        assert "Candidate" in label and "Caution: psychotic disorder" in label
+
+
+def test_sign_out_needs_the_csrf_token(stack: Stack) -> None:
+    with stack.browser() as browser:
+        page = launch_from_chart(stack, browser, "kc-01")
+        sid = str(page.url).rsplit("/", 1)[-1]
+        assert browser.post(f"/smart/app/{sid}/logout", data={"csrf": "forged"}).status_code == 403
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        assert browser.post(f"/smart/app/{sid}/logout", data={"csrf": csrf}).status_code == 200
+        assert browser.get(str(page.url)).status_code == 401
+
+
+# -- errors the user can act on -------------------------------------------------------------------------------------
+
+def test_access_denied_is_a_clear_page(stack: Stack) -> None:
+    with stack.browser() as browser:
+        page = launch_from_chart(stack, browser, "kc-01", error="access_denied")
+        assert page.status_code == 403 and "Access was not granted" in page.text
+        assert "Traceback" not in page.text
+
+
+def test_other_oauth_errors_are_a_clear_page(stack: Stack) -> None:
+    with stack.browser() as browser:
+        page = launch_from_chart(stack, browser, "kc-01", error="invalid_scope")
+        assert page.status_code == 400 and "invalid_scope" in page.text
+
+
+def test_a_tampered_state_is_refused_and_does_not_consume_the_real_launch(stack: Stack) -> None:
+    with stack.browser() as browser:
+        launch = browser.get("/smart/launch", follow_redirects=False)
+        fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', launch.text))
+        authorize = browser.post(stack.base + "/sandbox/auth/authorize", data=fields, follow_redirects=False)
+        callback = authorize.headers["location"]
+        tampered = callback.replace(fields["state"], fields["state"][:-2] + "xx")
+        refused = browser.get(tampered)
+        assert refused.status_code == 400 and "not valid" in refused.text
+        assert browser.get(callback).status_code == 200
+
+
+def test_a_callback_is_usable_once(stack: Stack) -> None:
+    with stack.browser() as browser:
+        launch = browser.get("/smart/launch", follow_redirects=False)
+        fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', launch.text))
+        authorize = browser.post(stack.base + "/sandbox/auth/authorize", data=fields, follow_redirects=False)
+        callback = authorize.headers["location"]
+        assert browser.get(callback).status_code == 200
+        replay = browser.get(callback)
+        assert replay.status_code == 400 and "already used" in replay.text
+
+
+def test_an_expired_launch_is_refused(stack: Stack) -> None:
+    store = stack.app.state.smart.store
+    with stack.browser() as browser:
+        launch = browser.get("/smart/launch", follow_redirects=False)
+        fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', launch.text))
+        store.launches[fields["state"]].created -= store.launch_ttl_s + 1
+        page = submit_authorize_form(browser, launch)
+        assert page.status_code == 400 and "expired" in page.text
+
+
+def test_an_issuer_not_on_the_list_is_refused(stack: Stack) -> None:
+    with stack.browser() as browser:
+        page = browser.get("/smart/launch", params={"iss": "https://evil.example/fhir", "launch": "x"})
+        assert page.status_code == 403 and "not allowed" in page.text
+
+
+def test_a_fhir_server_that_is_down_is_a_clear_page(tmp_path: Path) -> None:
+    def configure(settings: Settings) -> None:
+        settings.smart.allowed_issuers.append("http://127.0.0.1:9/fhir")
+
+    with running_stack(tmp_path, configure=configure) as s, s.browser() as browser:
+        page = browser.get("/smart/launch", params={"iss": "http://127.0.0.1:9/fhir", "launch": "x"})
+        assert page.status_code == 502 and "cannot be reached" in page.text
+
+
+def test_pkce_is_required_and_plain_is_refused(stack: Stack) -> None:
+    with stack.browser() as browser:
+        fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"',
+                                 browser.get("/smart/launch", follow_redirects=False).text))
+        authorize = stack.base + "/sandbox/auth/authorize"
+        plain = {**fields, "code_challenge": "x" * 50, "code_challenge_method": "plain"}
+        r = browser.post(authorize, data=plain, follow_redirects=False)
+        assert "error=invalid_request" in r.headers["location"]
+        missing = {k: v for k, v in fields.items() if not k.startswith("code_challenge")}
+        r = browser.post(authorize, data=missing, follow_redirects=False)
+        assert "error=invalid_request" in r.headers["location"]
+
+
+def test_a_wrong_code_verifier_is_refused_by_the_ehr(stack: Stack) -> None:
+    with stack.browser() as browser:
+        fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"',
+                                 browser.get("/smart/launch", follow_redirects=False).text))
+        r = browser.post(stack.base + "/sandbox/auth/authorize", data=fields, follow_redirects=False)
+        code = parse_qs(urlsplit(r.headers["location"]).query)["code"][0]
+        token = httpx.post(stack.base + "/sandbox/auth/token", data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": fields["redirect_uri"],
+            "code_verifier": "tampered-verifier-" + "x" * 40, "client_id": "ketamine-cds"})
+        assert token.status_code == 400 and token.json()["error"] == "invalid_grant"
+
+
+# -- client types, scopes, refresh --------------------------------------------------------------------------------
+
+def _key_file(tmp: Path, alg: str) -> tuple[Path, dict]:  # type: ignore[type-arg]
+    key = RSAKey.generate_key(2048) if alg == "RS384" else ECKey.generate_key("P-384")
+    path = tmp / f"key-{alg}.pem"
+    path.write_bytes(key.as_pem(private=True))
+    public = key.as_dict(private=False)
+    public["kid"] = key.thumbprint()
+    return path, {"keys": [public]}
+
+
+@pytest.mark.parametrize("kind", ["symmetric", "RS384", "ES384"])
+def test_confidential_clients(tmp_path: Path, kind: str) -> None:
+    jwks = None
+    key_path = None
+    if kind != "symmetric":
+        key_path, jwks = _key_file(tmp_path, kind)
+
+    def configure(settings: Settings) -> None:
+        settings.smart.client_id = "confidential"
+        if kind == "symmetric":
+            settings.smart.client_secret = "s3cret-" + "x" * 24
+        else:
+            settings.smart.private_key_file, settings.smart.alg = key_path, kind  # type: ignore[assignment]
+
+    method = "client_secret_basic" if kind == "symmetric" else "private_key_jwt"
+    port_placeholder = SandboxClient("confidential", [], method, client_secret="s3cret-" + "x" * 24, jwks=jwks)
+    with running_stack(tmp_path, client=port_placeholder, configure=configure) as s:
+        port_placeholder.redirect_uris.append(s.base + "/smart/callback")
+        with s.browser() as browser:
+            page = launch_from_chart(s, browser, "kc-01")
+            assert page.status_code == 200 and "Alma Rivera" in text_of(page), page.text[-400:]
+            if kind != "symmetric":
+                published = browser.get("/smart/.well-known/jwks.json").json()["keys"][0]
+                assert published["alg"] == kind and "d" not in published  # public half only
+        if kind == "symmetric":
+            s.sandbox.auth.store.clients["confidential"].client_secret = "changed"
+            with s.browser() as browser:
+                page = launch_from_chart(s, browser, "kc-01")
+                assert page.status_code == 502 and "refused to issue an access token" in page.text
+
+
+def test_v1_scopes_when_the_server_lacks_permission_v2(tmp_path: Path) -> None:
+    with running_stack(tmp_path, permission_v2=False, authorize_post=False) as s, s.browser() as browser:
+        first = browser.get("/smart/launch", params={"iss": s.fhir}, follow_redirects=False)
+        assert first.status_code == 302  # a plain GET redirect without authorize-post
+        scope = parse_qs(urlsplit(first.headers["location"]).query)["scope"][0]
+        assert "patient/Observation.read" in scope.split() and ".rs" not in scope
+        page = browser.get(first.headers["location"])
+        assert page.status_code == 200 and "Alma Rivera" in text_of(page)
+
+
+def test_the_refresh_token_is_used_when_the_access_token_expires(tmp_path: Path) -> None:
+    def configure(settings: Settings) -> None:
+        settings.smart.offline_access = True
+
+    # Tokens live 30 s: within the app's 60 s margin, so the next page view must refresh first.
+    with running_stack(tmp_path, configure=configure, access_token_ttl_s=30) as s, s.browser() as browser:
+        page = launch_from_chart(s, browser, "kc-01")
+        sid = str(page.url).rsplit("/", 1)[-1]
+        session = s.app.state.smart.store.sessions[sid]
+        first_token = session.access_token
+        assert session.refresh_token and session.refreshed == 1  # the first view already refreshed
+        again = browser.get(str(page.url))
+        assert again.status_code == 200 and session.refreshed == 2 and session.access_token != first_token
+        assert s.sandbox.auth.bearer(f"Bearer {session.access_token}") is not None
+
+
+def test_a_grant_narrower_than_the_request_shows_not_authorized(tmp_path: Path) -> None:
+    client = SandboxClient("ketamine-cds", [], "none",
+                           grantable_types=frozenset({"Patient", "Condition", "MedicationStatement",
+                                                      "MedicationRequest", "Medication", "AllergyIntolerance"}))
+    with running_stack(tmp_path, client=client) as s, s.browser() as browser:
+        client.redirect_uris.append(s.base + "/smart/callback")
+        text = text_of(launch_from_chart(s, browser, "kc-01"))
+        assert "Not authorized: the EHR did not grant access to Observations" in text
+        assert "Needs work-up" in text and "Observation could not be obtained (not_authorized_scope)" in text
+        assert "? unknown" in text  # blood pressure is unknown, never absent
+
+
+def test_ehr_launch_time_is_recorded(stack: Stack) -> None:
+    # The launch record carries its creation time; sessions never outlive their TTL.
+    assert stack.app.state.smart.store.session_ttl_s <= 12 * 3600 and time.time() > 0
+    assert json.dumps(stack.sandbox.smart_configuration())
