@@ -63,8 +63,12 @@ class FhirGate:
         self.auth = auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Under a mount, Starlette keeps the full path and records the prefix in root_path.
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith("/fhir/") or path.startswith(_OPEN):
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        if scope["type"] != "http" or not (path == "/fhir" or path.startswith("/fhir/")) or path.startswith(_OPEN):
             await self.app(scope, receive, send)
             return
         headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}

@@ -1,0 +1,96 @@
+"""The sandbox EHR: its FHIR server needs the sandbox's token with covering scopes, and its chart acts as a CDS
+client that signs its JWT, calls the service and sends feedback."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from ehr_sandbox import LaunchContext, scope_allows
+
+from ..stack import Stack, running_stack, text_of
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("sandbox")) as s:
+        yield s
+
+
+def token_for(stack: Stack, scope: str, patient: str | None = "kc-01") -> str:
+    launch = stack.sandbox.auth.new_launch(LaunchContext(patient=patient))
+    import base64
+    import hashlib
+    import secrets
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    redirect = stack.base + "/smart/callback"
+    r = httpx.get(stack.base + "/sandbox/auth/authorize", params={
+        "response_type": "code", "client_id": "ketamine-cds", "redirect_uri": redirect, "scope": scope,
+        "state": "s" * 30, "aud": stack.fhir, "code_challenge": challenge, "code_challenge_method": "S256",
+        "launch": launch})
+    code = parse_qs(urlsplit(r.headers["location"]).query)["code"][0]
+    token = httpx.post(stack.base + "/sandbox/auth/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": redirect, "code_verifier": verifier,
+        "client_id": "ketamine-cds"}).json()
+    assert token["patient"] == patient and token["need_patient_banner"] is True
+    assert "refresh_token" not in token  # not asked for
+    return str(token["access_token"])
+
+
+def test_smart_configuration(stack: Stack) -> None:
+    config = httpx.get(stack.fhir + "/.well-known/smart-configuration").json()
+    assert config["code_challenge_methods_supported"] == ["S256"]
+    assert {"launch-ehr", "launch-standalone", "permission-v2", "client-confidential-asymmetric",
+            "sso-openid-connect"} <= set(config["capabilities"])
+    assert config["token_endpoint_auth_signing_alg_values_supported"] == ["RS384", "ES384"]
+
+
+def test_the_fhir_server_needs_a_token_with_covering_scopes_for_the_launched_patient(stack: Stack) -> None:
+    assert httpx.get(stack.fhir + "/metadata").status_code == 200  # the capability statement is public
+    assert httpx.get(stack.fhir + "/Condition", params={"patient": "kc-01"}).status_code == 401
+    token = token_for(stack, "launch patient/Condition.rs")
+    auth = {"Authorization": f"Bearer {token}"}
+    ok = httpx.get(stack.fhir + "/Condition", params={"patient": "kc-01"}, headers=auth)
+    assert ok.status_code == 200 and ok.json()["entry"]
+    assert httpx.get(stack.fhir + "/Observation", params={"patient": "kc-01"}, headers=auth).status_code == 403
+    assert httpx.get(stack.fhir + "/Condition", params={"patient": "kc-10"}, headers=auth).status_code == 403
+    assert httpx.get(stack.fhir + "/Condition", headers=auth).status_code == 403  # no patient: not in compartment
+    assert httpx.delete(stack.fhir + "/Condition/kc-01-cond1", headers=auth).status_code == 403
+    assert httpx.get(stack.fhir + "/Condition", params={"patient": "kc-01"},
+                     headers={"Authorization": "Bearer forged"}).status_code == 401
+
+
+def test_scope_grammar() -> None:
+    assert scope_allows("patient/*.read", "Observation") and scope_allows("user/Condition.rs", "Condition")
+    assert not scope_allows("patient/Condition.c", "Condition") and not scope_allows("launch openid", "Patient")
+
+
+def test_chart_cds_client_renders_cards_and_sends_feedback(stack: Stack) -> None:
+    with stack.browser() as browser:
+        page = browser.post("/sandbox/cds", data={"patient": "kc-18", "hook": "order-select"})
+        text = text_of(page)
+        assert "HTTP 200" in text and "Esketamine contraindicated: ketamine/esketamine hypersensitivity" in text
+        fields = dict(re.findall(r'name="(card|service)" value="([^"]+)"', page.text))
+        done = browser.post("/sandbox/feedback", data={
+            "patient": "kc-18", "service": fields["service"], "card": fields["card"], "outcome": "overridden",
+            "reason_system": "https://ketamine-cds.org/CodeSystem/override-reason",
+            "reason_code": "chart-data-incorrect", "reason_display": "Chart data is incorrect or out of date"})
+        assert "Feedback (overridden) sent: HTTP 200" in text_of(done)
+    with sqlite3.connect(stack.settings.cds.feedback_db) as db:
+        row = db.execute("SELECT override_code, issuer FROM feedback WHERE card_uuid = ?", (fields["card"],)).fetchone()
+    assert row == ("chart-data-incorrect", stack.base + "/sandbox")
+
+
+def test_patients_without_an_indication_get_their_card(stack: Stack) -> None:
+    with stack.browser() as browser:
+        text = text_of(browser.post("/sandbox/cds", data={"patient": "kc-05", "hook": "order-sign"}))
+        assert "Esketamine not indicated: anxiety alone is not an indication" in text
