@@ -25,7 +25,8 @@ def _x(day: dt.date, start: dt.date, end: dt.date) -> float:
 
 def _year_ticks(start: dt.date, end: dt.date, top: float, bottom: float) -> list[str]:
     parts = []
-    step = 3 if (end - start).days > 500 else 1
+    months = (end.year - start.year) * 12 + end.month - start.month + 1
+    step = next(s for s in (1, 2, 3, 6, 12, 24) if months / s <= 8)  # at most 8 labels: they never overlap
     d = dt.date(start.year, start.month, 1)
     while d <= end:
         if d >= start and (d.month - 1) % step == 0:
@@ -67,8 +68,11 @@ def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact],
         out.append(f'<rect x="{x1:.1f}" y="{y}" width="{max(x2 - x1, 2):.1f}" height="{bar_h}" rx="3" fill="{color}">'
                    f'<title>{escape(t.ingredient)}: {t.start} to {t.end}, {t.weeks_at_adequate_dose:g} weeks at '
                    f'adequate dose — {t.adequacy.value}, {outcome}</title></rect>')
-        out.append(f'<text x="{x1 + 4:.1f}" y="{y + 15}" font-size="11" fill="#ffffff">'
-                   f'{t.weeks_at_adequate_dose:g} wk · {escape(outcome)}</text>')
+        inside = f"{t.weeks_at_adequate_dose:g} wk · {outcome}"
+        if len(inside) * 6.3 + 8 <= x2 - x1:
+            out.append(f'<text x="{x1 + 4:.1f}" y="{y + 15}" font-size="11" fill="#ffffff">{escape(inside)}</text>')
+        else:  # too narrow for its label: write it after the bar, in ink
+            out.append(f'<text x="{x2 + 4:.1f}" y="{y + 15}" font-size="11" fill="{INK}">{escape(inside)}</text>')
         for score, mark in ((t.baseline, "B"), (t.follow_up, "F")):
             if score is not None:
                 sx = _x(score.day, start, end)
@@ -136,6 +140,6 @@ def bp_svg(readings: Sequence[BloodPressureFact], as_of: dt.date, systolic_limit
         for b in values:
             out.append(f'<circle cx="{_x(b.day, start, end):.1f}" cy="{y_of(getattr(b, key)):.1f}" r="3.5" '
                        f'fill="{color}"><title>{b.day}: {label} {getattr(b, key):g}</title></circle>')
-    out.append(f'<text x="{LEFT - 40}" y="{top + 12}" font-size="11" fill="{SYS}">systolic</text>'
-               f'<text x="{LEFT - 40}" y="{top + 26}" font-size="11" fill="{DIA}">diastolic</text></svg>')
+    out.append(f'<text x="{LEFT + 8}" y="{top + 12}" font-size="11" fill="{SYS}">● systolic</text>'
+               f'<text x="{LEFT + 78}" y="{top + 12}" font-size="11" fill="{DIA}">● diastolic</text></svg>')
     return Markup("".join(out))  # noqa: S704 - only numbers and dates from data; no free text

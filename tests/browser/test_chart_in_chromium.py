@@ -1,0 +1,77 @@
+"""A real browser: headless Chromium (Debian's /usr/bin/chromium) driven by Playwright. It opens the sandbox chart,
+launches the app inside the chart's iframe (an EHR launch), and checks that the verdict, the trial timeline and the
+blood-pressure chart show the fixture's numbers. A screenshot of the review page goes to artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ..stack import Stack, running_stack
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not CHROMIUM.exists() and not shutil.which("chromium"),
+                       reason="Debian chromium is not installed (.ci/run installs it)"),
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("browser")) as s:
+        yield s
+
+
+def test_ehr_launch_in_the_chart_iframe_renders_the_review(stack: Stack) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1100})
+            page = context.new_page()
+            page.goto(f"{stack.base}/sandbox/?patient=kc-11")
+            expect(page.locator("section[aria-label=Patient]")).to_contain_text("Jonas Schmidt")
+            page.click("#launch-app")
+            frame = page.frame_locator("#app-frame")
+            verdict = frame.locator("#verdict")
+            expect(verdict).to_contain_text("Contraindicated", timeout=20_000)
+            expect(verdict).to_contain_text("Uncontrolled hypertension")
+            # The timeline: one bar per trial, labelled with the fixture's drugs and doses.
+            timeline = frame.locator("#timeline svg")
+            expect(timeline).to_be_visible()
+            expect(timeline.locator("text", has_text="sertraline · 150 mg/d")).to_have_count(1)
+            expect(timeline.locator("text", has_text="escitalopram · 20 mg/d")).to_have_count(1)
+            expect(timeline.locator("rect")).to_have_count(2)
+            # The BP chart: the fixture's readings 152/94 and 148/96, and the 140 limit line.
+            bp = frame.locator("#bp-chart svg")
+            expect(bp).to_be_visible()
+            titles = bp.locator("circle title").all_text_contents()
+            assert any(t.endswith("systolic 152") for t in titles) and any(t.endswith("diastolic 96") for t in titles)
+            expect(bp.locator("text", has_text="140 systolic limit")).to_have_count(1)
+            # Keyboard use: the policy selector and its button are reachable by Tab.
+            frame.locator("#policy").focus()
+            page.keyboard.press("Tab")
+            assert frame.locator("button:focus").inner_text() == "Apply"
+            page.screenshot(path=str(ARTIFACTS / "review-in-chart.png"), full_page=True)
+            url = frame.locator("html").evaluate("() => location.href")
+            # Another tab of the same browser shares the binding cookie: the review opens there too...
+            app_page = context.new_page()
+            app_page.goto(url)
+            expect(app_page.locator("#verdict")).to_contain_text("Contraindicated")
+            app_page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=True)
+            # ...but another browser (a fresh context, no cookie) holding the URL gets nothing.
+            stranger = browser.new_page()
+            stranger.goto(url)
+            expect(stranger.locator("h1")).to_have_text("Your session has ended")
+        finally:
+            browser.close()
