@@ -1,0 +1,44 @@
+"""``ketamine-cds demo``: one command starts everything on 127.0.0.1, serves the sandbox, and stops on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ..conftest import free_port
+
+
+@pytest.mark.integration
+def test_demo_starts_serves_and_stops_cleanly_on_ctrl_c() -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    exe = Path(sys.executable).with_name("ketamine-cds")
+    proc = subprocess.Popen([str(exe), "demo", "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env={**os.environ})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/sandbox/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "demo did not start"
+            time.sleep(0.2)
+        assert len(httpx.get(f"{base}/cds-services").json()["services"]) == 3
+        page = httpx.post(f"{base}/sandbox/cds", data={"patient": "kc-17", "hook": "order-sign"}, timeout=30)
+        assert "Esketamine contraindicated: pregnancy" in page.text
+        assert httpx.get(f"{base}/sandbox/fhir/Patient/kc-17").status_code == 401  # the FHIR server wants a token
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=20)[0].decode()
+    assert proc.returncode == 0
+    assert f"Sandbox EHR (open this):  {base}/sandbox/" in out
+    assert "24 synthetic patients" in out and "Traceback" not in out
