@@ -52,6 +52,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    """Poll ``url`` until it answers 200; fail at once if the process has exited."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not come up (exit code {proc.poll()})")
+        time.sleep(0.1)
+
+
 class Sekmet:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
@@ -79,16 +93,10 @@ def sekmet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sekmet]:
     proc = subprocess.Popen([str(exe), "serve", "--config", str(work / "settings.yaml")], cwd=work,
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/metadata", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("SEKMET did not start: " + (work / "sekmet.log").read_text()[-2000:])
-            time.sleep(0.1)
+        try:
+            wait_until_up(f"{base}/metadata", proc, timeout_s=30)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: " + (work / "sekmet.log").read_text()[-2000:]) from exc
         server = Sekmet(base)
         for path in fixture_bundles():
             server.load(json.loads(path.read_text()))

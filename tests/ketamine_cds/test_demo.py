@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from ..conftest import free_port
+from ..conftest import free_port, wait_until_up
 
 
 @pytest.mark.integration
@@ -23,15 +22,7 @@ def test_demo_starts_serves_and_stops_cleanly_on_ctrl_c() -> None:
     proc = subprocess.Popen([str(exe), "demo", "--port", str(port)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env={**os.environ})
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/sandbox/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "demo did not start"
-            time.sleep(0.2)
+        wait_until_up(f"{base}/sandbox/", proc)
         assert len(httpx.get(f"{base}/cds-services").json()["services"]) == 3
         page = httpx.post(f"{base}/sandbox/cds", data={"patient": "kc-17", "hook": "order-sign"}, timeout=30)
         assert "Esketamine contraindicated: pregnancy" in page.text

@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from ketamine_cds.cli import main
 from ketamine_cds.settings import SettingsError, load_settings
 
 from ..cds_hooks.conftest import ISSUER, Keys, hook_request
-from ..conftest import free_port
+from ..conftest import free_port, wait_until_up
 
 
 @pytest.fixture
@@ -119,15 +118,7 @@ jwks_url = "{url}"
     proc = subprocess.Popen([str(exe), "serve", "--config", str(config), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/cds-services", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
+        wait_until_up(f"{base}/cds-services", proc, timeout_s=20)
         path = "/cds-services/ketamine-order-sign"
         body = hook_request("10")
         r = httpx.post(base + path, json=body, headers={"Authorization": f"Bearer {keys.token(base + path)}"})
