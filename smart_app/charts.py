@@ -38,6 +38,17 @@ def _year_ticks(start: dt.date, end: dt.date, top: float, bottom: float) -> list
     return parts
 
 
+def _series(points: Sequence[tuple[float, float, str]], color: str, dash: str = "") -> str:
+    """A line through (x, y) points, each marked with a circle whose title reads its value."""
+    if not points:
+        return ""
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in points)
+    dashed = f' stroke-dasharray="{dash}"' if dash else ""
+    marks = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{color}"><title>{escape(title)}</title>'
+                    "</circle>" for x, y, title in points)
+    return f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dashed}/>{marks}'
+
+
 def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact], as_of: dt.date) -> Markup:
     phq = [s for s in scores if s.kind is ObservationKind.PHQ9_TOTAL]
     gad = [s for s in scores if s.kind is ObservationKind.GAD7_TOTAL]
@@ -91,14 +102,9 @@ def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact],
     out.append(f'<text x="{LEFT - 40}" y="{plot_top - 6}" font-size="11" fill="{PHQ}">PHQ-9</text>')
     if gad:
         out.append(f'<text x="{LEFT - 40}" y="{plot_top + 8}" font-size="11" fill="{GAD}">GAD-7 (dashed)</text>')
-    for series, color, dash in ((phq, PHQ, ""), (gad, GAD, ' stroke-dasharray="5 4"')):
-        if not series:
-            continue
-        points = " ".join(f"{_x(s.day, start, end):.1f},{y_of(s.value):.1f}" for s in series)
-        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
-        for s in series:
-            out.append(f'<circle cx="{_x(s.day, start, end):.1f}" cy="{y_of(s.value):.1f}" r="3.5" fill="{color}">'
-                       f'<title>{s.day}: {s.value:g}</title></circle>')
+    for series, color, dash in ((phq, PHQ, ""), (gad, GAD, "5 4")):
+        out.append(_series([(_x(s.day, start, end), y_of(s.value), f"{s.day}: {s.value:g}") for s in series],
+                           color, dash))
     out.append("</svg>")
     return Markup("".join(out))  # noqa: S704 - every text from data is escape()d above; the rest is numbers
 
@@ -130,16 +136,10 @@ def bp_svg(readings: Sequence[BloodPressureFact], as_of: dt.date, systolic_limit
                    f'stroke="{LIMIT}" stroke-width="1.5" stroke-dasharray="6 4"/>'
                    f'<text x="{W - RIGHT}" y="{y_of(limit) - 4:.1f}" font-size="11" fill="{LIMIT}" '
                    f'text-anchor="end">{limit:g} {name}</text>')
-    for values, color, label in (([b for b in shown if b.systolic is not None], SYS, "systolic"),
-                                 ([b for b in shown if b.diastolic is not None], DIA, "diastolic")):
-        key = "systolic" if label == "systolic" else "diastolic"
-        if not values:
-            continue
-        points = " ".join(f"{_x(b.day, start, end):.1f},{y_of(getattr(b, key)):.1f}" for b in values)
-        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/>')
-        for b in values:
-            out.append(f'<circle cx="{_x(b.day, start, end):.1f}" cy="{y_of(getattr(b, key)):.1f}" r="3.5" '
-                       f'fill="{color}"><title>{b.day}: {label} {getattr(b, key):g}</title></circle>')
+    out.append(_series([(_x(b.day, start, end), y_of(b.systolic), f"{b.day}: systolic {b.systolic:g}")
+                        for b in shown if b.systolic is not None], SYS))
+    out.append(_series([(_x(b.day, start, end), y_of(b.diastolic), f"{b.day}: diastolic {b.diastolic:g}")
+                        for b in shown if b.diastolic is not None], DIA))
     out.append(f'<text x="{LEFT + 8}" y="{top + 12}" font-size="11" fill="{SYS}">● systolic</text>'
                f'<text x="{LEFT + 78}" y="{top + 12}" font-size="11" fill="{DIA}">● diastolic</text></svg>')
     return Markup("".join(out))  # noqa: S704 - only numbers and dates from data; no free text
