@@ -139,6 +139,7 @@ def _contraindicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Ca
         for o in ctx.orders
     ]
     return Card(
+        kind="contraindicated",
         uuid=card_id,
         summary=_summary(f"{_product(ctx, policy)} contraindicated: {names[0]}{more}"),
         detail="\n".join(detail),
@@ -189,6 +190,7 @@ def _workup_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
     detail += _gaps_block(a)
     suggestions = [s for w in a.workup if (s := _service_request(w, ctx)) is not None]
     return Card(
+        kind="work_up_needed",
         uuid=card_id,
         summary=_summary(f"{_product(ctx, policy)}: work-up needed — {first}"),
         detail="\n".join(detail),
@@ -224,6 +226,7 @@ def _not_indicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card
              "treatment_resistance_not_met": "treatment resistance not established",
              "severity_not_met": "current PHQ-9 below the severity threshold"}.get(main.code, main.text)
     return Card(
+        kind="not_indicated",
         uuid=card_id,
         summary=_summary(f"{_product(ctx, policy)} not indicated: {short}"),
         detail="\n".join(detail),
@@ -258,6 +261,7 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
     if suggested:
         detail += ["", "**Suggested:**", *[f"- {w.text}" for w in suggested]]
     return Card(
+        kind="criteria_met",
         uuid=card_id,
         summary=_summary(f"{_product(ctx, policy)}: criteria met — REMS monitoring ≥2 h, BP before and ~40 min after"),
         detail="\n".join(detail),
@@ -272,6 +276,7 @@ def _compounded_card(order: KetamineOrder, a: Assessment, ctx: CardContext) -> C
     how = [w for w, flag in (("compounded", order.compounded), ("oral", order.oral),
                              ("sublingual", order.sublingual), ("at-home", order.at_home)) if flag]
     return Card(
+        kind="fda_warns",
         uuid=card_id,
         summary=_summary(f"{'/'.join(how).capitalize()} ketamine: FDA warns of risks outside monitored settings"),
         detail="\n".join([
@@ -301,6 +306,7 @@ def _cautions_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card | No
     caution_ids = [cid for cid in ContraindicationId if f"caution_{cid.value}" in {w.id for w in a.warnings}]
     citation = policy.contraindications[caution_ids[0]].citation if caution_ids else None
     return Card(
+        kind="caution",
         uuid=card_id,
         summary=_summary(f"Caution: {first.text}" + (f" (+{len(a.warnings) - 1} more)" if len(a.warnings) > 1
                                                      else "")),
@@ -332,6 +338,7 @@ def patient_view_card(a: Assessment, policy: Policy, ctx: CardContext, active_th
     card_id = str(uuid.uuid4())
     if active_therapy:
         return Card(
+            kind="active",
             uuid=card_id,
             summary=_summary(f"Active {active_therapy[0]} therapy: REMS monitoring, BP before and ~40 min after"),
             detail="\n".join([
@@ -347,6 +354,7 @@ def patient_view_card(a: Assessment, policy: Policy, ctx: CardContext, active_th
         )
     if policy.patient_view_notify_trd and a.treatment_resistance.status.value == "met":
         return Card(
+            kind="treatment_resistant",
             uuid=card_id,
             summary=_summary(f"Treatment-resistant depression: {a.treatment_resistance.failed_adequate_trials} "
                              "failed adequate antidepressant trials"),

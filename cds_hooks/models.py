@@ -88,6 +88,8 @@ class Link(BaseModel):
 
 
 class Card(BaseModel):
+    # What concern the card speaks to, for the feedback report; never sent to the EHR.
+    kind: str = Field(default="other", exclude=True)
     uuid: str
     summary: str = Field(max_length=139)
     detail: str | None = None

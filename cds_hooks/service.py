@@ -27,7 +27,7 @@ from .auth import JwtRejected, JwtVerifier, VerifiedCaller
 from .cards import CardContext, order_cards, patient_view_card
 from .errors import outcome_response, unauthorized
 from .feedback import FeedbackRecord, FeedbackStore, IssuedCard
-from .models import Card, CdsRequest, FeedbackRequest
+from .models import CdsRequest, FeedbackRequest
 from .prefetch import TEMPLATES, gather_patient_data
 
 
@@ -146,15 +146,6 @@ def _ketamine_orders(req: CdsRequest) -> list[KetamineOrder]:
     return [o for r in resources if (o := ketamine_order(r)) is not None]
 
 
-def _card_kind(card: Card) -> str:
-    summary = card.summary.lower()
-    for kind in ("contraindicated", "work-up needed", "not indicated", "criteria met", "fda warns", "caution",
-                 "active", "treatment-resistant"):
-        if kind in summary:
-            return kind.replace(" ", "_").replace("-", "_")
-    return "other"
-
-
 def build_router(options: CdsOptions) -> APIRouter:
     router = APIRouter()
 
@@ -268,14 +259,13 @@ async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsReque
         smart_launch_url=options.smart_launch_url,
     )
     if service.hook == "patient-view":
-        active = [m.name for m in facts.other_medications if m.category == "ketamine"
-                  and m.start is not None and m.start <= as_of and (m.end is None or m.end >= as_of)]
+        active = [m.name for m in facts.other_medications if m.category == "ketamine" and m.is_current(as_of)]
         card = patient_view_card(assessment, options.policy, ctx, active)
         cards = [card] if card else []
     else:
         cards = order_cards(assessment, options.policy, ctx)
     await options.feedback.record_cards([
-        IssuedCard(c.uuid, service.id, req.hookInstance, _card_kind(c), c.indicator.value,
+        IssuedCard(c.uuid, service.id, req.hookInstance, c.kind, c.indicator.value,
                    tuple(s.uuid for s in c.suggestions or []))
         for c in cards
     ])

@@ -140,8 +140,7 @@ def _warnings(
                                 "(e.g. C-SSRS) before proceeding",
                                 (Evidence(s.reference, f"PHQ-9 item 9 = {s.value:g}", s.day),)))
     for med in facts.other_medications:
-        current = med.start is not None and med.start <= as_of and (med.end is None or med.end >= as_of)
-        if not current:
+        if not med.is_current(as_of):
             continue
         if med.category in ("maoi", "psychostimulant"):
             kind = "an MAOI" if med.category == "maoi" else "a psychostimulant"

@@ -240,6 +240,10 @@ class CurrentMedication:
     status: str
     evidence: str
 
+    def is_current(self, as_of: dt.date) -> bool:
+        """Taken on ``as_of``: started by then and not ended before it (no end means still running)."""
+        return self.start is not None and self.start <= as_of and (self.end is None or self.end >= as_of)
+
 
 @dataclass(frozen=True, slots=True)
 class ClinicalFacts:

@@ -79,3 +79,17 @@ async def test_audit_log_hashes_the_patient_and_never_holds_a_token(post: Post, 
     assert call["patient"] != "kc-10" and len(call["patient"]) == 16
     text = settings.cds.audit_log.read_text()
     assert "SECRET-ACCESS-TOKEN" not in text and "kc-10" not in text and "eyJ" not in text
+
+
+async def test_issued_cards_are_recorded_by_kind_which_the_ehr_never_sees(post: Post, settings: Settings) -> None:
+    import sqlite3
+
+    from .conftest import draft_order
+
+    r = await post("ketamine-order-sign", hook_request("21", orders=[draft_order(
+        "kc-21", concept={"text": "ketamine 50 mg compounded troche"})]))
+    cards = r.json()["cards"]
+    assert all("kind" not in card for card in cards)
+    with sqlite3.connect(settings.cds.feedback_db) as db:
+        kinds = dict(db.execute("SELECT card_uuid, kind FROM issued_card").fetchall())
+    assert [kinds[c["uuid"]] for c in cards] == ["criteria_met", "fda_warns", "caution"]

@@ -172,3 +172,15 @@ def _pool(name: str) -> ResourcePool:
     pool = ResourcePool()
     add_json(pool, load_bundle(name), name)
     return pool
+
+
+def test_a_medication_is_current_from_its_start_to_its_end_inclusive() -> None:
+    from fhir_mapping import CurrentMedication
+
+    day = dt.date(2026, 11, 1)
+    def med(start: dt.date | None, end: dt.date | None) -> CurrentMedication:
+        return CurrentMedication("x", "maoi", start, end, "active", "MedicationStatement/x")
+    assert med(day, None).is_current(day) and med(day - dt.timedelta(days=9), day).is_current(day)
+    assert not med(day + dt.timedelta(days=1), None).is_current(day)
+    assert not med(day - dt.timedelta(days=9), day - dt.timedelta(days=1)).is_current(day)
+    assert not med(None, None).is_current(day)
