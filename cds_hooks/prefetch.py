@@ -114,6 +114,11 @@ def _state(key: PrefetchKey, value: Any) -> str:
     return "invalid"
 
 
+def _merged_state(states: dict[str, str], key: str) -> str:
+    """The state of a key, or of the keys a merged Observation search stands for ("phq9+gad7")."""
+    return "+".join(dict.fromkeys(states[k] for k in key.split("+")))
+
+
 def _merge_observation_queries(to_fetch: list[tuple[PrefetchKey, Query]]) -> list[tuple[PrefetchKey, Query]]:
     """Several missing Observation keys become one search with all their codes: fewer round trips."""
     searches = [(k, q) for k, q in to_fetch if k.resource_type is ResourceType.OBSERVATION and q.path == "Observation"]
@@ -140,10 +145,10 @@ async def gather_patient_data(
     reports: list[KeyReport] = []
     to_fetch: list[tuple[PrefetchKey, Query]] = []
     prefetch = prefetch or {}
+    states: dict[str, str] = {}
     for key in PREFETCH_KEYS:
-        present = key.key in prefetch
         value = prefetch.get(key.key)
-        state = _state(key, value) if present else "absent"
+        state = states[key.key] = _state(key, value) if key.key in prefetch else "absent"
         if state in ("provided", "paged"):
             add_json(pool, value, f"prefetch[{key.key}]")
         if state == "paged" and isinstance(value, Mapping):
@@ -163,7 +168,7 @@ async def gather_patient_data(
     if to_fetch:
         if not fhir_server:
             for key, _ in to_fetch:
-                state = _state(key, prefetch.get(key.key)) if key.key in prefetch else "absent"
+                state = _merged_state(states, key.key)
                 gap = DataGap(key.resource_type, GapReason.NOT_PROVIDED,
                               f"prefetch '{key.key}' {state.replace('_', ' ')} and no fhirServer to ask")
                 pool.gaps.append(gap)
@@ -178,6 +183,5 @@ async def gather_patient_data(
             pool.gaps.extend(result.pool.gaps)
             queries = result.reports
             for (key, _), report in zip(to_fetch, result.reports, strict=True):
-                state = _state(key, prefetch.get(key.key)) if key.key in prefetch else "absent"
-                reports.append(KeyReport(key.key, state, True, report.gap))
+                reports.append(KeyReport(key.key, _merged_state(states, key.key), True, report.gap))
     return PatientData(pool, reports, queries)

@@ -174,6 +174,9 @@ class Sandbox:
 
     # -- HTTP ---------------------------------------------------------------------------------------------------
 
+    def _patient(self, patient_id: str | None) -> dict[str, Any] | None:
+        return next((p for p in self.patients if p["id"] == patient_id), None)
+
     def _page(self, name: str, **values: Any) -> HTMLResponse:
         html = _TEMPLATES.get_template(name).render(base=self.config.base, patients=self.patients, **values)
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
@@ -204,13 +207,13 @@ class Sandbox:
 
         @app.get("/", response_class=HTMLResponse)
         async def chart(patient: str | None = None) -> HTMLResponse:
-            chosen = next((p for p in self.patients if p["id"] == patient), None)
+            chosen = self._patient(patient)
             return self._page("chart.html", patient=chosen)
 
         @app.post("/launch", response_class=HTMLResponse)
         async def launch(patient: str = Form(...), app_context: str | None = Form(None),
                          banner: str = Form("true"), error: str | None = Form(None)) -> HTMLResponse:
-            chosen = next((p for p in self.patients if p["id"] == patient), None)
+            chosen = self._patient(patient)
             context = LaunchContext(
                 patient=patient, encounter=None, need_patient_banner=banner == "true",
                 smart_style_url=self.config.base + "/static/style.json", intent="review", tenant="sandbox",
@@ -228,7 +231,7 @@ class Sandbox:
 
         @app.post("/cds", response_class=HTMLResponse)
         async def cds(patient: str = Form(...), hook: str = Form("order-sign")) -> HTMLResponse:
-            chosen = next((p for p in self.patients if p["id"] == patient), None)
+            chosen = self._patient(patient)
             result = await self.call_cds(patient, hook)
             return self._page("chart.html", patient=chosen, cds=result, hook=hook)
 
@@ -237,7 +240,7 @@ class Sandbox:
                            outcome: str = Form(...), suggestion: str | None = Form(None),
                            reason_code: str | None = Form(None), reason_display: str | None = Form(None),
                            reason_system: str | None = Form(None)) -> HTMLResponse:
-            chosen = next((p for p in self.patients if p["id"] == patient), None)
+            chosen = self._patient(patient)
             reason = ({"system": reason_system, "code": reason_code, "display": reason_display}
                       if reason_code else None)
             status = await self.send_feedback(service, card, outcome, suggestion, reason)

@@ -124,3 +124,15 @@ async def test_the_budget_bounds_the_wait(post: Post, httpx_mock: HTTPXMock) -> 
 def test_prefetch_json_is_what_the_fixture_says() -> None:
     pid, prefetch = prefetch_for("01")
     assert pid == "kc-01" and json.dumps(prefetch)
+
+
+async def test_merged_observation_searches_report_the_states_of_their_keys() -> None:
+    from cds_hooks import gather_patient_data
+
+    _, prefetch = prefetch_for("01")
+    prefetch["phq9"] = OUTCOME
+    prefetch.pop("gad7")
+    data = await gather_patient_data("kc-01", prefetch, None, None, 1.0)
+    (merged,) = [k for k in data.keys if "+" in k.key]
+    assert merged.key == "phq9+gad7" and merged.state == "operation_outcome+absent"
+    assert merged.gap is not None and "operation outcome+absent" in merged.gap.detail
