@@ -330,11 +330,31 @@ def order_cards(a: Assessment, policy: Policy, ctx: CardContext) -> list[Card]:
     cards += [_compounded_card(o, a, ctx) for o in ctx.orders if o.outside_label]
     if a.verdict is not Verdict.CONTRAINDICATED and (caution := _cautions_card(a, policy, ctx)) is not None:
         cards.append(caution)
-    return cards
+    return [_with_assessment(c, a) for c in cards]
 
 
-def patient_view_card(a: Assessment, policy: Policy, ctx: CardContext, active_therapy: list[str]) -> Card | None:
+def assessment_extension(a: Assessment) -> dict[str, Any]:
+    """What every card carries of the assessment it renders, so EHR analytics and tests can check agreement."""
+    return {"ketamine-cds": {"verdict": a.verdict.value, "policy": a.policy, "as_of": a.as_of.isoformat(),
+                             "treatment_resistance": a.treatment_resistance.status.value,
+                             "contraindications": {cid.value: f.status.value
+                                                   for cid, f in a.contraindications.items()}}}
+
+
+def _with_assessment(card: Card, a: Assessment) -> Card:
+    card.extension = assessment_extension(a)
+    return card
+
+
+def patient_view_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card | None:
     """Silent unless ketamine therapy is active (monitoring reminder) or, when enabled, TRD is met."""
+    card = _patient_view_card(a, policy, ctx)
+    return None if card is None else _with_assessment(card, a)
+
+
+def _patient_view_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card | None:
+    # Active therapy is decided once, by the rules (the "active_ketamine_therapy" warning).
+    active_therapy = [e.description for w in a.warnings if w.id == "active_ketamine_therapy" for e in w.evidence]
     card_id = str(uuid.uuid4())
     if active_therapy:
         return Card(

@@ -99,6 +99,8 @@ class Card(BaseModel):
     selectionBehavior: Literal["at-most-one", "any"] | None = None
     overrideReasons: list[Coding] | None = None
     links: list[Link] | None = None
+    #: The assessment the card renders, machine-readable: ``{"ketamine-cds": {"verdict", "policy", "as_of"}}``.
+    extension: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _spec_invariants(self) -> Card:

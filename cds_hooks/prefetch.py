@@ -10,66 +10,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import httpx
 
 from fhir_mapping import (
+    SEARCHES,
     ClientSettings,
     DataGap,
     FhirClient,
     GapReason,
+    OnFailure,
     Query,
     QueryReport,
     ResourcePool,
     ResourceType,
+    Search,
     add_json,
 )
-from fhir_mapping.client import OBSERVATION_CODE_GROUPS
 
-LOINC = "http://loinc.org"
-_MS_STATUSES = "active,completed,entered-in-error,intended,stopped,on-hold,unknown,not-taken"
-_MR_STATUSES = "active,on-hold,cancelled,completed,entered-in-error,stopped,draft,unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class PrefetchKey:
-    key: str
-    resource_type: ResourceType
-    path: str
-    params: tuple[tuple[str, str], ...]
-
-    def template(self) -> str:
-        query = "&".join(f"{k}={v}" for k, v in self.params)
-        return f"{self.path}?{query}" if query else self.path
-
-    def query(self, patient_id: str) -> Query:
-        params = tuple((k, v.replace("{{context.patientId}}", patient_id)) for k, v in self.params)
-        return Query(self.resource_type, self.path.replace("{{context.patientId}}", patient_id), params)
+#: The prefetch templates of discovery, derived from the one search table (``fhir_mapping.SEARCHES``).
+TEMPLATES = {s.key: s.template() for s in SEARCHES}
+PREFETCH_KEYS = SEARCHES
 
 
-def _codes(*codes: str) -> str:
-    return ",".join(f"{LOINC}|{c}" for c in codes)
+class PrefetchState(StrEnum):
+    """How a prefetch key arrived (CDS Hooks 2.0 §Prefetch)."""
 
-
-_P = ("patient", "{{context.patientId}}")
-PREFETCH_KEYS: tuple[PrefetchKey, ...] = (
-    PrefetchKey("patient", ResourceType.PATIENT, "Patient/{{context.patientId}}", ()),
-    PrefetchKey("conditions", ResourceType.CONDITION, "Condition", (_P,)),
-    PrefetchKey("medicationStatements", ResourceType.MEDICATION_STATEMENT, "MedicationStatement",
-                (_P, ("status", _MS_STATUSES))),
-    PrefetchKey("medicationRequests", ResourceType.MEDICATION_REQUEST, "MedicationRequest",
-                (_P, ("status", _MR_STATUSES))),
-    *(
-        PrefetchKey(key, ResourceType.OBSERVATION, "Observation",
-                    (_P, ("code", _codes(*OBSERVATION_CODE_GROUPS[group]))))
-        for key, group in (("phq9", "phq9"), ("gad7", "gad7"), ("bloodPressure", "blood_pressure"),
-                           ("drugScreens", "drug_screens"), ("pregnancyTests", "pregnancy_tests"))
-    ),
-    PrefetchKey("allergies", ResourceType.ALLERGY_INTOLERANCE, "AllergyIntolerance", (_P,)),
-)
-TEMPLATES = {k.key: k.template() for k in PREFETCH_KEYS}
-REQUIRED_TYPES = (ResourceType.PATIENT, ResourceType.CONDITION)
+    PROVIDED = "provided"
+    NULL = "null"
+    ABSENT = "absent"
+    OPERATION_OUTCOME = "operation_outcome"
+    PAGED = "paged"
+    INVALID = "invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +51,7 @@ class KeyReport:
     """What happened to one prefetch key: how it arrived and whether we fetched it ourselves."""
 
     key: str
-    state: str  # provided, null, absent, operation_outcome, paged, invalid
+    state: str
     fetched: bool
     gap: DataGap | None
 
@@ -89,47 +63,56 @@ class PatientData:
     queries: list[QueryReport]
 
     def missing_required(self) -> list[str]:
-        return sorted({g.resource_type.value for g in self.pool.gaps if g.resource_type in REQUIRED_TYPES})
+        """The required data (Patient, Conditions) that could not be obtained: the service answers 412."""
+        required = {s.key for s in SEARCHES if s.on_failure is OnFailure.REQUIRED}
+        return sorted({g.resource_type.value for g in self.pool.gaps
+                       if any(k in required for k in g.search.split("+"))})
+
+    def patient_found(self) -> bool:
+        return any(r["id"] for r in self.pool.of_type(ResourceType.PATIENT))
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:
-    for link in bundle.get("link") or []:
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else []:
         if isinstance(link, Mapping) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return str(link["url"])
     return None
 
 
-def _state(key: PrefetchKey, value: Any) -> str:
+def _state(search: Search, value: Any) -> PrefetchState:
     if value is None:
-        return "null"
+        return PrefetchState.NULL
     if not isinstance(value, Mapping):
-        return "invalid"
+        return PrefetchState.INVALID
     rtype = value.get("resourceType")
     if rtype == "OperationOutcome":
-        return "operation_outcome"
+        return PrefetchState.OPERATION_OUTCOME
     if rtype == "Bundle":
-        return "paged" if _next_link(value) else "provided"
-    if rtype == key.resource_type.value:
-        return "provided"
-    return "invalid"
+        if "entry" in value and not isinstance(value.get("entry"), list):
+            return PrefetchState.INVALID
+        return PrefetchState.PAGED if _next_link(value) else PrefetchState.PROVIDED
+    if rtype == search.resource_type.value and not search.is_search:
+        return PrefetchState.PROVIDED
+    return PrefetchState.INVALID
 
 
-def _merged_state(states: dict[str, str], key: str) -> str:
+def _merged_state(states: dict[str, PrefetchState], key: str) -> str:
     """The state of a key, or of the keys a merged Observation search stands for ("phq9+gad7")."""
-    return "+".join(dict.fromkeys(states[k] for k in key.split("+")))
+    return "+".join(dict.fromkeys(states[k].value for k in key.split("+")))
 
 
-def _merge_observation_queries(to_fetch: list[tuple[PrefetchKey, Query]]) -> list[tuple[PrefetchKey, Query]]:
-    """Several missing Observation keys become one search with all their codes: fewer round trips."""
-    searches = [(k, q) for k, q in to_fetch if k.resource_type is ResourceType.OBSERVATION and q.path == "Observation"]
+def _merge_observation_queries(to_fetch: list[Query]) -> list[Query]:
+    """Several missing Observation searches become one search with all their codes: fewer round trips. A failure
+    of the merged search leaves every domain of its parts unknown."""
+    searches = [q for q in to_fetch if q.resource_type is ResourceType.OBSERVATION and q.path == "Observation"]
     if len(searches) < 2:
         return to_fetch
-    codes = ",".join(dict(q.params)["code"] for _, q in searches)
-    patient = dict(searches[0][1].params)["patient"]
-    merged_key = PrefetchKey("+".join(k.key for k, _ in searches), ResourceType.OBSERVATION, "Observation",
-                             (("patient", patient), ("code", codes)))
-    rest = [(k, q) for k, q in to_fetch if (k, q) not in searches]
-    return [*rest, (merged_key, Query(ResourceType.OBSERVATION, "Observation", merged_key.params))]
+    params = dict(searches[0].params)
+    params["code"] = ",".join(dict(q.params)["code"] for q in searches)
+    merged = Query(ResourceType.OBSERVATION, "Observation", tuple(params.items()),
+                   "+".join(q.key for q in searches), frozenset().union(*(q.domains for q in searches)))
+    return [*(q for q in to_fetch if q not in searches), merged]
 
 
 async def gather_patient_data(
@@ -139,49 +122,51 @@ async def gather_patient_data(
     access_token: str | None,
     budget_s: float,
     http: httpx.AsyncClient | None = None,
+    client_settings: ClientSettings | None = None,
 ) -> PatientData:
     """Prefetched data where it is usable; the FHIR server for the rest, concurrently, within ``budget_s``."""
     pool = ResourcePool()
     reports: list[KeyReport] = []
-    to_fetch: list[tuple[PrefetchKey, Query]] = []
+    to_fetch: list[Query] = []
     prefetch = prefetch or {}
-    states: dict[str, str] = {}
-    for key in PREFETCH_KEYS:
-        value = prefetch.get(key.key)
-        state = states[key.key] = _state(key, value) if key.key in prefetch else "absent"
-        if state in ("provided", "paged"):
-            add_json(pool, value, f"prefetch[{key.key}]")
-        if state == "paged" and isinstance(value, Mapping):
+    states: dict[str, PrefetchState] = {}
+    for search in SEARCHES:
+        value = prefetch.get(search.key)
+        state = states[search.key] = _state(search, value) if search.key in prefetch else PrefetchState.ABSENT
+        if state in (PrefetchState.PROVIDED, PrefetchState.PAGED):
+            add_json(pool, value, f"prefetch[{search.key}]")
+        if state is PrefetchState.PAGED and isinstance(value, Mapping):
             next_url = _next_link(value)
             assert next_url is not None
-            to_fetch.append((key, Query(key.resource_type, next_url, ())))
-        elif state in ("absent", "operation_outcome", "invalid"):
-            to_fetch.append((key, key.query(patient_id)))
-        elif state == "null" and key.resource_type is ResourceType.PATIENT:
+            to_fetch.append(Query(search.resource_type, next_url, (), search.key, search.domains, search.on_failure))
+        elif state in (PrefetchState.ABSENT, PrefetchState.OPERATION_OUTCOME, PrefetchState.INVALID):
+            to_fetch.append(search.query(patient_id))
+        elif state is PrefetchState.NULL and search.resource_type is ResourceType.PATIENT:
             # The spec's null means "no data": for the patient read, a patient we cannot evaluate.
-            to_fetch.append((key, key.query(patient_id)))
-        if state in ("provided", "null") and not (state == "null" and key.resource_type is ResourceType.PATIENT):
-            reports.append(KeyReport(key.key, state, False, None))
+            to_fetch.append(search.query(patient_id))
+        if state in (PrefetchState.PROVIDED, PrefetchState.NULL) and not (
+                state is PrefetchState.NULL and search.resource_type is ResourceType.PATIENT):
+            reports.append(KeyReport(search.key, state.value, False, None))
 
     to_fetch = _merge_observation_queries(to_fetch)
     queries: list[QueryReport] = []
-    if to_fetch:
-        if not fhir_server:
-            for key, _ in to_fetch:
-                state = _merged_state(states, key.key)
-                gap = DataGap(key.resource_type, GapReason.NOT_PROVIDED,
-                              f"prefetch '{key.key}' {state.replace('_', ' ')} and no fhirServer to ask")
-                pool.gaps.append(gap)
-                reports.append(KeyReport(key.key, state, False, gap))
-        else:
-            client = FhirClient(fhir_server, token=access_token, http=http,
-                                settings=ClientSettings(budget_s=budget_s, request_timeout_s=budget_s))
-            result = await client.fetch([q for _, q in to_fetch])
-            for bundle_pool_resource in result.pool.resources:
-                pool.add(bundle_pool_resource, "fhirServer")
-            pool.skipped.extend(result.pool.skipped)
-            pool.gaps.extend(result.pool.gaps)
-            queries = result.reports
-            for (key, _), report in zip(to_fetch, result.reports, strict=True):
-                reports.append(KeyReport(key.key, _merged_state(states, key.key), True, report.gap))
+    if not fhir_server:
+        for query in to_fetch:
+            arrived = _merged_state(states, query.key)
+            if query.on_failure is OnFailure.SUPPLEMENTARY and arrived == PrefetchState.ABSENT:
+                reports.append(KeyReport(query.key, arrived, False, None))
+                continue
+            gap = DataGap(query.resource_type, GapReason.NOT_PROVIDED,
+                          f"prefetch '{query.key}' {arrived.replace('_', ' ')} and no fhirServer to ask",
+                          query.domains, query.key)
+            pool.gaps.append(gap)
+            reports.append(KeyReport(query.key, arrived, False, gap))
+        return PatientData(pool, reports, queries)
+    settings = client_settings or ClientSettings(budget_s=budget_s, request_timeout_s=budget_s)
+    client = FhirClient(fhir_server, token=access_token, http=http, settings=settings)
+    # Prefetched records may reference Medications the prefetch did not include: the client reads those too.
+    result = await client.fetch(to_fetch, seed=pool)
+    queries = result.reports
+    for query, report in zip(to_fetch, result.reports, strict=False):
+        reports.append(KeyReport(query.key, _merged_state(states, query.key), True, report.gap))
     return PatientData(pool, reports, queries)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,11 +105,50 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+MAX_JSON_DEPTH = 64
+
+
+def _json_depth_ok(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when no array or object nests deeper than ``limit`` (counted outside strings, before parsing: a body
+    nested thousands deep must not reach the recursive parser)."""
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return False
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
 def _json_body(body: bytes) -> Any:
+    if not _json_depth_ok(body):
+        raise _BadRequest(400, "structure", f"request body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _BadRequest(400, "structure", f"request body is not valid JSON: {exc}") from exc
+        return json.loads(body, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise _BadRequest(400, "structure", "request body is not valid JSON") from exc
+
+
+def _no_constant(name: str) -> Any:
+    # NaN, Infinity and -Infinity are not JSON (RFC 8259); Python's parser accepts them unless told otherwise.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _check_content_type(request: Request) -> None:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media not in ("application/json", "application/fhir+json"):
+        raise _BadRequest(415, "not-supported", "Content-Type must be application/json")
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -119,20 +159,38 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+# FHIR R4 id grammar (http://hl7.org/fhir/R4/datatypes.html#id) and a relative reference to one resource.
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_FHIR_REFERENCE = re.compile(r"^[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}$")
+
+
 def _check_context(req: CdsRequest, service: ServiceDefinition) -> None:
     if req.hook != service.hook:
         raise _BadRequest(400, "invalid", f"service {service.id} answers hook {service.hook}, not {req.hook}")
-    missing = [f for f in _REQUIRED_CONTEXT[service.hook] if f not in req.context]
+    context = req.context
+    missing = [f for f in _REQUIRED_CONTEXT[service.hook] if f not in context]
     if missing:
         raise _BadRequest(400, "required", f"context is missing {', '.join(missing)}")
-    if not isinstance(req.context.get("patientId"), str) or not req.context["patientId"]:
-        raise _BadRequest(400, "invalid", "context.patientId must be a non-empty string")
+    patient = context.get("patientId")
+    if not isinstance(patient, str) or not _FHIR_ID.match(patient):
+        raise _BadRequest(400, "invalid", "context.patientId must be a FHIR id ([A-Za-z0-9-.]{1,64})")
+    for name in ("encounterId", "appointmentId"):
+        if name in context and context[name] is not None and (
+                not isinstance(context[name], str) or not _FHIR_ID.match(context[name])):
+            raise _BadRequest(400, "invalid", f"context.{name} must be a FHIR id")
+    user = context.get("userId")
+    if not isinstance(user, str) or not _FHIR_REFERENCE.match(user):
+        raise _BadRequest(400, "invalid", "context.userId must be a FHIR reference such as Practitioner/123")
     if service.hook != "patient-view":
-        draft = req.context.get("draftOrders")
+        draft = context.get("draftOrders")
         if not isinstance(draft, dict) or draft.get("resourceType") != "Bundle":
             raise _BadRequest(400, "invalid", "context.draftOrders must be a Bundle")
-    if service.hook == "order-select" and not isinstance(req.context.get("selections"), list):
-        raise _BadRequest(400, "invalid", "context.selections must be an array")
+        if "entry" in draft and not isinstance(draft["entry"], list):
+            raise _BadRequest(400, "invalid", "context.draftOrders.entry must be an array")
+    if service.hook == "order-select":
+        selections = context.get("selections")
+        if not isinstance(selections, list) or not all(isinstance(x, str) and len(x) <= 200 for x in selections):
+            raise _BadRequest(400, "invalid", "context.selections must be an array of references")
 
 
 def _ketamine_orders(req: CdsRequest) -> list[KetamineOrder]:
@@ -163,6 +221,7 @@ def build_router(options: CdsOptions) -> APIRouter:
             audit("auth_rejected", service=service_id, path=path, reason=exc.reason)
             return unauthorized()
         try:
+            _check_content_type(request)
             raw = _json_body(await _read_body(request, options.max_body_bytes))
             try:
                 body = model.model_validate(raw)
@@ -245,6 +304,8 @@ async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsReque
                                      options.http)
     gaps = [f"{g.resource_type.value}:{g.reason.value}" for g in data.pool.gaps]
     missing = data.missing_required()
+    if not missing and not data.patient_found():
+        missing = ["Patient"]
     if missing:
         audit("service_call", **log, status=412, data_gaps=gaps,
               latency_ms=round((time.perf_counter() - started) * 1000, 1))
@@ -252,15 +313,14 @@ async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsReque
                                 f"required data could not be obtained: {', '.join(missing)} "
                                 "(send it as prefetch or give fhirServer and fhirAuthorization)")
     as_of = options.today()
-    assessment, facts = assess_pool(data.pool, options.policy, as_of, patient_id)
+    assessment, _ = assess_pool(data.pool, options.policy, as_of, patient_id)
     ctx = CardContext(
         hook_instance=req.hookInstance, patient_id=patient_id, user_id=req.context.get("userId"),
         encounter_id=req.context.get("encounterId"), orders=tuple(orders),
         smart_launch_url=options.smart_launch_url,
     )
     if service.hook == "patient-view":
-        active = [m.name for m in facts.other_medications if m.category == "ketamine" and m.is_current(as_of)]
-        card = patient_view_card(assessment, options.policy, ctx, active)
+        card = patient_view_card(assessment, options.policy, ctx)
         cards = [card] if card else []
     else:
         cards = order_cards(assessment, options.policy, ctx)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fhir_mapping import ClinicalFacts, CodeSets, Gender, ObservationKind, ResourcePool, ResourceType, to_facts
+from fhir_mapping import ClinicalFacts, CodeSets, DataDomain, Gender, ObservationKind, ResourcePool, to_facts
 
 from .contraindications import assess_contraindications, condition_evidence
 from .model import (
@@ -40,7 +40,7 @@ def assess_depression(facts: ClinicalFacts) -> DepressionFinding:
                     if "anxiety" in c.concepts and c.clinical_status.is_active)
     if mdd:
         return DepressionFinding(Presence.PRESENT, tuple(mdd), anxiety)
-    if facts.has_gap(ResourceType.CONDITION):
+    if facts.lacks(DataDomain.CONDITIONS):
         return DepressionFinding(Presence.UNKNOWN, (), anxiety)
     return DepressionFinding(Presence.ABSENT, (), anxiety)
 
@@ -49,7 +49,7 @@ def assess_severity(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Sev
     t = policy.thresholds
     lo = as_of - dt.timedelta(days=t.severity_window_days)
     recent = [s for s in facts.scores if s.kind is ObservationKind.PHQ9_TOTAL and lo <= s.day <= as_of]
-    if facts.has_gap(ResourceType.OBSERVATION):
+    if facts.lacks(DataDomain.PHQ9):
         return Severity(Criterion.UNKNOWN, t.severity_phq9_min, None, "PHQ-9 scores could not be fetched")
     if not recent:
         return Severity(Criterion.UNKNOWN, t.severity_phq9_min, None,
@@ -96,7 +96,11 @@ def _workup(
     if bp.status is Presence.UNKNOWN:
         items.append(WorkupItem(WorkupKind.BLOOD_PRESSURE, f"Blood pressure: {bp.explanation}", True))
     for trial in tr.trials:
-        if trial.adequacy is Adequacy.UNKNOWN:
+        if trial.adequacy is Adequacy.UNKNOWN and trial.duration_unknown:
+            items.append(WorkupItem(WorkupKind.TRIAL_DURATION,
+                                    f"Document how long {trial.ingredient} was taken (prescribed "
+                                    f"{trial.start.isoformat()}; no end or supply on record)", True))
+        elif trial.adequacy is Adequacy.UNKNOWN:
             items.append(WorkupItem(WorkupKind.TRIAL_DOSE,
                                     f"Document the daily dose of the {trial.ingredient} trial "
                                     f"({trial.start.isoformat()} to {trial.end.isoformat()})", True))
@@ -104,16 +108,19 @@ def _workup(
             missing = "baseline" if trial.baseline is None else "follow-up"
             items.append(WorkupItem(WorkupKind.TRIAL_RESPONSE,
                                     f"Document the response to {trial.ingredient}: no {missing} PHQ-9 on record", True))
-    cv = cis[ContraindicationId.CARDIOVASCULAR_DISEASE]
-    if cv.status is Presence.UNKNOWN and cv.evidence:
-        items.append(WorkupItem(WorkupKind.CONDITION_REVIEW, f"Cardiac history: {cv.explanation}", True))
+    for cid, finding in cis.items():
+        if finding.status is Presence.UNKNOWN and finding.evidence and cid is not \
+                ContraindicationId.UNCONTROLLED_HYPERTENSION:
+            items.append(WorkupItem(WorkupKind.CONDITION_REVIEW,
+                                    f"{contraindication_label(cid).capitalize()}: {finding.explanation}", True))
     lo = as_of - dt.timedelta(days=t.drug_screen_window_days)
-    if not any(r.kind is ObservationKind.DRUG_SCREEN and lo <= r.day <= as_of for r in facts.lab_results):
+    if not any(r.kind is ObservationKind.DRUG_SCREEN and r.interpretable and lo <= r.day <= as_of
+               for r in facts.lab_results):
         items.append(WorkupItem(WorkupKind.DRUG_SCREEN,
                                 f"Urine drug screen (none in the last {t.drug_screen_window_days} days)", False))
     male = facts.patient is not None and facts.patient.gender is Gender.MALE
     lo = as_of - dt.timedelta(days=t.pregnancy_test_window_days)
-    if not male and not any(r.kind is ObservationKind.PREGNANCY_TEST and lo <= r.day <= as_of
+    if not male and not any(r.kind is ObservationKind.PREGNANCY_TEST and r.interpretable and lo <= r.day <= as_of
                             for r in facts.lab_results):
         items.append(WorkupItem(WorkupKind.PREGNANCY_TEST,
                                 f"Pregnancy test if of childbearing potential (none in the last "

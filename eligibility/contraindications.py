@@ -13,9 +13,10 @@ from fhir_mapping import (
     BloodPressureFact,
     ClinicalFacts,
     ConditionFact,
+    DataDomain,
+    FreeTextProblem,
     Gender,
     ObservationKind,
-    ResourceType,
 )
 
 from .model import ContraindicationFinding, ContraindicationId, Evidence, Presence
@@ -37,15 +38,30 @@ def condition_evidence(c: ConditionFact) -> Evidence:
 
 def _finding(
     cid: ContraindicationId, policy: Policy, evidence: Iterable[Evidence], gap: bool, absent_why: str,
-    present_why: str = "", unknown_why: str = "",
+    present_why: str = "", unknown_why: str = "", to_confirm: Iterable[Evidence] = (),
 ) -> ContraindicationFinding:
+    """Evidence found decides (present); else a gap or a record to confirm makes it unknown; else absent."""
     found = tuple(evidence)
     mode = policy.contraindications[cid].mode.value
     if found:
         return ContraindicationFinding(cid, Presence.PRESENT, mode, found, present_why or "documented")
+    confirm = tuple(to_confirm)
+    if confirm:
+        return ContraindicationFinding(cid, Presence.UNKNOWN, mode, confirm,
+                                       "; ".join(e.description for e in confirm))
     if gap:
         return ContraindicationFinding(cid, Presence.UNKNOWN, mode, (), unknown_why or "data could not be fetched")
     return ContraindicationFinding(cid, Presence.ABSENT, mode, (), absent_why)
+
+
+def _free_text(facts: ClinicalFacts, *concepts: str) -> list[Evidence]:
+    """Problems named only in free text: a clinician must confirm them (issue #12)."""
+    return [Evidence(p.reference, f"free-text problem '{p.text}' — confirm", p.day)
+            for p in facts.free_text_problems if p.concept in concepts]
+
+
+def _text_problem(p: FreeTextProblem) -> Evidence:
+    return Evidence(p.reference, f"free-text problem '{p.text}' — confirm", p.day)
 
 
 def _history(facts: ClinicalFacts, concept: str) -> list[Evidence]:
@@ -70,8 +86,9 @@ def _hypertension(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Contr
     def ev(b: BloodPressureFact) -> Evidence:
         return Evidence(b.reference, f"BP {_num(b.systolic)}/{_num(b.diastolic)} mmHg", b.day)
 
+    incomplete = facts.lacks(DataDomain.BLOOD_PRESSURE)
     if not readings:
-        why = ("blood pressure could not be fetched" if facts.has_gap(ResourceType.OBSERVATION)
+        why = ("blood pressure could not be fetched" if incomplete
                else f"no blood pressure reading in the last {t.bp_window_days} days")
         return ContraindicationFinding(cid, Presence.UNKNOWN, mode, (), why)
     latest = readings[-1]
@@ -80,17 +97,21 @@ def _hypertension(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Contr
         return ContraindicationFinding(cid, Presence.PRESENT, mode, (ev(latest),),
                                        f"latest reading at or above {_num(t.bp_severe_systolic)}/"
                                        f"{_num(t.bp_severe_diastolic)}")
+    others = [b for b in readings[:-1] if above(b)]
+    if incomplete and not (above(latest) and others):
+        # Some readings arrived but the search did not complete: a later reading may be missing.
+        return ContraindicationFinding(cid, Presence.UNKNOWN, mode, (ev(latest),),
+                                       "the blood pressure search did not complete: recheck BP")
     if not above(latest):
         return ContraindicationFinding(cid, Presence.ABSENT, mode, (ev(latest),),
                                        f"latest reading at or below {_num(t.bp_systolic_above)}/"
                                        f"{_num(t.bp_diastolic_above)}")
-    others = [b for b in readings[:-1] if above(b)]
     if others:
         return ContraindicationFinding(cid, Presence.PRESENT, mode, (ev(latest), *map(ev, others[-3:])),
                                        f"latest and {len(others)} earlier reading(s) above "
                                        f"{_num(t.bp_systolic_above)}/{_num(t.bp_diastolic_above)}")
-    why = ("latest reading elevated and the only elevated reading in the window: recheck"
-           if len(readings) > 1 else "a single elevated reading: recheck")
+    why = ("latest reading elevated and the only elevated reading in the window: recheck BP"
+           if len(readings) > 1 else "a single elevated reading: recheck BP")
     return ContraindicationFinding(cid, Presence.UNKNOWN, mode, (ev(latest),), why)
 
 
@@ -113,9 +134,10 @@ def _cardiovascular(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Con
         mode = policy.contraindications[cid].mode.value
         return ContraindicationFinding(cid, Presence.UNKNOWN, mode, tuple(undated),
                                        f"myocardial infarction without an onset date: was it within {days} days?")
-    return _finding(cid, policy, evidence, facts.has_gap(ResourceType.CONDITION),
-                    f"no heart failure, unstable angina or myocardial infarction within {days} days documented",
-                    "active heart failure, unstable angina, or a recent myocardial infarction")
+    return _finding(cid, policy, evidence, facts.lacks(DataDomain.CONDITIONS),
+                    f"no heart failure, unstable angina or myocardial infarction within {days} days on record",
+                    "active heart failure, unstable angina, or a recent myocardial infarction",
+                    to_confirm=_free_text(facts, "heart_failure", "myocardial_infarction", "unstable_angina"))
 
 
 def _substance_use(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> ContraindicationFinding:
@@ -125,28 +147,54 @@ def _substance_use(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Cont
     evidence += [
         Evidence(r.reference, f"positive {r.analyte} screen (LOINC {r.code})", r.day)
         for r in facts.lab_results
-        if r.kind is ObservationKind.DRUG_SCREEN and r.positive and lo <= r.day <= as_of
+        if r.kind is ObservationKind.DRUG_SCREEN and r.positive and r.interpretable and lo <= r.day <= as_of
     ]
-    gap = facts.has_gap(ResourceType.CONDITION, ResourceType.OBSERVATION)
+    gap = facts.lacks(DataDomain.CONDITIONS, DataDomain.DRUG_SCREENS)
     return _finding(_C.SUBSTANCE_USE, policy, evidence, gap,
-                    f"no active substance use disorder and no positive drug screen in {days} days documented")
+                    f"no active substance use disorder and no positive drug screen in {days} days on record",
+                    to_confirm=_free_text(facts, "substance_use"))
 
 
 def _pregnancy(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> ContraindicationFinding:
+    """A positive test in the window, a pregnancy status saying pregnant, or an active pregnancy condition.
+
+    Gender unknown or other, or no Patient at all: the rule applies as for a non-male patient (issue #12).
+    """
     cid = _C.PREGNANCY
     if facts.patient is not None and facts.patient.gender is Gender.MALE:
         return _finding(cid, policy, (), False, "male patient")
-    days = policy.thresholds.pregnancy_test_window_days
-    lo = as_of - dt.timedelta(days=days)
-    evidence = [condition_evidence(c) for c in _active(facts, "pregnancy")]
+    t = policy.thresholds
+    lo = as_of - dt.timedelta(days=t.pregnancy_test_window_days)
+    lookback = as_of - dt.timedelta(days=t.pregnancy_lookback_days)
+    evidence = []
+    for c in facts.conditions:
+        if "pregnancy" not in c.concepts or not c.clinical_status.is_active:
+            continue
+        if c.clinical_status.value == "unspecified":
+            # No clinicalStatus: a pregnancy counts only while it can still be going on.
+            day = c.onset or c.recorded
+            if day is None or not lookback <= day <= as_of:
+                continue
+        evidence.append(condition_evidence(c))
     tests = [r for r in facts.lab_results if r.kind is ObservationKind.PREGNANCY_TEST and lo <= r.day <= as_of]
-    if tests and tests[-1].positive:
-        r = tests[-1]
+    readable = [r for r in tests if r.interpretable]
+    if readable and readable[-1].positive:
+        r = readable[-1]
         evidence.append(Evidence(r.reference, f"positive pregnancy test (LOINC {r.code})", r.day))
-    gap = facts.has_gap(ResourceType.CONDITION, ResourceType.OBSERVATION, ResourceType.PATIENT)
-    absent = (f"negative pregnancy test on {tests[-1].day.isoformat()}" if tests
-              else "no pregnancy documented")
-    return _finding(cid, policy, evidence, gap, absent)
+    statuses = [r for r in facts.lab_results if r.kind is ObservationKind.PREGNANCY_STATUS
+                and lookback <= r.day <= as_of]
+    if statuses and statuses[-1].positive:
+        status = statuses[-1]
+        later_negative = [r for r in readable if r.day > status.day and not r.positive]
+        if not later_negative:
+            evidence.append(Evidence(status.reference, "pregnancy status: pregnant (LOINC 82810-3)", status.day))
+    unreadable = [Evidence(r.reference, f"pregnancy test (LOINC {r.code}) without interpretation or reference "
+                                        "range — review", r.day) for r in tests if not r.interpretable]
+    gap = facts.lacks(DataDomain.CONDITIONS, DataDomain.PREGNANCY, DataDomain.PATIENT)
+    absent = (f"negative pregnancy test on {readable[-1].day.isoformat()}" if readable
+              else "none on record")
+    return _finding(cid, policy, evidence, gap, absent,
+                    to_confirm=[*_free_text(facts, "pregnancy"), *([] if readable else unreadable)])
 
 
 def _hypersensitivity(facts: ClinicalFacts, policy: Policy) -> ContraindicationFinding:
@@ -156,17 +204,25 @@ def _hypersensitivity(facts: ClinicalFacts, policy: Policy) -> ContraindicationF
         if a.clinical_status not in ("inactive", "resolved")
     ]
     return _finding(_C.KETAMINE_HYPERSENSITIVITY, policy, evidence,
-                    facts.has_gap(ResourceType.ALLERGY_INTOLERANCE),
+                    facts.lacks(DataDomain.ALLERGIES),
                     "no ketamine or esketamine allergy documented")
 
 
 def assess_contraindications(
     facts: ClinicalFacts, policy: Policy, as_of: dt.date
 ) -> dict[ContraindicationId, ContraindicationFinding]:
-    condition_gap = facts.has_gap(ResourceType.CONDITION)
+    condition_gap = facts.lacks(DataDomain.CONDITIONS)
+
     def history_rule(cid: ContraindicationId, concept: str) -> Callable[[], ContraindicationFinding]:
+        confirm = _free_text(facts, concept)
+        if cid is _C.ANEURYSM_OR_AVM:
+            # Subarachnoid hemorrhage is usually aneurysmal: review before ruling an aneurysm out (issue #12).
+            confirm += [Evidence(e.reference, f"review: subarachnoid hemorrhage — {e.description}", e.day)
+                        for e in _history(facts, "subarachnoid_hemorrhage")]
+            confirm += _free_text(facts, "subarachnoid_hemorrhage")
         return lambda: _finding(cid, policy, _history(facts, concept), condition_gap,
-                                "none on record (any history searched)", "on record (any history counts)")
+                                "none on record (any history searched)", "on record (any history counts)",
+                                to_confirm=confirm)
 
     rules = {cid: history_rule(cid, concept) for cid, concept in _ANY_HISTORY.items()}
     rules[_C.UNCONTROLLED_HYPERTENSION] = lambda: _hypertension(facts, policy, as_of)

@@ -84,6 +84,8 @@ class TrialAssessment:
     outcome: Outcome
     evidence: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    #: The course's last record gives a date but no length: adequacy waits on its documented duration.
+    duration_unknown: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,7 @@ class WorkupKind(StrEnum):
     PREGNANCY_TEST = "pregnancy_test"
     TRIAL_RESPONSE = "trial_response"
     TRIAL_DOSE = "trial_dose"
+    TRIAL_DURATION = "trial_duration"
     MEDICATION_HISTORY = "medication_history"
     CONDITION_REVIEW = "condition_review"
     DATA = "data"

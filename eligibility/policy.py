@@ -62,6 +62,7 @@ class Thresholds:
     recent_mi_days: int
     drug_screen_window_days: int
     pregnancy_test_window_days: int
+    pregnancy_lookback_days: int
     older_adult_age: int
     phq9_item9_warning_above: float
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fhir_mapping import ClinicalFacts, Course, ObservationKind, ResourceType
+from fhir_mapping import ClinicalFacts, Course, DataDomain, ObservationKind
 
 from .model import Adequacy, Criterion, Outcome, Score, TreatmentResistance, TrialAssessment
 from .policy import Policy
-
-_MEDICATION_TYPES = (ResourceType.MEDICATION_STATEMENT, ResourceType.MEDICATION_REQUEST)
 
 
 def months_before(day: dt.date, months: int) -> dt.date:
@@ -54,6 +52,9 @@ def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt
     unknown_dose_spans: list[tuple[dt.date, dt.date]] = []
     doses = [s.daily_mg for s in course.segments if s.daily_mg is not None]
     notes: list[str] = []
+    # A last record of unknown length may have gone on for weeks: it could still make the trial adequate.
+    open_length = any(not s.length_known and (s.daily_mg is None or floor is None or s.daily_mg >= floor)
+                      and s.start <= as_of for s in course.segments)
     for seg in course.segments:
         start = max(seg.start, window_start)
         end = min(as_of if seg.end is None else seg.end, as_of)
@@ -75,6 +76,9 @@ def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt
     elif possible_days >= min_days:
         adequacy = Adequacy.UNKNOWN
         notes.append("dose not documented for part of the course")
+    elif open_length:
+        adequacy = Adequacy.UNKNOWN
+        notes.append("how long the drug was taken is not documented")
     else:
         adequacy = Adequacy.INADEQUATE
 
@@ -88,7 +92,7 @@ def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt
     follow_up = _latest_phq9(facts, midpoint, min(end + dt.timedelta(days=t.followup_days_after_end), as_of))
     if follow_up is not None and baseline is not None and follow_up.reference == baseline.reference:
         follow_up = None  # a short course: one score cannot be both ends of the trial
-    if facts.has_gap(ResourceType.OBSERVATION):
+    if facts.lacks(DataDomain.PHQ9):
         outcome = Outcome.UNKNOWN
         notes.append("PHQ-9 scores could not be fetched")
     elif baseline is None or follow_up is None:
@@ -116,6 +120,7 @@ def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt
         outcome=outcome,
         evidence=course.evidence,
         notes=tuple(notes),
+        duration_unknown=adequacy is Adequacy.UNKNOWN and open_length and possible_days < min_days,
     )
 
 
@@ -136,7 +141,7 @@ def assess_treatment_resistance(facts: ClinicalFacts, policy: Policy, as_of: dt.
     adequate = [t for t in trials if t.adequacy is Adequacy.ADEQUATE]
     latest = max(adequate, key=lambda t: (t.end, t.start), default=None)
 
-    if facts.has_gap(*_MEDICATION_TYPES):
+    if facts.lacks(DataDomain.MEDICATIONS):
         status, why = Criterion.UNKNOWN, "medication history could not be fetched"
     elif latest is not None and latest.outcome is Outcome.RESPONSE:
         status, why = Criterion.NOT_MET, f"the most recent adequate trial ({latest.ingredient}) responded"

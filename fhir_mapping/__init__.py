@@ -1,6 +1,6 @@
 """FHIR R4 JSON → typed clinical facts: input loading, code sets, dose parsing, the FHIR client."""
 
-from .client import ClientSettings, FetchResult, FhirClient, Query, QueryReport, patient_queries
+from .client import ClientSettings, FetchResult, FhirClient, QueryReport
 from .codesets import CodeSets
 from .facts import (
     AllergyFact,
@@ -10,9 +10,11 @@ from .facts import (
     ConditionFact,
     Course,
     CurrentMedication,
+    DataDomain,
     DataGap,
     DoseSegment,
     DoseSource,
+    FreeTextProblem,
     GapReason,
     Gender,
     LabResultFact,
@@ -23,11 +25,33 @@ from .facts import (
     ScoreFact,
     SkippedEntry,
 )
-from .loading import InputError, ResourcePool, add_json, clear_validation_cache, read_path
+from .loading import (
+    InputError,
+    ResourcePool,
+    add_json,
+    clear_validation_cache,
+    read_path,
+    unresolved_medication_references,
+)
 from .mapping import patients_in, to_facts
 from .orders import KetamineOrder, ketamine_order
+from .searches import (
+    PATIENT_TOKEN,
+    SEARCHED_TYPES,
+    SEARCHES,
+    SEARCHES_BY_KEY,
+    OnFailure,
+    Query,
+    Search,
+    domains_of,
+    patient_queries,
+)
 
 __all__ = [
+    "PATIENT_TOKEN",
+    "SEARCHED_TYPES",
+    "SEARCHES",
+    "SEARCHES_BY_KEY",
     "AllergyFact",
     "BloodPressureFact",
     "ClientSettings",
@@ -37,11 +61,13 @@ __all__ = [
     "ConditionFact",
     "Course",
     "CurrentMedication",
+    "DataDomain",
     "DataGap",
     "DoseSegment",
     "DoseSource",
     "FetchResult",
     "FhirClient",
+    "FreeTextProblem",
     "GapReason",
     "Gender",
     "InputError",
@@ -49,18 +75,22 @@ __all__ = [
     "LabResultFact",
     "MatchMethod",
     "ObservationKind",
+    "OnFailure",
     "PatientFact",
     "Query",
     "QueryReport",
     "ResourcePool",
     "ResourceType",
     "ScoreFact",
+    "Search",
     "SkippedEntry",
     "add_json",
     "clear_validation_cache",
+    "domains_of",
     "ketamine_order",
     "patient_queries",
     "patients_in",
     "read_path",
     "to_facts",
+    "unresolved_medication_references",
 ]

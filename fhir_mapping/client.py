@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,22 +18,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .codesets import LOINC
 from .facts import DataGap, GapReason, ResourceType
-from .loading import ResourcePool, add_bundle
+from .loading import ResourcePool, add_bundle, unresolved_medication_references
+from .searches import SEARCHES_BY_KEY, OnFailure, Query, patient_queries
 
-_MED_STATEMENT_STATUSES = "active,completed,entered-in-error,intended,stopped,on-hold,unknown,not-taken"
-_MED_REQUEST_STATUSES = "active,on-hold,cancelled,completed,entered-in-error,stopped,draft,unknown"
-# Observation searches need a code on many EHRs; these are the LOINC codes the rules read (clinical.md §5).
-OBSERVATION_CODE_GROUPS: dict[str, tuple[str, ...]] = {
-    "phq9": ("44261-6", "89204-2", "44260-8"),
-    "gad7": ("70274-6",),
-    "blood_pressure": ("85354-9", "8480-6", "8462-4"),
-    "drug_screens": ("3397-7", "19359-9", "3349-8", "19659-2", "12327-3", "19501-6"),
-    "pregnancy_tests": ("2106-3", "2112-1", "2118-8", "2110-5", "80384-1", "80385-8", "21198-7", "19080-1",
-                        "83086-9"),
-}
-OBSERVATION_CODES = tuple(code for group in OBSERVATION_CODE_GROUPS.values() for code in group)
+# Parsing JSON this large on the event loop would stall every other request: it moves to a worker thread.
+_PARSE_OFF_LOOP_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +34,10 @@ class ClientSettings:
     backoff_s: float = 0.25
     page_size: int = 200
     max_pages: int = 50
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """One search the client runs: its resource type, the relative path and its parameters."""
-
-    resource_type: ResourceType
-    path: str
-    params: tuple[tuple[str, str], ...]
+    #: One response larger than this is not read: its search becomes a ``too_large`` gap.
+    max_response_bytes: int = 20_000_000
+    #: All responses of one fetch together: past this, the remaining searches become ``too_large`` gaps.
+    max_total_bytes: int = 60_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +51,8 @@ class QueryReport:
     entries: int
     elapsed_ms: float
     gap: DataGap | None
+    key: str = ""
+    note: str = ""
 
 
 @dataclass(slots=True)
@@ -80,24 +68,8 @@ class _Gap(Exception):
         self.detail = detail
 
 
-def patient_queries(
-    patient_id: str, types: Iterable[ResourceType] | None = None, page_size: int = 200
-) -> list[Query]:
-    wanted = set(types) if types is not None else set(ResourceType) - {ResourceType.MEDICATION}
-    p = ("patient", patient_id)
-    count = ("_count", str(page_size))
-    all_queries = [
-        Query(ResourceType.PATIENT, f"Patient/{patient_id}", ()),
-        Query(ResourceType.CONDITION, "Condition", (p, count)),
-        Query(ResourceType.MEDICATION_STATEMENT, "MedicationStatement",
-              (p, ("status", _MED_STATEMENT_STATUSES), ("_include", "MedicationStatement:medication"), count)),
-        Query(ResourceType.MEDICATION_REQUEST, "MedicationRequest",
-              (p, ("status", _MED_REQUEST_STATUSES), ("_include", "MedicationRequest:medication"), count)),
-        Query(ResourceType.OBSERVATION, "Observation",
-              (p, ("code", ",".join(f"{LOINC}|{c}" for c in OBSERVATION_CODES)), count)),
-        Query(ResourceType.ALLERGY_INTOLERANCE, "AllergyIntolerance", (p, count)),
-    ]
-    return [q for q in all_queries if q.resource_type in wanted]
+def _gap_for(query: Query, reason: GapReason, detail: str) -> DataGap:
+    return DataGap(query.resource_type, reason, detail, query.domains, query.key)
 
 
 class FhirClient:
@@ -115,6 +87,7 @@ class FhirClient:
         self._token = token
         self.settings = settings or ClientSettings()
         self._http = http
+        self._bytes_read = 0
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/fhir+json"}
@@ -122,37 +95,54 @@ class FhirClient:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
 
-    async def fetch(self, queries: list[Query]) -> FetchResult:
-        """Run the queries concurrently within the budget; never raises for a server's failure."""
-        result = FetchResult(ResourcePool())
+    async def fetch(self, queries: list[Query], *, resolve_medications: bool = True,
+                    seed: ResourcePool | None = None) -> FetchResult:
+        """Run the queries concurrently within the budget, then read the Medications that the records (theirs and
+        ``seed``'s, e.g. a prefetch) reference but did not include; never raises for a server's failure."""
+        result = FetchResult(seed if seed is not None else ResourcePool())
+        self._bytes_read = 0
         own_client = self._http is None
         http = self._http or httpx.AsyncClient(timeout=self.settings.request_timeout_s)
         deadline = time.monotonic() + self.settings.budget_s
         try:
-            tasks = [asyncio.create_task(self._run(http, q, deadline)) for q in queries]
-            done, pending = await asyncio.wait(tasks, timeout=self.settings.budget_s)
-            for task in pending:
-                task.cancel()
-            for query, task in zip(queries, tasks, strict=True):
-                if task in done and not task.cancelled() and task.exception() is None:
-                    report, bundles = task.result()
-                else:
-                    gap = DataGap(query.resource_type, GapReason.BUDGET_EXCEEDED,
-                                  f"no answer within the {self.settings.budget_s:g} s budget")
-                    report, bundles = QueryReport(query.resource_type, query.path, query.params, 0, 0,
-                                                  self.settings.budget_s * 1000, gap), []
-                for i, bundle in enumerate(bundles):
-                    add_bundle(result.pool, bundle, f"{query.path} page {i + 1}")
-                if report.gap is not None:
-                    result.pool.gaps.append(report.gap)
-                result.reports.append(report)
+            await self._run_all(http, queries, deadline, result)
+            if resolve_medications:
+                missing = unresolved_medication_references(result.pool)
+                reads = [Query(ResourceType.MEDICATION, ref, (), "medication",
+                               SEARCHES_BY_KEY["medicationRequests"].domains) for ref in missing[:50]]
+                if reads:
+                    await self._run_all(http, reads, deadline, result)
         finally:
             if own_client:
                 await http.aclose()
         return result
 
+    async def _run_all(self, http: httpx.AsyncClient, queries: list[Query], deadline: float,
+                       result: FetchResult) -> None:
+        remaining = max(0.0, deadline - time.monotonic())
+        tasks = [asyncio.create_task(self._run(http, q, deadline)) for q in queries]
+        if not tasks:
+            return
+        done, pending = await asyncio.wait(tasks, timeout=remaining)
+        for task in pending:
+            task.cancel()
+        for query, task in zip(queries, tasks, strict=True):
+            if task in done and not task.cancelled() and task.exception() is None:
+                report, bundles = task.result()
+            else:
+                gap = _gap_for(query, GapReason.BUDGET_EXCEEDED,
+                               f"no answer within the {self.settings.budget_s:g} s budget")
+                report, bundles = QueryReport(query.resource_type, query.path, query.params, 0, 0,
+                                              self.settings.budget_s * 1000, gap, query.key), []
+            for i, bundle in enumerate(bundles):
+                add_bundle(result.pool, bundle, f"{query.path} page {i + 1}")
+            if report.gap is not None:
+                result.pool.gaps.append(report.gap)
+            result.reports.append(report)
+
     async def fetch_patient(self, patient_id: str, types: Iterable[ResourceType] | None = None) -> FetchResult:
-        return await self.fetch(patient_queries(patient_id, types, self.settings.page_size))
+        wanted = None if types is None else set(types)
+        return await self.fetch(patient_queries(patient_id, wanted, self.settings.page_size))
 
     async def _run(
         self, http: httpx.AsyncClient, query: Query, deadline: float
@@ -160,28 +150,40 @@ class FhirClient:
         started = time.monotonic()
         bundles: list[dict[str, Any]] = []
         gap: DataGap | None = None
+        note = ""
         absolute = query.path.startswith(("http://", "https://"))
         url: str | None = query.path if absolute else self.base_url + query.path
         params: tuple[tuple[str, str], ...] | None = query.params
+        is_read = not absolute and "/" in query.path
         try:
             if absolute and _origin(query.path) != self._origin:
                 raise _Gap(GapReason.MALFORMED, "next link points to another server")
             while url is not None:
                 if len(bundles) >= self.settings.max_pages:
                     raise _Gap(GapReason.BUDGET_EXCEEDED, f"more than {self.settings.max_pages} pages")
-                body = await self._get(http, url, params, deadline)
-                if query.resource_type is ResourceType.PATIENT and body.get("resourceType") == "Patient":
+                body = await self._get(http, url, params, deadline, is_read)
+                if is_read:
+                    if body.get("resourceType") != query.resource_type.value:
+                        raise _Gap(GapReason.MALFORMED, f"expected a {query.resource_type.value}, got "
+                                                        f"{str(body.get('resourceType'))[:40]!r}")
                     bundles.append({"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": body}]})
                     break
                 if body.get("resourceType") != "Bundle" or not isinstance(body.get("entry", []), list):
-                    raise _Gap(GapReason.MALFORMED, f"expected a Bundle, got {body.get('resourceType')!r}")
+                    raise _Gap(GapReason.MALFORMED, f"expected a Bundle, got {str(body.get('resourceType'))[:40]!r}")
                 bundles.append(body)
                 url, params = self._next_link(body), None
         except _Gap as exc:
-            gap = DataGap(query.resource_type, exc.reason, exc.detail)
+            if query.on_failure is OnFailure.SUPPLEMENTARY and exc.reason in (GapReason.REJECTED,
+                                                                             GapReason.NOT_FOUND):
+                # The server does not offer this supplementary search: noted in provenance, not a gap.
+                note = f"not supported by the server ({exc.detail})"
+            else:
+                gap = _gap_for(query, exc.reason, exc.detail)
         entries = sum(len(b.get("entry") or []) for b in bundles)
         elapsed = (time.monotonic() - started) * 1000
-        return QueryReport(query.resource_type, query.path, query.params, len(bundles), entries, elapsed, gap), bundles
+        report = QueryReport(query.resource_type, query.path, query.params, len(bundles), entries, elapsed, gap,
+                             query.key, note)
+        return report, bundles
 
     def _next_link(self, bundle: dict[str, Any]) -> str | None:
         for link in bundle.get("link") or []:
@@ -201,6 +203,7 @@ class FhirClient:
         url: str,
         params: tuple[tuple[str, str], ...] | None,
         deadline: float,
+        is_read: bool = False,
     ) -> dict[str, Any]:
         attempt = 0
         while True:
@@ -209,15 +212,15 @@ class FhirClient:
                 raise _Gap(GapReason.BUDGET_EXCEEDED, "time budget used up")
             timeout = min(self.settings.request_timeout_s, remaining)
             try:
-                response = await http.get(url, params=params, headers=self._headers(), timeout=timeout)
-            except httpx.TimeoutException as exc:
+                status, headers, raw = await asyncio.wait_for(
+                    self._download(http, url, params, timeout_s=timeout), timeout=remaining)
+            except (httpx.TimeoutException, TimeoutError) as exc:
                 raise _Gap(GapReason.TIMEOUT, f"no answer within {timeout:.1f} s") from exc
             except httpx.HTTPError as exc:
                 raise _Gap(GapReason.NETWORK_ERROR, exc.__class__.__name__) from exc
-            status = response.status_code
             if status in (429, 503) and attempt < self.settings.max_retries:
                 attempt += 1
-                wait = min(_retry_after(response) or self.settings.backoff_s * 2 ** (attempt - 1),
+                wait = min(_retry_after(headers.get("Retry-After")) or self.settings.backoff_s * 2 ** (attempt - 1),
                            max(0.0, deadline - time.monotonic() - 0.05))
                 await asyncio.sleep(wait)
                 continue
@@ -225,16 +228,41 @@ class FhirClient:
                 raise _Gap(GapReason.UNAUTHORIZED, "HTTP 401")
             if status == 403:
                 raise _Gap(GapReason.FORBIDDEN, "HTTP 403")
+            if status in (404, 410) and is_read:
+                raise _Gap(GapReason.NOT_FOUND, f"HTTP {status}")
             if status >= 400:
                 reason = GapReason.SERVER_ERROR if status >= 500 or status == 429 else GapReason.REJECTED
                 raise _Gap(reason, f"HTTP {status}")
             try:
-                body = response.json()
-            except ValueError as exc:
+                body = (await asyncio.to_thread(json.loads, raw) if len(raw) > _PARSE_OFF_LOOP_BYTES
+                        else json.loads(raw))
+            except (ValueError, RecursionError) as exc:
                 raise _Gap(GapReason.MALFORMED, "response is not JSON") from exc
             if not isinstance(body, dict):
                 raise _Gap(GapReason.MALFORMED, "response is not a JSON object")
             return body
+
+    async def _download(self, http: httpx.AsyncClient, url: str, params: tuple[tuple[str, str], ...] | None,
+                        *, timeout_s: float) -> tuple[int, httpx.Headers, bytes]:
+        """The response body, read in chunks and refused past the per-response and per-fetch byte caps."""
+        async with http.stream("GET", url, params=params, headers=self._headers(), timeout=timeout_s) as response:
+            if response.status_code >= 300:
+                return response.status_code, response.headers, b""
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.settings.max_response_bytes:
+                raise _Gap(GapReason.TOO_LARGE, f"response over {self.settings.max_response_bytes} bytes")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                self._bytes_read += len(chunk)
+                if size > self.settings.max_response_bytes:
+                    raise _Gap(GapReason.TOO_LARGE, f"response over {self.settings.max_response_bytes} bytes")
+                if self._bytes_read > self.settings.max_total_bytes:
+                    raise _Gap(GapReason.TOO_LARGE,
+                               f"the patient's data exceeds {self.settings.max_total_bytes} bytes in all")
+                chunks.append(chunk)
+            return response.status_code, response.headers, b"".join(chunks)
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -242,11 +270,13 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     if value.strip().isdigit():
         return float(value)
-    parsed = email.utils.parsedate_to_datetime(value)
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
     return None if parsed is None else max(0.0, parsed.timestamp() - time.time())

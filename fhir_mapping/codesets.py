@@ -85,8 +85,9 @@ class CodeSets:
         concept_codes: dict[tuple[str, str], frozenset[str]],
         antidepressants: dict[str, Antidepressant],
         clinical_drugs: dict[str, ClinicalDrug],
-        observation_codes: dict[str, str],
+        observation_codes: dict[tuple[str, str], str],
         medication_names: dict[str, Any],
+        brand_names: dict[str, str] | None = None,
     ) -> None:
         self._concepts = concepts
         self._concept_codes = concept_codes
@@ -103,7 +104,11 @@ class CodeSets:
         self.spravato_ndc_products = tuple(ketamine["spravato_ndc_product"])
         self.ketamine_names = tuple(ketamine["names"])
         self.psychostimulant_names = tuple(medication_names["psychostimulant"]["names"])
-        names = sorted(antidepressants, key=len, reverse=True)
+        self._brands = {b.lower(): i for b, i in (brand_names or {}).items() if i in antidepressants}
+        self.brands_by_ingredient: dict[str, tuple[str, ...]] = {}
+        for brand, ingredient in self._brands.items():
+            self.brands_by_ingredient[ingredient] = (*self.brands_by_ingredient.get(ingredient, ()), brand)
+        names = sorted([*antidepressants, *self._brands], key=len, reverse=True)
         self._antidepressant_name_re = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b", re.I)
         self._ketamine_name_re = _word_re(self.ketamine_names)
         self._psychostimulant_name_re = _word_re(self.psychostimulant_names)
@@ -143,10 +148,17 @@ class CodeSets:
     # -- observations -----------------------------------------------------------------------------------------
 
     def observation_group(self, system: str | None, code: str) -> str | None:
-        """The group in observation_codes.toml of a LOINC code (``phq9_total``, ``systolic`` …)."""
-        if system_key(system) != "LOINC":
+        """The group in observation_codes.toml of a LOINC (or SNOMED) code (``phq9_total``, ``systolic`` …)."""
+        key = system_key(system)
+        if key is None:
             return None
-        return self._observation_codes.get(code.strip())
+        return self._observation_codes.get((key, code.strip()))
+
+    def observation_codes(self, *groups: str) -> list[tuple[str, str]]:
+        """(system URI, code) of every code in these groups, for a search by code."""
+        uris = {"LOINC": LOINC, "SNOMEDCT": SNOMED}
+        return [(uris[system], code) for (system, code), group in self._observation_codes.items()
+                if group in groups]
 
     # -- medications ------------------------------------------------------------------------------------------
 
@@ -154,8 +166,15 @@ class CodeSets:
         """Antidepressant ingredients named in a drug name, in order of appearance."""
         seen: dict[str, Antidepressant] = {}
         for m in self._antidepressant_name_re.finditer(text):
-            seen.setdefault(m.group(1).lower(), self.antidepressants_by_name[m.group(1).lower()])
+            name = m.group(1).lower()
+            ingredient = self._brands.get(name, name)
+            seen.setdefault(ingredient, self.antidepressants_by_name[ingredient])
         return list(seen.values())
+
+    def is_brand(self, text: str, ingredient: str) -> bool:
+        """True when ``text`` names ``ingredient`` only by a brand (brand_names.csv)."""
+        return not re.search(rf"\b{re.escape(ingredient)}\b", text, re.I) and any(
+            re.search(rf"\b{re.escape(b)}\b", text, re.I) for b in self.brands_by_ingredient.get(ingredient, ()))
 
     def names_ketamine(self, text: str) -> bool:
         return bool(self._ketamine_name_re.search(text))
@@ -204,6 +223,7 @@ def _build(additions: dict[str, Any]) -> CodeSets:
     concepts: dict[str, _Concept] = {}
     for name, d in concept_defs.items():
         excludes = [re.compile(p) for p in d.get("snomed_exclude", [])]
+        includes = [re.compile(p) for p in d.get("snomed_include", [])]
         systems = set(d.get("from_systems", []))
         for vs in d.get("value_sets", []):
             if vs not in value_set_rows:
@@ -213,6 +233,8 @@ def _build(additions: dict[str, Any]) -> CodeSets:
                 if system not in systems:
                     continue
                 if system == "SNOMEDCT" and any(p.search(row["display"]) for p in excludes):
+                    continue
+                if system == "SNOMEDCT" and includes and not any(p.search(row["display"]) for p in includes):
                     continue
                 code = icd10_key(row["code"]) if system == "ICD10CM" else row["code"]
                 codes[(system, code)].add(name)
@@ -229,15 +251,18 @@ def _build(additions: dict[str, Any]) -> CodeSets:
         )
 
     obs_defs: dict[str, Any] = tomllib.loads(_data_text("observation_codes.toml"))
-    observation_codes: dict[str, str] = {}
+    observation_codes: dict[tuple[str, str], str] = {}
     for group, d in obs_defs.items():
         for code in d.get("codes", []):
-            observation_codes[code] = group
+            observation_codes[("LOINC", code)] = group
+        for extra in d.get("extra", []):
+            for code in extra["codes"]:
+                observation_codes[(extra["system"], code)] = group
         vs = d.get("value_set")
         if vs:
             for row in value_set_rows[vs]:
                 if row["code_system"] == "LOINC":
-                    observation_codes.setdefault(row["code"], group)
+                    observation_codes.setdefault(("LOINC", row["code"]), group)
 
     antidepressants = {
         row["ingredient"]: Antidepressant(row["ingredient"], row["rxcui"], row["class"], row["maoi"] == "true")
@@ -254,4 +279,6 @@ def _build(additions: dict[str, Any]) -> CodeSets:
         clinical_drugs=clinical_drugs,
         observation_codes=observation_codes,
         medication_names=tomllib.loads(_data_text("medication_names.toml")),
+        brand_names={row["brand"]: row["ingredient"] for row in csv.DictReader(
+            line for line in _data_text("brand_names.csv").splitlines() if not line.startswith("#"))},
     )

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from . import sig
+from ._json import arr, obj
 from .facts import DoseSource
 
 _MASS_TO_MG = {"mg": 1.0, "g": 1000.0, "mcg": 0.001, "ug": 0.001, "µg": 0.001}
@@ -47,19 +49,26 @@ class DailyDose:
 _NUM = r"(\d+(?:\.\d+)?)"
 
 
-def strength_in_name(name: str, ingredient: str) -> Strength | None:
-    """The strength of ``ingredient`` in an RxNorm-style name: 'sertraline 50 MG Oral Tablet',
-    'amitriptyline hydrochloride 10 MG / perphenazine 2 MG …', 'doxepin 10 MG/ML …', 'selegiline 0.25 MG/HR …'."""
+def strength_in_name(name: str, ingredient: str, aliases: tuple[str, ...] = ()) -> Strength | None:
+    """The strength of ``ingredient`` (or one of its brand ``aliases``) in a drug name as RxNorm or an EHR writes it:
+    'sertraline 50 MG Oral Tablet', 'sertraline (ZOLOFT) 100 MG tablet', 'buPROPion XL 300 mg 24 hr tablet',
+    'escitalopram oxalate 10 MG Oral Tablet', 'Zoloft 100 MG Oral Tablet', 'doxepin 10 MG/ML …',
+    'fluoxetine 20 MG/5 ML …', 'selegiline 0.25 MG/HR …'. Between the name and the strength may stand up to four
+    words without digits (salt, ER/XL/SR, a brand in parentheses or brackets)."""
+    names = "|".join(re.escape(n) for n in (ingredient, *aliases) if n)
     pattern = re.compile(
-        rf"\b{re.escape(ingredient)}(?:\s+[a-z]+)?\s+{_NUM}\s*(MG|MCG|G)\b(?:\s*/\s*(ML|HR|24\s*HR))?", re.I
+        rf"\b(?:{names})(?:\s+(?:\([^()\d]*\)|\[[^\[\]\d]*\]|[a-z][a-z.\-]*)){{0,4}}\s*[,:]?\s+{_NUM}\s*"
+        rf"(MG|MCG|G)\b(?:\s*/\s*(?:{_NUM}\s*)?(ML|HR|24\s*HR))?",
+        re.I,
     )
     m = pattern.search(name)
     if not m:
         return None
     mg = float(m.group(1)) * _MASS_TO_MG[m.group(2).lower()]
-    per = (m.group(3) or "").upper().replace(" ", "")
+    per = (m.group(4) or "").upper().replace(" ", "")
     if per == "ML":
-        return Strength(mg, "ml")
+        volume = float(m.group(3)) if m.group(3) else 1.0
+        return Strength(mg / volume, "ml") if volume > 0 else None
     if per == "HR":
         return Strength(mg * 24, "unit")  # a transdermal system delivers its hourly rate all day
     return Strength(mg, "unit")
@@ -90,20 +99,69 @@ def _unit(quantity: dict[str, Any]) -> str:
 
 
 def doses_per_day(timing: dict[str, Any] | None) -> float | None:
-    """How many doses a day a Timing means; None when it does not say."""
-    if not timing:
+    """How many doses a day a Timing means; None when it does not say.
+
+    ``repeat.frequency`` per ``period``; else the times of day it lists (``when``: MORN, HS …; ``timeOfDay``), each
+    one administration; else the HL7 timing abbreviation in ``code``.
+    """
+    if not isinstance(timing, dict) or not timing:
         return None
-    repeat = timing.get("repeat") or {}
-    if repeat.get("period") is not None and repeat.get("periodUnit") in _PERIOD_UNIT_DAYS:
-        period_days = float(repeat["period"]) * _PERIOD_UNIT_DAYS[repeat["periodUnit"]]
-        if period_days > 0:
-            return float(repeat.get("frequency") or 1) / period_days
-    if repeat.get("frequency") is not None and repeat.get("period") is None:
-        return None
-    for coding in (timing.get("code") or {}).get("coding") or []:
-        per_day = _TIMING_CODES_PER_DAY.get(str(coding.get("code") or "").upper())
+    repeat = obj(timing, "repeat")
+    period_days = _period_days(repeat)
+    frequency = _positive(repeat.get("frequency"))
+    if period_days is not None and (frequency is not None or repeat.get("frequency") is None):
+        events = _events_per_period(repeat)
+        count = frequency if frequency is not None else (events or 1.0)
+        return count / period_days
+    if frequency is not None and period_days is None:
+        return None  # "3 times" per what?
+    events = _events_per_period(repeat)
+    if events:
+        return events  # listed times of day with no period: each day
+    for coding in (timing.get("code") or {}).get("coding") or [] if isinstance(timing.get("code"), dict) else []:
+        per_day = _TIMING_CODES_PER_DAY.get(str(coding.get("code") or "").upper()) if isinstance(coding, dict) else None
         if per_day is not None:
             return per_day
+    return None
+
+
+def _positive(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and value == value:
+        return float(value)
+    return None
+
+
+def _period_days(repeat: dict[str, Any]) -> float | None:
+    period = _positive(repeat.get("period"))
+    unit = repeat.get("periodUnit")
+    if period is None or unit not in _PERIOD_UNIT_DAYS:
+        return None
+    return period * _PERIOD_UNIT_DAYS[unit]
+
+
+def _events_per_period(repeat: dict[str, Any]) -> float:
+    when = arr(repeat, "when")
+    times = arr(repeat, "timeOfDay")
+    return float(len(set(map(str, when))) + len(set(map(str, times))))
+
+
+def _bounds_days(timing: dict[str, Any] | None) -> float | None:
+    """How long one step of a tapering schedule lasts (``repeat.boundsDuration`` or ``boundsPeriod``)."""
+    if not isinstance(timing, dict):
+        return None
+    repeat = obj(timing, "repeat")
+    duration = repeat.get("boundsDuration")
+    if isinstance(duration, dict):
+        from .dates import duration_days
+
+        return duration_days(duration)
+    period = repeat.get("boundsPeriod")
+    if isinstance(period, dict):
+        from .dates import parse_day
+
+        start, end = parse_day(period.get("start")), parse_day(period.get("end"))
+        if start is not None and end is not None and end >= start:
+            return float((end - start).days)
     return None
 
 
@@ -113,34 +171,98 @@ def _is_prn(dosage: dict[str, Any]) -> bool:
 
 def _dose_quantity(dosage: dict[str, Any]) -> dict[str, Any] | None:
     for dr in dosage.get("doseAndRate") or []:
-        if dr.get("doseQuantity"):
+        if not isinstance(dr, dict):
+            continue
+        if isinstance(dr.get("doseQuantity"), dict):
             return dict(dr["doseQuantity"])
-        if dr.get("doseRange") and (dr["doseRange"].get("low") or {}).get("value") is not None:
+        low = dr["doseRange"].get("low") if isinstance(dr.get("doseRange"), dict) else None
+        if isinstance(low, dict) and low.get("value") is not None:
             # The low end: an adequacy rule must not credit a dose that may not have been given.
-            return dict(dr["doseRange"]["low"])
+            return dict(low)
     return None
 
 
 def _mg_per_dose(quantity: dict[str, Any], strength: Strength | None) -> tuple[float | None, DoseSource]:
-    value = quantity.get("value")
+    value = _positive(quantity.get("value"))
     if value is None:
         return None, DoseSource.NONE
     unit = _unit(quantity)
     if unit in _MASS_TO_MG:
-        return float(value) * _MASS_TO_MG[unit], DoseSource.STRUCTURED
+        return value * _MASS_TO_MG[unit], DoseSource.STRUCTURED
     if strength is not None:
         if strength.per == "ml" and unit in _VOLUME_TO_ML:
-            return float(value) * _VOLUME_TO_ML[unit] * strength.mg, DoseSource.STRUCTURED_UNITS_X_STRENGTH
+            return value * _VOLUME_TO_ML[unit] * strength.mg, DoseSource.STRUCTURED_UNITS_X_STRENGTH
         if strength.per == "unit" and (_UNIT_WORDS.match(unit) or unit == ""):
-            return float(value) * strength.mg, DoseSource.STRUCTURED_UNITS_X_STRENGTH
+            return value * strength.mg, DoseSource.STRUCTURED_UNITS_X_STRENGTH
     return None, DoseSource.NONE
 
 
-def daily_dose(dosages: list[dict[str, Any]], strength: Strength | None) -> DailyDose:
-    """The daily dose of one record's dosage instructions (summed when several run together)."""
+def _instruction_text(dosage: dict[str, Any]) -> str:
+    parts = [dosage.get("text"), dosage.get("patientInstruction")]
+    return " ".join(p for p in parts if isinstance(p, str))
+
+
+@dataclass(frozen=True, slots=True)
+class DosePhase:
+    """One step of a record's schedule: a daily dose for ``days`` (None: until the record ends)."""
+
+    dose: DailyDose
+    days: float | None
+
+
+def dose_phases(dosages: list[Any], strength: Strength | None) -> list[DosePhase]:
+    """The daily dose of one record, step by step.
+
+    Dosage entries with the same ``sequence`` (or none) run together and add up; different sequences follow one
+    another (a taper), each for its ``boundsDuration``/``boundsPeriod``. A taper whose steps have no length is read
+    at its lowest step: an adequacy rule never credits a dose that may not have been given.
+    """
+    valid = [d for d in dosages if isinstance(d, dict)]
+    sequences = sorted({int(d["sequence"]) for d in valid if isinstance(d.get("sequence"), int)})
+    if len(sequences) <= 1:
+        text_steps = _text_phases(valid, strength)
+        if text_steps is not None:
+            return text_steps
+        return [DosePhase(daily_dose(valid, strength), None)]
+    steps = []
+    for seq in sequences:
+        group = [d for d in valid if d.get("sequence") == seq]
+        steps.append(DosePhase(daily_dose(group, strength), _bounds_days(group[0].get("timing"))))
+    if any(step.days is None for step in steps[:-1]):
+        return [_lowest(steps)]
+    return [*steps[:-1], DosePhase(steps[-1].dose, None)]
+
+
+def _text_phases(dosages: list[dict[str, Any]], strength: Strength | None) -> list[DosePhase] | None:
+    """A single text-only dosage whose sig is a taper ("… for 7 days, then …")."""
+    if len(dosages) != 1 or _dose_quantity(dosages[0]) is not None or dosages[0].get("timing"):
+        return None
+    steps = sig.phases(_instruction_text(dosages[0]))
+    if len(steps) < 2:
+        return None
+    parsed = []
+    for step in steps:
+        days = re.search(r"\bfor\s*(\d+)\s*(days?|weeks?)\b", step)
+        length = None if days is None else float(days.group(1)) * (7 if days.group(2).startswith("week") else 1)
+        parsed.append(DosePhase(parse_dosage_text(step, strength), length))
+    if any(p.days is None for p in parsed[:-1]):
+        return [_lowest(parsed)]
+    return [*parsed[:-1], DosePhase(parsed[-1].dose, None)]
+
+
+def _lowest(steps: list[DosePhase]) -> DosePhase:
+    known = [s for s in steps if s.dose.mg is not None]
+    if len(known) < len(steps) or not known:
+        return DosePhase(DailyDose(None, DoseSource.NONE), None)
+    return DosePhase(min((s.dose for s in known), key=lambda d: d.mg or 0.0), None)
+
+
+def daily_dose(dosages: list[Any], strength: Strength | None) -> DailyDose:
+    """The daily dose of dosage instructions that run together (summed), or unknown (``mg`` None)."""
+    dosages = [d for d in dosages if isinstance(d, dict)]
     if not dosages:
         return DailyDose(None, DoseSource.NONE)
-    if all(_is_prn(d) for d in dosages):
+    if all(_is_prn(d) or sig.is_prn(_instruction_text(d)) for d in dosages):
         return DailyDose(None, DoseSource.NONE, prn=True)
     total = 0.0
     source = DoseSource.NONE
@@ -148,79 +270,53 @@ def daily_dose(dosages: list[dict[str, Any]], strength: Strength | None) -> Dail
     for dosage in dosages:
         if _is_prn(dosage):
             continue
+        text = _instruction_text(dosage)
         quantity = _dose_quantity(dosage)
         per_day = doses_per_day(dosage.get("timing"))
-        mg: float | None = None
-        source_here = DoseSource.NONE
-        if quantity is not None:
-            mg, source_here = _mg_per_dose(quantity, strength)
-            if mg is not None and per_day is None:
-                per_day = _text_frequency(dosage.get("text") or "")
-                if per_day is None:
-                    # Most antidepressants are taken once daily; a structured dose with no timing is read so.
-                    per_day, assumed = 1.0, True
-        if mg is None:
-            parsed = parse_dosage_text(dosage.get("text") or "", strength)
+        if quantity is None:
+            parsed = parse_dosage_text(text, strength)
             if parsed.prn:
                 continue
             if parsed.mg is None:
-                continue
+                # A scheduled dosage we cannot read: the record's dose is unknown, never a partial sum.
+                return DailyDose(None, DoseSource.NONE)
             total += parsed.mg
             source = DoseSource.TEXT
             continue
-        total += mg * (per_day or 0.0)
+        mg, source_here = _mg_per_dose(quantity, strength)
+        if mg is None:
+            return DailyDose(None, DoseSource.NONE)
+        if per_day is None:
+            said = sig.frequency(text)
+            if said.per_day is not None:
+                per_day = said.per_day
+            elif said.stated:
+                return DailyDose(None, DoseSource.NONE)  # a frequency is named that we cannot read
+            else:
+                # Most antidepressants are taken once daily; a structured dose with no timing and no word of
+                # frequency is read so, and flagged.
+                per_day, assumed = 1.0, True
+        total += mg * per_day
         source = source_here
     if source is DoseSource.NONE:
         return DailyDose(None, DoseSource.NONE)
     return DailyDose(round(total, 6), source, frequency_assumed=assumed)
 
 
-_FREQ_PATTERNS: list[tuple[re.Pattern[str], float | None]] = [
-    (re.compile(r"\bevery other day\b|\bqod\b", re.I), 0.5),
-    (re.compile(r"\b(four times|4 times)\b|\bqid\b", re.I), 4.0),
-    (re.compile(r"\b(three times|3 times|thrice)\b|\btid\b", re.I), 3.0),
-    (re.compile(r"\b(twice|two times|2 times)\b|\bbid\b|\bb\.i\.d\b", re.I), 2.0),
-    (re.compile(r"\bevery\s+(\d+)\s*(hours|hrs|h)\b|\bq(\d+)h\b", re.I), None),
-    (re.compile(r"\b(once|one time|1 time)\b|\bdaily\b|\bevery (day|morning|evening|night)\b|\bqd\b|"
-                r"\b(at bedtime|nightly|each morning|in the morning|qhs|qam|qpm)\b|\ba day\b|\bper day\b", re.I), 1.0),
-]
-_PRN_TEXT = re.compile(r"\b(as needed|prn|p\.r\.n\.?|if needed)\b", re.I)
-_MASS_TEXT = re.compile(rf"{_NUM}\s*(mg|mcg|g)\b", re.I)
-_UNITS_TEXT = re.compile(
-    rf"\b{_NUM}\s*(tablet|tablets|tab|tabs|capsule|capsules|cap|caps|patch|patches)\b|"
-    r"\b(one|two|three|four)\s+(tablet|tablets|tab|capsule|capsules|cap|patch)\b",
-    re.I,
-)
-_WORD_NUMBERS = {"one": 1.0, "two": 2.0, "three": 3.0, "four": 4.0}
-
-
-def _text_frequency(text: str) -> float | None:
-    for pattern, per_day in _FREQ_PATTERNS:
-        m = pattern.search(text)
-        if not m:
-            continue
-        if per_day is not None:
-            return per_day
-        hours = float(m.group(1) or m.group(3))
-        return 24.0 / hours if hours > 0 else None
-    return None
-
-
 def parse_dosage_text(text: str, strength: Strength | None) -> DailyDose:
     """Daily mg from free text such as 'Take 150 mg by mouth once daily' or '1 tablet twice a day'."""
     if not text.strip():
         return DailyDose(None, DoseSource.NONE)
-    if _PRN_TEXT.search(text):
+    if sig.is_prn(text):
         return DailyDose(None, DoseSource.NONE, prn=True)
-    per_day = _text_frequency(text)
-    if per_day is None:
+    per_day = sig.frequency(text).per_day
+    amount = sig.dose(text)
+    if per_day is None or amount is None:
         return DailyDose(None, DoseSource.NONE)
-    mass = _MASS_TEXT.search(text)
-    if mass:
-        mg = float(mass.group(1)) * _MASS_TO_MG[mass.group(2).lower()]
-        return DailyDose(round(mg * per_day, 6), DoseSource.TEXT)
-    units = _UNITS_TEXT.search(text)
-    if units and strength is not None and strength.per == "unit":
-        count = float(units.group(1)) if units.group(1) else _WORD_NUMBERS[units.group(3).lower()]
-        return DailyDose(round(count * strength.mg * per_day, 6), DoseSource.TEXT)
+    if amount.mg is not None:
+        return DailyDose(round(amount.mg * per_day, 6), DoseSource.TEXT)
+    if amount.units is not None and strength is not None and strength.per == "unit":
+        return DailyDose(round(amount.units * strength.mg * per_day, 6), DoseSource.TEXT)
+    if amount.ml is not None and strength is not None and strength.per == "ml":
+        return DailyDose(round(amount.ml * strength.mg * per_day, 6), DoseSource.TEXT)
     return DailyDose(None, DoseSource.NONE)

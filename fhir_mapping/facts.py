@@ -18,7 +18,23 @@ class ResourceType(StrEnum):
     MEDICATION_REQUEST = "MedicationRequest"
     MEDICATION = "Medication"
     OBSERVATION = "Observation"
+    QUESTIONNAIRE_RESPONSE = "QuestionnaireResponse"
     ALLERGY_INTOLERANCE = "AllergyIntolerance"
+
+
+class DataDomain(StrEnum):
+    """What a rule reads, as the FHIR searches deliver it (``searches.SEARCHES``). A gap names the domains it leaves
+    unknown, so that each rule knows whether its own data is complete."""
+
+    PATIENT = "patient"
+    CONDITIONS = "conditions"
+    MEDICATIONS = "medications"
+    PHQ9 = "phq9"
+    GAD7 = "gad7"
+    BLOOD_PRESSURE = "blood_pressure"
+    DRUG_SCREENS = "drug_screens"
+    PREGNANCY = "pregnancy"
+    ALLERGIES = "allergies"
 
 
 class GapReason(StrEnum):
@@ -34,17 +50,25 @@ class GapReason(StrEnum):
     BUDGET_EXCEEDED = "budget_exceeded"
     NOT_PROVIDED = "not_provided"
     NOT_AUTHORIZED_SCOPE = "not_authorized_scope"
+    NOT_FOUND = "not_found"
+    UNRESOLVED_REFERENCE = "unresolved_reference"
+    TOO_LARGE = "too_large"
 
 
 @dataclass(frozen=True, slots=True)
 class DataGap:
+    """Data that could not be obtained, and the domains (``DataDomain``) it leaves unknown."""
+
     resource_type: ResourceType
     reason: GapReason
     detail: str = ""
+    domains: frozenset[DataDomain] = frozenset()
+    search: str = ""
 
     def describe(self) -> str:
         suffix = f": {self.detail}" if self.detail else ""
-        return f"{self.resource_type.value} could not be obtained ({self.reason.value}){suffix}"
+        what = f"{self.resource_type.value} ({self.search})" if self.search else self.resource_type.value
+        return f"{what} could not be obtained ({self.reason.value}){suffix}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +142,8 @@ class ObservationKind(StrEnum):
     BLOOD_PRESSURE = "blood_pressure"
     DRUG_SCREEN = "drug_screen"
     PREGNANCY_TEST = "pregnancy_test"
+    #: US Core pregnancy status (LOINC 82810-3): ``positive`` means the value says pregnant.
+    PREGNANCY_STATUS = "pregnancy_status"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +154,11 @@ class ScoreFact:
     kind: ObservationKind
     day: dt.date
     value: float
+    resource_type: str = "Observation"
 
     @property
     def reference(self) -> str:
-        return f"Observation/{self.id}"
+        return f"{self.resource_type}/{self.id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +167,8 @@ class BloodPressureFact:
     day: dt.date
     systolic: float | None
     diastolic: float | None
+    #: How many readings of that day this one stands for (the lowest systolic and diastolic of them).
+    readings: int = 1
 
     @property
     def reference(self) -> str:
@@ -156,10 +185,26 @@ class LabResultFact:
     code: str
     day: dt.date
     positive: bool
+    #: False for a quantitative result with no interpretation and no reference range: listed, never counted.
+    interpretable: bool = True
 
     @property
     def reference(self) -> str:
         return f"Observation/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class FreeTextProblem:
+    """A Condition with no recognised coding whose text names a contraindication: the rule says "unknown, confirm"."""
+
+    id: str
+    text: str
+    concept: str
+    day: dt.date | None
+
+    @property
+    def reference(self) -> str:
+        return f"Condition/{self.id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +226,7 @@ class MatchMethod(StrEnum):
     RXNORM_CLINICAL_DRUG = "rxnorm_clinical_drug"
     ATC_AND_NAME = "atc_and_name"
     NAME = "name"
+    BRAND_NAME = "brand_name"
 
 
 class DoseSource(StrEnum):
@@ -192,13 +238,19 @@ class DoseSource(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class DoseSegment:
-    """One record's exposure: a period at one daily dose. ``end`` None means ongoing (open-ended)."""
+    """One record's exposure: a period at one daily dose. ``end`` None means ongoing (open-ended).
+
+    ``length_known`` is False for a record that gives only a date (a MedicationStatement with only
+    ``effectiveDateTime``, a MedicationRequest with only ``authoredOn`` and no supply): it shows the drug was
+    prescribed or taken that day, not for how long. Its ``end`` is the last day a following record documents.
+    """
 
     start: dt.date
     end: dt.date | None
     daily_mg: float | None
     dose_source: DoseSource
     evidence: str
+    length_known: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +313,8 @@ class ClinicalFacts:
     skipped: tuple[SkippedEntry, ...] = ()
     unmatched_medications: tuple[str, ...] = field(default=())
     patient_id: str | None = None
+    free_text_problems: tuple[FreeTextProblem, ...] = ()
 
-    def has_gap(self, *types: ResourceType) -> bool:
-        return any(g.resource_type in types for g in self.gaps)
+    def lacks(self, *domains: DataDomain) -> bool:
+        """True when a gap leaves any of these domains incomplete: the rules reading them say "unknown"."""
+        return any(d in g.domains for g in self.gaps for d in domains)

@@ -45,9 +45,11 @@ class ResourcePool:
             self.skipped.append(SkippedEntry(where, "?", "not a JSON object"))
             return
         rtype = resource.get("resourceType")
-        if rtype not in USED_TYPES:
+        if not isinstance(rtype, str) or rtype not in USED_TYPES:
             return
         res = dict(resource)
+        if not isinstance(full_url, str):
+            full_url = None
         if not res.get("id") and full_url:
             # Transaction Bundles name new resources by fullUrl (urn:uuid:…) only.
             res["id"] = full_url.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
@@ -87,6 +89,8 @@ class ResourcePool:
             for contained in contained_list if isinstance(contained_list, list) else []:
                 if isinstance(contained, Mapping) and contained.get("id") == reference[1:]:
                     return dict(contained)
+            return None
+        if not isinstance(reference, str):
             return None
         if reference in self.by_reference:
             return self.by_reference[reference]
@@ -233,6 +237,26 @@ def _looks_like_fhir(data: Any) -> bool:
         return True
     # A prefetch object: every value a resource or null.
     return bool(data) and all(v is None or (isinstance(v, Mapping) and "resourceType" in v) for v in data.values())
+
+
+def unresolved_medication_references(pool: ResourcePool) -> list[str]:
+    """``Medication/{id}`` of each Medication that a MedicationStatement or MedicationRequest references and the pool
+    does not hold (neither contained, nor included, nor in the input): to be read from the server."""
+    from urllib.parse import quote
+
+    missing: dict[str, None] = {}
+    for rtype in (ResourceType.MEDICATION_STATEMENT, ResourceType.MEDICATION_REQUEST):
+        for res in pool.of_type(rtype):
+            ref = res.get("medicationReference")
+            target = ref.get("reference") if isinstance(ref, Mapping) else None
+            if not isinstance(target, str) or not target or target.startswith("#") or pool.resolve(target, res):
+                continue
+            parts = target.split("/")
+            # Only relative references are read, on the same server: an absolute one may name another server's
+            # Medication/1, and the token never goes elsewhere.
+            if len(parts) == 2 and parts[0] == "Medication" and parts[1]:
+                missing[f"Medication/{quote(parts[-1], safe='')}"] = None
+    return list(missing)
 
 
 def gap(resource_type: ResourceType, reason: GapReason, detail: str = "") -> DataGap:

@@ -16,6 +16,7 @@ from .facts import (
     ClinicalFacts,
     ClinicalStatus,
     ConditionFact,
+    FreeTextProblem,
     Gender,
     LabResultFact,
     ObservationKind,
@@ -30,6 +31,11 @@ from .medications import DEFAULT_MERGE_GAP_DAYS, map_medications
 _FINAL_OBSERVATION = {"final", "amended", "corrected"}
 _IGNORED_VERIFICATION = {"refuted", "entered-in-error"}
 _POSITIVE_INTERPRETATION = {"POS", "A", "AA", "H", "HH", "HU", "DET"}
+_NEGATIVE_INTERPRETATION = {"NEG", "N", "ND", "L", "LL"}
+# SNOMED CT qualifier values an EHR puts in valueCodeableConcept: Positive, Detected, Present (clinical.md §5 uses
+# these words; the codes are the SNOMED qualifiers of the same name).
+_POSITIVE_CODES = {"10828004", "260373001", "52101004"}
+_PREGNANT = "77386006"
 _POSITIVE_TEXT = re.compile(r"^\s*(positive|detected|reactive|present)\b", re.I)
 _SCORE_RANGES = {
     ObservationKind.PHQ9_TOTAL: (0, 27),
@@ -97,7 +103,9 @@ def to_facts(
     )
     scores, pressures, labs = _observations(codesets, pool, mine(ResourceType.OBSERVATION), observation_issues,
                                             observations_since)
-    conditions = tuple(_conditions(codesets, pool, mine(ResourceType.CONDITION)))
+    scores += _questionnaire_scores(pool, mine(ResourceType.QUESTIONNAIRE_RESPONSE), observations_since)
+    free_text: list[FreeTextProblem] = []
+    conditions = tuple(_conditions(codesets, pool, mine(ResourceType.CONDITION), free_text))
     allergies = tuple(_allergies(codesets, pool, mine(ResourceType.ALLERGY_INTOLERANCE)))
     patient_fact = _patient(patient) if patient and pool.valid(patient) else None
     return ClinicalFacts(
@@ -106,14 +114,15 @@ def to_facts(
         courses=meds.courses,
         other_medications=meds.other,
         scores=tuple(sorted(scores, key=lambda s: s.day)),
-        blood_pressures=tuple(sorted(pressures, key=lambda b: b.day)),
+        blood_pressures=tuple(_one_reading_a_day(pressures)),
         lab_results=tuple(sorted(labs, key=lambda r: r.day)),
         allergies=allergies,
-        gaps=tuple(pool.gaps),
+        gaps=(*pool.gaps, *meds.unresolved),
         # Everything validated above has been reported by now: load problems, invalid entries, odd values.
         skipped=(*pool.skipped, *observation_issues),
         unmatched_medications=meds.unmatched,
         patient_id=patient_id,
+        free_text_problems=tuple(free_text),
     )
 
 
@@ -130,15 +139,38 @@ def _patient(res: dict[str, Any]) -> PatientFact:
     return PatientFact(id=res["id"], gender=gender, birth_date=parse_day(res.get("birthDate")), name=name)
 
 
-def _status_code(concept: dict[str, Any] | None) -> str:
-    for coding in (concept or {}).get("coding") or []:
-        if coding.get("code"):
-            return str(coding["code"])
+def _status_code(concept: Any) -> str:
+    for coding in codings(concept):
+        if text(coding, "code"):
+            return text(coding, "code")
     return ""
 
 
+# Words in a problem's text that name a contraindication (issue #12): a Condition with no recognised coding whose
+# text says one of these makes that contraindication "unknown — confirm", never "absent".
+_FREE_TEXT: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.I), c) for p, c in (
+    (r"\bbipolar|\bmanic\b|\bmania\b|\bhypomani", "bipolar"),
+    (r"schizo|psychos[ie]s|psychotic", "psychosis"),
+    (r"aneurysm|arteriovenous malformation|\bavm\b", "aneurysm_or_avm"),
+    (r"subarachnoid", "subarachnoid_hemorrhage"),
+    (r"(intracerebral|intracranial|cerebral|intraparenchymal) (hemorrhage|haemorrhage|bleed)|hemorrhagic stroke|"
+     r"haemorrhagic stroke", "intracerebral_hemorrhage"),
+    (r"pregnan", "pregnancy"),
+    (r"substance use|(alcohol|opioid|cocaine|cannabis|stimulant|amphetamine|ketamine|drug) (use disorder|"
+     r"dependence|abuse|addiction)|alcoholism|addiction", "substance_use"),
+    (r"heart failure|\bchf\b|cardiac failure", "heart_failure"),
+    (r"myocardial infarction|heart attack|\bstemi\b|\bnstemi\b|acute coronary", "myocardial_infarction"),
+    (r"unstable angina", "unstable_angina"),
+))
+
+
+def _free_text_concepts(label: str) -> list[str]:
+    return [concept for pattern, concept in _FREE_TEXT if pattern.search(label)]
+
+
 def _conditions(
-    codesets: CodeSets, pool: ResourcePool, resources: Iterable[dict[str, Any]]
+    codesets: CodeSets, pool: ResourcePool, resources: Iterable[dict[str, Any]],
+    free_text: list[FreeTextProblem] | None = None,
 ) -> Iterable[ConditionFact]:
     for res in resources:
         code = obj(res, "code")
@@ -149,15 +181,20 @@ def _conditions(
             if found:
                 concepts |= found
                 first = first or coding
+        if not concepts and free_text is not None:
+            label = " ".join([text(code, "text"), *(text(c, "display") for c in codings(code))]).strip()
+            named = _free_text_concepts(label)
+            if named and pool.valid(res) and _status_code(obj(res, "verificationStatus")) not in \
+                    _IGNORED_VERIFICATION and _clinical_status(res).is_active:
+                day = parse_day(res.get("onsetDateTime")) or parse_day(res.get("recordedDate"))
+                free_text.extend(FreeTextProblem(res["id"], label[:120], c, day) for c in named)
+            continue
         if not concepts or first is None or not pool.valid(res):
             continue
         verification = _status_code(res.get("verificationStatus"))
         if verification in _IGNORED_VERIFICATION:
             continue
-        try:
-            clinical = ClinicalStatus(_status_code(res.get("clinicalStatus")) or "unspecified")
-        except ValueError:
-            clinical = ClinicalStatus.UNSPECIFIED
+        clinical = _clinical_status(res)
         onset_period = res.get("onsetPeriod") or {}
         abatement_period = res.get("abatementPeriod") or {}
         yield ConditionFact(
@@ -174,28 +211,54 @@ def _conditions(
         )
 
 
+def _clinical_status(res: dict[str, Any]) -> ClinicalStatus:
+    try:
+        return ClinicalStatus(_status_code(obj(res, "clinicalStatus")) or "unspecified")
+    except ValueError:
+        return ClinicalStatus.UNSPECIFIED
+
+
 def _observation_groups(codesets: CodeSets, concept: Any) -> set[str]:
     return {g for c in codings(concept) if (g := codesets.observation_group(text(c, "system"), text(c, "code")))}
 
 
-def _number(res: dict[str, Any]) -> float | None:
-    quantity = res.get("valueQuantity") or {}
-    if quantity.get("value") is not None:
-        return float(quantity["value"])
-    if res.get("valueInteger") is not None:
-        return float(res["valueInteger"])
+def _number(res: Any) -> float | None:
+    quantity = obj(res, "valueQuantity")
+    value = quantity.get("value") if quantity else res.get("valueInteger") if isinstance(res, dict) else None
+    if value is None and isinstance(res, dict):
+        value = res.get("valueDecimal")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == value and abs(value) < 1e9:
+        return float(value)
     return None
 
 
-def _is_positive(res: dict[str, Any]) -> bool:
-    for interp in res.get("interpretation") or []:
-        for coding in interp.get("coding") or []:
-            if str(coding.get("code") or "").upper() in _POSITIVE_INTERPRETATION:
+def _is_positive(res: dict[str, Any]) -> bool | None:
+    """True / False for a qualitative or interpreted result; None when it cannot be read as either."""
+    for interp in arr(res, "interpretation"):
+        for coding in codings(interp):
+            code = text(coding, "code").upper()
+            if code in _POSITIVE_INTERPRETATION:
                 return True
-    value = res.get("valueCodeableConcept") or {}
-    texts = [value.get("text") or ""] + [c.get("display") or c.get("code") or "" for c in value.get("coding") or []]
-    texts.append(res.get("valueString") or "")
-    return any(_POSITIVE_TEXT.match(str(t)) for t in texts if t)
+            if code in _NEGATIVE_INTERPRETATION:
+                return False
+    value = obj(res, "valueCodeableConcept")
+    if any(text(c, "code") in _POSITIVE_CODES for c in codings(value)):
+        return True
+    texts = [text(value, "text"), *(text(c, "display") or text(c, "code") for c in codings(value)),
+             text(res, "valueString")]
+    if any(_POSITIVE_TEXT.match(t) for t in texts if t):
+        return True
+    if value or text(res, "valueString"):
+        return False
+    quantity = obj(res, "valueQuantity")
+    if quantity:
+        # A quantitative hCG with no interpretation: positive above its own reference range, else not readable.
+        amount = _number(res)
+        highs = [_number({"valueQuantity": obj(r, "high")}) for r in arr(res, "referenceRange")]
+        high = next((h for h in highs if h is not None), None)
+        if amount is not None and high is not None:
+            return amount > high
+    return None
 
 
 def _observations(
@@ -223,17 +286,15 @@ def _observations(
             skipped.append(SkippedEntry(f"Observation/{res['id']}", "Observation", "no effective date"))
             continue
         where = f"Observation/{res['id']}"
-        if groups & {"phq9_total", "phq9_item9", "gad7_total"}:
-            kind = ObservationKind(next(iter(groups & {"phq9_total", "phq9_item9", "gad7_total"})))
-            value = _number(res)
-            low, high = _SCORE_RANGES[kind]
-            if value is None or not low <= value <= high:
-                skipped.append(SkippedEntry(where, "Observation", f"{kind.value} value {value} outside {low}-{high}"))
-                continue
-            scores.append(ScoreFact(res["id"], kind, day, value))
+        if "phq9_panel" in groups:
+            scores.extend(_panel_scores(codesets, res, day, skipped))
+        elif score_groups := groups & _SCORE_GROUPS:
+            kind = ObservationKind(next(iter(score_groups)))
+            if (fact := _score(res["id"], kind, day, _number(res), where, skipped)) is not None:
+                scores.append(fact)
         elif "bp_panel" in groups:
             systolic = diastolic = None
-            for comp in res.get("component") or []:
+            for comp in arr(res, "component"):
                 comp_groups = _observation_groups(codesets, comp.get("code"))
                 value = _number(comp)
                 if "systolic" in comp_groups:
@@ -251,16 +312,114 @@ def _observations(
             stamp = str(res.get("effectiveDateTime") or day.isoformat())
             half = halves.setdefault((stamp, _subject_key(res)), {"id": res["id"], "day": day})
             half["systolic" if "systolic" in groups else "diastolic"] = value
+        elif "pregnancy_status" in groups:
+            pregnant = any(text(c, "code") == _PREGNANT for c in codings(obj(res, "valueCodeableConcept")))
+            labs.append(LabResultFact(res["id"], ObservationKind.PREGNANCY_STATUS, "pregnancy status",
+                                      _first_code(res), day, pregnant))
         elif "pregnancy_test" in groups:
-            labs.append(LabResultFact(res["id"], ObservationKind.PREGNANCY_TEST, "hCG",
-                                      _first_code(res), day, _is_positive(res)))
+            positive = _is_positive(res)
+            labs.append(LabResultFact(res["id"], ObservationKind.PREGNANCY_TEST, "hCG", _first_code(res), day,
+                                      bool(positive), interpretable=positive is not None))
         elif screens := groups & set(_DRUG_SCREENS):
             analyte = _DRUG_SCREENS[next(iter(screens))]
-            labs.append(LabResultFact(res["id"], ObservationKind.DRUG_SCREEN, analyte,
-                                      _first_code(res), day, _is_positive(res)))
+            positive = _is_positive(res)
+            labs.append(LabResultFact(res["id"], ObservationKind.DRUG_SCREEN, analyte, _first_code(res), day,
+                                      bool(positive), interpretable=positive is not None))
     for half in halves.values():
         pressures.append(BloodPressureFact(half["id"], half["day"], half.get("systolic"), half.get("diastolic")))
     return scores, pressures, labs
+
+
+_SCORE_GROUPS = {"phq9_total", "phq9_item9", "gad7_total"}
+
+
+def _score(rid: str, kind: ObservationKind, day: dt.date, value: float | None, where: str,
+           skipped: list[SkippedEntry]) -> ScoreFact | None:
+    low, high = _SCORE_RANGES[kind]
+    if value is None or not low <= value <= high:
+        skipped.append(SkippedEntry(where, "Observation", f"{kind.value} value {value} outside {low}-{high}"))
+        return None
+    return ScoreFact(rid, kind, day, value)
+
+
+def _panel_scores(codesets: CodeSets, res: dict[str, Any], day: dt.date,
+                  skipped: list[SkippedEntry]) -> list[ScoreFact]:
+    """A PHQ-9 panel (44249-1): its total as a 44261-6 component, else the panel's own value; item 9 likewise.
+    Totals kept as members (``hasMember``) are Observations of their own and are read as such."""
+    where = f"Observation/{res['id']}"
+    found: list[ScoreFact] = []
+    for comp in arr(res, "component"):
+        groups = _observation_groups(codesets, comp.get("code")) & _SCORE_GROUPS
+        if groups:
+            kind = ObservationKind(next(iter(groups)))
+            if (fact := _score(res["id"], kind, day, _number(comp), where, skipped)) is not None:
+                found.append(fact)
+    if not any(f.kind is ObservationKind.PHQ9_TOTAL for f in found) and _number(res) is not None:
+        fact = _score(res["id"], ObservationKind.PHQ9_TOTAL, day, _number(res), where, skipped)
+        if fact is not None:
+            found.append(fact)
+    return found
+
+
+_QR_TOTAL_LINKS = {"44261-6", "phq9_total", "phq-9-total", "total", "total-score", "totalscore", "score"}
+_QR_ITEM9_LINKS = {"44260-8", "phq9_9", "phq-9-9", "q9", "item9"}
+
+
+def _questionnaire_scores(pool: ResourcePool, resources: Iterable[dict[str, Any]],
+                          since: dt.date | None) -> list[ScoreFact]:
+    """PHQ-9 totals (and item 9) from QuestionnaireResponses of a PHQ-9 questionnaire."""
+    scores: list[ScoreFact] = []
+    for res in resources:
+        questionnaire = text(res, "questionnaire").lower()
+        if not ("phq" in questionnaire or "44249-1" in questionnaire) or text(res, "status") not in (
+                "completed", "amended"):
+            continue
+        day = parse_day(res.get("authored"))
+        if day is None or (since is not None and day < since) or not pool.valid(res):
+            continue
+        for kind, links in ((ObservationKind.PHQ9_TOTAL, _QR_TOTAL_LINKS), (ObservationKind.PHQ9_ITEM9,
+                                                                             _QR_ITEM9_LINKS)):
+            value = _qr_answer(arr(res, "item"), links)
+            low, high = _SCORE_RANGES[kind]
+            if value is not None and low <= value <= high:
+                scores.append(ScoreFact(res["id"], kind, day, value, "QuestionnaireResponse"))
+    return scores
+
+
+def _qr_answer(items: list[Any], links: set[str], depth: int = 0) -> float | None:
+    if depth > 10:
+        return None
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        link = text(item, "linkId").lower()
+        label = text(item, "text").lower()
+        if link in links or (links is _QR_TOTAL_LINKS and "total" in label):
+            for answer in arr(item, "answer"):
+                value = _number(answer) if isinstance(answer, dict) else None
+                if value is not None:
+                    return value
+        found = _qr_answer(arr(item, "item"), links, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _one_reading_a_day(pressures: list[BloodPressureFact]) -> list[BloodPressureFact]:
+    """Readings on one day count as one: the lowest systolic and the lowest diastolic of that day (as the HEDIS
+    blood-pressure measure does), kept under the id of the reading with the lowest systolic."""
+    by_day: dict[dt.date, list[BloodPressureFact]] = {}
+    for b in pressures:
+        by_day.setdefault(b.day, []).append(b)
+    out = []
+    for day in sorted(by_day):
+        readings = by_day[day]
+        systolics = [b.systolic for b in readings if b.systolic is not None]
+        diastolics = [b.diastolic for b in readings if b.diastolic is not None]
+        lowest = min(readings, key=lambda b: (b.systolic is None, b.systolic or 0.0))
+        out.append(BloodPressureFact(lowest.id, day, min(systolics, default=None), min(diastolics, default=None),
+                                     len(readings)))
+    return out
 
 
 def _subject_key(res: dict[str, Any]) -> str:

@@ -16,8 +16,18 @@ from typing import Any
 from ._json import codings, obj, text
 from .codesets import CodeSets, system_key
 from .dates import duration_days, parse_day
-from .dosage import Strength, daily_dose, strength_from_medication, strength_in_name
-from .facts import Course, CurrentMedication, DoseSegment, DoseSource, MatchMethod, ResourceType
+from .dosage import Strength, dose_phases, strength_from_medication, strength_in_name
+from .facts import (
+    Course,
+    CurrentMedication,
+    DataDomain,
+    DataGap,
+    DoseSegment,
+    DoseSource,
+    GapReason,
+    MatchMethod,
+    ResourceType,
+)
 from .loading import ResourcePool
 
 # Records that do not describe medication actually taken.
@@ -50,6 +60,8 @@ class MedicationFacts:
     courses: tuple[Course, ...]
     other: tuple[CurrentMedication, ...]
     unmatched: tuple[str, ...]
+    #: Records whose referenced Medication could not be resolved and whose display names no drug.
+    unresolved: tuple[DataGap, ...] = ()
 
 
 def map_medications(
@@ -61,6 +73,7 @@ def map_medications(
     records: list[_Record] = []
     other: list[CurrentMedication] = []
     unmatched: list[str] = []
+    unresolved: list[DataGap] = []
     # A chart names few distinct drugs in many records: recognise each distinct drug once.
     recognised: dict[str, tuple[bool, str | None, _Identified | None]] = {}
     for res in resources:
@@ -86,11 +99,18 @@ def map_medications(
                                _identify(codesets, concept, names, medication))
         ketamine, stimulant, ident = recognised[key]
         if not (ketamine or stimulant or ident):
+            reference = text(obj(res, "medicationReference"), "reference")
+            if medication is None and reference:
+                # A Medication we could not read: the drug is unknown, so the medication history is incomplete.
+                unresolved.append(DataGap(ResourceType.MEDICATION, GapReason.UNRESOLVED_REFERENCE,
+                                          f"{evidence} references {reference[:80]}, which could not be read",
+                                          frozenset({DataDomain.MEDICATIONS})))
+                continue
             unmatched.append(label)
             continue
         if not pool.valid(res) or (medication is not None and not _valid_medication(pool, res, medication)):
             continue
-        start, end = _exposure(res, status)
+        start, end, length_known = _exposure(res, status)
         if ketamine:
             other.append(CurrentMedication(label, "ketamine", start, end, status, evidence))
             continue
@@ -99,12 +119,34 @@ def map_medications(
             continue
         if ident is None or start is None:
             continue
-        dose = daily_dose(list(res.get("dosage") or res.get("dosageInstruction") or []), ident.strength)
-        segment = DoseSegment(start, end, dose.mg, dose.source if not dose.prn else DoseSource.NONE, evidence)
-        records.append(_Record(ident, segment))
         if ident.drug_class == "MAOI":
             other.append(CurrentMedication(ident.ingredient, "maoi", start, end, status, evidence))
-    return MedicationFacts(_merge(records, merge_gap_days), tuple(other), tuple(dict.fromkeys(unmatched)))
+        dosages = res.get("dosage") if rtype == ResourceType.MEDICATION_STATEMENT else res.get("dosageInstruction")
+        phases = dose_phases(dosages if isinstance(dosages, list) else [], ident.strength)
+        if all(ph.dose.prn for ph in phases):
+            continue  # as-needed use is not a trial (the spec: PRN doses do not count)
+        records.extend(_Record(ident, seg) for seg in _segments(phases, start, end, length_known, evidence))
+    return MedicationFacts(_merge(records, merge_gap_days), tuple(other), tuple(dict.fromkeys(unmatched)),
+                           tuple(unresolved))
+
+
+def _segments(phases: list[Any], start: dt.date, end: dt.date | None, length_known: bool,
+              evidence: str) -> list[DoseSegment]:
+    """One segment per step of the record's schedule, laid one after another from the record's start."""
+    segments: list[DoseSegment] = []
+    cursor = start
+    for i, phase in enumerate(phases):
+        last = i == len(phases) - 1
+        seg_end = end if last or phase.days is None else cursor + dt.timedelta(days=round(phase.days))
+        if end is not None and seg_end is not None and seg_end > end:
+            seg_end = end
+        segments.append(DoseSegment(cursor, seg_end, phase.dose.mg,
+                                    DoseSource.NONE if phase.dose.prn else phase.dose.source, evidence,
+                                    length_known))
+        if seg_end is None or (end is not None and seg_end >= end):
+            break
+        cursor = seg_end
+    return segments
 
 
 def _medication_concept(pool: ResourcePool, res: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -172,11 +214,13 @@ def _identify(
             found = codesets.antidepressant_in_name(name)
             if found:
                 ingredient = found[0]
-                method = MatchMethod.ATC_AND_NAME if has_atc else MatchMethod.NAME
+                method = (MatchMethod.ATC_AND_NAME if has_atc else MatchMethod.BRAND_NAME
+                          if codesets.is_brand(name, ingredient.ingredient) else MatchMethod.NAME)
                 break
     if ingredient is None or method is None:
         return None
-    strength = strength_in_name(name_for_strength, ingredient.ingredient)
+    strength = strength_in_name(name_for_strength, ingredient.ingredient,
+                                codesets.brands_by_ingredient.get(ingredient.ingredient, ()))
     if strength is None and medication is not None and isinstance(medication.get("ingredient"), list):
         strength = strength_from_medication(
             medication, lambda label: bool(codesets.antidepressant_in_name(label)) or ingredient.ingredient in label
@@ -184,29 +228,42 @@ def _identify(
     return _Identified(ingredient.ingredient, ingredient.drug_class, method, strength)
 
 
-def _exposure(res: dict[str, Any], status: str) -> tuple[dt.date | None, dt.date | None]:
-    """The period a record says the drug was taken; end None means still running."""
+def _exposure(res: dict[str, Any], status: str) -> tuple[dt.date | None, dt.date | None, bool]:
+    """The period a record says the drug was taken (end None: still running), and whether its length is known.
+
+    A MedicationStatement with only ``effectiveDateTime`` (or ``dateAsserted``), or a MedicationRequest with only
+    ``authoredOn`` and no supply duration or validity end, says the drug was taken or prescribed that day, not for
+    how long: its length is unknown (``_merge`` extends it to the next record of the same course).
+    """
+    length_known = True
     if res["resourceType"] == ResourceType.MEDICATION_STATEMENT:
-        period = res.get("effectivePeriod") or {}
-        start = parse_day(period.get("start")) or parse_day(res.get("effectiveDateTime"))
+        period = obj(res, "effectivePeriod")
+        start = parse_day(period.get("start"))
         end = parse_day(period.get("end"))
         if start is None:
-            start = parse_day(res.get("dateAsserted"))
+            start = parse_day(res.get("effectiveDateTime")) or parse_day(period.get("end")) or parse_day(
+                res.get("dateAsserted"))
+            end = start
+            length_known = False
     else:
-        dispense = res.get("dispenseRequest") or {}
-        validity = dispense.get("validityPeriod") or {}
+        dispense = obj(res, "dispenseRequest")
+        validity = obj(dispense, "validityPeriod")
         start = parse_day(validity.get("start")) or parse_day(res.get("authoredOn"))
         end = parse_day(validity.get("end"))
-        supply = duration_days(dispense.get("expectedSupplyDuration"))
+        supply = duration_days(obj(dispense, "expectedSupplyDuration"))
         if end is None and start is not None and supply is not None:
-            fills = 1 + int(dispense.get("numberOfRepeatsAllowed") or 0)
-            end = start + dt.timedelta(days=round(supply * fills))
+            repeats = dispense.get("numberOfRepeatsAllowed")
+            fills = 1 + (repeats if isinstance(repeats, int) and not isinstance(repeats, bool) and repeats > 0 else 0)
+            end = start + dt.timedelta(days=round(min(supply * fills, 3650)))
+        elif end is None:
+            end = start
+            length_known = False
     if start is not None and end is None and status not in _ONGOING:
         # Finished, with no end date: no duration can be credited.
         end = start
     if start is not None and end is not None and end < start:
         end = start
-    return start, end
+    return start, end, length_known
 
 
 def _merge(records: list[_Record], gap_days: int) -> tuple[Course, ...]:
@@ -233,6 +290,20 @@ def _merge(records: list[_Record], gap_days: int) -> tuple[Course, ...]:
     return tuple(courses)
 
 
+def _documented(records: list[_Record]) -> list[_Record]:
+    """Records whose length is unknown run until the next record of the same course: successive refills document
+    the span between them. The last one stays of unknown length."""
+    out = []
+    for i, record in enumerate(records):
+        seg = record.segment
+        if not seg.length_known and i + 1 < len(records):
+            following = records[i + 1].segment.start
+            if following > seg.start:
+                seg = DoseSegment(seg.start, following, seg.daily_mg, seg.dose_source, seg.evidence, True)
+        out.append(_Record(record.ident, seg))
+    return out
+
+
 def _course(records: list[_Record]) -> Course:
     # The most specific identification of any record names the course's match method.
     order = list(MatchMethod)
@@ -241,5 +312,5 @@ def _course(records: list[_Record]) -> Course:
         ingredient=best.ident.ingredient,
         drug_class=best.ident.drug_class,
         match_method=best.ident.method,
-        segments=tuple(r.segment for r in records),
+        segments=tuple(r.segment for r in _documented(records)),
     )

@@ -16,6 +16,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
+from fhir_mapping import SEARCHES
 from ketamine_cds.app import create_app
 from ketamine_cds.settings import Settings, load_settings
 
@@ -24,11 +25,6 @@ from ..conftest import load_bundle
 BASE = "http://cds.test"
 ISSUER = "https://ehr.test"
 TODAY = dt.date(2026, 11, 1)
-LOINC_GROUPS = {
-    "phq9": {"44261-6", "89204-2", "44260-8"}, "gad7": {"70274-6"}, "bloodPressure": {"85354-9", "8480-6", "8462-4"},
-    "drugScreens": {"3397-7", "19359-9", "3349-8", "19659-2", "12327-3", "19501-6"},
-    "pregnancyTests": {"2106-3", "2112-1", "2118-8", "2110-5", "80384-1", "80385-8", "21198-7", "19080-1", "83086-9"},
-}
 ESKETAMINE = {"coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "50458-028-02",
                           "display": "Spravato 56 MG Nasal Spray Kit"}], "text": "Spravato 56 mg"}
 
@@ -109,16 +105,20 @@ def prefetch_for(fixture: str) -> tuple[str, dict[str, Any]]:
     by_type: dict[str, list[dict[str, Any]]] = {}
     for r in resources:
         by_type.setdefault(r["resourceType"], []).append(r)
-    prefetch: dict[str, Any] = {
-        "patient": patient,
-        "conditions": searchset(by_type.get("Condition", [])),
-        "medicationStatements": searchset(by_type.get("MedicationStatement", [])),
-        "medicationRequests": searchset(by_type.get("MedicationRequest", []) + by_type.get("Medication", [])),
-        "allergies": searchset(by_type.get("AllergyIntolerance", [])),
-    }
-    for key, codes in LOINC_GROUPS.items():
-        prefetch[key] = searchset([o for o in by_type.get("Observation", [])
-                                   if o.get("code", {}).get("coding", [{}])[0].get("code") in codes])
+    prefetch: dict[str, Any] = {}
+    for search in SEARCHES:  # what each template of the one search table would return for this patient
+        if not search.is_search:
+            prefetch[search.key] = patient
+            continue
+        found = by_type.get(search.resource_type.value, [])
+        codes = dict(search.params).get("code")
+        if codes:
+            wanted = set(codes.split(","))
+            found = [r for r in found if any(f"{c.get('system')}|{c.get('code')}" in wanted
+                                             for c in r.get("code", {}).get("coding", []))]
+        if "_include" in dict(search.params):
+            found = found + by_type.get("Medication", [])
+        prefetch[search.key] = searchset(found)
     return patient["id"], prefetch
 
 

@@ -7,6 +7,7 @@ import re
 import httpx
 import pytest
 
+from fhir_mapping import SEARCHES
 from ketamine_cds.settings import Settings
 
 from .conftest import BASE, Keys, close_app, make_client
@@ -31,8 +32,13 @@ async def test_prefetch_templates_use_only_patient_tokens_and_r4_syntax(cds: htt
     for service in (await cds.get("/cds-services")).json()["services"]:
         for template in service["prefetch"].values():
             assert set(re.findall(r"{{(.*?)}}", template)) == {"context.patientId"}
-            assert "sort:desc" not in template and "_include" not in template
+            assert "sort:desc" not in template
+            # The one search parameter beyond the spec's recommended subset: _include of the referenced
+            # Medication (issue #12); a client that ignores it costs a Medication read, never a dropped record.
+            assert re.findall(r"_include=([^&]*)", template) in ([], ["MedicationRequest:medication"],
+                                                                 ["MedicationStatement:medication"])
     templates = (await cds.get("/cds-services")).json()["services"][0]["prefetch"]
+    assert templates == {s.key: s.template() for s in SEARCHES}  # derived from the one search table
     assert "status=active,completed" in templates["medicationRequests"].replace("on-hold,cancelled,", "")
     assert "http://loinc.org|44261-6" in templates["phq9"]
 

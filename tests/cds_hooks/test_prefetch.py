@@ -72,7 +72,7 @@ async def test_other_missing_keys_without_a_server_are_unknown_not_absent(post: 
     assert status == 200
     card = data["cards"][0]
     assert card["indicator"] == "warning" and "work-up needed" in card["summary"]
-    assert "AllergyIntolerance could not be obtained" in card["detail"]
+    assert "AllergyIntolerance (allergies) could not be obtained" in card["detail"]
     assert "treated as unknown, not absent" in card["detail"]
 
 
@@ -118,7 +118,7 @@ async def test_the_budget_bounds_the_wait(post: Post, httpx_mock: HTTPXMock) -> 
     started = time.perf_counter()
     status, data = await verdict_of(post, body)
     assert time.perf_counter() - started < 4  # default budget 2.5 s
-    assert status == 200 and "Observation could not be obtained" in data["cards"][0]["detail"]
+    assert status == 200 and "Observation (phq9+bloodPressure) could not be obtained" in data["cards"][0]["detail"]
 
 
 def test_prefetch_json_is_what_the_fixture_says() -> None:

@@ -61,7 +61,8 @@ async def test_a_body_over_the_limit_is_413(settings: Settings, keys: Keys) -> N
     async with make_client(settings) as client:
         path = "/cds-services/ketamine-order-sign"
         r = await client.post(path, content=b"{" + b" " * 20_000 + b"}",
-                              headers={"Authorization": f"Bearer {keys.token(BASE + path)}"})
+                              headers={"Authorization": f"Bearer {keys.token(BASE + path)}",
+                                       "Content-Type": "application/json"})
         assert_outcome(r, 413, "too-costly")
         await close_app(client)
 

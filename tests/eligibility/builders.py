@@ -11,6 +11,7 @@ from fhir_mapping import (
     ClinicalStatus,
     ConditionFact,
     Course,
+    DataDomain,
     DataGap,
     DoseSegment,
     DoseSource,
@@ -22,6 +23,7 @@ from fhir_mapping import (
     PatientFact,
     ResourceType,
     ScoreFact,
+    domains_of,
 )
 
 AS_OF = dt.date(2026, 11, 1)
@@ -69,8 +71,9 @@ def allergy(status: str = "active") -> AllergyFact:
     return AllergyFact("a1", "esketamine", status, "confirmed")
 
 
-def gap(rtype: ResourceType, reason: GapReason = GapReason.TIMEOUT) -> DataGap:
-    return DataGap(rtype, reason)
+def gap(rtype: ResourceType, reason: GapReason = GapReason.TIMEOUT, *domains: DataDomain) -> DataGap:
+    """A gap in the searches of ``rtype`` (every domain they carry), or only in ``domains`` when given."""
+    return DataGap(rtype, reason, domains=frozenset(domains) or domains_of(rtype))
 
 
 def patient(gender: Gender = Gender.FEMALE, born: str = "1985-01-01") -> PatientFact:

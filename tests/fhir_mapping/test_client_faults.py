@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
-from fhir_mapping import ClientSettings, FhirClient, GapReason, ResourceType, to_facts
+from fhir_mapping import ClientSettings, DataDomain, FhirClient, GapReason, ResourceType, to_facts
 
 BASE = "https://ehr.test/fhir"
 pytestmark = pytest.mark.anyio
@@ -47,9 +47,12 @@ async def test_http_errors_become_gaps(httpx_mock: HTTPXMock, status: int, reaso
 
 
 async def test_a_timeout_is_a_gap(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_exception(httpx.ReadTimeout("slow"), url=url("Observation"))
+    httpx_mock.add_exception(httpx.ReadTimeout("slow"), url=url("Observation"), is_reusable=True)
     result = await FhirClient(BASE, settings=FAST).fetch_patient("p", [ResourceType.OBSERVATION])
-    assert result.pool.gaps[0].reason is GapReason.TIMEOUT
+    # One gap per Observation search, each naming the domain it leaves unknown.
+    assert {g.reason for g in result.pool.gaps} == {GapReason.TIMEOUT}
+    assert {d for g in result.pool.gaps for d in g.domains} == {
+        DataDomain.PHQ9, DataDomain.GAD7, DataDomain.BLOOD_PRESSURE, DataDomain.DRUG_SCREENS, DataDomain.PREGNANCY}
 
 
 async def test_503_and_429_are_retried_then_succeed(httpx_mock: HTTPXMock) -> None:
@@ -110,15 +113,15 @@ async def test_the_total_budget_cuts_slow_queries_into_gaps(httpx_mock: HTTPXMoc
         await asyncio.sleep(5)
         return httpx.Response(200, json=bundle())
 
-    httpx_mock.add_callback(slow, url=url("Observation"), is_optional=True)
+    httpx_mock.add_callback(slow, url=url("Observation"), is_optional=True, is_reusable=True)
     httpx_mock.add_response(url=url("Condition"), json=bundle(condition("c1")))
     settings = ClientSettings(request_timeout_s=10, budget_s=0.3)
     result = await FhirClient(BASE, settings=settings).fetch_patient(
         "p", [ResourceType.CONDITION, ResourceType.OBSERVATION])
-    assert [(g.resource_type, g.reason) for g in result.pool.gaps] == [
-        (ResourceType.OBSERVATION, GapReason.BUDGET_EXCEEDED)]
+    assert {(g.resource_type, g.reason) for g in result.pool.gaps} == {
+        (ResourceType.OBSERVATION, GapReason.BUDGET_EXCEEDED)}
     facts = to_facts(result.pool, "p")
-    assert facts.has_gap(ResourceType.OBSERVATION) and not facts.has_gap(ResourceType.CONDITION)
+    assert facts.lacks(DataDomain.PHQ9) and not facts.lacks(DataDomain.CONDITIONS)
 
 
 async def test_network_errors_are_gaps(httpx_mock: HTTPXMock) -> None:

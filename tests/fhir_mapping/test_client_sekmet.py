@@ -35,9 +35,10 @@ async def test_every_fixture_patient_assesses_the_same_from_the_server_as_from_t
 async def test_paging_is_followed_on_a_real_server(sekmet: Sekmet) -> None:
     client = FhirClient(sekmet.base_url, settings=ClientSettings(page_size=2, budget_s=20))
     result = await client.fetch_patient("kc-01")
-    observations = next(r for r in result.reports if r.resource_type == "Observation")
-    assert observations.pages > 3
-    assert observations.entries == sum(1 for r in result.pool.resources if r["resourceType"] == "Observation")
+    observations = [r for r in result.reports if r.resource_type == "Observation"]
+    assert max(r.pages for r in observations) >= 3
+    assert sum(r.entries for r in observations) == sum(
+        1 for r in result.pool.resources if r["resourceType"] == "Observation")
     assert to_facts(result.pool, "kc-01").courses  # medications too
 
 

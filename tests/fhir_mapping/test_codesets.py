@@ -28,7 +28,7 @@ CS = CodeSets.load()
     ("I71.40", {"aneurysm_or_avm"}),
     ("Q28.2", {"aneurysm_or_avm"}),
     ("I61.9", {"intracerebral_hemorrhage"}),
-    ("I60.9", set()),                   # subarachnoid, not intracerebral
+    ("I60.9", {"subarachnoid_hemorrhage"}),  # not intracerebral; reviewed as a possible aneurysm
     ("F14.20", {"substance_use"}),
     ("F14.21", set()),                  # in remission
     ("F17.210", set()),                 # nicotine is not in scope
@@ -45,7 +45,7 @@ def test_icd10cm(code: str, concepts: set[str]) -> None:
     ("28475009", {"major_depression", "psychosis"}),
     ("83225003", {"bipolar"}),
     ("274100004", {"intracerebral_hemorrhage"}),
-    ("270907008", set()),               # spontaneous subarachnoid hemorrhage is excluded
+    ("270907008", {"subarachnoid_hemorrhage"}),  # not intracerebral; reviewed as a possible aneurysm
     ("724715004", {"substance_use"}),
     ("77386006", {"pregnancy"}),
 ])
