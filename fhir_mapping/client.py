@@ -173,9 +173,9 @@ class FhirClient:
                 bundles.append(body)
                 url, params = self._next_link(body), None
         except _Gap as exc:
-            if query.on_failure is OnFailure.SUPPLEMENTARY and exc.reason in (GapReason.REJECTED,
-                                                                             GapReason.NOT_FOUND):
-                # The server does not offer this supplementary search: noted in provenance, not a gap.
+            if query.on_failure is OnFailure.SUPPLEMENTARY and exc.reason in (
+                    GapReason.REJECTED, GapReason.NOT_FOUND, GapReason.FORBIDDEN):
+                # The server does not offer (or allow) this supplementary search: noted in provenance, not a gap.
                 note = f"not supported by the server ({exc.detail})"
             else:
                 gap = _gap_for(query, exc.reason, exc.detail)

@@ -18,7 +18,7 @@ from eligibility import (
     load_policy,
     load_policy_file,
 )
-from fhir_mapping import ClientSettings, CodeSets, FhirClient, InputError, read_path
+from fhir_mapping import ClientSettings, CodeSets, FhirClient, GapReason, InputError, ResourceType, read_path
 
 from .settings import SettingsError, load_settings
 from .text_report import render_text
@@ -106,6 +106,9 @@ def _evaluate(args: argparse.Namespace) -> str:
                             settings=ClientSettings(budget_s=args.timeout))
         result = asyncio.run(client.fetch_patient(args.patient))
         pool = result.pool
+        if any(g.resource_type is ResourceType.PATIENT and g.reason is GapReason.NOT_FOUND for g in pool.gaps):
+            # A patient the server does not have is never assessed (every face agrees: 412, "not found", exit 2).
+            raise CliError(f"patient {args.patient!r} not found on {args.fhir_server}")
     else:
         if args.path is None:
             raise CliError("give a PATH to FHIR data, or --fhir-server URL --patient ID")

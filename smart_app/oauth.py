@@ -21,8 +21,10 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
-RESOURCE_TYPES = ("Patient", "Condition", "MedicationStatement", "MedicationRequest", "Medication", "Observation",
-                  "AllergyIntolerance")
+from fhir_mapping import SEARCHED_TYPES
+
+# Every type the search table reads, and Medication (read by reference): one list with the CDS prefetch.
+RESOURCE_TYPES = (*(t.value for t in SEARCHED_TYPES), "Medication")
 
 
 class OAuthProblem(Exception):

@@ -20,8 +20,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from eligibility import Policy, assess_pool, available_policies, contraindication_label, load_policy
-from fhir_mapping import ClientSettings, DataGap, FhirClient, GapReason, ResourceType, patient_queries
+from eligibility import Policy, available_policies, contraindication_label, load_policy
+from fhir_mapping import ClientSettings, FhirClient
 
 from .charts import bp_svg, timeline_svg
 from .oauth import (
@@ -37,6 +37,7 @@ from .oauth import (
     token_request,
     validate_id_token,
 )
+from .review import ReviewProblem, load_review
 from .sessions import LaunchRecord, Session, Store
 
 BROWSER_COOKIE = "kcds_browser"
@@ -266,32 +267,23 @@ def build_router(options: SmartOptions) -> APIRouter:
         session.refreshed += 1
 
     async def _render(session: Session, policy: Policy) -> Response:
-        patient_id = str(session.patient)
-        allowed = granted_types(session.scope)
-        wanted = [t for t in ResourceType if t is not ResourceType.MEDICATION]
-        fetchable = [t for t in wanted if t.value in allowed]
         client = FhirClient(session.iss, token=session.access_token, http=http,
                             settings=ClientSettings(budget_s=options.fhir_budget_s))
-        result = await client.fetch(patient_queries(patient_id, fetchable))
-        not_authorized = [t for t in wanted if t.value not in allowed]
-        for rtype in not_authorized:
-            result.pool.gaps.append(DataGap(rtype, GapReason.NOT_AUTHORIZED_SCOPE, "not covered by the granted scopes"))
-        if all(r.gap is not None and r.gap.reason in (GapReason.NETWORK_ERROR, GapReason.TIMEOUT,
-                                                      GapReason.BUDGET_EXCEEDED) for r in result.reports):
-            return problem_page(options, "The EHR's FHIR server is not answering",
-                                "No data could be read. Try again in a moment; nothing has been assessed.", 502)
         as_of = options.today()
         if session.app_context.get("asOf"):
             with contextlib.suppress(ValueError):  # a malformed asOf falls back to today
                 as_of = dt.date.fromisoformat(str(session.app_context["asOf"]))
-        assessment, facts = assess_pool(result.pool, policy, as_of, patient_id)
+        try:
+            review = await load_review(client, str(session.patient), granted_types(session.scope), policy, as_of)
+        except ReviewProblem as exc:
+            return problem_page(options, exc.title, exc.message, exc.status)
+        assessment, facts = review.assessment, review.facts
         style = await _style(http, session.smart_style_url)
-        failed = {r.resource_type.value: r.gap.describe() for r in result.reports if r.gap is not None}
         return _page(
             options, "review.html",
             session=session, policy=policy, policies=available_policies(), a=assessment, facts=facts,
-            style=style, not_authorized={t.value for t in not_authorized}, failed=failed,
-            reports=result.reports, horizon=policy.observation_horizon(as_of),
+            style=style, not_authorized=review.not_authorized, failed=review.failed,
+            reports=review.reports, horizon=policy.observation_horizon(as_of),
             timeline=timeline_svg(assessment.treatment_resistance.trials, facts.scores, as_of),
             bp_chart=bp_svg(facts.blood_pressures, as_of, policy.thresholds.bp_systolic_above,
                             policy.thresholds.bp_diastolic_above),
