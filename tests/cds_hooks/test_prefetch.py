@@ -136,3 +136,51 @@ async def test_merged_observation_searches_report_the_states_of_their_keys() -> 
     (merged,) = [k for k in data.keys if "+" in k.key]
     assert merged.key == "phq9+gad7" and merged.state == "operation_outcome+absent"
     assert merged.gap is not None and "operation outcome+absent" in merged.gap.detail
+
+
+def _without_medications(prefetch: dict[str, Any]) -> dict[str, Any]:
+    for key in ("medicationRequests", "medicationStatements"):
+        bundle = prefetch[key]
+        bundle["entry"] = [e for e in bundle["entry"] if e["resource"]["resourceType"] != "Medication"]
+    return prefetch
+
+
+@pytest.mark.integration
+async def test_a_referenced_medication_missing_from_the_prefetch_is_read_from_the_server(
+        post: Post, sekmet: Sekmet) -> None:
+    # kc-25's trials are MedicationRequests whose drug is a separate Medication; an EHR that ignores _include
+    # sends the requests alone. The card must still see both trials (as the app does), not drop them.
+    _, prefetch = prefetch_for("25")
+    body = hook_request("25", prefetch=_without_medications(prefetch), fhirServer=sekmet.base_url,
+                        fhirAuthorization=AUTH)
+    status, data = await verdict_of(post, body)
+    assert status == 200
+    assert data["cards"][0]["extension"]["ketamine-cds"]["verdict"] == "candidate"
+    assert data["cards"][0]["extension"]["ketamine-cds"]["treatment_resistance"] == "met"
+
+
+async def test_a_referenced_medication_that_cannot_be_read_is_unknown_never_dropped(post: Post) -> None:
+    _, prefetch = prefetch_for("25")
+    # With the reference's display naming the drug, that name is used; without it, nothing names the drug.
+    for entry in prefetch["medicationRequests"]["entry"]:
+        entry["resource"].get("medicationReference", {}).pop("display", None)
+    status, data = await verdict_of(post, hook_request("25", prefetch=_without_medications(prefetch)))
+    assert status == 200
+    extension = data["cards"][0]["extension"]["ketamine-cds"]
+    assert extension["verdict"] == "needs_workup" and extension["treatment_resistance"] == "unknown"
+    assert "could not be read" in data["cards"][0]["detail"]
+
+
+async def test_a_patient_the_prefetch_does_not_hold_is_412_not_a_verdict(post: Post) -> None:
+    _, prefetch = prefetch_for("01")
+    prefetch["patient"] = None
+    status, data = await verdict_of(post, hook_request("01", prefetch=prefetch))
+    assert status == 412 and "Patient" in data["issue"][0]["diagnostics"]
+
+
+@pytest.mark.integration
+async def test_a_patient_the_server_does_not_have_is_412(post: Post, sekmet: Sekmet) -> None:
+    body = hook_request("01", prefetch={}, fhirServer=sekmet.base_url, fhirAuthorization=AUTH)
+    body["context"]["patientId"] = "no-such-patient"
+    status, data = await verdict_of(post, body)
+    assert status == 412 and "Patient" in data["issue"][0]["diagnostics"]

@@ -10,7 +10,7 @@ import pytest
 from fhir_mapping import SEARCHES
 from ketamine_cds.cli import main
 
-from ..conftest import PATIENTS, Sekmet
+from ..conftest import PATIENTS, Sekmet, fixture_bundles
 
 FIX = PATIENTS / "01-candidate-statements.json"
 
@@ -124,7 +124,7 @@ def test_demo_verdict_table_lists_every_fixture_patient() -> None:
     from ketamine_cds.demo import verdict_table
 
     table = verdict_table(load_policy("default"))
-    assert len(table.splitlines()) == 24
+    assert len(table.splitlines()) == len(fixture_bundles())
     assert "10-bipolar-snomed" in table and "contraindicated" in table
 
 

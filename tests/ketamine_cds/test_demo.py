@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import free_port, wait_until_up
+from ..conftest import fixture_bundles, free_port, wait_until_up
 
 
 @pytest.mark.integration
@@ -32,4 +32,4 @@ def test_demo_starts_serves_and_stops_cleanly_on_ctrl_c() -> None:
         out = proc.communicate(timeout=20)[0].decode()
     assert proc.returncode == 0
     assert f"Sandbox EHR (open this):  {base}/sandbox/" in out
-    assert "24 synthetic patients" in out and "Traceback" not in out
+    assert f"{len(fixture_bundles())} synthetic patients" in out and "Traceback" not in out
