@@ -23,6 +23,7 @@ from .model import (
     WorkupKind,
 )
 from .policy import (
+    BP_CHART_DAYS,
     Citation,
     ContraindicationRule,
     Mode,
@@ -40,6 +41,7 @@ from .serialize import assessment_to_json
 from .trials import assess_treatment_resistance, assess_trial
 
 __all__ = [
+    "BP_CHART_DAYS",
     "Adequacy",
     "Assessment",
     "Citation",

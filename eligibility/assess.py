@@ -247,5 +247,6 @@ def assess_pool(
 ) -> tuple[Assessment, ClinicalFacts]:
     """Map a pool of FHIR resources with this policy's settings and assess it; the facts come back too."""
     facts = to_facts(pool, patient_id, codesets, merge_gap_days=policy.thresholds.course_merge_gap_days,
-                     observations_since=policy.observation_horizon(as_of))
+                     observations_since=policy.observation_horizon(as_of),
+                     blood_pressure_since=policy.blood_pressure_horizon(as_of))
     return assess(facts, policy, as_of), facts

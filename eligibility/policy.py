@@ -100,6 +100,13 @@ class Policy:
         return min(trial_edge, as_of - dt.timedelta(days=max(windows)))
 
 
+    def blood_pressure_horizon(self, as_of: dt.date) -> dt.date:
+        """The earliest blood pressure read: the BP rule's window, or the 12 months the review's chart shows."""
+        return as_of - dt.timedelta(days=max(self.thresholds.bp_window_days, BP_CHART_DAYS))
+
+
+#: The review page charts blood pressure over the last 12 months.
+BP_CHART_DAYS = 365
 _THRESHOLD_NAMES = tuple(Thresholds.__dataclass_fields__)
 
 

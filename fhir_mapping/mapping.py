@@ -75,6 +75,7 @@ def to_facts(
     codesets: CodeSets | None = None,
     merge_gap_days: int = DEFAULT_MERGE_GAP_DAYS,
     observations_since: dt.date | None = None,
+    blood_pressure_since: dt.date | None = None,
 ) -> ClinicalFacts:
     """Normalise one patient's resources. With several patients in the pool, ``patient_id`` is required.
 
@@ -102,7 +103,7 @@ def to_facts(
         merge_gap_days,
     )
     scores, pressures, labs = _observations(codesets, pool, mine(ResourceType.OBSERVATION), observation_issues,
-                                            observations_since)
+                                            observations_since, blood_pressure_since)
     scores += _questionnaire_scores(pool, mine(ResourceType.QUESTIONNAIRE_RESPONSE), observations_since)
     free_text: list[FreeTextProblem] = []
     conditions = tuple(_conditions(codesets, pool, mine(ResourceType.CONDITION), free_text))
@@ -267,6 +268,7 @@ def _observations(
     resources: Iterable[dict[str, Any]],
     skipped: list[SkippedEntry],
     since: dt.date | None = None,
+    bp_since: dt.date | None = None,
 ) -> tuple[list[ScoreFact], list[BloodPressureFact], list[LabResultFact]]:
     scores: list[ScoreFact] = []
     pressures: list[BloodPressureFact] = []
@@ -280,6 +282,8 @@ def _observations(
         day = effective_day(res)
         if since is not None and day is not None and day < since:
             continue
+        if bp_since is not None and day is not None and day < bp_since and groups & _BP_GROUPS:
+            continue  # blood pressures older than any rule or chart reads are not validated
         if not pool.valid(res) or res.get("status") not in _FINAL_OBSERVATION:
             continue
         if day is None:
@@ -331,6 +335,7 @@ def _observations(
 
 
 _SCORE_GROUPS = {"phq9_total", "phq9_item9", "gad7_total"}
+_BP_GROUPS = {"bp_panel", "systolic", "diastolic"}
 
 
 def _score(rid: str, kind: ObservationKind, day: dt.date, value: float | None, where: str,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _NUMBER_WORDS = {
     "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
@@ -30,6 +31,7 @@ class Frequency:
     stated: bool
 
 
+@lru_cache(maxsize=4096)
 def normalise(text: str) -> str:
     """Lower case, '2 (two)' → '2', number words → digits, abbreviations' dots dropped, single spaces."""
     t = f" {text.lower()} "
@@ -72,6 +74,7 @@ _FREQUENCY_WORDS = re.compile(r"\b(?:times?|every|each|q\d*\w*|daily|day|days|we
                               r"hrs?|nightly|bedtime|morning|evening|noon|meals?|bid|tid|qid|x)\b|\d+\s*x\b")
 
 
+@lru_cache(maxsize=4096)
 def frequency(text: str) -> Frequency:
     """Administrations per day named in a sig (already :func:`normalise`d or not)."""
     t = normalise(text)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-from eligibility import Adequacy, Outcome, TrialAssessment
+from eligibility import BP_CHART_DAYS, Adequacy, Outcome, TrialAssessment
 from fhir_mapping import BloodPressureFact, ObservationKind, ScoreFact
 
 INK, MUTED, GRID = "#1b1f24", "#4a5561", "#d5dbe1"
@@ -111,7 +111,7 @@ def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact],
 
 def bp_svg(readings: Sequence[BloodPressureFact], as_of: dt.date, systolic_limit: float,
            diastolic_limit: float) -> Markup:
-    shown = [b for b in readings if b.day >= as_of - dt.timedelta(days=365)]
+    shown = [b for b in readings if b.day >= as_of - dt.timedelta(days=BP_CHART_DAYS)]
     if not shown:
         return Markup('<p class="empty">No blood pressure reading in the last 12 months.</p>')
     start, end = min(b.day for b in shown) - dt.timedelta(days=7), as_of + dt.timedelta(days=3)
