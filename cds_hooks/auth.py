@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -148,13 +149,32 @@ def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         raise JwtRejected("not a compact JWS") from exc
 
 
+#: The longest a CDS client's token may live (exp - iat), plus the leeway: the spec's clients mint one per call.
+DEFAULT_MAX_LIFETIME_S = 300
+
+
+def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
+    """A NumericDate (RFC 7519 §2): a finite JSON number. A string, a boolean, NaN or an infinity is refused (NaN
+    would never expire, and so could be replayed for ever)."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise JwtRejected(f"{name} is not a number")
+    if not math.isfinite(value) or abs(value) > 1e11:
+        raise JwtRejected(f"{name} is not a plausible time")
+    return float(value)
+
+
 class JwtVerifier:
     def __init__(self, clients: list[TrustedClient], jwks: JwksCache | None = None,
-                 replay: ReplayStore | None = None, clock: Callable[[], float] = time.time) -> None:
+                 replay: ReplayStore | None = None, clock: Callable[[], float] = time.time,
+                 max_lifetime_s: float = DEFAULT_MAX_LIFETIME_S) -> None:
         self._clients = {c.issuer: c for c in clients}
         self._jwks = jwks or JwksCache()
         self._replay = replay or ReplayStore(clock)
         self._clock = clock
+        self._max_lifetime_s = max_lifetime_s
 
     async def verify(self, authorization: str | None, audience: str) -> VerifiedCaller:
         if not authorization or not authorization.startswith("Bearer "):
@@ -192,11 +212,13 @@ class JwtVerifier:
         aud = claims["aud"]
         if not (aud == audience or (isinstance(aud, list) and audience in aud)):
             raise JwtRejected("wrong audience")
-        try:
-            exp, iat = float(claims["exp"]), float(claims["iat"])
-            nbf = float(claims["nbf"]) if "nbf" in claims else None
-        except (TypeError, ValueError) as exc:
-            raise JwtRejected("non-numeric time claim") from exc
+        exp, iat = _numeric_date(claims, "exp"), _numeric_date(claims, "iat")
+        nbf = _numeric_date(claims, "nbf")
+        assert exp is not None and iat is not None  # both required above
+        if not isinstance(claims["jti"], str) or not claims["jti"] or len(claims["jti"]) > 256:
+            raise JwtRejected("jti is not a string")
+        if exp - iat > self._max_lifetime_s + LEEWAY_S:
+            raise JwtRejected("lifetime too long")
         if exp + LEEWAY_S < now:
             raise JwtRejected("expired")
         if iat - LEEWAY_S > now:

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from eligibility import Policy, assess_pool
-from fhir_mapping import KetamineOrder, ketamine_order
+from fhir_mapping import ClientSettings, KetamineOrder, ketamine_order
 
 from .audit import audit, patient_hash
 from .auth import JwtRejected, JwtVerifier, VerifiedCaller
@@ -76,6 +76,8 @@ class CdsOptions:
     fhir_budget_s: float = 2.5
     smart_launch_url: str | None = None
     audit_salt: str = "ketamine-cds"
+    fhir_max_response_bytes: int = 20_000_000
+    fhir_max_total_bytes: int = 60_000_000
     http: httpx.AsyncClient | None = None
     today: Callable[[], dt.date] = field(default=dt.date.today)
 
@@ -300,8 +302,11 @@ async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsReque
                   latency_ms=round((time.perf_counter() - started) * 1000, 1), data_gaps=[])
             return JSONResponse({"cards": []})
     token = req.fhirAuthorization.access_token if req.fhirAuthorization else None
-    data = await gather_patient_data(patient_id, req.prefetch, req.fhirServer, token, options.fhir_budget_s,
-                                     options.http)
+    data = await gather_patient_data(
+        patient_id, req.prefetch, req.fhirServer, token, options.fhir_budget_s, options.http,
+        ClientSettings(budget_s=options.fhir_budget_s, request_timeout_s=options.fhir_budget_s,
+                       max_response_bytes=options.fhir_max_response_bytes,
+                       max_total_bytes=options.fhir_max_total_bytes))
     gaps = [f"{g.resource_type.value}:{g.reason.value}" for g in data.pool.gaps]
     missing = data.missing_required()
     if not missing and not data.patient_found():

@@ -308,10 +308,16 @@ def _observations(
             if systolic is None and diastolic is None:
                 skipped.append(SkippedEntry(where, "Observation", "blood pressure panel without values"))
                 continue
+            if not all(_plausible(v) for v in (systolic, diastolic) if v is not None):
+                skipped.append(SkippedEntry(where, "Observation", "implausible blood pressure value"))
+                continue
             pressures.append(BloodPressureFact(res["id"], day, systolic, diastolic))
         elif groups & {"systolic", "diastolic"}:
             value = _number(res)
             if value is None:
+                continue
+            if not _plausible(value):
+                skipped.append(SkippedEntry(where, "Observation", "implausible blood pressure value"))
                 continue
             stamp = str(res.get("effectiveDateTime") or day.isoformat())
             half = halves.setdefault((stamp, _subject_key(res)), {"id": res["id"], "day": day})
@@ -335,7 +341,13 @@ def _observations(
 
 
 _SCORE_GROUPS = {"phq9_total", "phq9_item9", "gad7_total"}
+# Blood pressures outside this range are recording errors (a unit mix-up, a typo), not readings: reported, not used.
+_PLAUSIBLE_MMHG = (20.0, 350.0)
 _BP_GROUPS = {"bp_panel", "systolic", "diastolic"}
+
+
+def _plausible(mmhg: float) -> bool:
+    return _PLAUSIBLE_MMHG[0] <= mmhg <= _PLAUSIBLE_MMHG[1]
 
 
 def _score(rid: str, kind: ObservationKind, day: dt.date, value: float | None, where: str,

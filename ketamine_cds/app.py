@@ -27,7 +27,8 @@ from fhir_mapping import CodeSets
 from smart_app import ClientCredentials, SmartOptions, csp
 from smart_app import build_router as build_smart_router
 
-from .settings import Settings, SettingsError
+from .safe_errors import SafeErrors
+from .settings import Settings, SettingsError, audit_salt
 
 log = logging.getLogger("ketamine_cds")
 
@@ -91,7 +92,8 @@ def create_app(
     feedback = FeedbackStore(settings.cds.feedback_db)
     own_http = http is None
     client = http or httpx.AsyncClient(timeout=settings.cds.fhir_budget_s)
-    verifier = None if insecure_no_auth else JwtVerifier(trusted_clients(settings), JwksCache(client))
+    verifier = None if insecure_no_auth else JwtVerifier(trusted_clients(settings), JwksCache(client),
+                                                         max_lifetime_s=settings.cds.jwt_max_lifetime_s)
     if configure_logging:
         _configure_audit(settings.cds.audit_log)
     options = CdsOptions(
@@ -103,7 +105,9 @@ def create_app(
         max_body_bytes=settings.cds.max_body_bytes,
         fhir_budget_s=settings.cds.fhir_budget_s,
         smart_launch_url=settings.cds.public_base_url + "/smart/launch",
-        audit_salt=settings.cds.audit_salt,
+        audit_salt=audit_salt(settings),
+        fhir_max_response_bytes=settings.cds.fhir_max_response_bytes,
+        fhir_max_total_bytes=settings.cds.fhir_max_total_bytes,
         http=client,
         today=today or dt.date.today,
     )
@@ -168,12 +172,8 @@ def create_app(
         return JSONResponse(operation_outcome("invalid", "invalid request"), status_code=400,
                             media_type="application/fhir+json")
 
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # Never a stack trace to the caller; the log has the type only (no PHI from messages).
-        log.error("unexpected error: %s", exc.__class__.__name__)
-        return JSONResponse(operation_outcome("exception", "internal error"), status_code=500,
-                            media_type="application/fhir+json")
+    # Outermost of our middleware: whatever fails below becomes a safe 500 (see safe_errors.py).
+    app.add_middleware(SafeErrors)
 
     # Everything built so far lives as long as the process. Freezing it keeps the cyclic GC from walking it on
     # every collection that a large request body's allocations trigger (measured: a 0.5 MB prefetch took 17 ms

@@ -20,7 +20,7 @@ from eligibility import (
 )
 from fhir_mapping import ClientSettings, CodeSets, FhirClient, GapReason, InputError, ResourceType, read_path
 
-from .settings import SettingsError, load_settings
+from .settings import Settings, SettingsError, load_settings
 from .text_report import render_text
 
 EXIT_USAGE = 2
@@ -177,10 +177,32 @@ async def _check_config(path: Path) -> int:
             except Exception as exc:  # report every failure of a JWKS the same way, then carry on
                 print(f"  {c.issuer}: JWKS FAILED ({exc.__class__.__name__}: {exc})")
                 problems += 1
+    warnings = config_warnings(settings)
+    for warning in warnings:
+        print(f"warning: {warning}")
     if problems:
         print(f"{problems} problem(s) found")
         return 1
     return 0
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """What is allowed but unsafe in production."""
+    found = []
+    if not settings.cds.public_base_url.startswith("https://"):
+        found.append(f"cds.public_base_url {settings.cds.public_base_url} is http: tokens, cookies and PHI cross "
+                     "the network in clear; use https outside a loopback demo")
+    salt = settings.cds.audit_salt
+    if salt and (salt in ("change-me", "ketamine-cds", "demo", "salt") or len(salt) < 16):
+        found.append("cds.audit_salt is short or a well-known value: the audit log's patient hashes can be "
+                     "reversed by trying ids; leave it empty to have a random salt generated and kept")
+    elif not salt:
+        where = settings.cds.audit_salt_file or settings.cds.feedback_db.with_name("ketamine-cds-audit-salt")
+        found.append(f"cds.audit_salt is empty: a random salt is generated on first start and kept in {where}; "
+                     "back it up with the database (every replica must share it)")
+    if not settings.smart.allowed_issuers:
+        found.append("smart.allowed_issuers is empty: the SMART app refuses every launch")
+    return found
 
 
 def _feedback_report(path: Path | None) -> str:

@@ -42,10 +42,19 @@ class CdsSettings(BaseModel):
     discovery_requires_auth: bool = False
     max_body_bytes: int = Field(default=5_000_000, gt=0)
     fhir_budget_s: float = Field(default=2.5, gt=0)
+    #: A FHIR response larger than this is not read (its search becomes a data gap): bounded memory per call.
+    fhir_max_response_bytes: int = Field(default=20_000_000, gt=0)
+    #: All FHIR responses of one assessment together.
+    fhir_max_total_bytes: int = Field(default=60_000_000, gt=0)
+    #: The longest lifetime (exp - iat, seconds) of a CDS client's JWT; 60 s of clock leeway is added.
+    jwt_max_lifetime_s: float = Field(default=300, gt=0)
     policy: str = "default"
     feedback_db: Path = Path("ketamine-cds-feedback.sqlite3")
     audit_log: Path | None = None
-    audit_salt: str = "change-me"
+    #: Salt of the patient-id hashes in the audit log. Empty: a random salt is generated on first start and kept
+    #: in ``audit_salt_file`` (beside the feedback database unless set).
+    audit_salt: str = ""
+    audit_salt_file: Path | None = None
 
     @model_validator(mode="after")
     def _url(self) -> CdsSettings:
@@ -117,9 +126,43 @@ def load_settings(path: Path | None) -> Settings:
             client.jwks_file = base / client.jwks_file
     if not settings.cds.feedback_db.is_absolute():
         settings.cds.feedback_db = base / settings.cds.feedback_db
+    if settings.cds.audit_salt_file is not None and not settings.cds.audit_salt_file.is_absolute():
+        settings.cds.audit_salt_file = base / settings.cds.audit_salt_file
     if settings.cds.audit_log is not None and not settings.cds.audit_log.is_absolute():
         settings.cds.audit_log = base / settings.cds.audit_log
     key = settings.smart.private_key_file
     if key is not None and not key.is_absolute():
         settings.smart.private_key_file = base / key
     return settings
+
+
+def audit_salt(settings: Settings) -> str:
+    """The configured salt, else the one kept in the salt file, else a new random one written there (0600).
+
+    A public default salt would let anyone with the audit log test patient ids against its hashes.
+    """
+    if settings.cds.audit_salt:
+        return settings.cds.audit_salt
+    path = settings.cds.audit_salt_file or settings.cds.feedback_db.with_name("ketamine-cds-audit-salt")
+    try:
+        existing = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        existing = ""
+    except OSError as exc:
+        raise SettingsError(f"cds.audit_salt_file {path}: cannot read ({exc.__class__.__name__})") from exc
+    if existing:
+        return existing
+    import os
+    import secrets
+
+    salt = secrets.token_hex(32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(salt + "\n")
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()  # another worker wrote it first
+    except OSError as exc:
+        raise SettingsError(f"cds.audit_salt_file {path}: cannot write ({exc.__class__.__name__})") from exc
+    return salt

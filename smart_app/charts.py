@@ -16,6 +16,7 @@ INK, MUTED, GRID = "#1b1f24", "#4a5561", "#d5dbe1"
 ADEQUATE, INADEQUATE, UNKNOWN = "#0b5cad", "#8a4b00", "#5f6b76"
 PHQ, GAD, SYS, DIA, LIMIT = "#6a1b9a", "#00695c", "#b3261e", "#0b5cad", "#8a4b00"
 W, LEFT, RIGHT = 760, 150, 20
+BP_AXIS_MAX = 260.0
 
 
 def _x(day: dt.date, start: dt.date, end: dt.date) -> float:
@@ -26,7 +27,8 @@ def _x(day: dt.date, start: dt.date, end: dt.date) -> float:
 def _year_ticks(start: dt.date, end: dt.date, top: float, bottom: float) -> list[str]:
     parts = []
     months = (end.year - start.year) * 12 + end.month - start.month + 1
-    step = next(s for s in (1, 2, 3, 6, 12, 24) if months / s <= 8)  # at most 8 labels: they never overlap
+    # At most 8 labels, so they never overlap, however long the chart's span (an antidepressant since 1990).
+    step = next((s for s in (1, 2, 3, 6, 12, 24, 36, 60, 120) if months / s <= 8), 12 * (months // 96 + 1))
     d = dt.date(start.year, start.month, 1)
     while d <= end:
         if d >= start and (d.month - 1) % step == 0:
@@ -116,10 +118,16 @@ def bp_svg(readings: Sequence[BloodPressureFact], as_of: dt.date, systolic_limit
         return Markup('<p class="empty">No blood pressure reading in the last 12 months.</p>')
     start, end = min(b.day for b in shown) - dt.timedelta(days=7), as_of + dt.timedelta(days=3)
     top, h = 10, 180
-    lo, hi = 40.0, max(200.0, *(b.systolic or 0 for b in shown))
+    # The axis is clamped to a plausible range whatever the data: a mistyped 10,000,000 mmHg must not stretch the
+    # chart (or the page) without bound. Readings outside it sit on the edge and say so.
+    lo, hi = 40.0, min(BP_AXIS_MAX, max(200.0, *(b.systolic or 0 for b in shown)))
 
     def y_of(v: float) -> float:
-        return top + h - h * (v - lo) / (hi - lo)
+        return top + h - h * (min(max(v, lo), hi) - lo) / (hi - lo)
+
+    def label(b: BloodPressureFact, which: str, v: float) -> str:
+        off = " (off the chart's scale)" if not lo <= v <= hi else ""
+        return f"{b.day}: {which} {v:g}{off}"
 
     out = [f'<svg viewBox="0 0 {W} {top + h + 40}" width="100%" role="img" aria-labelledby="bp-title bp-desc" '
            f'xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif">',
@@ -136,9 +144,9 @@ def bp_svg(readings: Sequence[BloodPressureFact], as_of: dt.date, systolic_limit
                    f'stroke="{LIMIT}" stroke-width="1.5" stroke-dasharray="6 4"/>'
                    f'<text x="{W - RIGHT}" y="{y_of(limit) - 4:.1f}" font-size="11" fill="{LIMIT}" '
                    f'text-anchor="end">{limit:g} {name}</text>')
-    out.append(_series([(_x(b.day, start, end), y_of(b.systolic), f"{b.day}: systolic {b.systolic:g}")
+    out.append(_series([(_x(b.day, start, end), y_of(b.systolic), label(b, "systolic", b.systolic))
                         for b in shown if b.systolic is not None], SYS))
-    out.append(_series([(_x(b.day, start, end), y_of(b.diastolic), f"{b.day}: diastolic {b.diastolic:g}")
+    out.append(_series([(_x(b.day, start, end), y_of(b.diastolic), label(b, "diastolic", b.diastolic))
                         for b in shown if b.diastolic is not None], DIA))
     out.append(f'<text x="{LEFT + 8}" y="{top + 12}" font-size="11" fill="{SYS}">● systolic</text>'
                f'<text x="{LEFT + 78}" y="{top + 12}" font-size="11" fill="{DIA}">● diastolic</text></svg>')
