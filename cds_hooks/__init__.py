@@ -1,13 +1,14 @@
 """The CDS Hooks 2.0 service: discovery, order-select / order-sign / patient-view, feedback, JWT security."""
 
 from .auth import JwksCache, JwtRejected, JwtVerifier, ReplayStore, TrustedClient, VerifiedCaller
-from .cards import CardContext, order_cards, patient_view_card
+from .cards import OVERRIDE_REASONS, CardContext, order_cards, patient_view_card
 from .feedback import FeedbackStore
 from .models import Card, CdsRequest, CdsResponse, FeedbackRequest
 from .prefetch import PREFETCH_KEYS, TEMPLATES, gather_patient_data
 from .service import SERVICES, CdsOptions, build_router
 
 __all__ = [
+    "OVERRIDE_REASONS",
     "PREFETCH_KEYS",
     "SERVICES",
     "TEMPLATES",

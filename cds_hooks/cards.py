@@ -37,7 +37,8 @@ from fhir_mapping import KetamineOrder
 from .models import Action, Card, Coding, Indicator, Link, Source, Suggestion
 
 OVERRIDE_SYSTEM = "https://ketamine-cds.org/CodeSystem/override-reason"
-_OVERRIDES = {
+#: Our override reasons: code → what the clinician reads (also how the feedback report names a bare code).
+OVERRIDE_REASONS = {
     "benefit-outweighs-risk": "Benefit outweighs risk for this patient",
     "chart-data-incorrect": "Chart data is incorrect or out of date",
     "specialist-decision": "Decided with psychiatry / specialist",
@@ -79,7 +80,7 @@ def _source(citation: Citation | None, fallback: PolicySource | None = None) -> 
 
 
 def _overrides(codes: Iterable[str]) -> list[Coding]:
-    return [Coding(system=OVERRIDE_SYSTEM, code=c, display=_OVERRIDES[c]) for c in codes]
+    return [Coding(system=OVERRIDE_SYSTEM, code=c, display=OVERRIDE_REASONS[c]) for c in codes]
 
 
 def _summary(text: str) -> str:

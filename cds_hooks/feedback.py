@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS issued_card (
     kind TEXT NOT NULL,
     indicator TEXT NOT NULL,
     suggestion_uuids TEXT NOT NULL,
-    issued_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    issued_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    issuer TEXT
 );
 CREATE TABLE IF NOT EXISTS feedback (
     card_uuid TEXT NOT NULL,
@@ -42,6 +43,14 @@ CREATE TABLE IF NOT EXISTS feedback (
 """
 
 
+class UnknownCard(Exception):
+    """Feedback names a card this service did not issue (to this client, from this service)."""
+
+    def __init__(self, card_uuid: str) -> None:
+        super().__init__("feedback for a card this service did not issue")
+        self.card_uuid = card_uuid
+
+
 @dataclass(frozen=True, slots=True)
 class IssuedCard:
     card_uuid: str
@@ -50,6 +59,7 @@ class IssuedCard:
     kind: str
     indicator: str
     suggestion_uuids: tuple[str, ...]
+    issuer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +83,9 @@ class FeedbackStore:
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(issued_card)")}
+        if "issuer" not in columns:  # a database from before cards were bound to their client
+            self._conn.execute("ALTER TABLE issued_card ADD COLUMN issuer TEXT")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -96,18 +109,25 @@ class FeedbackStore:
         await asyncio.to_thread(
             self._run,
             "INSERT OR IGNORE INTO issued_card (card_uuid, service, hook_instance, kind, indicator, "
-            "suggestion_uuids) VALUES (?, ?, ?, ?, ?, ?)",
-            [(c.card_uuid, c.service, c.hook_instance, c.kind, c.indicator, json.dumps(list(c.suggestion_uuids)))
-             for c in cards],
+            "suggestion_uuids, issuer) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(c.card_uuid, c.service, c.hook_instance, c.kind, c.indicator, json.dumps(list(c.suggestion_uuids)),
+              c.issuer) for c in cards],
         )
 
     async def record_feedback(self, service: str, issuer: str | None, items: list[FeedbackRecord]) -> None:
+        """Store feedback on cards this service issued to this client; raises :class:`UnknownCard` (and stores
+        nothing) when any item names another card."""
         def write() -> None:
             rows = []
             with self._lock:
-                hooks = dict(self._conn.execute(
-                    f"SELECT card_uuid, hook_instance FROM issued_card WHERE card_uuid IN "  # noqa: S608 - placeholders
-                    f"({','.join('?' * len(items))})", [i.card_uuid for i in items]).fetchall())
+                issued = {uuid: (hook, svc, iss) for uuid, hook, svc, iss in self._conn.execute(
+                    f"SELECT card_uuid, hook_instance, service, issuer FROM issued_card WHERE card_uuid IN "  # noqa: S608 - placeholders
+                    f"({','.join('?' * len(items))})", [i.card_uuid for i in items]).fetchall()}
+            for i in items:
+                known = issued.get(i.card_uuid)
+                if known is None or known[1] != service or known[2] != issuer:
+                    raise UnknownCard(i.card_uuid)
+            hooks = {uuid: v[0] for uuid, v in issued.items()}
             for i in items:
                 rows.append((i.card_uuid, i.outcome, i.outcome_timestamp, service, hooks.get(i.card_uuid),
                              i.override_code, i.override_display, i.user_comment,
@@ -123,8 +143,8 @@ class FeedbackStore:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
 
-    def report(self) -> list[dict[str, Any]]:
-        """Accept / override counts by card kind and override reason."""
+    def report(self, displays: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Accept / override counts by card kind and override reason (a code without display shown by ``displays``)."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT COALESCE(c.kind, 'unknown card') AS kind, f.outcome, "
@@ -132,5 +152,6 @@ class FeedbackStore:
                 "FROM feedback f LEFT JOIN issued_card c ON c.card_uuid = f.card_uuid "
                 "GROUP BY kind, f.outcome, reason ORDER BY kind, f.outcome, COUNT(*) DESC").fetchall()
             issued = dict(self._conn.execute("SELECT kind, COUNT(*) FROM issued_card GROUP BY kind").fetchall())
-        return [{"kind": k, "outcome": o, "reason": r, "count": n, "issued": issued.get(k, 0)}
+        displays = displays or {}
+        return [{"kind": k, "outcome": o, "reason": displays.get(r, r), "count": n, "issued": issued.get(k, 0)}
                 for k, o, r, n in rows]

@@ -27,7 +27,7 @@ from .audit import audit, patient_hash
 from .auth import JwtRejected, JwtVerifier, VerifiedCaller
 from .cards import CardContext, order_cards, patient_view_card
 from .errors import outcome_response, unauthorized
-from .feedback import FeedbackRecord, FeedbackStore, IssuedCard
+from .feedback import FeedbackRecord, FeedbackStore, IssuedCard, UnknownCard
 from .models import CdsRequest, FeedbackRequest
 from .prefetch import TEMPLATES, gather_patient_data
 
@@ -206,6 +206,11 @@ def _ketamine_orders(req: CdsRequest) -> list[KetamineOrder]:
     return [o for r in resources if (o := ketamine_order(r)) is not None]
 
 
+def _text_field(value: Any, key: str) -> str | None:
+    found = value.get(key) if isinstance(value, dict) else None
+    return found[:500] if isinstance(found, str) and found else None
+
+
 def build_router(options: CdsOptions) -> APIRouter:
     router = APIRouter()
 
@@ -271,16 +276,21 @@ def build_router(options: CdsOptions) -> APIRouter:
                 card_uuid=item.card,
                 outcome=item.outcome,
                 outcome_timestamp=item.outcomeTimestamp,
-                override_code=str((item.overrideReason.reason or {}).get("code")) if item.overrideReason
-                and item.overrideReason.reason else None,
-                override_display=str((item.overrideReason.reason or {}).get("display")) if item.overrideReason
-                and item.overrideReason.reason else None,
+                override_code=_text_field(item.overrideReason.reason, "code") if item.overrideReason else None,
+                # The public CDS Hooks sandbox sends only the code: no display is stored then (never "None").
+                override_display=_text_field(item.overrideReason.reason, "display") if item.overrideReason
+                else None,
                 user_comment=item.overrideReason.userComment if item.overrideReason else None,
                 accepted_suggestions=tuple(s.id for s in item.acceptedSuggestions or []),
             )
             for item in body.feedback
         ]
-        await options.feedback.record_feedback(service_id, caller.issuer if caller else None, records)
+        try:
+            await options.feedback.record_feedback(service_id, caller.issuer if caller else None, records)
+        except UnknownCard:
+            audit("feedback_refused", service=service_id, issuer=caller.issuer if caller else None,
+                  reason="unknown card")
+            return outcome_response(400, "not-found", "feedback names a card this service did not issue to you")
         audit("feedback", service=service_id, items=len(records), issuer=caller.issuer if caller else None)
         return JSONResponse({}, status_code=200)
 
@@ -331,7 +341,7 @@ async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsReque
         cards = order_cards(assessment, options.policy, ctx)
     await options.feedback.record_cards([
         IssuedCard(c.uuid, service.id, req.hookInstance, c.kind, c.indicator.value,
-                   tuple(s.uuid for s in c.suggestions or []))
+                   tuple(s.uuid for s in c.suggestions or []), caller.issuer if caller else None)
         for c in cards
     ])
     audit("service_call", **log, status=200, verdict=assessment.verdict.value, cards=len(cards), data_gaps=gaps,

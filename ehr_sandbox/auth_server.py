@@ -157,6 +157,7 @@ class _Store:
     tokens: dict[str, IssuedToken] = field(default_factory=dict)
     refresh: dict[str, IssuedToken] = field(default_factory=dict)
     launches: dict[str, LaunchContext] = field(default_factory=dict)
+    launch_created: dict[str, float] = field(default_factory=dict)
     jtis: set[str] = field(default_factory=set)
 
 
@@ -371,10 +372,25 @@ class SandboxAuthServer(AuthorizationServer):  # type: ignore[misc]
 
     # -- SMART specifics ----------------------------------------------------------------------------------------
 
+    #: A launch id is good once, for this long: a leaked launch URL is worth nothing afterwards.
+    launch_ttl_s = 600.0
+
     def new_launch(self, context: LaunchContext) -> str:
         launch = secrets.token_urlsafe(16)
+        now = time.time()
+        for old in [k for k, t in self.store.launch_created.items() if now - t > self.launch_ttl_s]:
+            self.store.launches.pop(old, None)
+            self.store.launch_created.pop(old, None)
         self.store.launches[launch] = context
+        self.store.launch_created[launch] = now
         return launch
+
+    def _take_launch(self, launch: str) -> LaunchContext | None:
+        context = self.store.launches.pop(launch, None)
+        created = self.store.launch_created.pop(launch, 0.0)
+        if context is None or time.time() - created > self.launch_ttl_s:
+            return None
+        return context
 
     def jwks(self) -> dict[str, Any]:
         return dict(KeySet([self.signing_key]).as_dict(private=False))
@@ -398,9 +414,9 @@ class SandboxAuthServer(AuthorizationServer):  # type: ignore[misc]
             return failed
         launch = data.get("launch")
         if launch:
-            context = self.store.launches.get(launch)
+            context = self._take_launch(launch)
             if context is None:
-                return self._redirect_error(data, "invalid_request", "unknown or expired launch")
+                return self._redirect_error(data, "invalid_request", "unknown, used or expired launch")
         else:
             context = LaunchContext(patient=standalone_patient if "launch/patient" in data.get("scope", "")
                                     else None)
@@ -412,6 +428,9 @@ class SandboxAuthServer(AuthorizationServer):  # type: ignore[misc]
         return response
 
     def _redirect_error(self, data: dict[str, str], error: str, description: str) -> Response:
+        if not data.get("redirect_uri"):
+            # Nowhere to send the error (RFC 6749 §4.1.2.1): say it here, as a 400.
+            return JSONResponse({"error": error, "error_description": description}, status_code=400)
         params = {"error": error, "error_description": description}
         if data.get("state"):
             params["state"] = data["state"]

@@ -45,16 +45,42 @@ async def _outcome(send: Send, status: int, code: str, text: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _patient_ok(token: IssuedToken, rtype: str, parts: list[str], query: dict[str, list[str]]) -> bool:
-    patient = token.context.patient
-    if not any(s.startswith("patient/") for s in token.scope.split()) or patient is None:
-        return True  # user-level access: the sandbox clinician sees every chart
+def _compartment_patient(token: IssuedToken) -> str | None:
+    """The patient whose compartment the token is limited to; None for user-level access (every chart)."""
+    if not any(s.startswith("patient/") for s in token.scope.split()):
+        return None
+    return token.context.patient or ""
+
+
+def _search_ok(patient: str, rtype: str, parts: list[str], query: dict[str, list[str]]) -> bool:
+    """A search (not a read by id) stays in the patient's compartment."""
     if rtype == "Patient":
-        return len(parts) > 1 and parts[1] == patient
-    if len(parts) > 1:
-        return True  # a read by id of a resource type the scope covers
+        return False  # the Patient is read by id
     values = query.get("patient", []) + query.get("subject", [])
     return bool(values) and all(v.removeprefix("Patient/") == patient for v in values)
+
+
+# Resources shared by every patient's records (referenced, not in a compartment): readable by id.
+_SHARED = {"Medication", "Questionnaire", "Practitioner", "Organization", "Location"}
+
+
+def _in_compartment(resource: Any, patient: str) -> bool:
+    """Whether a resource read by id (or every entry of a history Bundle) belongs to the patient."""
+    if not isinstance(resource, dict):
+        return False
+    if resource.get("resourceType") == "Bundle":
+        return all(_in_compartment(e.get("resource"), patient) for e in resource.get("entry") or []
+                   if isinstance(e, dict) and e.get("resource") is not None)
+    rtype = resource.get("resourceType")
+    if rtype in _SHARED:
+        return True
+    if rtype == "Patient":
+        return resource.get("id") == patient
+    for field in ("subject", "patient"):
+        ref = resource.get(field)
+        if isinstance(ref, dict) and str(ref.get("reference", "")).removeprefix("Patient/") == patient:
+            return True
+    return False
 
 
 class FhirGate:
@@ -68,7 +94,14 @@ class FhirGate:
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root):]
-        if scope["type"] != "http" or not (path == "/fhir" or path.startswith("/fhir/")) or path.startswith(_OPEN):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not (path == "/fhir" or path.startswith("/fhir/")):
+            # Only the FHIR API is exposed: the embedded server's own UI, simulator and admin stay unreachable.
+            await _outcome(send, 404, "not-found", "not found")
+            return
+        if path.startswith(_OPEN):
             await self.app(scope, receive, send)
             return
         headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
@@ -85,7 +118,42 @@ class FhirGate:
             await _outcome(send, 403, "forbidden", f"the granted scopes do not cover {rtype}")
             return
         query = parse_qs(scope.get("query_string", b"").decode())
-        if not _patient_ok(token, rtype, parts, query):
+        patient = _compartment_patient(token)
+        if patient is None:
+            await self.app(scope, receive, send)  # user-level access: the sandbox clinician sees every chart
+            return
+        if len(parts) == 1 and not _search_ok(patient, rtype, parts, query):
             await _outcome(send, 403, "forbidden", "outside the launched patient's compartment")
             return
-        await self.app(scope, receive, send)
+        if len(parts) == 1:
+            await self.app(scope, receive, send)
+            return
+        await self._checked_read(scope, receive, send, patient)
+
+    async def _checked_read(self, scope: Scope, receive: Receive, send: Send, patient: str) -> None:
+        """A read by id or a history: answered only when what comes back is in the patient's compartment."""
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        async def buffer(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, buffer)
+        body = b"".join(chunks)
+        status = int(start.get("status", 500))
+        if status == 200:
+            try:
+                allowed = _in_compartment(json.loads(body), patient)
+            except ValueError:
+                allowed = False
+            if not allowed:
+                await _outcome(send, 403, "forbidden", "outside the launched patient's compartment")
+                return
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -206,14 +206,14 @@ def config_warnings(settings: Settings) -> list[str]:
 
 
 def _feedback_report(path: Path | None) -> str:
-    from cds_hooks import FeedbackStore
+    from cds_hooks import OVERRIDE_REASONS, FeedbackStore
 
     settings = load_settings(path)
     if not settings.cds.feedback_db.exists():
         raise CliError(f"no feedback database at {settings.cds.feedback_db}")
     store = FeedbackStore(settings.cds.feedback_db)
     try:
-        rows = store.report()
+        rows = store.report(OVERRIDE_REASONS)
     finally:
         store.close()
     if not rows:

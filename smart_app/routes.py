@@ -41,6 +41,9 @@ from .review import ReviewProblem, load_review
 from .sessions import LaunchRecord, Session, Store
 
 BROWSER_COOKIE = "kcds_browser"
+# RFC 6749 §4.1.2.1: the error codes an authorization response may carry (shown by name; anything else is not).
+_OAUTH_ERRORS = {"invalid_request", "unauthorized_client", "access_denied", "unsupported_response_type",
+                 "invalid_scope", "server_error", "temporarily_unavailable"}
 _TEMPLATES = Environment(loader=PackageLoader("smart_app", "templates"), autoescape=select_autoescape())
 _SAFE_COLOR = re.compile(r"^(#[0-9a-fA-F]{3,8}|rgba?\([0-9., %]+\)|[a-zA-Z]{3,20})$")
 _SAFE_FONT = re.compile(r"^[A-Za-z0-9 ,'\"-]{1,120}$")
@@ -91,10 +94,17 @@ def problem_page(options: SmartOptions, title: str, message: str, status: int) -
 
 
 def _set_browser_cookie(options: SmartOptions, response: Response, browser: str) -> None:
-    # Inside an EHR iframe the cookie is third-party: SameSite=None, which browsers accept only with Secure (https).
+    # Inside an EHR iframe the cookie is third-party: SameSite=None, which browsers accept only with Secure (https),
+    # and Partitioned (CHIPS), without which Chromium drops third-party cookies: the callback would then find no
+    # binding cookie. Starlette writes Partitioned only on Python >= 3.14, so the header is written here.
     # On plain-http loopback (the demo, same origin as its sandbox) Lax is the strictest setting that works.
-    response.set_cookie(BROWSER_COOKIE, browser, httponly=True, secure=options.secure,
-                        samesite="none" if options.secure else "lax", path="/smart", max_age=12 * 3600)
+    if options.secure:
+        response.headers.append(
+            "set-cookie", f"{BROWSER_COOKIE}={browser}; HttpOnly; Max-Age={12 * 3600}; Path=/smart; SameSite=None; "
+                          "Secure; Partitioned")
+    else:
+        response.set_cookie(BROWSER_COOKIE, browser, httponly=True, secure=False, samesite="lax", path="/smart",
+                            max_age=12 * 3600)
 
 
 async def _style(http: httpx.AsyncClient, url: str | None) -> dict[str, str]:
@@ -181,23 +191,32 @@ def build_router(options: SmartOptions) -> APIRouter:
     @router.get("/callback")
     async def callback(request: Request) -> Response:
         q = request.query_params
-        record = store.take_launch(q.get("state", "")) if q.get("state") else None
+        browser = request.cookies.get(BROWSER_COOKIE, "")
         if q.get("error"):
-            # Checked first: an error redirect carries no code (and a denied consent is not a crash).
-            described = q.get("error_description") or ""
+            # Checked first: an error redirect carries no code (and a denied consent is not a crash). Only our own
+            # words are shown: the URL's error_description is the redirect's, anyone's, to write.
+            if q.get("state"):
+                store.take_launch(q["state"], browser)
             if q["error"] == "access_denied":
                 return problem_page(options, "Access was not granted",
                                     "The EHR reports that access was denied. Relaunch the app to try again.", 403)
+            known = q["error"] if q["error"] in _OAUTH_ERRORS else "an error"
             return problem_page(options, "The EHR could not authorize the app",
-                                f"The EHR answered {q['error']}{': ' + described if described else ''}. "
-                                "Relaunch the app; if it persists, ask IT to check this app's registration.", 400)
+                                f"The EHR answered with {known}. Relaunch the app; if it persists, ask IT to check "
+                                "this app's registration.", 400)
+        record = store.peek_launch(q.get("state", "")) if q.get("state") else None
         if record is None:
             return problem_page(options, "This sign-in link is not valid",
                                 "The launch was already used, or it is unknown to this app. Relaunch the app from "
                                 "the EHR.", 400)
-        if not secrets.compare_digest(record.browser, request.cookies.get(BROWSER_COOKIE, "")):
+        if not secrets.compare_digest(record.browser, browser):
+            # Not spent: the browser that started the launch can still complete it.
             return problem_page(options, "This sign-in belongs to another browser session",
                                 "Relaunch the app from the EHR.", 400)
+        record = store.take_launch(record.state, browser)
+        if record is None:
+            return problem_page(options, "This sign-in link is not valid",
+                                "The launch was already used. Relaunch the app from the EHR.", 400)
         if time.time() - record.created > store.launch_ttl_s:
             return problem_page(options, "The launch has expired", "Relaunch the app from the EHR.", 400)
         code = q.get("code")

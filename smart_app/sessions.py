@@ -71,8 +71,16 @@ class Store:
         self._prune()
         self.launches[record.state] = record
 
-    def take_launch(self, state: str) -> LaunchRecord | None:
-        """Each state is usable once: a reused or unknown state finds nothing."""
+    def peek_launch(self, state: str) -> LaunchRecord | None:
+        """The launch record, still unspent: the callback checks the browser before it spends the launch."""
+        return self.launches.get(state)
+
+    def take_launch(self, state: str, browser: str) -> LaunchRecord | None:
+        """Spend a launch, once, and only from the browser that started it (a leaked callback URL used in another
+        browser leaves the real user's launch intact)."""
+        record = self.launches.get(state)
+        if record is None or not secrets.compare_digest(record.browser, browser):
+            return None
         return self.launches.pop(state, None)
 
     def add_session(self, session: Session) -> None:

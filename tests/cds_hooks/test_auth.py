@@ -92,7 +92,9 @@ async def test_epic_style_claims_nbf_sub_and_aud_array_are_accepted(post: Post, 
 
 
 async def test_feedback_needs_its_own_audience(post: Post, keys: Keys) -> None:
-    body = {"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-11-01T10:00:00Z"}]}
+    card = (await post("ketamine-order-sign", hook_request("10"))).json()["cards"][0]
+    body = {"feedback": [{"card": card["uuid"], "outcome": "overridden",
+                          "outcomeTimestamp": "2026-11-01T10:00:00Z"}]}
     r = await post("ketamine-order-sign", body, path_suffix="/feedback", token=keys.token(SIGN))
     assert r.status_code == 401
     r = await post("ketamine-order-sign", body, path_suffix="/feedback")

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from ketamine_cds.cli import main
-from ketamine_cds.settings import Settings
+from ketamine_cds.settings import CdsClientSettings, Settings
 
-from .conftest import Post, hook_request
+from .conftest import BASE, ISSUER, Keys, Post, close_app, hook_request, make_client
+
+OTHER_ISSUER = "https://another-ehr.test"
 
 pytestmark = pytest.mark.anyio
 
@@ -93,3 +95,50 @@ async def test_issued_cards_are_recorded_by_kind_which_the_ehr_never_sees(post: 
     with sqlite3.connect(settings.cds.feedback_db) as db:
         kinds = dict(db.execute("SELECT card_uuid, kind FROM issued_card").fetchall())
     assert [kinds[c["uuid"]] for c in cards] == ["criteria_met", "fda_warns", "caution"]
+
+
+async def test_feedback_on_a_card_never_issued_is_refused_and_nothing_is_stored(
+        post: Post, settings: Settings) -> None:
+    card = await issue_card(post)
+    good = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-01T10:00:00Z"}
+    forged = {**good, "card": "11111111-2222-3333-4444-555555555555"}
+    r = await post("ketamine-order-sign", {"feedback": [good, forged]}, path_suffix="/feedback")
+    assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
+    import sqlite3
+
+    with sqlite3.connect(settings.cds.feedback_db) as db:
+        assert db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 0
+
+
+async def test_feedback_through_another_service_or_from_another_client_is_refused(
+        keys: Keys, settings: Settings) -> None:
+    # Two trusted EHRs: a card issued to one is not the other's to give feedback on.
+    settings.cds.clients.append(CdsClientSettings(issuer=OTHER_ISSUER, jwks_file=settings.cds.clients[0].jwks_file))
+    async with make_client(settings) as client:
+        async def send(path: str, body: dict, issuer: str = ISSUER) -> int:  # type: ignore[type-arg]
+            token = keys.token(BASE + path, iss=issuer)
+            r = await client.post(path, content=json.dumps(body).encode(),
+                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            return r.status_code if r.status_code != 200 or "cards" not in r.json() else r.json()["cards"][0]
+
+        card = await send("/cds-services/ketamine-order-sign", hook_request("10"))
+        assert isinstance(card, dict)
+        item = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-01T10:00:00Z"}
+        feedback = "/cds-services/ketamine-order-sign/feedback"
+        assert await send("/cds-services/ketamine-order-select/feedback", {"feedback": [item]}) == 400
+        assert await send(feedback, {"feedback": [item]}, OTHER_ISSUER) == 400
+        assert await send(feedback, {"feedback": [item]}) == 200
+        await close_app(client)
+
+
+async def test_an_override_reason_without_display_stores_the_code_and_reports_our_display(
+        post: Post, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    card = await issue_card(post)
+    code_only = {"system": card["overrideReasons"][1]["system"], "code": card["overrideReasons"][1]["code"]}
+    r = await post("ketamine-order-sign", {"feedback": [{
+        "card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-01T10:00:00Z",
+        "overrideReason": {"reason": code_only}}]}, path_suffix="/feedback")
+    assert r.status_code == 200
+    assert main(["feedback-report", "--config", str(tmp_path / "ketamine-cds.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "Chart data is incorrect or out of date" in out and "None" not in out

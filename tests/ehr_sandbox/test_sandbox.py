@@ -94,3 +94,39 @@ def test_patients_without_an_indication_get_their_card(stack: Stack) -> None:
     with stack.browser() as browser:
         text = text_of(browser.post("/sandbox/cds", data={"patient": "kc-05", "hook": "order-sign"}))
         assert "Esketamine not indicated: anxiety alone is not an indication" in text
+
+
+def test_reads_by_id_and_history_stay_in_the_launched_patients_compartment(stack: Stack) -> None:
+    auth = {"Authorization": f"Bearer {token_for(stack, 'launch patient/*.rs')}"}
+    mine = httpx.get(stack.fhir + "/Condition", params={"patient": "kc-01"}, headers=auth).json()["entry"][0]
+    own_id = mine["resource"]["id"]
+    assert httpx.get(f"{stack.fhir}/Condition/{own_id}", headers=auth).status_code == 200
+    assert httpx.get(f"{stack.fhir}/Patient/kc-01", headers=auth).status_code == 200
+    # Another patient's records, by id or through history, are refused.
+    assert httpx.get(f"{stack.fhir}/Condition/kc-10-cond1", headers=auth).status_code == 403
+    assert httpx.get(f"{stack.fhir}/Condition/kc-10-cond1/_history", headers=auth).status_code == 403
+    assert httpx.get(f"{stack.fhir}/Patient/kc-10", headers=auth).status_code == 403
+    assert httpx.get(f"{stack.fhir}/Condition/_history", headers=auth).status_code == 403
+    assert httpx.get(f"{stack.fhir}/Patient", params={"_id": "kc-10"}, headers=auth).status_code == 403
+
+
+def test_only_the_fhir_api_is_reachable_under_the_sandbox(stack: Stack) -> None:
+    auth = {"Authorization": f"Bearer {token_for(stack, 'launch patient/*.rs')}"}
+    assert httpx.get(stack.base + "/sandbox/").status_code == 200  # the chart itself
+    # The embedded server's own UI, simulator, loaders and hooks (all of them exist in SEKMET):
+    for path in ("/sandbox/ui", "/sandbox/ui/resources", "/sandbox/api/docs", "/sandbox/api/openapi.json",
+                 "/sandbox/redoc"):
+        assert httpx.get(stack.base + path).status_code == 404, path
+        assert httpx.get(stack.base + path, headers=auth).status_code == 404, path
+    for path in ("/sandbox/ui/simulator/toggle", "/sandbox/ui/load/run", "/sandbox/hooks/peer/key"):
+        assert httpx.post(stack.base + path, headers=auth, json={}).status_code == 404, path
+
+
+def test_a_launch_id_is_single_use_and_an_unknown_launch_without_redirect_is_400(stack: Stack) -> None:
+    launch = stack.sandbox.auth.new_launch(LaunchContext(patient="kc-01"))
+    assert stack.sandbox.auth._take_launch(launch) is not None
+    assert stack.sandbox.auth._take_launch(launch) is None  # spent
+    r = httpx.get(stack.base + "/sandbox/auth/authorize", params={
+        "response_type": "code", "client_id": "ketamine-cds", "scope": "launch patient/*.rs", "state": "s" * 30,
+        "aud": stack.fhir, "code_challenge": "x" * 43, "code_challenge_method": "S256", "launch": "no-such-launch"})
+    assert r.status_code == 400

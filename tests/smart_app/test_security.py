@@ -17,7 +17,7 @@ def test_over_https_the_cookie_works_inside_an_ehr_iframe() -> None:
     response = Response()
     _set_browser_cookie(options("https://cds.example.org"), response, "opaque")
     cookie = response.headers["set-cookie"].lower()
-    assert "samesite=none" in cookie and "secure" in cookie and "httponly" in cookie
+    assert "samesite=none" in cookie and "secure" in cookie and "httponly" in cookie and "partitioned" in cookie
 
 
 def test_over_plain_http_the_cookie_is_lax_and_not_secure() -> None:
