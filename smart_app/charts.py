@@ -31,7 +31,8 @@ def _year_ticks(start: dt.date, end: dt.date, top: float, bottom: float) -> list
     step = next((s for s in (1, 2, 3, 6, 12, 24, 36, 60, 120) if months / s <= 8), 12 * (months // 96 + 1))
     d = dt.date(start.year, start.month, 1)
     while d <= end:
-        if d >= start and (d.month - 1) % step == 0:
+        on_step = (d.month - 1) % step == 0 if step < 12 else d.month == 1 and (d.year - start.year) % (step // 12) == 0
+        if d >= start and on_step:
             x = _x(d, start, end)
             parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" stroke="{GRID}"/>'
                          f'<text x="{x:.1f}" y="{bottom + 14}" font-size="11" fill="{MUTED}" '

@@ -13,6 +13,7 @@ from joserfc.jwk import ECKey, OctKey
 from pytest_httpx import HTTPXMock
 
 from cds_hooks import JwksCache, JwtRejected, JwtVerifier, TrustedClient
+from ketamine_cds.settings import Settings
 
 from .conftest import BASE, ISSUER, Keys, Post, hook_request
 
@@ -46,37 +47,67 @@ def tampered(keys: Keys) -> str:
     return f"{header}.{_b64(claims)}.{signature}"
 
 
+def forged_claims(keys: Keys, **claims: object) -> str:
+    """A correctly signed token whose claims are set raw (json.dumps writes NaN for float('nan'))."""
+    now = int(time.time())
+    payload = {"iss": ISSUER, "aud": SIGN, "iat": now, "exp": now + 300, "jti": str(time.time_ns()), **claims}
+    from joserfc import jws
+
+    header = {"alg": "ES384", "typ": "JWT", "kid": "ec-1"}
+    return jws.serialize_compact(header, json.dumps(payload).encode(), keys.ec, algorithms=["ES384"])
+
+
+# Each attack with the reason the audit log must give (the caller only ever sees a bare 401).
 ATTACKS = {
-    "none algorithm": none_alg,
-    "HMAC signed with the public key": hmac_with_public_key,
-    "wrong audience": lambda k: k.token(BASE + "/cds-services/ketamine-order-select"),
-    "audience of another server": lambda k: k.token("https://other.test/cds-services/ketamine-order-sign"),
-    "expired": lambda k: k.token(SIGN, exp=int(time.time()) - 120),
-    "not yet valid (nbf)": lambda k: k.token(SIGN, nbf=int(time.time()) + 600),
-    "issued in the future": lambda k: k.token(SIGN, iat=int(time.time()) + 600),
-    "unknown kid": lambda k: k.token(SIGN, kid="nobody"),
-    "key not in the JWKS": lambda k: k.token(SIGN, key=ECKey.generate_key("P-384", parameters={"kid": "ec-1"})),
-    "unknown issuer": lambda k: k.token(SIGN, iss="https://evil.test"),
-    "tampered payload": tampered,
-    "missing jti": lambda k: k.token(SIGN, jti=None),
-    "missing exp": lambda k: k.token(SIGN, exp=None),
-    "not a JWT": lambda k: "not-a-jwt",
-    "empty": lambda k: "",
+    "none algorithm": (none_alg, "algorithm 'none' not allowed"),
+    "HMAC signed with the public key": (hmac_with_public_key, "algorithm 'HS256' not allowed"),
+    "wrong audience": (lambda k: k.token(BASE + "/cds-services/ketamine-order-select"), "wrong audience"),
+    "audience of another server": (lambda k: k.token("https://other.test/cds-services/ketamine-order-sign"),
+                                   "wrong audience"),
+    "expired": (lambda k: k.token(SIGN, exp=int(time.time()) - 120), "expired"),
+    "not yet valid (nbf)": (lambda k: k.token(SIGN, nbf=int(time.time()) + 600), "not yet valid"),
+    "issued in the future": (lambda k: k.token(SIGN, iat=int(time.time()) + 600), "issued in the future"),
+    "unknown kid": (lambda k: k.token(SIGN, kid="nobody"), "unknown kid"),
+    "key not in the JWKS": (lambda k: k.token(SIGN, key=ECKey.generate_key("P-384", parameters={"kid": "ec-1"})),
+                            "bad signature"),
+    "unknown issuer": (lambda k: k.token(SIGN, iss="https://evil.test"), "issuer not trusted"),
+    "tampered payload": (tampered, "bad signature"),
+    "missing jti": (lambda k: k.token(SIGN, jti=None), "missing jti"),
+    "missing exp": (lambda k: k.token(SIGN, exp=None), "missing exp"),
+    "exp as a string": (lambda k: forged_claims(k, exp=str(int(time.time()) + 300)), "exp is not a number"),
+    "exp NaN (would never expire)": (lambda k: forged_claims(k, exp=float("nan")), "exp is not a plausible time"),
+    "exp huge": (lambda k: forged_claims(k, exp=1e300), "exp is not a plausible time"),
+    "exp true": (lambda k: forged_claims(k, exp=True), "exp is not a number"),
+    "iat as a string": (lambda k: forged_claims(k, iat="yesterday"), "iat is not a number"),
+    "lifetime of an hour": (lambda k: forged_claims(k, exp=int(time.time()) + 3600), "lifetime too long"),
+    "jti an object": (lambda k: forged_claims(k, jti={"a": 1}), "jti is not a string"),
+    "not a JWT": (lambda k: "not-a-jwt", "not a compact JWS"),
+    "empty": (lambda k: "", "not a compact JWS"),
 }
 
 
+def last_audit(settings: Settings) -> dict:  # type: ignore[type-arg]
+    assert settings.cds.audit_log is not None
+    return json.loads(settings.cds.audit_log.read_text().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 @pytest.mark.parametrize("attack", ATTACKS)
-async def test_attacks_get_401_with_no_detail(post: Post, keys: Keys, attack: str) -> None:
-    r = await post("ketamine-order-sign", hook_request("01"), token=ATTACKS[attack](keys))
+async def test_attacks_get_401_with_no_detail_and_the_audit_log_names_the_reason(
+        post: Post, keys: Keys, settings: Settings, attack: str) -> None:
+    make, reason = ATTACKS[attack]
+    r = await post("ketamine-order-sign", hook_request("01"), token=make(keys))
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == "Bearer"
     assert r.json() == {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]}
+    logged = last_audit(settings)
+    assert logged["event"] == "auth_rejected" and logged["reason"] == reason
 
 
-async def test_a_replayed_jti_is_refused(post: Post, keys: Keys) -> None:
+async def test_a_replayed_jti_is_refused(post: Post, keys: Keys, settings: Settings) -> None:
     token = keys.token(SIGN)
     assert (await post("ketamine-order-sign", hook_request("01"), token=token)).status_code == 200
     assert (await post("ketamine-order-sign", hook_request("01"), token=token)).status_code == 401
+    assert last_audit(settings)["reason"] == "jti replayed"
 
 
 @pytest.mark.parametrize("alg", ["ES384", "RS384", "ES256", "RS256"])

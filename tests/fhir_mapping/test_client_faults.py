@@ -128,3 +128,31 @@ async def test_network_errors_are_gaps(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_exception(httpx.ConnectError("refused"), url=url("AllergyIntolerance"))
     result = await FhirClient(BASE, settings=FAST).fetch_patient("p", [ResourceType.ALLERGY_INTOLERANCE])
     assert result.pool.gaps[0].reason is GapReason.NETWORK_ERROR
+
+
+async def test_a_response_over_the_byte_cap_is_a_too_large_gap_not_a_crash(httpx_mock: HTTPXMock) -> None:
+    huge = b'{"resourceType":"Bundle","type":"searchset","entry":[' + b'{"resource":{}},' * 200_000 + b'{}]}'
+    httpx_mock.add_response(url=url("Condition"), content=huge)
+    settings = ClientSettings(request_timeout_s=5, budget_s=5, max_response_bytes=1_000_000)
+    result = await FhirClient(BASE, settings=settings).fetch_patient("p", [ResourceType.CONDITION])
+    assert [(g.reason, g.domains) for g in result.pool.gaps] == [(GapReason.TOO_LARGE,
+                                                                  frozenset({DataDomain.CONDITIONS}))]
+    assert to_facts(result.pool, "p").lacks(DataDomain.CONDITIONS)
+
+
+async def test_the_cap_on_all_responses_together_cuts_the_rest(httpx_mock: HTTPXMock) -> None:
+    page = {"resourceType": "Bundle", "type": "searchset", "entry": [condition(f"c{i}") for i in range(40)]}
+    httpx_mock.add_response(url=url("Condition"), json=page, is_reusable=True)
+    httpx_mock.add_response(url=url("AllergyIntolerance"), json=page, is_reusable=True)
+    settings = ClientSettings(request_timeout_s=5, budget_s=5, max_total_bytes=5_000)
+    result = await FhirClient(BASE, settings=settings).fetch_patient(
+        "p", [ResourceType.CONDITION, ResourceType.ALLERGY_INTOLERANCE])
+    assert GapReason.TOO_LARGE in {g.reason for g in result.pool.gaps}
+
+
+async def test_a_patient_id_is_one_path_segment_on_the_wire(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=404, is_reusable=True)
+    result = await FhirClient(BASE, settings=FAST).fetch_patient("../../admin", [ResourceType.PATIENT])
+    (request,) = httpx_mock.get_requests()
+    assert request.url.raw_path.decode().endswith("/fhir/Patient/..%2F..%2Fadmin")
+    assert result.pool.gaps[0].reason is GapReason.NOT_FOUND

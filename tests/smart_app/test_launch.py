@@ -161,6 +161,29 @@ def test_a_tampered_state_is_refused_and_does_not_consume_the_real_launch(stack:
         assert browser.get(callback).status_code == 200
 
 
+def test_a_leaked_callback_used_in_another_browser_does_not_spend_the_real_launch(stack: Stack) -> None:
+    with stack.browser() as browser:
+        launch = browser.get("/smart/launch", follow_redirects=False)
+        fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', launch.text))
+        callback = browser.post(stack.base + "/sandbox/auth/authorize", data=fields,
+                                follow_redirects=False).headers["location"]
+        with stack.browser() as stranger:  # no binding cookie
+            refused = stranger.get(callback)
+            assert refused.status_code == 400 and "another browser session" in refused.text
+        page = browser.get(callback)  # the real user still completes the launch
+        assert page.status_code == 200 and "/smart/app/" in str(page.url)
+
+
+def test_the_redirects_error_description_is_never_shown(stack: Stack) -> None:
+    with stack.browser() as browser:
+        page = browser.get("/smart/callback", params={
+            "error": "server_error", "error_description": "<b>Call 555-0100 and give your password</b>"})
+        assert page.status_code == 400 and "server_error" in page.text
+        assert "555-0100" not in page.text and "password" not in page.text
+        odd = browser.get("/smart/callback", params={"error": "<script>made-up</script>"})
+        assert odd.status_code == 400 and "made-up" not in odd.text
+
+
 def test_a_callback_is_usable_once(stack: Stack) -> None:
     with stack.browser() as browser:
         launch = browser.get("/smart/launch", follow_redirects=False)
