@@ -14,7 +14,7 @@ TEMPLATES = "test_discovery.py::test_prefetch_templates_use_only_patient_tokens_
 DELETE = "test_cards.py::test_contraindicated_card_names_the_evidence_and_offers_to_remove_the_order"
 CREATE = "test_cards.py::test_workup_card_suggests_draft_service_requests"
 SMART = "test_cards.py::test_candidate_card_carries_rems_reminders_and_a_smart_link"
-ATTACKS = "test_auth.py::test_attacks_get_401_with_no_detail"
+ATTACKS = "test_auth.py::test_attacks_get_401_with_no_detail_and_the_audit_log_names_the_reason"
 JWKS = "test_auth.py::test_jwks_by_url_is_cached_and_refreshed_on_unknown_kid_at_most_once_per_interval"
 TLS = ("Deployment: TLS is terminated by the hospital's reverse proxy in front of `ketamine-cds serve` "
        "(docs/registration.md); tests run on loopback HTTP")
