@@ -130,3 +130,35 @@ jwks_url = "{url}"
         out = proc.communicate(timeout=10)[0].decode()
     assert "Traceback" not in out
     assert "eyJ" not in out  # no token in any log line
+
+
+def test_the_audit_salt_is_random_persisted_and_private_when_not_configured(tmp_path: Path) -> None:
+    from ketamine_cds.settings import audit_salt
+
+    config = write_config(tmp_path / "k.toml", '[cds]\nfeedback_db = "data/fb.sqlite3"\n')
+    settings = load_settings(config)
+    first = audit_salt(settings)
+    salt_file = tmp_path / "data" / "ketamine-cds-audit-salt"
+    assert len(first) == 64 and salt_file.read_text().strip() == first
+    assert oct(salt_file.stat().st_mode & 0o777) == "0o600"
+    assert audit_salt(load_settings(config)) == first  # the same salt after a restart: hashes stay comparable
+    other = write_config(tmp_path / "o.toml", '[cds]\nfeedback_db = "other/fb.sqlite3"\n')
+    assert audit_salt(load_settings(other)) != first  # never a public default
+
+
+def test_check_config_warns_about_unsafe_production_settings(
+        tmp_path: Path, jwks_server: tuple[str, Keys], capsys: pytest.CaptureFixture[str]) -> None:
+    url, _ = jwks_server
+    config = write_config(tmp_path / "k.toml", f"""
+[cds]
+public_base_url = "http://cds.example.org"
+audit_salt = "change-me"
+[[cds.clients]]
+issuer = "{ISSUER}"
+jwks_url = "{url}"
+""")
+    assert main(["check-config", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: cds.public_base_url http://cds.example.org is http" in out
+    assert "warning: cds.audit_salt is short or a well-known value" in out
+    assert "warning: smart.allowed_issuers is empty" in out

@@ -1,0 +1,192 @@
+"""Hostile requests, generated: hypothesis strategies shared by the fuzz tests and ``bench/fuzz.py``.
+
+Each request is a (method, path, headers, body) for one endpoint of the app: malformed and deeply nested JSON,
+wrong types, huge strings, invalid FHIR inside prefetch, wrong Content-Types and methods, oversized bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from hypothesis import strategies as st
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+from ketamine_cds.app import create_app
+from ketamine_cds.settings import load_settings
+
+SERVICES = ("ketamine-order-select", "ketamine-order-sign", "ketamine-patient-view")
+CDS_ENDPOINTS = tuple(f"/cds-services/{s}" for s in SERVICES) + tuple(f"/cds-services/{s}/feedback"
+                                                                       for s in SERVICES)
+SMART_ENDPOINTS = ("/smart/launch", "/smart/callback", "/smart/app/{sid}", "/smart/app/{sid}/logout")
+
+
+@dataclass(frozen=True)
+class HostileRequest:
+    method: str
+    path: str
+    content_type: str | None
+    body: bytes
+    query: dict[str, str]
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False,
+                                                                                       allow_infinity=False),
+                     st.text(max_size=50), st.text(min_size=5000, max_size=20000).filter(bool))
+_json = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=5),
+                                                       st.dictionaries(st.text(max_size=12), inner, max_size=5)),
+                     max_leaves=25)
+_ids = st.one_of(st.just("kc-01"), st.text(max_size=80), st.sampled_from(["../../admin", "kc-01/_history", "%2e%2e",
+                                                                         "a" * 65, "", " ", "kc-01?x=1"]))
+_resource_types = st.one_of(st.sampled_from(["Patient", "Condition", "Observation", "MedicationRequest",
+                                             "MedicationStatement", "Medication", "Bundle", "OperationOutcome",
+                                             "QuestionnaireResponse", "AllergyIntolerance"]), _json)
+
+
+@st.composite
+def _fhir_resource(draw: st.DrawFn) -> Any:
+    resource: dict[str, Any] = {"resourceType": draw(_resource_types)}
+    for key in draw(st.lists(st.sampled_from(["id", "subject", "patient", "code", "status", "valueQuantity",
+                                              "component", "effectiveDateTime", "medicationReference", "dosage",
+                                              "dosageInstruction", "entry", "link", "contained", "authoredOn",
+                                              "medicationCodeableConcept", "clinicalStatus", "item"]),
+                             max_size=6)):
+        resource[key] = draw(_json)
+    return resource
+
+
+def _mostly(valid: Any, hostile: st.SearchStrategy[Any], share: int = 7) -> st.SearchStrategy[Any]:
+    """``valid`` share/10 of the time, else hostile: enough requests get past the door to reach the rules."""
+    return st.integers(0, 9).flatmap(lambda n: st.just(valid) if n < share else hostile)
+
+
+_ESKETAMINE_ORDER = {"resourceType": "MedicationRequest", "id": "draft-1", "status": "draft", "intent": "order",
+                     "subject": {"reference": "Patient/kc-01"},
+                     "medicationCodeableConcept": {"text": "Spravato 56 MG nasal spray"}}
+
+
+@st.composite
+def _cds_body(draw: st.DrawFn, service: str) -> Any:
+    hook = {"ketamine-order-select": "order-select", "ketamine-order-sign": "order-sign"}.get(service, "patient-view")
+    context: dict[str, Any] = {"patientId": draw(_mostly("kc-01", _ids)),
+                               "userId": draw(_mostly("Practitioner/1", _json))}
+    orders = st.lists(st.one_of(st.just(_ESKETAMINE_ORDER), _fhir_resource()), min_size=1, max_size=3)
+    context["draftOrders"] = draw(_mostly({"resourceType": "Bundle", "type": "collection",
+                                           "entry": [{"resource": _ESKETAMINE_ORDER}]}, st.one_of(_json, st.builds(
+        lambda entries: {"resourceType": "Bundle", "entry": [{"resource": r} for r in entries]}, orders))))
+    if draw(st.integers(0, 9)) < 9:
+        context["selections"] = draw(_mostly(["MedicationRequest/draft-1"],
+                                             st.one_of(_json, st.lists(st.text(max_size=40), max_size=3))))
+    body: dict[str, Any] = {"hook": draw(_mostly(hook, _json, 8)), "hookInstance": draw(_mostly("h-1", _json, 8)),
+                            "context": context}
+    keys = ["patient", "conditions", "medicationRequests", "medicationStatements", "phq9", "phq9Responses",
+            "bloodPressure", "pregnancyTests", "allergies", "junk"]
+    bundles = st.builds(lambda e: {"resourceType": "Bundle", "type": "searchset", "entry": e},
+                        st.lists(st.builds(lambda r, u: {"resource": r, "fullUrl": u}, _fhir_resource(),
+                                           st.one_of(st.none(), _json)), max_size=4))
+    values = st.one_of(_json, _fhir_resource(), bundles, st.just({"resourceType": "Patient", "id": "kc-01",
+                                                                   "gender": "female"}))
+    body["prefetch"] = draw(_mostly({}, st.one_of(_json, st.dictionaries(st.sampled_from(keys), values,
+                                                                          max_size=6)), 2))
+    if draw(st.booleans()):
+        body["fhirServer"] = draw(_mostly("http://127.0.0.1:9/fhir", _json, 8))
+        body["fhirAuthorization"] = draw(_mostly({"access_token": "t", "token_type": "Bearer"}, _json, 8))
+    if draw(st.integers(0, 9)) == 0:
+        body = draw(_json)
+    return body
+
+
+@st.composite
+def _feedback_body(draw: st.DrawFn) -> Any:
+    items = st.fixed_dictionaries({"card": st.one_of(st.uuids().map(str), _json),
+                                   "outcome": st.one_of(st.sampled_from(["accepted", "overridden"]), _json),
+                                   "outcomeTimestamp": st.one_of(st.just("2026-11-01T10:00:00Z"), _json)},
+                                  optional={"overrideReason": _json, "acceptedSuggestions": _json})
+    return draw(st.one_of(st.fixed_dictionaries({"feedback": st.one_of(st.lists(items, max_size=3), _json)}), _json))
+
+
+def _raw_body(value: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
+    deep = st.integers(10, 5000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n)
+    arrays = st.integers(10, 50000).map(lambda n: b"[" * n + b"]" * n)
+    broken = st.sampled_from([b"", b"{", b'{"hook": NaN}', b'{"x": Infinity}', b"\xff\xfe", b"null", b"[]",
+                              b'{"hook":"order-sign"' + b" " * 10, b"<xml/>"])
+    encoded = value.map(lambda v: json.dumps(v).encode())
+    return st.integers(0, 9).flatmap(lambda n: encoded if n < 7 else st.one_of(deep, arrays, broken,
+                                                                              st.binary(max_size=300)))
+
+
+@st.composite
+def hostile_cds_request(draw: st.DrawFn, path: str) -> HostileRequest:
+    service = path.split("/")[2]
+    body = draw(_raw_body(_feedback_body() if path.endswith("/feedback") else _cds_body(service)))
+    content_type = draw(_mostly("application/json", st.one_of(st.none(), st.sampled_from([
+        "text/plain", "application/x-www-form-urlencoded", "application/xml", "multipart/form-data",
+        "application/fhir+json; charset=utf-8"])), 8))
+    method = draw(_mostly("POST", st.sampled_from(["GET", "PUT", "DELETE", "PATCH"]), 9))
+    return HostileRequest(method, path, content_type, body, {})
+
+
+@st.composite
+def hostile_smart_request(draw: st.DrawFn, path: str) -> HostileRequest:
+    params = draw(st.dictionaries(st.sampled_from(["iss", "launch", "state", "code", "error", "error_description",
+                                                   "policy", "csrf"]), st.text(max_size=300), max_size=4))
+    sid = draw(st.one_of(st.text(min_size=1, max_size=60).filter(lambda s: "/" not in s and s not in (".", "..")),
+                         st.just("x")))
+    method = "POST" if path.endswith("/logout") and draw(st.booleans()) else draw(st.sampled_from(["GET", "POST"]))
+    body = draw(st.binary(max_size=200))
+    return HostileRequest(method, path.replace("{sid}", quote(sid, safe="")), "application/x-www-form-urlencoded",
+                          body, params)
+
+
+BASE = "http://cds.test"
+ISSUER = "https://ehr.test"
+KEY = ECKey.generate_key("P-384", parameters={"kid": "fuzz", "use": "sig"})
+
+
+class Target:
+    """The app in-process on one event loop; each request carries a fresh, valid JWT so the body is what is tested."""
+
+    def __init__(self, work: Path) -> None:
+        (work / "jwks.json").write_text(json.dumps({"keys": [KEY.as_dict(private=False)]}))
+        (work / "ketamine-cds.toml").write_text(f"""
+[cds]
+public_base_url = "{BASE}"
+feedback_db = "feedback.sqlite3"
+audit_log = "audit.jsonl"
+fhir_budget_s = 0.5
+[[cds.clients]]
+issuer = "{ISSUER}"
+jwks_file = "jwks.json"
+[smart]
+allowed_issuers = ["http://127.0.0.1:9/fhir"]
+""")
+        self.app = create_app(load_settings(work / "ketamine-cds.toml"), configure_logging=False)
+        self.loop = asyncio.new_event_loop()
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=BASE)
+
+    def token(self, path: str) -> str:
+        now = int(time.time())
+        claims = {"iss": ISSUER, "aud": BASE + path, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())}
+        return jwt.encode({"alg": "ES384", "kid": "fuzz", "typ": "JWT"}, claims, KEY, algorithms=["ES384"])
+
+    def send(self, req: HostileRequest) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token(req.path)}"} if req.path.startswith("/cds") else {}
+        if req.content_type:
+            headers["Content-Type"] = req.content_type
+        return self.loop.run_until_complete(self.client.request(
+            req.method, req.path, content=req.body if req.method != "GET" else None, headers=headers,
+            params=req.query))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.aclose())
+        self.loop.run_until_complete(self.app.state.options.http.aclose())
+        self.app.state.feedback.close()
+        self.loop.close()
