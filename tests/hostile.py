@@ -63,6 +63,12 @@ def _fhir_resource(draw: st.DrawFn) -> Any:
     return resource
 
 
+def _valid_prefetch() -> dict[str, Any]:
+    from .cds_hooks.conftest import prefetch_for
+
+    return prefetch_for("01")[1]
+
+
 def _mostly(valid: Any, hostile: st.SearchStrategy[Any], share: int = 7) -> st.SearchStrategy[Any]:
     """``valid`` share/10 of the time, else hostile: enough requests get past the door to reach the rules."""
     return st.integers(0, 9).flatmap(lambda n: st.just(valid) if n < share else hostile)
@@ -94,8 +100,10 @@ def _cds_body(draw: st.DrawFn, service: str) -> Any:
                                            st.one_of(st.none(), _json)), max_size=4))
     values = st.one_of(_json, _fhir_resource(), bundles, st.just({"resourceType": "Patient", "id": "kc-01",
                                                                    "gender": "female"}))
-    body["prefetch"] = draw(_mostly({}, st.one_of(_json, st.dictionaries(st.sampled_from(keys), values,
-                                                                          max_size=6)), 2))
+    # Mostly a whole, valid prefetch with a few keys replaced by hostile values: the mapping and rules get them.
+    changed = draw(st.dictionaries(st.sampled_from(keys), values, max_size=3))
+    body["prefetch"] = draw(_mostly({**_valid_prefetch(), **changed},
+                                    st.one_of(_json, st.dictionaries(st.sampled_from(keys), values, max_size=6)), 7))
     if draw(st.booleans()):
         body["fhirServer"] = draw(_mostly("http://127.0.0.1:9/fhir", _json, 8))
         body["fhirAuthorization"] = draw(_mostly({"access_token": "t", "token_type": "Bearer"}, _json, 8))
