@@ -2,10 +2,11 @@
 
 from .auth import JwksCache, JwtRejected, JwtVerifier, ReplayStore, TrustedClient, VerifiedCaller
 from .cards import OVERRIDE_REASONS, CardContext, order_cards, patient_view_card
+from .errors import CdsError
 from .feedback import FeedbackStore
 from .models import Card, CdsRequest, CdsResponse, FeedbackRequest
 from .prefetch import PREFETCH_KEYS, TEMPLATES, gather_patient_data
-from .service import SERVICES, CdsOptions, build_router
+from .service import SERVICES, CdsOptions, build_router, handle_cds_error
 
 __all__ = [
     "OVERRIDE_REASONS",
@@ -14,6 +15,7 @@ __all__ = [
     "TEMPLATES",
     "Card",
     "CardContext",
+    "CdsError",
     "CdsOptions",
     "CdsRequest",
     "CdsResponse",
@@ -27,6 +29,7 @@ __all__ = [
     "VerifiedCaller",
     "build_router",
     "gather_patient_data",
+    "handle_cds_error",
     "order_cards",
     "patient_view_card",
 ]

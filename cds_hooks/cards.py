@@ -20,12 +20,14 @@ from typing import Any
 from eligibility import (
     Assessment,
     Citation,
-    ContraindicationId,
+    Criterion,
     Evidence,
     Mode,
     Policy,
     Presence,
+    ReasonKind,
     Verdict,
+    WarningId,
     WorkupItem,
     WorkupKind,
     cited_source,
@@ -34,7 +36,7 @@ from eligibility import (
 from eligibility import Source as PolicySource
 from fhir_mapping import KetamineOrder
 
-from .models import Action, Card, Coding, Indicator, Link, Source, Suggestion
+from .models import Action, Card, CardKind, Coding, Indicator, Link, Source, Suggestion
 
 OVERRIDE_SYSTEM = "https://ketamine-cds.org/CodeSystem/override-reason"
 #: Our override reasons: code → what the clinician reads (also how the feedback report names a bare code).
@@ -140,7 +142,7 @@ def _contraindicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Ca
         for o in ctx.orders
     ]
     return Card(
-        kind="contraindicated",
+        kind=CardKind.CONTRAINDICATED,
         uuid=card_id,
         summary=_summary(f"{_product(ctx, policy)} contraindicated: {names[0]}{more}"),
         detail="\n".join(detail),
@@ -176,7 +178,7 @@ def _service_request(item: WorkupItem, ctx: CardContext) -> Suggestion | None:
 
 def _workup_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
     card_id = str(uuid.uuid4())
-    unknown = [r for r in a.reasons if r.code.startswith("unknown:")]
+    unknown = [r for r in a.reasons if r.kind is ReasonKind.UNKNOWN]
     first = unknown[0].text if unknown else "information is missing"
     detail = [f"**Before deciding on {_product(ctx, policy).lower()}, obtain:**", ""]
     detail += [f"- {w.text}" + ("" if w.required else " *(suggested)*") for w in a.workup]
@@ -191,7 +193,7 @@ def _workup_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
     detail += _gaps_block(a)
     suggestions = [s for w in a.workup if (s := _service_request(w, ctx)) is not None]
     return Card(
-        kind="work_up_needed",
+        kind=CardKind.WORK_UP_NEEDED,
         uuid=card_id,
         summary=_summary(f"{_product(ctx, policy)}: work-up needed — {first}"),
         detail="\n".join(detail),
@@ -207,12 +209,7 @@ def _workup_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
 def _not_indicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
     card_id = str(uuid.uuid4())
     main = a.reasons[0]
-    citation = {
-        "anxiety_without_depression": policy.cite("min_failed_trials"),
-        "depression_absent": policy.cite("min_failed_trials"),
-        "treatment_resistance_not_met": policy.cite("min_failed_trials"),
-        "severity_not_met": policy.cite("severity_phq9_min"),
-    }.get(main.code)
+    citation = policy.cite("severity_phq9_min" if main.kind is ReasonKind.SEVERITY_NOT_MET else "min_failed_trials")
     detail = [f"**{_product(ctx, policy)} does not appear indicated** under policy *{policy.title}*:", ""]
     detail += [f"- {r.text}" for r in a.reasons]
     tr = a.treatment_resistance
@@ -222,12 +219,12 @@ def _not_indicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card
         detail += [f"- {t.ingredient} {t.start.isoformat()} to {t.end.isoformat()}: {t.adequacy.value}, "
                    f"{t.outcome.value} (`{', '.join(t.evidence)}`)" for t in tr.trials]
     detail += _gaps_block(a)
-    short = {"anxiety_without_depression": "anxiety alone is not an indication",
-             "depression_absent": "no active major depression on record",
-             "treatment_resistance_not_met": "treatment resistance not established",
-             "severity_not_met": "current PHQ-9 below the severity threshold"}.get(main.code, main.text)
+    short = {ReasonKind.ANXIETY_WITHOUT_DEPRESSION: "anxiety alone is not an indication",
+             ReasonKind.DEPRESSION_ABSENT: "no active major depression on record",
+             ReasonKind.TREATMENT_RESISTANCE_NOT_MET: "treatment resistance not established",
+             ReasonKind.SEVERITY_NOT_MET: "current PHQ-9 below the severity threshold"}.get(main.kind, main.text)
     return Card(
-        kind="not_indicated",
+        kind=CardKind.NOT_INDICATED,
         uuid=card_id,
         summary=_summary(f"{_product(ctx, policy)} not indicated: {short}"),
         detail="\n".join(detail),
@@ -262,7 +259,7 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
     if suggested:
         detail += ["", "**Suggested:**", *[f"- {w.text}" for w in suggested]]
     return Card(
-        kind="criteria_met",
+        kind=CardKind.CRITERIA_MET,
         uuid=card_id,
         summary=_summary(f"{_product(ctx, policy)}: criteria met — REMS monitoring ≥2 h, BP before and ~40 min after"),
         detail="\n".join(detail),
@@ -277,7 +274,7 @@ def _compounded_card(order: KetamineOrder, a: Assessment, ctx: CardContext) -> C
     how = [w for w, flag in (("compounded", order.compounded), ("oral", order.oral),
                              ("sublingual", order.sublingual), ("at-home", order.at_home)) if flag]
     return Card(
-        kind="fda_warns",
+        kind=CardKind.FDA_WARNS,
         uuid=card_id,
         summary=_summary(f"{'/'.join(how).capitalize()} ketamine: FDA warns of risks outside monitored settings"),
         detail="\n".join([
@@ -304,10 +301,10 @@ def _cautions_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card | No
     for w in a.warnings:
         detail.append(f"- {w.text}")
         detail.extend(_evidence_lines(w.evidence))
-    caution_ids = [cid for cid in ContraindicationId if f"caution_{cid.value}" in {w.id for w in a.warnings}]
+    caution_ids = [w.contraindication for w in a.warnings if w.contraindication is not None]
     citation = policy.contraindications[caution_ids[0]].citation if caution_ids else None
     return Card(
-        kind="caution",
+        kind=CardKind.CAUTION,
         uuid=card_id,
         summary=_summary(f"Caution: {first.text}" + (f" (+{len(a.warnings) - 1} more)" if len(a.warnings) > 1
                                                      else "")),
@@ -355,11 +352,12 @@ def patient_view_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card |
 
 def _patient_view_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card | None:
     # Active therapy is decided once, by the rules (the "active_ketamine_therapy" warning).
-    active_therapy = [e.description for w in a.warnings if w.id == "active_ketamine_therapy" for e in w.evidence]
+    active_therapy = [e.description for w in a.warnings if w.id is WarningId.ACTIVE_KETAMINE_THERAPY
+                      for e in w.evidence]
     card_id = str(uuid.uuid4())
     if active_therapy:
         return Card(
-            kind="active",
+            kind=CardKind.ACTIVE_THERAPY,
             uuid=card_id,
             summary=_summary(f"Active {active_therapy[0]} therapy: REMS monitoring, BP before and ~40 min after"),
             detail="\n".join([
@@ -373,9 +371,9 @@ def _patient_view_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card 
             source=_source(None, cited_source("S3")),
             links=_link(ctx, a, card_id),
         )
-    if policy.patient_view_notify_trd and a.treatment_resistance.status.value == "met":
+    if policy.patient_view_notify_trd and a.treatment_resistance.status is Criterion.MET:
         return Card(
-            kind="treatment_resistant",
+            kind=CardKind.TREATMENT_RESISTANT,
             uuid=card_id,
             summary=_summary(f"Treatment-resistant depression: {a.treatment_resistance.failed_adequate_trials} "
                              "failed adequate antidepressant trials"),

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import UnknownCard
+from .models import CardKind, Indicator
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS issued_card (
     card_uuid TEXT PRIMARY KEY,
@@ -43,21 +46,13 @@ CREATE TABLE IF NOT EXISTS feedback (
 """
 
 
-class UnknownCard(Exception):
-    """Feedback names a card this service did not issue (to this client, from this service)."""
-
-    def __init__(self, card_uuid: str) -> None:
-        super().__init__("feedback for a card this service did not issue")
-        self.card_uuid = card_uuid
-
-
 @dataclass(frozen=True, slots=True)
 class IssuedCard:
     card_uuid: str
     service: str
     hook_instance: str
-    kind: str
-    indicator: str
+    kind: CardKind
+    indicator: Indicator
     suggestion_uuids: tuple[str, ...]
     issuer: str | None = None
 

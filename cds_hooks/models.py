@@ -48,6 +48,26 @@ class CdsRequest(_Wire):
         return self
 
 
+class Hook(StrEnum):
+    PATIENT_VIEW = "patient-view"
+    ORDER_SELECT = "order-select"
+    ORDER_SIGN = "order-sign"
+
+
+class CardKind(StrEnum):
+    """What concern a card speaks to (the feedback report groups by it; the EHR never sees it)."""
+
+    CONTRAINDICATED = "contraindicated"
+    WORK_UP_NEEDED = "work_up_needed"
+    NOT_INDICATED = "not_indicated"
+    CRITERIA_MET = "criteria_met"
+    FDA_WARNS = "fda_warns"
+    CAUTION = "caution"
+    ACTIVE_THERAPY = "active"
+    TREATMENT_RESISTANT = "treatment_resistant"
+    OTHER = "other"
+
+
 class Indicator(StrEnum):
     INFO = "info"
     WARNING = "warning"
@@ -89,7 +109,7 @@ class Link(BaseModel):
 
 class Card(BaseModel):
     # What concern the card speaks to, for the feedback report; never sent to the EHR.
-    kind: str = Field(default="other", exclude=True)
+    kind: CardKind = Field(default=CardKind.OTHER, exclude=True)
     uuid: str
     summary: str = Field(max_length=139)
     detail: str | None = None

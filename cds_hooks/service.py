@@ -26,16 +26,24 @@ from fhir_mapping import ClientSettings, KetamineOrder, ketamine_order
 from .audit import audit, patient_hash
 from .auth import JwtRejected, JwtVerifier, VerifiedCaller
 from .cards import CardContext, order_cards, patient_view_card
-from .errors import outcome_response, unauthorized
-from .feedback import FeedbackRecord, FeedbackStore, IssuedCard, UnknownCard
-from .models import CdsRequest, FeedbackRequest
+from .errors import (
+    BadRequest,
+    CdsError,
+    RequiredDataMissing,
+    Unauthorized,
+    UnknownCard,
+    UnknownService,
+    error_response,
+)
+from .feedback import FeedbackRecord, FeedbackStore, IssuedCard
+from .models import CdsRequest, FeedbackRequest, Hook
 from .prefetch import TEMPLATES, gather_patient_data
 
 
 @dataclass(frozen=True, slots=True)
 class ServiceDefinition:
     id: str
-    hook: str
+    hook: Hook
     title: str
     description: str
     usage_requirements: str
@@ -49,19 +57,19 @@ _USAGE = ("Grant read access to Patient, Condition, MedicationStatement, Medicat
           "AllergyIntolerance for the patient (prefetch or fhirAuthorization). Without Patient and Condition the "
           "service answers 412.")
 SERVICES: dict[str, ServiceDefinition] = {s.id: s for s in (
-    ServiceDefinition("ketamine-order-select", "order-select", "Ketamine/esketamine eligibility (order select)",
+    ServiceDefinition("ketamine-order-select", Hook.ORDER_SELECT, "Ketamine/esketamine eligibility (order select)",
                       "When a ketamine or esketamine order is selected: treatment-resistant depression, severity, "
                       "contraindications and missing work-up, as guidance cards.", _USAGE),
-    ServiceDefinition("ketamine-order-sign", "order-sign", "Ketamine/esketamine eligibility (order sign)",
+    ServiceDefinition("ketamine-order-sign", Hook.ORDER_SIGN, "Ketamine/esketamine eligibility (order sign)",
                       "When a ketamine or esketamine order is signed: the same checks on every draft order.", _USAGE),
-    ServiceDefinition("ketamine-patient-view", "patient-view", "Ketamine/esketamine monitoring reminders",
+    ServiceDefinition("ketamine-patient-view", Hook.PATIENT_VIEW, "Ketamine/esketamine monitoring reminders",
                       "Silent, except a monitoring reminder for active ketamine/esketamine therapy (and, when the "
                       "policy enables it, a note that treatment-resistant depression criteria are met).", _USAGE),
 )}
 _REQUIRED_CONTEXT = {
-    "patient-view": ("userId", "patientId"),
-    "order-select": ("userId", "patientId", "selections", "draftOrders"),
-    "order-sign": ("userId", "patientId", "draftOrders"),
+    Hook.PATIENT_VIEW: ("userId", "patientId"),
+    Hook.ORDER_SELECT: ("userId", "patientId", "selections", "draftOrders"),
+    Hook.ORDER_SIGN: ("userId", "patientId", "draftOrders"),
 }
 
 
@@ -88,21 +96,15 @@ class CdsOptions:
 _Body = TypeVar("_Body", CdsRequest, FeedbackRequest)
 
 
-class _BadRequest(Exception):
-    def __init__(self, status: int, code: str, diagnostics: str) -> None:
-        super().__init__(diagnostics)
-        self.status, self.code, self.diagnostics = status, code, diagnostics
-
-
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _BadRequest(413, "too-costly", f"request body over {limit} bytes")
+        raise BadRequest(413, "too-costly", f"request body over {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _BadRequest(413, "too-costly", f"request body over {limit} bytes")
+            raise BadRequest(413, "too-costly", f"request body over {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -135,11 +137,11 @@ def _json_depth_ok(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 
 def _json_body(body: bytes) -> Any:
     if not _json_depth_ok(body):
-        raise _BadRequest(400, "structure", f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+        raise BadRequest(400, "structure", f"request body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(body, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise _BadRequest(400, "structure", "request body is not valid JSON") from exc
+        raise BadRequest(400, "structure", "request body is not valid JSON") from exc
 
 
 def _no_constant(name: str) -> Any:
@@ -150,7 +152,7 @@ def _no_constant(name: str) -> Any:
 def _check_content_type(request: Request) -> None:
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media not in ("application/json", "application/fhir+json"):
-        raise _BadRequest(415, "not-supported", "Content-Type must be application/json")
+        raise BadRequest(415, "not-supported", "Content-Type must be application/json")
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -168,31 +170,31 @@ _FHIR_REFERENCE = re.compile(r"^[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}$")
 
 def _check_context(req: CdsRequest, service: ServiceDefinition) -> None:
     if req.hook != service.hook:
-        raise _BadRequest(400, "invalid", f"service {service.id} answers hook {service.hook}, not {req.hook}")
+        raise BadRequest(400, "invalid", f"service {service.id} answers hook {service.hook}, not {req.hook}")
     context = req.context
     missing = [f for f in _REQUIRED_CONTEXT[service.hook] if f not in context]
     if missing:
-        raise _BadRequest(400, "required", f"context is missing {', '.join(missing)}")
+        raise BadRequest(400, "required", f"context is missing {', '.join(missing)}")
     patient = context.get("patientId")
     if not isinstance(patient, str) or not _FHIR_ID.match(patient):
-        raise _BadRequest(400, "invalid", "context.patientId must be a FHIR id ([A-Za-z0-9-.]{1,64})")
+        raise BadRequest(400, "invalid", "context.patientId must be a FHIR id ([A-Za-z0-9-.]{1,64})")
     for name in ("encounterId", "appointmentId"):
         if name in context and context[name] is not None and (
                 not isinstance(context[name], str) or not _FHIR_ID.match(context[name])):
-            raise _BadRequest(400, "invalid", f"context.{name} must be a FHIR id")
+            raise BadRequest(400, "invalid", f"context.{name} must be a FHIR id")
     user = context.get("userId")
     if not isinstance(user, str) or not _FHIR_REFERENCE.match(user):
-        raise _BadRequest(400, "invalid", "context.userId must be a FHIR reference such as Practitioner/123")
-    if service.hook != "patient-view":
+        raise BadRequest(400, "invalid", "context.userId must be a FHIR reference such as Practitioner/123")
+    if service.hook is not Hook.PATIENT_VIEW:
         draft = context.get("draftOrders")
         if not isinstance(draft, dict) or draft.get("resourceType") != "Bundle":
-            raise _BadRequest(400, "invalid", "context.draftOrders must be a Bundle")
+            raise BadRequest(400, "invalid", "context.draftOrders must be a Bundle")
         if "entry" in draft and not isinstance(draft["entry"], list):
-            raise _BadRequest(400, "invalid", "context.draftOrders.entry must be an array")
-    if service.hook == "order-select":
+            raise BadRequest(400, "invalid", "context.draftOrders.entry must be an array")
+    if service.hook is Hook.ORDER_SELECT:
         selections = context.get("selections")
         if not isinstance(selections, list) or not all(isinstance(x, str) and len(x) <= 200 for x in selections):
-            raise _BadRequest(400, "invalid", "context.selections must be an array of references")
+            raise BadRequest(400, "invalid", "context.selections must be an array of references")
 
 
 def _ketamine_orders(req: CdsRequest) -> list[KetamineOrder]:
@@ -200,7 +202,7 @@ def _ketamine_orders(req: CdsRequest) -> list[KetamineOrder]:
     resources: list[dict[str, Any]] = [
         e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)
     ]
-    if req.hook == "order-select":
+    if req.hook == Hook.ORDER_SELECT:
         selected = {str(s) for s in req.context.get("selections") or []}
         resources = [r for r in resources if f"{r.get('resourceType')}/{r.get('id')}" in selected]
     return [o for r in resources if (o := ketamine_order(r)) is not None]
@@ -211,6 +213,15 @@ def _text_field(value: Any, key: str) -> str | None:
     return found[:500] if isinstance(found, str) and found else None
 
 
+async def handle_cds_error(request: Request, exc: Exception) -> Response:
+    """The one translation of the error tree (``errors.py``) into responses, with its audit line."""
+    assert isinstance(exc, CdsError)
+    event = {Unauthorized: "auth_rejected", UnknownCard: "feedback_refused"}.get(type(exc), "bad_request")
+    if not isinstance(exc, RequiredDataMissing):  # audited where it is decided, with the data gaps
+        audit(event, service=request.path_params.get("service_id"), path=request.url.path, **exc.audit_fields())
+    return error_response(exc)
+
+
 def build_router(options: CdsOptions) -> APIRouter:
     router = APIRouter()
 
@@ -219,27 +230,28 @@ def build_router(options: CdsOptions) -> APIRouter:
             return None
         return await options.verifier.verify(request.headers.get("authorization"), options.endpoint(path))
 
-    async def intake(request: Request, service_id: str, path: str,
-                     model: type[_Body]) -> tuple[VerifiedCaller | None, _Body] | Response:
-        """The caller's JWT, then the body within the size limit, parsed and validated; or the error response."""
+    async def intake(request: Request, service_id: str, path: str, model: type[_Body]) -> tuple[
+            VerifiedCaller | None, _Body]:
+        """The caller's JWT, then the body within the size limit, parsed and validated; raises a CdsError."""
         try:
             caller = await authenticate(request, path)
         except JwtRejected as exc:
-            audit("auth_rejected", service=service_id, path=path, reason=exc.reason)
-            return unauthorized()
+            raise Unauthorized(exc.reason) from exc
+        _check_content_type(request)
+        raw = _json_body(await _read_body(request, options.max_body_bytes))
         try:
-            _check_content_type(request)
-            raw = _json_body(await _read_body(request, options.max_body_bytes))
-            try:
-                body = model.model_validate(raw)
-            except ValidationError as exc:
-                raise _BadRequest(400, "invalid", _validation_message(exc)) from exc
-            if isinstance(body, CdsRequest):
-                _check_context(body, SERVICES[service_id])
-        except _BadRequest as exc:
-            audit("bad_request", service=service_id, path=path, status=exc.status, reason=exc.diagnostics[:200])
-            return outcome_response(exc.status, exc.code, exc.diagnostics)
+            body = model.model_validate(raw)
+        except ValidationError as exc:
+            raise BadRequest(400, "invalid", _validation_message(exc)) from exc
+        if isinstance(body, CdsRequest):
+            _check_context(body, SERVICES[service_id])
         return caller, body
+
+    def service_named(service_id: str) -> ServiceDefinition:
+        service = SERVICES.get(service_id)
+        if service is None:
+            raise UnknownService(f"no CDS service {service_id!r}")
+        return service
 
     @router.get("/cds-services", response_model=None)
     async def discovery(request: Request) -> Response | dict[str, Any]:
@@ -247,30 +259,20 @@ def build_router(options: CdsOptions) -> APIRouter:
             try:
                 await authenticate(request, "/cds-services")
             except JwtRejected as exc:
-                audit("auth_rejected", path="/cds-services", reason=exc.reason)
-                return unauthorized()
+                raise Unauthorized(exc.reason) from exc
         return {"services": [s.discovery() for s in SERVICES.values()]}
 
     @router.post("/cds-services/{service_id}", response_model=None)
     async def call_service(service_id: str, request: Request) -> Response:
         started = time.perf_counter()
-        service = SERVICES.get(service_id)
-        if service is None:
-            return outcome_response(404, "not-found", f"no CDS service {service_id!r}")
-        accepted = await intake(request, service_id, f"/cds-services/{service_id}", CdsRequest)
-        if isinstance(accepted, Response):
-            return accepted
-        caller, req = accepted
+        service = service_named(service_id)
+        caller, req = await intake(request, service_id, f"/cds-services/{service_id}", CdsRequest)
         return await _answer(options, service, req, caller, started)
 
     @router.post("/cds-services/{service_id}/feedback", response_model=None)
     async def feedback(service_id: str, request: Request) -> Response:
-        if service_id not in SERVICES:
-            return outcome_response(404, "not-found", f"no CDS service {service_id!r}")
-        accepted = await intake(request, service_id, f"/cds-services/{service_id}/feedback", FeedbackRequest)
-        if isinstance(accepted, Response):
-            return accepted
-        caller, body = accepted
+        service_named(service_id)
+        caller, body = await intake(request, service_id, f"/cds-services/{service_id}/feedback", FeedbackRequest)
         records = [
             FeedbackRecord(
                 card_uuid=item.card,
@@ -285,12 +287,7 @@ def build_router(options: CdsOptions) -> APIRouter:
             )
             for item in body.feedback
         ]
-        try:
-            await options.feedback.record_feedback(service_id, caller.issuer if caller else None, records)
-        except UnknownCard:
-            audit("feedback_refused", service=service_id, issuer=caller.issuer if caller else None,
-                  reason="unknown card")
-            return outcome_response(400, "not-found", "feedback names a card this service did not issue to you")
+        await options.feedback.record_feedback(service_id, caller.issuer if caller else None, records)
         audit("feedback", service=service_id, items=len(records), issuer=caller.issuer if caller else None)
         return JSONResponse({}, status_code=200)
 
@@ -305,7 +302,7 @@ async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsReque
         "tenant": caller.tenant if caller else None, "patient": patient_hash(patient_id, options.audit_salt),
     }
     orders: list[KetamineOrder] = []
-    if service.hook != "patient-view":
+    if service.hook is not Hook.PATIENT_VIEW:
         orders = _ketamine_orders(req)
         if not orders:
             audit("service_call", **log, verdict=None, cards=0,
@@ -324,7 +321,7 @@ async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsReque
     if missing:
         audit("service_call", **log, status=412, data_gaps=gaps,
               latency_ms=round((time.perf_counter() - started) * 1000, 1))
-        return outcome_response(412, "processing",
+        raise RequiredDataMissing(
                                 f"required data could not be obtained: {', '.join(missing)} "
                                 "(send it as prefetch or give fhirServer and fhirAuthorization)")
     as_of = options.today()
@@ -334,13 +331,13 @@ async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsReque
         encounter_id=req.context.get("encounterId"), orders=tuple(orders),
         smart_launch_url=options.smart_launch_url,
     )
-    if service.hook == "patient-view":
+    if service.hook is Hook.PATIENT_VIEW:
         card = patient_view_card(assessment, options.policy, ctx)
         cards = [card] if card else []
     else:
         cards = order_cards(assessment, options.policy, ctx)
     await options.feedback.record_cards([
-        IssuedCard(c.uuid, service.id, req.hookInstance, c.kind, c.indicator.value,
+        IssuedCard(c.uuid, service.id, req.hookInstance, c.kind, c.indicator,
                    tuple(s.uuid for s in c.suggestions or []), caller.issuer if caller else None)
         for c in cards
     ])

@@ -2,23 +2,28 @@
 
 from .assess import assess, assess_depression, assess_pool, assess_severity, contraindication_label
 from .contraindications import assess_contraindications
+from .dates import months_before
 from .model import (
     Adequacy,
+    AssessedCriterion,
     Assessment,
     ContraindicationFinding,
     ContraindicationId,
     Criterion,
     DepressionFinding,
     Evidence,
+    Mode,
     Outcome,
     Presence,
     Reason,
+    ReasonKind,
     Score,
     Severity,
     TreatmentResistance,
     TrialAssessment,
     Verdict,
     Warning,
+    WarningId,
     WorkupItem,
     WorkupKind,
 )
@@ -26,7 +31,6 @@ from .policy import (
     BP_CHART_DAYS,
     Citation,
     ContraindicationRule,
-    Mode,
     Policy,
     PolicyError,
     Source,
@@ -43,6 +47,7 @@ from .trials import assess_treatment_resistance, assess_trial
 __all__ = [
     "BP_CHART_DAYS",
     "Adequacy",
+    "AssessedCriterion",
     "Assessment",
     "Citation",
     "ContraindicationFinding",
@@ -57,6 +62,7 @@ __all__ = [
     "PolicyError",
     "Presence",
     "Reason",
+    "ReasonKind",
     "Score",
     "Severity",
     "Source",
@@ -65,6 +71,7 @@ __all__ = [
     "TrialAssessment",
     "Verdict",
     "Warning",
+    "WarningId",
     "WorkupItem",
     "WorkupKind",
     "assess",
@@ -80,5 +87,6 @@ __all__ = [
     "contraindication_label",
     "load_policy",
     "load_policy_file",
+    "months_before",
     "parse_policy",
 ]

@@ -7,29 +7,42 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fhir_mapping import ClinicalFacts, CodeSets, DataDomain, Gender, ObservationKind, ResourcePool, to_facts
+from fhir_mapping import (
+    ClinicalFacts,
+    CodeSets,
+    DataDomain,
+    Gender,
+    MedicationCategory,
+    ObservationKind,
+    ResourcePool,
+    to_facts,
+)
 
 from .contraindications import assess_contraindications, condition_evidence
 from .model import (
     Adequacy,
+    AssessedCriterion,
     Assessment,
     ContraindicationFinding,
     ContraindicationId,
     Criterion,
     DepressionFinding,
     Evidence,
+    Mode,
     Outcome,
     Presence,
     Reason,
+    ReasonKind,
     Score,
     Severity,
     TreatmentResistance,
     Verdict,
     Warning,
+    WarningId,
     WorkupItem,
     WorkupKind,
 )
-from .policy import Mode, Policy
+from .policy import Policy
 from .trials import assess_treatment_resistance
 
 
@@ -142,34 +155,95 @@ def _warnings(
     item9 = [s for s in facts.scores if s.kind is ObservationKind.PHQ9_ITEM9 and lo <= s.day <= as_of]
     if item9 and item9[-1].value > t.phq9_item9_warning_above:
         s = item9[-1]
-        warnings.append(Warning("suicide_risk_review",
+        warnings.append(Warning(WarningId.SUICIDE_RISK_REVIEW,
                                 f"PHQ-9 item 9 = {s.value:g} on {s.day.isoformat()}: suicide-risk review "
                                 "(e.g. C-SSRS) before proceeding",
                                 (Evidence(s.reference, f"PHQ-9 item 9 = {s.value:g}", s.day),)))
     for med in facts.other_medications:
         if not med.is_current(as_of):
             continue
-        if med.category in ("maoi", "psychostimulant"):
-            kind = "an MAOI" if med.category == "maoi" else "a psychostimulant"
-            warnings.append(Warning(f"bp_monitoring_{med.category}",
-                                    f"Current {med.name} ({kind}): monitor blood pressure closely",
+        if med.category in (MedicationCategory.MAOI, MedicationCategory.PSYCHOSTIMULANT):
+            maoi = med.category is MedicationCategory.MAOI
+            warnings.append(Warning(WarningId.BP_MONITORING_MAOI if maoi else WarningId.BP_MONITORING_PSYCHOSTIMULANT,
+                                    f"Current {med.name} ({'an MAOI' if maoi else 'a psychostimulant'}): monitor "
+                                    "blood pressure closely",
                                     (Evidence(med.evidence, med.name, med.start),)))
-        elif med.category == "ketamine":
-            warnings.append(Warning("active_ketamine_therapy",
+        elif med.category is MedicationCategory.KETAMINE:
+            warnings.append(Warning(WarningId.ACTIVE_KETAMINE_THERAPY,
                                     f"Active ketamine/esketamine therapy on record: {med.name}",
                                     (Evidence(med.evidence, med.name, med.start),)))
     if facts.patient is not None:
         age = facts.patient.age_on(as_of)
         if age is not None and age >= t.older_adult_age:
-            warnings.append(Warning("older_adult",
+            warnings.append(Warning(WarningId.OLDER_ADULT,
                                     f"Age {age} (>= {t.older_adult_age}): the esketamine label's starting dose "
                                     "for older adults is 28 mg"))
     for cid, finding in cis.items():
         if finding.status is Presence.PRESENT and policy.contraindications[cid].mode is Mode.CAUTION:
-            warnings.append(Warning(f"caution_{cid.value}",
+            warnings.append(Warning(WarningId.CAUTION,
                                     f"Caution: {contraindication_label(cid)} ({finding.explanation}); "
-                                    "weigh benefit against risk", finding.evidence))
+                                    "weigh benefit against risk", finding.evidence, cid))
     return warnings
+
+
+def _decide(
+    depression: DepressionFinding,
+    tr: TreatmentResistance,
+    severity: Severity,
+    cis: dict[ContraindicationId, ContraindicationFinding],
+    policy: Policy,
+) -> tuple[Verdict, list[Reason]]:
+    """The verdict and the reasons for it: an excluding contraindication, else a criterion not met, else anything
+    unknown, else candidate."""
+    reasons: list[Reason] = []
+    excluding = [cid for cid, f in cis.items()
+                 if f.status is Presence.PRESENT and policy.contraindications[cid].mode is Mode.EXCLUDE]
+    for cid in excluding:
+        reasons.append(Reason(ReasonKind.CONTRAINDICATION,
+                              f"{contraindication_label(cid).capitalize()}: {cis[cid].explanation}", cid))
+    if depression.status is Presence.ABSENT:
+        if depression.anxiety_evidence:
+            reasons.append(Reason(ReasonKind.ANXIETY_WITHOUT_DEPRESSION,
+                                  "Anxiety disorder without major depression: not an indication"))
+        else:
+            reasons.append(Reason(ReasonKind.DEPRESSION_ABSENT, "No active major depressive disorder on record"))
+    if tr.status is Criterion.NOT_MET:
+        reasons.append(Reason(ReasonKind.TREATMENT_RESISTANCE_NOT_MET, f"Not treatment-resistant: {tr.explanation}"))
+    if severity.status is Criterion.NOT_MET:
+        reasons.append(Reason(ReasonKind.SEVERITY_NOT_MET, f"Severity below threshold: {severity.explanation}"))
+    if excluding:
+        return Verdict.CONTRAINDICATED, reasons
+    if reasons:
+        return Verdict.NOT_INDICATED, reasons
+    unknowns = _unknowns(depression, tr, severity, cis)
+    if unknowns:
+        return Verdict.NEEDS_WORKUP, unknowns
+    return Verdict.CANDIDATE, [Reason(ReasonKind.CANDIDATE,
+                                      f"Major depression, {tr.failed_adequate_trials} failed adequate antidepressant "
+                                      f"trials, {severity.explanation}, no contraindication documented")]
+
+
+def _unknowns(
+    depression: DepressionFinding,
+    tr: TreatmentResistance,
+    severity: Severity,
+    cis: dict[ContraindicationId, ContraindicationFinding],
+) -> list[Reason]:
+    found: list[Reason] = []
+    if depression.status is Presence.UNKNOWN:
+        found.append(Reason(ReasonKind.UNKNOWN, "Depression diagnosis unknown: conditions could not be fetched",
+                            AssessedCriterion.DEPRESSION))
+    if tr.status is Criterion.UNKNOWN:
+        found.append(Reason(ReasonKind.UNKNOWN, f"Treatment resistance unknown: {tr.explanation}",
+                            AssessedCriterion.TREATMENT_RESISTANCE))
+    if severity.status is Criterion.UNKNOWN:
+        found.append(Reason(ReasonKind.UNKNOWN, f"Severity unknown: {severity.explanation}",
+                            AssessedCriterion.SEVERITY))
+    for cid, f in cis.items():
+        if f.status is Presence.UNKNOWN:
+            found.append(Reason(ReasonKind.UNKNOWN,
+                                f"{contraindication_label(cid).capitalize()} unknown: {f.explanation}", cid))
+    return found
 
 
 def assess(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Assessment:
@@ -177,50 +251,7 @@ def assess(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Assessment:
     tr = assess_treatment_resistance(facts, policy, as_of)
     severity = assess_severity(facts, policy, as_of)
     cis = assess_contraindications(facts, policy, as_of)
-
-    reasons: list[Reason] = []
-    excluding = [cid for cid, f in cis.items()
-                 if f.status is Presence.PRESENT and policy.contraindications[cid].mode is Mode.EXCLUDE]
-    for cid in excluding:
-        reasons.append(Reason(f"contraindication:{cid.value}",
-                              f"{contraindication_label(cid).capitalize()}: {cis[cid].explanation}"))
-    if depression.status is Presence.ABSENT:
-        if depression.anxiety_evidence:
-            reasons.append(Reason("anxiety_without_depression",
-                                  "Anxiety disorder without major depression: not an indication"))
-        else:
-            reasons.append(Reason("depression_absent", "No active major depressive disorder on record"))
-    if tr.status is Criterion.NOT_MET:
-        reasons.append(Reason("treatment_resistance_not_met", f"Not treatment-resistant: {tr.explanation}"))
-    if severity.status is Criterion.NOT_MET:
-        reasons.append(Reason("severity_not_met", f"Severity below threshold: {severity.explanation}"))
-
-    if excluding:
-        verdict = Verdict.CONTRAINDICATED
-    elif (depression.status is Presence.ABSENT or tr.status is Criterion.NOT_MET
-          or severity.status is Criterion.NOT_MET):
-        verdict = Verdict.NOT_INDICATED
-    else:
-        unknowns: list[Reason] = []
-        if depression.status is Presence.UNKNOWN:
-            unknowns.append(Reason("unknown:depression",
-                                   "Depression diagnosis unknown: conditions could not be fetched"))
-        if tr.status is Criterion.UNKNOWN:
-            unknowns.append(Reason("unknown:treatment_resistance", f"Treatment resistance unknown: {tr.explanation}"))
-        if severity.status is Criterion.UNKNOWN:
-            unknowns.append(Reason("unknown:severity", f"Severity unknown: {severity.explanation}"))
-        for cid, f in cis.items():
-            if f.status is Presence.UNKNOWN:
-                unknowns.append(Reason(f"unknown:{cid.value}",
-                                       f"{contraindication_label(cid).capitalize()} unknown: {f.explanation}"))
-        if unknowns:
-            verdict = Verdict.NEEDS_WORKUP
-            reasons.extend(unknowns)
-        else:
-            verdict = Verdict.CANDIDATE
-            reasons.append(Reason("candidate",
-                                  f"Major depression, {tr.failed_adequate_trials} failed adequate antidepressant "
-                                  f"trials, {severity.explanation}, no contraindication documented"))
+    verdict, reasons = _decide(depression, tr, severity, cis, policy)
     return Assessment(
         patient=f"Patient/{facts.patient_id or (facts.patient.id if facts.patient else 'unknown')}",
         as_of=as_of,

@@ -10,8 +10,10 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 
 from fhir_mapping import (
+    AllergyStatus,
     BloodPressureFact,
     ClinicalFacts,
+    ClinicalStatus,
     ConditionFact,
     DataDomain,
     FreeTextProblem,
@@ -42,7 +44,7 @@ def _finding(
 ) -> ContraindicationFinding:
     """Evidence found decides (present); else a gap or a record to confirm makes it unknown; else absent."""
     found = tuple(evidence)
-    mode = policy.contraindications[cid].mode.value
+    mode = policy.contraindications[cid].mode
     if found:
         return ContraindicationFinding(cid, Presence.PRESENT, mode, found, present_why or "documented")
     confirm = tuple(to_confirm)
@@ -75,7 +77,7 @@ def _active(facts: ClinicalFacts, concept: str) -> list[ConditionFact]:
 def _hypertension(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> ContraindicationFinding:
     t = policy.thresholds
     cid = _C.UNCONTROLLED_HYPERTENSION
-    mode = policy.contraindications[cid].mode.value
+    mode = policy.contraindications[cid].mode
     lo = as_of - dt.timedelta(days=t.bp_window_days)
     readings = [b for b in facts.blood_pressures if lo <= b.day <= as_of]
 
@@ -131,7 +133,7 @@ def _cardiovascular(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Con
         elif c.clinical_status.is_active and (c.recorded is None or c.recorded >= recent):
             undated.append(condition_evidence(c))
     if not evidence and undated:
-        mode = policy.contraindications[cid].mode.value
+        mode = policy.contraindications[cid].mode
         return ContraindicationFinding(cid, Presence.UNKNOWN, mode, tuple(undated),
                                        f"myocardial infarction without an onset date: was it within {days} days?")
     return _finding(cid, policy, evidence, facts.lacks(DataDomain.CONDITIONS),
@@ -170,7 +172,7 @@ def _pregnancy(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Contrain
     for c in facts.conditions:
         if "pregnancy" not in c.concepts or not c.clinical_status.is_active:
             continue
-        if c.clinical_status.value == "unspecified":
+        if c.clinical_status is ClinicalStatus.UNSPECIFIED:
             # No clinicalStatus: a pregnancy counts only while it can still be going on.
             day = c.onset or c.recorded
             if day is None or not lookback <= day <= as_of:
@@ -201,7 +203,7 @@ def _hypersensitivity(facts: ClinicalFacts, policy: Policy) -> ContraindicationF
     evidence = [
         Evidence(a.reference, f"allergy/intolerance: {a.substance} ({a.clinical_status})")
         for a in facts.allergies
-        if a.clinical_status not in ("inactive", "resolved")
+        if a.clinical_status is AllergyStatus.ACTIVE
     ]
     return _finding(_C.KETAMINE_HYPERSENSITIVITY, policy, evidence,
                     facts.lacks(DataDomain.ALLERGIES),

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from fhir_mapping import DrugClass, MatchMethod
+
 
 class Verdict(StrEnum):
     CANDIDATE = "candidate"
@@ -36,6 +38,41 @@ class ContraindicationId(StrEnum):
     SUBSTANCE_USE = "substance_use"
     PREGNANCY = "pregnancy"
     KETAMINE_HYPERSENSITIVITY = "ketamine_hypersensitivity"
+
+
+class Mode(StrEnum):
+    """What a present contraindication does under a policy: exclude (the verdict), or caution (a warning)."""
+
+    EXCLUDE = "exclude"
+    CAUTION = "caution"
+
+
+class AssessedCriterion(StrEnum):
+    """The indication criteria, as a reason's subject."""
+
+    DEPRESSION = "depression"
+    TREATMENT_RESISTANCE = "treatment_resistance"
+    SEVERITY = "severity"
+
+
+class ReasonKind(StrEnum):
+    CONTRAINDICATION = "contraindication"
+    ANXIETY_WITHOUT_DEPRESSION = "anxiety_without_depression"
+    DEPRESSION_ABSENT = "depression_absent"
+    TREATMENT_RESISTANCE_NOT_MET = "treatment_resistance_not_met"
+    SEVERITY_NOT_MET = "severity_not_met"
+    UNKNOWN = "unknown"
+    CANDIDATE = "candidate"
+
+
+class WarningId(StrEnum):
+    SUICIDE_RISK_REVIEW = "suicide_risk_review"
+    BP_MONITORING_MAOI = "bp_monitoring_maoi"
+    BP_MONITORING_PSYCHOSTIMULANT = "bp_monitoring_psychostimulant"
+    ACTIVE_KETAMINE_THERAPY = "active_ketamine_therapy"
+    OLDER_ADULT = "older_adult"
+    #: A contraindication the policy treats as a caution (``Warning.contraindication`` says which).
+    CAUTION = "caution"
 
 
 class Outcome(StrEnum):
@@ -69,8 +106,8 @@ class Score:
 @dataclass(frozen=True, slots=True)
 class TrialAssessment:
     ingredient: str
-    drug_class: str
-    match_method: str
+    drug_class: DrugClass
+    match_method: MatchMethod
     start: dt.date
     end: dt.date
     ongoing: bool
@@ -115,7 +152,7 @@ class Severity:
 class ContraindicationFinding:
     id: ContraindicationId
     status: Presence
-    mode: str
+    mode: Mode
     evidence: tuple[Evidence, ...]
     explanation: str
 
@@ -142,15 +179,29 @@ class WorkupItem:
 
 @dataclass(frozen=True, slots=True)
 class Warning:
-    id: str
+    id: WarningId
     text: str
     evidence: tuple[Evidence, ...] = ()
+    contraindication: ContraindicationId | None = None
+
+    @property
+    def code(self) -> str:
+        """The id of the JSON interface: ``caution_<contraindication>`` for a caution, else the id."""
+        if self.id is WarningId.CAUTION and self.contraindication is not None:
+            return f"caution_{self.contraindication.value}"
+        return self.id.value
 
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    code: str
+    kind: ReasonKind
     text: str
+    subject: ContraindicationId | AssessedCriterion | None = None
+
+    @property
+    def code(self) -> str:
+        """The code of the JSON interface: ``contraindication:<id>``, ``unknown:<criterion>``, or the kind."""
+        return f"{self.kind.value}:{self.subject.value}" if self.subject is not None else self.kind.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,22 +9,17 @@ from __future__ import annotations
 import datetime as dt
 import tomllib
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .model import ContraindicationId
+from .dates import months_before
+from .model import ContraindicationId, Mode
 
 
 class PolicyError(ValueError):
     """A policy file is missing, malformed, or leaves a threshold uncited."""
-
-
-class Mode(StrEnum):
-    EXCLUDE = "exclude"
-    CAUTION = "caution"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +87,6 @@ class Policy:
 
     def observation_horizon(self, as_of: dt.date) -> dt.date:
         """The earliest day any rule of this policy reads an Observation (a trial baseline at the lookback edge)."""
-        from .trials import months_before
-
         t = self.thresholds
         trial_edge = months_before(as_of, t.trial_lookback_months) - dt.timedelta(days=t.baseline_days_before_start)
         windows = (t.bp_window_days, t.severity_window_days, t.drug_screen_window_days, t.pregnancy_test_window_days)

@@ -6,19 +6,9 @@ import datetime as dt
 
 from fhir_mapping import ClinicalFacts, Course, DataDomain, ObservationKind
 
+from .dates import months_before
 from .model import Adequacy, Criterion, Outcome, Score, TreatmentResistance, TrialAssessment
 from .policy import Policy
-
-
-def months_before(day: dt.date, months: int) -> dt.date:
-    year, month = divmod(day.year * 12 + day.month - 1 - months, 12)
-    month += 1
-    for d in (day.day, 30, 29, 28):
-        try:
-            return dt.date(year, month, d)
-        except ValueError:
-            continue
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _union_days(intervals: list[tuple[dt.date, dt.date]]) -> int:
@@ -106,7 +96,7 @@ def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt
     return TrialAssessment(
         ingredient=course.ingredient,
         drug_class=course.drug_class,
-        match_method=course.match_method.value,
+        match_method=course.match_method,
         start=start,
         end=end,
         ongoing=course.ongoing,

@@ -16,6 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .facts import DrugClass
+
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
@@ -54,7 +56,7 @@ def icd10_key(code: str) -> str:
 class Antidepressant:
     ingredient: str
     rxcui: str
-    drug_class: str
+    drug_class: DrugClass
     maoi: bool
 
 
@@ -265,7 +267,8 @@ def _build(additions: dict[str, Any]) -> CodeSets:
                     observation_codes.setdefault(("LOINC", row["code"]), group)
 
     antidepressants = {
-        row["ingredient"]: Antidepressant(row["ingredient"], row["rxcui"], row["class"], row["maoi"] == "true")
+        row["ingredient"]: Antidepressant(row["ingredient"], row["rxcui"], DrugClass(row["class"]),
+                                        row["maoi"] == "true")
         for row in csv.DictReader(_data_text("antidepressants.csv").splitlines())
     }
     clinical_drugs = {

@@ -211,12 +211,51 @@ class FreeTextProblem:
 class AllergyFact:
     id: str
     substance: str
-    clinical_status: str
+    clinical_status: AllergyStatus
     verification_status: str
 
     @property
     def reference(self) -> str:
         return f"AllergyIntolerance/{self.id}"
+
+
+class DrugClass(StrEnum):
+    """Antidepressant classes of ``data/antidepressants.csv`` (clinical.md §2a)."""
+
+    SSRI = "SSRI"
+    SNRI = "SNRI"
+    TCA = "TCA"
+    TECA = "TeCA"
+    MAOI = "MAOI"
+    NDRI = "NDRI"
+    NASSA = "NaSSA"
+    SARI = "SARI"
+    SPARI = "SPARI"
+    MULTIMODAL = "multimodal"
+
+
+class MedicationCategory(StrEnum):
+    """Medications that matter to the rules besides the antidepressant trials."""
+
+    KETAMINE = "ketamine"
+    PSYCHOSTIMULANT = "psychostimulant"
+    MAOI = "maoi"
+
+
+class AllergyStatus(StrEnum):
+    """AllergyIntolerance.clinicalStatus (http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical)."""
+
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    RESOLVED = "resolved"
+
+    @classmethod
+    def of(cls, code: str) -> AllergyStatus:
+        # No status, or one we do not know: active (safety first).
+        try:
+            return cls(code)
+        except ValueError:
+            return cls.ACTIVE
 
 
 class MatchMethod(StrEnum):
@@ -258,7 +297,7 @@ class Course:
     """Successive records of one ingredient merged into one course of treatment."""
 
     ingredient: str
-    drug_class: str
+    drug_class: DrugClass
     match_method: MatchMethod
     segments: tuple[DoseSegment, ...]
 
@@ -286,7 +325,7 @@ class CurrentMedication:
     """A medication of interest for warnings (MAOI, psychostimulant) with its exposure."""
 
     name: str
-    category: str
+    category: MedicationCategory
     start: dt.date | None
     end: dt.date | None
     status: str

@@ -12,6 +12,7 @@ from .codesets import CodeSets, system_key
 from .dates import effective_day, parse_day
 from .facts import (
     AllergyFact,
+    AllergyStatus,
     BloodPressureFact,
     ClinicalFacts,
     ClinicalStatus,
@@ -468,7 +469,7 @@ def _allergies(
                 yield AllergyFact(
                     id=res["id"],
                     substance=substance,
-                    clinical_status=_status_code(res.get("clinicalStatus")) or "active",
+                    clinical_status=AllergyStatus.of(_status_code(res.get("clinicalStatus"))),
                     verification_status=verification or "unspecified",
                 )
                 break

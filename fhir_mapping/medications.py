@@ -24,8 +24,10 @@ from .facts import (
     DataGap,
     DoseSegment,
     DoseSource,
+    DrugClass,
     GapReason,
     MatchMethod,
+    MedicationCategory,
     ResourceType,
 )
 from .loading import ResourcePool
@@ -44,7 +46,7 @@ DEFAULT_MERGE_GAP_DAYS = 30
 @dataclass(frozen=True, slots=True)
 class _Identified:
     ingredient: str
-    drug_class: str
+    drug_class: DrugClass
     method: MatchMethod
     strength: Strength | None
 
@@ -112,15 +114,16 @@ def map_medications(
             continue
         start, end, length_known = _exposure(res, status)
         if ketamine:
-            other.append(CurrentMedication(label, "ketamine", start, end, status, evidence))
+            other.append(CurrentMedication(label, MedicationCategory.KETAMINE, start, end, status, evidence))
             continue
         if stimulant:
-            other.append(CurrentMedication(stimulant, "psychostimulant", start, end, status, evidence))
+            other.append(CurrentMedication(stimulant, MedicationCategory.PSYCHOSTIMULANT, start, end, status,
+                                           evidence))
             continue
         if ident is None or start is None:
             continue
-        if ident.drug_class == "MAOI":
-            other.append(CurrentMedication(ident.ingredient, "maoi", start, end, status, evidence))
+        if ident.drug_class is DrugClass.MAOI:
+            other.append(CurrentMedication(ident.ingredient, MedicationCategory.MAOI, start, end, status, evidence))
         dosages = res.get("dosage") if rtype == ResourceType.MEDICATION_STATEMENT else res.get("dosageInstruction")
         phases = dose_phases(dosages if isinstance(dosages, list) else [], ident.strength)
         if all(ph.dose.prn for ph in phases):

@@ -20,7 +20,16 @@ from fastapi.responses import JSONResponse, Response
 from joserfc.jwk import ECKey, RSAKey
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cds_hooks import CdsOptions, FeedbackStore, JwksCache, JwtVerifier, TrustedClient, build_router
+from cds_hooks import (
+    CdsError,
+    CdsOptions,
+    FeedbackStore,
+    JwksCache,
+    JwtVerifier,
+    TrustedClient,
+    build_router,
+    handle_cds_error,
+)
 from cds_hooks.errors import operation_outcome
 from eligibility import load_policy
 from fhir_mapping import CodeSets
@@ -160,6 +169,8 @@ def create_app(
         allow_headers=["Authorization", "Content-Type"],
         max_age=600,
     )
+
+    app.add_exception_handler(CdsError, handle_cds_error)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -6,6 +6,7 @@ import datetime as dt
 
 from fhir_mapping import (
     AllergyFact,
+    AllergyStatus,
     BloodPressureFact,
     ClinicalFacts,
     ClinicalStatus,
@@ -68,7 +69,7 @@ def hcg(day: int, positive: bool) -> LabResultFact:
 
 
 def allergy(status: str = "active") -> AllergyFact:
-    return AllergyFact("a1", "esketamine", status, "confirmed")
+    return AllergyFact("a1", "esketamine", AllergyStatus(status), "confirmed")
 
 
 def gap(rtype: ResourceType, reason: GapReason = GapReason.TIMEOUT, *domains: DataDomain) -> DataGap:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eligibility import Criterion, Presence, Verdict, assess, load_policy
+from eligibility import ContraindicationId, Criterion, Presence, Verdict, WarningId, assess, load_policy
 from fhir_mapping import ClinicalStatus, GapReason, ResourceType
 
 from .builders import AS_OF, bp, condition, course, gap, item9, phq9, trd_candidate
@@ -81,22 +81,24 @@ def test_label_policy_turns_psychosis_into_a_caution_but_keeps_aneurysm_absolute
     psychosis = trd_candidate(conditions=(condition("major_depression"), condition("psychosis", cid="c2")))
     a = assess(psychosis, label, AS_OF)
     assert a.verdict is Verdict.CANDIDATE
-    assert any(w.id == "caution_psychosis" for w in a.warnings)
+    assert any(w.id is WarningId.CAUTION and w.contraindication is ContraindicationId.PSYCHOSIS for w in a.warnings)
+    assert "caution_psychosis" in {w.code for w in a.warnings}  # the JSON interface keeps its ids
     aneurysm = trd_candidate(conditions=(condition("major_depression"), condition("aneurysm_or_avm", cid="c2")))
     assert assess(aneurysm, label, AS_OF).verdict is Verdict.CONTRAINDICATED
 
 
 def test_warnings_for_item9_current_maoi_and_age() -> None:
-    from fhir_mapping import CurrentMedication, Gender
+    from fhir_mapping import CurrentMedication, Gender, MedicationCategory
 
     from .builders import ago, patient
 
     facts = trd_candidate(
         patient=patient(Gender.MALE, born="1956-05-05"),
         scores=(*trd_candidate().scores, item9(12, 2)),
-        other_medications=(CurrentMedication("phenelzine", "maoi", ago(100), None, "active", "MedicationStatement/x"),
-                           CurrentMedication("methylphenidate", "psychostimulant", ago(400), ago(300), "completed",
-                                             "MedicationStatement/y")),
+        other_medications=(
+            CurrentMedication("phenelzine", MedicationCategory.MAOI, ago(100), None, "active", "MedicationStatement/x"),
+            CurrentMedication("methylphenidate", MedicationCategory.PSYCHOSTIMULANT, ago(400), ago(300), "completed",
+                              "MedicationStatement/y")),
     )
     ids = [w.id for w in assess(facts, DEFAULT, AS_OF).warnings]
     assert ids == ["suicide_risk_review", "bp_monitoring_maoi", "older_adult"]  # the stimulant ended long ago

@@ -7,7 +7,8 @@ import datetime as dt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eligibility.trials import _union_days, months_before
+from eligibility.dates import months_before
+from eligibility.trials import _union_days
 from fhir_mapping import Course, DoseSegment, DoseSource, MatchMethod
 from fhir_mapping.dates import parse_day
 

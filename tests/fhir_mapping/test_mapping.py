@@ -10,6 +10,7 @@ from fhir_mapping import (
     DoseSource,
     Gender,
     MatchMethod,
+    MedicationCategory,
     ObservationKind,
     ResourcePool,
     add_json,
@@ -179,7 +180,7 @@ def test_a_medication_is_current_from_its_start_to_its_end_inclusive() -> None:
 
     day = dt.date(2026, 11, 1)
     def med(start: dt.date | None, end: dt.date | None) -> CurrentMedication:
-        return CurrentMedication("x", "maoi", start, end, "active", "MedicationStatement/x")
+        return CurrentMedication("x", MedicationCategory.MAOI, start, end, "active", "MedicationStatement/x")
     assert med(day, None).is_current(day) and med(day - dt.timedelta(days=9), day).is_current(day)
     assert not med(day + dt.timedelta(days=1), None).is_current(day)
     assert not med(day - dt.timedelta(days=9), day - dt.timedelta(days=1)).is_current(day)
