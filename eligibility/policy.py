@@ -158,11 +158,30 @@ def load_policy_file(path: Path) -> Policy:
     return parse_policy(text, path.stem)
 
 
+def _merged(data: dict[str, Any], where: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A policy that ``extends`` another states only what differs: thresholds, contraindication rules, dose floors
+    and options override the base's one by one (so a shared citation is edited once, in the base)."""
+    base_id = data.get("extends")
+    if base_id is None:
+        return data
+    if not isinstance(base_id, str) or base_id not in available_policies():
+        raise PolicyError(f"{where}: extends unknown policy {base_id!r}")
+    if base_id in seen:
+        raise PolicyError(f"{where}: policies extend each other in a cycle ({' -> '.join((*seen, base_id))})")
+    base = _merged(tomllib.loads(_text(f"{base_id}.toml")), base_id, (*seen, base_id))
+    merged = {**base, **{k: v for k, v in data.items() if k not in ("extends", "thresholds", "contraindications",
+                                                                   "dose_floors_mg", "options")}}
+    for section in ("thresholds", "contraindications", "dose_floors_mg", "options"):
+        merged[section] = {**(base.get(section) or {}), **(data.get(section) or {})}
+    return merged
+
+
 def parse_policy(text: str, where: str) -> Policy:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{where}: not valid TOML ({exc})") from exc
+    data = _merged(data, where, (str(data.get("id") or where),))
     raw_thresholds = data.get("thresholds") or {}
     missing = [n for n in _THRESHOLD_NAMES if n not in raw_thresholds]
     if missing:

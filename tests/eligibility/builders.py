@@ -16,6 +16,7 @@ from fhir_mapping import (
     DataGap,
     DoseSegment,
     DoseSource,
+    DrugClass,
     GapReason,
     Gender,
     LabResultFact,
@@ -41,7 +42,7 @@ def condition(concept: str, *, status: ClinicalStatus = ClinicalStatus.ACTIVE, o
                          ago(recorded) if recorded is not None else None)
 
 
-def course(ingredient: str, start: int, end: int | None, mg: float | None, *, drug_class: str = "SSRI",
+def course(ingredient: str, start: int, end: int | None, mg: float | None, *, drug_class: DrugClass = DrugClass.SSRI,
            ev: str = "MedicationStatement/m1") -> Course:
     return Course(ingredient, drug_class, MatchMethod.RXNORM_INGREDIENT,
                   (DoseSegment(ago(start), ago(end) if end is not None else None, mg,
