@@ -112,27 +112,26 @@ async def _read_body(request: Request, limit: int) -> bytes:
 MAX_JSON_DEPTH = 64
 
 
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_INNERMOST_PAIR = re.compile(rb"\[\]|\{\}")
+
+
 def _json_depth_ok(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """True when no array or object nests deeper than ``limit`` (counted outside strings, before parsing: a body
-    nested thousands deep must not reach the recursive parser)."""
-    depth, in_string, escaped = 0, False, False
-    for byte in body:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            if depth > limit:
-                return False
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return True
+    """True when no array or object nests deeper than ``limit``, checked before parsing: a body nested thousands
+    deep must not reach the recursive parser (or the validators after it).
+
+    Escapes and strings are dropped, then everything but brackets; each pass removes the innermost pairs, so the
+    number of passes is the depth. It all runs in C (bytes methods, the regex engine): about 1x ``json.loads``.
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return True
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    shape = b"".join(unescaped.split(b'"')[::2]).translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        shape, removed = _INNERMOST_PAIR.subn(b"", shape)
+        if not shape or not removed:
+            return True  # balanced within the limit, or not JSON at all (the parser will say so)
+    return not shape
 
 
 def _json_body(body: bytes) -> Any:
