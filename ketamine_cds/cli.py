@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("sekmet") is None:
+        raise CliError("the demo needs its FHIR server: install the demo extra (pip install 'ketamine-cds[demo]')")
     from .demo import run_demo
 
     if not 0 < args.port < 65536:

@@ -7,9 +7,9 @@ authorization server, SEKMET FHIR server at /sandbox/fhir loaded with the synthe
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 import tempfile
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +18,21 @@ from fhir_mapping import read_path
 
 from .settings import CdsClientSettings, CdsSettings, Settings, SmartSettings
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "patients"
+# The demo's synthetic patients, as package data (in a checkout, a link to fixtures/patients).
+FIXTURES = Path(str(resources.files("ketamine_cds").joinpath("demo_patients")))
+#: The synthetic charts describe patients as of this day; the demo assesses them on it.
+DEMO_DAY = dt.date(2026, 11, 1)
+
+
+def demo_patients() -> list[Path]:
+    return sorted(p for p in FIXTURES.glob("[0-9]*.json") if not p.name.endswith(".expected.json"))
 
 
 def verdict_table(policy: Policy) -> str:
-    """Every bundled synthetic patient with the verdict the policy reaches (as of each fixture's date)."""
+    """Every bundled synthetic patient with the verdict the policy reaches on the demo's day."""
     rows = []
-    for bundle in sorted(FIXTURES.glob("[0-9]*.json")):
-        if bundle.name.endswith(".expected.json"):
-            continue
-        expected = json.loads(bundle.with_name(bundle.stem + ".expected.json").read_text())
-        a, _ = assess_pool(read_path(bundle), policy, dt.date.fromisoformat(expected["as_of"]))
+    for bundle in demo_patients():
+        a, _ = assess_pool(read_path(bundle), policy, DEMO_DAY)
         rows.append(f"  {bundle.stem:<42} {a.verdict.value}")
     return "\n".join(rows)
 
@@ -71,8 +75,8 @@ def run_demo(port: int) -> int:
     with tempfile.TemporaryDirectory(prefix="ketamine-cds-demo-") as tmp:
         base = f"http://127.0.0.1:{port}"
         # The fixtures describe patients as of 2026-11-01: assess them on that day so the demo tells their stories.
-        app = build_demo(port, Path(tmp), today=lambda: dt.date(2026, 11, 1))
-        count = sum(1 for p in FIXTURES.glob("[0-9]*.json") if not p.name.endswith(".expected.json"))
+        app = build_demo(port, Path(tmp), today=lambda: DEMO_DAY)
+        count = len(demo_patients())
         print(f"ketamine-cds demo: {count} synthetic patients "
               "(default policy, as of 2026-11-01):", file=sys.stderr)
         print(verdict_table(load_policy("default")), file=sys.stderr)
