@@ -15,7 +15,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,10 +40,6 @@ class TrustedClient:
     jwks_url: str | None = None
     jwks: dict[str, Any] | None = None
     tenant: str | None = None
-
-    @classmethod
-    def from_file(cls, issuer: str, path: Path, tenant: str | None = None) -> TrustedClient:
-        return cls(issuer=issuer, jwks=json.loads(path.read_text(encoding="utf-8")), tenant=tenant)
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,10 +134,6 @@ class FeedbackStore:
 
         await asyncio.to_thread(write)
 
-    def feedback_count(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
-
     def report(self, displays: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Accept / override counts by card kind and override reason (a code without display shown by ``displays``)."""
         with self._lock:

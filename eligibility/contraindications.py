@@ -16,7 +16,6 @@ from fhir_mapping import (
     ClinicalStatus,
     ConditionFact,
     DataDomain,
-    FreeTextProblem,
     Gender,
     ObservationKind,
 )
@@ -60,10 +59,6 @@ def _free_text(facts: ClinicalFacts, *concepts: str) -> list[Evidence]:
     """Problems named only in free text: a clinician must confirm them (issue #12)."""
     return [Evidence(p.reference, f"free-text problem '{p.text}' — confirm", p.day)
             for p in facts.free_text_problems if p.concept in concepts]
-
-
-def _text_problem(p: FreeTextProblem) -> Evidence:
-    return Evidence(p.reference, f"free-text problem '{p.text}' — confirm", p.day)
 
 
 def _history(facts: ClinicalFacts, concept: str) -> list[Evidence]:

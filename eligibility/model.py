@@ -165,7 +165,6 @@ class WorkupKind(StrEnum):
     TRIAL_RESPONSE = "trial_response"
     TRIAL_DOSE = "trial_dose"
     TRIAL_DURATION = "trial_duration"
-    MEDICATION_HISTORY = "medication_history"
     CONDITION_REVIEW = "condition_review"
     DATA = "data"
 

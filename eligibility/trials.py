@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fhir_mapping import ClinicalFacts, Course, DataDomain, ObservationKind
+from fhir_mapping import ClinicalFacts, Course, DataDomain, DoseSource, ObservationKind
 
 from .dates import months_before
 from .model import Adequacy, Criterion, Outcome, Score, TreatmentResistance, TrialAssessment
@@ -91,8 +91,10 @@ def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt
         outcome = Outcome.RESPONSE
     else:
         outcome = Outcome.NO_RESPONSE
-    if any(s.dose_source == "none" for s in course.segments) and doses:
+    if any(s.dose_source is DoseSource.NONE for s in course.segments) and doses:
         notes.append("some records carry no usable dose")
+    if any(s.frequency_assumed for s in course.segments):
+        notes.append("a dose without any frequency was read as once daily")
     return TrialAssessment(
         ingredient=course.ingredient,
         drug_class=course.drug_class,

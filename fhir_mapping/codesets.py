@@ -117,12 +117,6 @@ class CodeSets:
 
     # -- conditions -------------------------------------------------------------------------------------------
 
-    def concept_label(self, concept: str) -> str:
-        return self._concepts[concept].label
-
-    def concept_source(self, concept: str) -> str:
-        return self._concepts[concept].source
-
     def condition_concepts(self, system: str | None, code: str) -> frozenset[str]:
         key = system_key(system)
         if key is None or not code:

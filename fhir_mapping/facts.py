@@ -290,6 +290,8 @@ class DoseSegment:
     dose_source: DoseSource
     evidence: str
     length_known: bool = True
+    #: The record gives a dose but no frequency at all: read as once daily (most antidepressants are).
+    frequency_assumed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,7 +145,7 @@ def _segments(phases: list[Any], start: dt.date, end: dt.date | None, length_kno
             seg_end = end
         segments.append(DoseSegment(cursor, seg_end, phase.dose.mg,
                                     DoseSource.NONE if phase.dose.prn else phase.dose.source, evidence,
-                                    length_known))
+                                    length_known, phase.dose.frequency_assumed))
         if seg_end is None or (end is not None and seg_end >= end):
             break
         cursor = seg_end
@@ -302,7 +302,8 @@ def _documented(records: list[_Record]) -> list[_Record]:
         if not seg.length_known and i + 1 < len(records):
             following = records[i + 1].segment.start
             if following > seg.start:
-                seg = DoseSegment(seg.start, following, seg.daily_mg, seg.dose_source, seg.evidence, True)
+                seg = DoseSegment(seg.start, following, seg.daily_mg, seg.dose_source, seg.evidence, True,
+                                  seg.frequency_assumed)
         out.append(_Record(record.ident, seg))
     return out
 
