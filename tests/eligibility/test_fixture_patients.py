@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from eligibility import assess_pool, assessment_to_json, load_policy
+from eligibility import assess_pool, assessment_to_json, available_policies, load_policy
 from fhir_mapping import read_path
 
 from ..conftest import fixture_bundles
@@ -46,3 +46,18 @@ def test_fixtures_cover_every_verdict_and_contraindication() -> None:
                     if k.startswith("contraindications.") and k.endswith(".status") and v == "present"}
     assert verdicts == {"candidate", "needs_workup", "not_indicated", "contraindicated"}
     assert len(present) == 9
+
+
+APPROVED = Path(__file__).resolve().parents[2] / "fixtures" / "assessments"
+
+
+@pytest.mark.parametrize("policy_id", available_policies())
+@pytest.mark.parametrize("path", fixture_bundles(), ids=lambda p: p.stem)
+def test_the_whole_assessment_is_the_approved_one(path: Path, policy_id: str) -> None:
+    """Every field, evidence id, work-up item, warning and explanation, under every policy, as approved.
+
+    The approved files are written by ``fixtures/build_patients.py --approve`` after a deliberate change of the
+    rules and reviewed as a diff: a changed line is a changed answer to a clinician."""
+    approved = json.loads((APPROVED / policy_id / path.name).read_text())
+    a, _ = assess_pool(read_path(path), load_policy(policy_id), dt.date.fromisoformat(approved["as_of"]))
+    assert assessment_to_json(a) == approved

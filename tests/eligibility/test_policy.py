@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from eligibility import Mode, PolicyError, available_policies, load_policy, parse_policy
+from eligibility import ContraindicationId, Mode, PolicyError, available_policies, load_policy, parse_policy
 from eligibility.policy import _text
 
 
@@ -54,3 +56,104 @@ def test_a_missing_threshold_or_unknown_source_is_refused() -> None:
 def test_an_unknown_policy_id_is_a_clear_error() -> None:
     with pytest.raises(PolicyError, match="unknown policy 'nope'"):
         load_policy("nope")
+
+
+# -- What each shipped file says, parsed fresh (not through the cache) -------------------------------------------
+
+DEFAULT_VALUES = {
+    "severity_phq9_min": 10, "severity_window_days": 30, "trial_lookback_months": 24, "trial_min_weeks": 6,
+    "min_failed_trials": 2, "response_max_fraction": 0.5, "remission_below": 5, "baseline_days_before_start": 30,
+    "baseline_days_after_start": 7, "followup_days_after_end": 14, "course_merge_gap_days": 30,
+    "bp_window_days": 90, "bp_systolic_above": 140, "bp_diastolic_above": 90, "bp_severe_systolic": 180,
+    "bp_severe_diastolic": 110, "recent_mi_days": 42, "drug_screen_window_days": 90,
+    "pregnancy_test_window_days": 30, "pregnancy_lookback_days": 280, "older_adult_age": 65,
+    "phq9_item9_warning_above": 0,
+}
+
+
+@pytest.mark.parametrize("pid", ["default", "esketamine-us-label", "va-iv-ketamine"])
+def test_each_policy_file_parses_to_its_stated_values(pid: str) -> None:
+    import dataclasses
+
+    policy = parse_policy(_text(f"{pid}.toml"), pid)
+    expected = {**DEFAULT_VALUES, **({"severity_phq9_min": 15} if pid == "va-iv-ketamine" else {})}
+    assert dataclasses.asdict(policy.thresholds) == expected
+    assert policy.id == pid and policy.title and policy.summary and "\n" not in policy.summary
+    assert policy.product == {"default": "ketamine or esketamine", "esketamine-us-label": "esketamine",
+                              "va-iv-ketamine": "IV ketamine"}[pid]
+    assert policy.patient_view_notify_trd is False
+    cautions = {c.value for c, r in policy.contraindications.items() if r.mode is Mode.CAUTION}
+    assert cautions == ({"psychosis", "bipolar", "uncontrolled_hypertension", "cardiovascular_disease",
+                         "substance_use", "pregnancy"} if pid == "esketamine-us-label" else set())
+    assert set(policy.citations) == set(DEFAULT_VALUES)
+    assert policy.dose_floors_mg["sertraline"] == 50 and policy.dose_floors_mg["bupropion"] == 300
+    assert policy.dose_floor_citation.sources[0].id == "S39" and policy.dose_floor_citation.verified is False
+    assert policy.cite("severity_phq9_min").sources[0].id == ("S17" if pid == "va-iv-ketamine" else "S32")
+    label_note = policy.contraindications[next(iter(policy.contraindications))].citation.note
+    assert label_note  # every rule says why
+
+
+def test_a_derived_policy_states_only_what_differs_and_inherits_the_rest() -> None:
+    child = parse_policy('id = "mine"\nextends = "default"\ntitle = "Mine"\n'
+                         '[thresholds.severity_phq9_min]\nvalue = 12\nsource = ["local"]\n'
+                         '[contraindications.pregnancy]\nmode = "caution"\nsource = ["S1"]\n'
+                         '[dose_floors_mg]\nsertraline = 100\n[options]\npatient_view_notify_trd = true\n', "mine")
+    default = load_policy("default")
+    assert child.id == "mine" and child.title == "Mine" and child.summary == default.summary
+    assert child.thresholds.severity_phq9_min == 12 and child.thresholds.bp_window_days == 90
+    assert child.cite("severity_phq9_min").sources[0].id == "local"
+    assert child.cite("recent_mi_days") == default.cite("recent_mi_days")
+    assert child.contraindications[ContraindicationId.PREGNANCY].mode is Mode.CAUTION
+    assert child.contraindications[ContraindicationId.BIPOLAR].mode is Mode.EXCLUDE
+    assert child.dose_floors_mg["sertraline"] == 100 and child.dose_floors_mg["bupropion"] == 300
+    assert child.patient_view_notify_trd is True
+
+
+@pytest.mark.parametrize("text,message", [
+    ('extends = "nope"\n', "extends unknown policy 'nope'"),
+    ('extends = 3\n', "extends unknown policy 3"),
+    ("[thresholds\n", "not valid TOML"),
+])
+def test_bad_policy_files_are_refused_with_their_reason(text: str, message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        parse_policy(text, "bad")
+
+
+def test_a_threshold_value_must_be_a_number_and_a_mode_exclude_or_caution() -> None:
+    text = _text("default.toml")
+    with pytest.raises(PolicyError, match=r"broken thresholds.severity_phq9_min: value must be a number"):
+        parse_policy(text.replace("value = 10\n", 'value = "10"\n', 1), "broken")
+    with pytest.raises(PolicyError, match=r"broken thresholds.severity_phq9_min: value must be a number"):
+        parse_policy(text.replace("value = 10\n", "value = true\n", 1), "broken")
+    with pytest.raises(PolicyError, match=r"broken contraindications.psychosis: mode must be exclude or caution"):
+        parse_policy(text.replace('mode = "exclude"', 'mode = "maybe"', 1), "broken")
+    with pytest.raises(PolicyError, match=r"broken: contraindication psychosis has no rule"):
+        parse_policy(text.replace("[contraindications.psychosis]", "[contraindications.other]", 1), "broken")
+    with pytest.raises(PolicyError, match=r"broken thresholds.severity_phq9_min: no source cited"):
+        parse_policy(text.replace('source = ["S32"]', "source = []", 1), "broken")
+    with pytest.raises(PolicyError, match=r"broken thresholds.severity_phq9_min: no source cited"):
+        parse_policy(text.replace('source = ["S32"]', 'source = "S32"', 1), "broken")
+
+
+def test_a_site_policy_file_loads_by_path_and_names_itself_by_its_file(tmp_path: Path) -> None:
+    from eligibility import load_policy_file
+
+    path = tmp_path / "site.toml"
+    path.write_text(_text("default.toml").replace('id = "default"\n', ""))
+    assert load_policy_file(path).id == "site"
+    with pytest.raises(PolicyError, match="cannot read"):
+        load_policy_file(tmp_path / "missing.toml")
+
+
+def test_cited_sources_and_the_observation_horizon() -> None:
+    import datetime as dt
+
+    from eligibility import cited_source
+
+    assert cited_source("S1").id == "S1" and cited_source("S1").url.startswith("https://")
+    with pytest.raises(PolicyError, match="unknown source S0"):
+        cited_source("S0")
+    policy = load_policy("default")
+    as_of = dt.date(2026, 11, 1)
+    assert policy.observation_horizon(as_of) == dt.date(2024, 11, 1) - dt.timedelta(days=30)
+    assert policy.blood_pressure_horizon(as_of) == as_of - dt.timedelta(days=365)
