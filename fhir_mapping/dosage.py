@@ -66,11 +66,15 @@ def strength_in_name(name: str, ingredient: str, aliases: tuple[str, ...] = ()) 
         return None
     mg = float(m.group(1)) * _MASS_TO_MG[m.group(2).lower()]
     per = (m.group(4) or "").upper().replace(" ", "")
+    amount = float(m.group(3)) if m.group(3) else 1.0
+    if amount <= 0:
+        return None
     if per == "ML":
-        volume = float(m.group(3)) if m.group(3) else 1.0
-        return Strength(mg / volume, "ml") if volume > 0 else None
-    if per == "HR":
-        return Strength(mg * 24, "unit")  # a transdermal system delivers its hourly rate all day
+        return Strength(mg / amount, "ml")
+    if per in ("HR", "24HR"):
+        hours = 24.0 if per == "24HR" else amount
+        # A transdermal system delivers its rate all day: "0.25 MG/HR" is 6 mg a day, "6 MG/24 HR" 6 mg.
+        return Strength(mg * 24 / hours, "unit")
     return Strength(mg, "unit")
 
 
@@ -86,7 +90,7 @@ def strength_from_medication(medication: dict[str, Any], ingredient_matches: Any
         factor = _MASS_TO_MG.get(_unit(num))
         if factor is None or num.get("value") is None:
             continue
-        den_value = float(den.get("value") or 1)
+        den_value = float(den["value"]) if den.get("value") is not None else 1.0
         if den_value <= 0:
             continue
         mg = float(num["value"]) * factor / den_value

@@ -114,3 +114,157 @@ def test_property_text_dose_scales_with_units(count: int, strength: float, unit:
 def test_property_any_text_parses_without_error(text: str) -> None:
     result = parse_dosage_text(text, Strength(50))
     assert result.mg is None or result.mg >= 0
+
+
+# -- Strength, sources and schedules, pinned exactly (the mutation score of this module depends on them) --------
+
+from fhir_mapping import DoseSource  # noqa: E402
+from fhir_mapping.dosage import dose_phases, strength_from_medication  # noqa: E402
+
+
+@pytest.mark.parametrize("name,mg,per", [
+    ("sertraline 500 MCG tablet", 0.5, "unit"),
+    ("sertraline 1 G tablet", 1000, "unit"),
+    ("sertraline 20 MG/ML oral concentrate", 20, "ml"),
+    ("sertraline 100 MG / 5 ML solution", 20, "ml"),
+    ("selegiline 0.25 MG/HR transdermal", 6, "unit"),
+    ("selegiline 6 MG/24 HR transdermal", 6, "unit"),
+    ("selegiline 6 MG/24HR transdermal", 6, "unit"),
+    ("selegiline 3 MG/12 HR transdermal", 6, "unit"),
+    ("sertraline 50 mg", 50, "unit"),
+])
+def test_strength_units_and_denominators(name: str, mg: float, per: str) -> None:
+    ingredient = name.split()[0]
+    assert strength_in_name(name, ingredient) == Strength(pytest.approx(mg), per)  # type: ignore[arg-type]
+
+
+def test_a_zero_volume_denominator_gives_no_strength() -> None:
+    assert strength_in_name("sertraline 100 MG / 0 ML solution", "sertraline") is None
+
+
+def _medication(*ingredients: dict) -> dict:  # type: ignore[type-arg]
+    return {"resourceType": "Medication", "ingredient": list(ingredients)}
+
+
+def _ingredient(label: str, value: float | None, unit: str, per: float | None = 1, per_unit: str = "TAB") -> dict:  # type: ignore[type-arg]
+    ratio: dict = {"numerator": {"value": value, "unit": unit}}  # type: ignore[type-arg]
+    if per is not None:
+        ratio["denominator"] = {"value": per, "unit": per_unit}
+    return {"itemCodeableConcept": {"text": label, "coding": [{"display": label}]}, "strength": ratio}
+
+
+def test_strength_from_a_medication_resource() -> None:
+    def matches(label: str) -> bool:
+        return "sertraline" in label
+
+    med = _medication(_ingredient("lactose", 5, "mg"), _ingredient("sertraline", 100, "mg"))
+    assert strength_from_medication(med, matches) == Strength(100, "unit")
+    assert strength_from_medication(_medication(_ingredient("sertraline", 500, "mcg")), matches) == Strength(0.5)
+    assert strength_from_medication(_medication(_ingredient("sertraline", 100, "mg", 5, "mL")), matches) == \
+        Strength(20, "ml")
+    assert strength_from_medication(_medication(_ingredient("sertraline", 100, "mg", None)), matches) == \
+        Strength(100)
+    assert strength_from_medication(_medication(_ingredient("sertraline", 100, "mg", 0)), matches) is None
+    assert strength_from_medication(_medication(_ingredient("sertraline", None, "mg")), matches) is None
+    assert strength_from_medication(_medication(_ingredient("sertraline", 100, "tablet")), matches) is None
+    assert strength_from_medication(_medication(_ingredient("lactose", 100, "mg")), matches) is None
+    assert strength_from_medication({"resourceType": "Medication"}, matches) is None
+    coded = {"itemCodeableConcept": {"coding": [{"display": "sertraline hydrochloride"}]},
+             "strength": {"numerator": {"value": 50, "code": "mg"}, "denominator": {"value": 1}}}
+    assert strength_from_medication(_medication(coded), matches) == Strength(50)
+
+
+@pytest.mark.parametrize("dosage,source,mg", [
+    (dose(50, "mg"), DoseSource.STRUCTURED, 50),
+    (dose(1, "tablet"), DoseSource.STRUCTURED_UNITS_X_STRENGTH, 100),
+    (dose(5, "mL"), DoseSource.NONE, None),  # mL of a drug whose strength is per tablet: unknown
+    ({"text": "take 1 tablet daily"}, DoseSource.TEXT, 100),
+    ({"text": "take as directed"}, DoseSource.NONE, None),
+    ({}, DoseSource.NONE, None),
+])
+def test_where_the_dose_came_from(dosage: dict, source: DoseSource, mg: float | None) -> None:  # type: ignore[type-arg]
+    result = daily_dose([dosage], Strength(100))
+    assert (result.source, result.mg, result.prn, result.frequency_assumed) == (source, mg, False, False)
+    assert parse_dosage_text("take as directed", None).source is DoseSource.NONE
+
+
+def test_text_doses_report_their_source_and_prn() -> None:
+    assert parse_dosage_text("150 mg daily", None) == parse_dosage_text("150 mg once daily", None)
+    assert parse_dosage_text("150 mg daily", None).source is DoseSource.TEXT
+    prn = parse_dosage_text("1 tab daily as needed", Strength(10))
+    assert prn.prn and prn.mg is None and prn.source is DoseSource.NONE
+    assert parse_dosage_text("", Strength(10)).source is DoseSource.NONE and not parse_dosage_text("", None).prn
+    assert parse_dosage_text("5 mL daily", Strength(4, "ml")).mg == 20
+    assert parse_dosage_text("5 mL daily", Strength(4, "unit")).mg is None
+    assert parse_dosage_text("2 tablets daily", Strength(4, "ml")).mg is None
+    assert parse_dosage_text("0.3333333333 mg daily", None).mg == 0.333333
+
+
+def test_prn_everywhere_is_prn_and_a_scheduled_dose_beside_a_prn_one_counts() -> None:
+    assert daily_dose([dose(50, "mg", prn=True), {"text": "1 tab q6h prn", "asNeededBoolean": False}],
+                      Strength(50)).prn
+    mixed = daily_dose([dose(50, "mg"), dose(25, "mg", prn=True)], None)
+    assert mixed.mg == 50 and not mixed.prn
+    assert daily_dose([{"asNeededCodeableConcept": {"text": "anxiety"}, **dose(25, "mg")}], None).prn
+    assert not daily_dose([{**dose(25, "mg"), "asNeededBoolean": False}], None).prn
+
+
+@pytest.mark.parametrize("timing,per_day", [
+    ({"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}}, 2),
+    ({"repeat": {"frequency": 1, "period": 12, "periodUnit": "h"}}, 2),
+    ({"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}}, 1 / 7),
+    ({"repeat": {"period": 1, "periodUnit": "d", "when": ["MORN", "HS"]}}, 2),
+    ({"repeat": {"period": 2, "periodUnit": "d"}}, 0.5),
+    ({"repeat": {"frequency": 3}}, None),
+    ({"repeat": {"when": ["MORN", "MORN"]}}, 1),
+    ({"repeat": {"frequency": 1, "period": 0, "periodUnit": "d"}}, None),
+    ({"repeat": {"frequency": 1, "period": 1, "periodUnit": "fortnight"}}, None),
+    ({"repeat": {"frequency": True, "period": 1, "periodUnit": "d"}}, None),  # a boolean is no frequency
+    ({"code": {"coding": [{"code": "bid"}]}}, 2),
+    ({"code": {"coding": ["BID", {"code": "TID"}]}}, 3),
+    ({}, None),
+    (None, None),
+    ("BID", None),
+])
+def test_timing(timing: object, per_day: float | None) -> None:
+    result = doses_per_day(timing)  # type: ignore[arg-type]
+    assert result == (pytest.approx(per_day) if per_day is not None else None)
+
+
+def _step(seq: int, mg: float, **bounds: object) -> dict:  # type: ignore[type-arg]
+    repeat: dict = {"frequency": 1, "period": 1, "periodUnit": "d", **bounds}  # type: ignore[type-arg]
+    return {"sequence": seq, "doseAndRate": [{"doseQuantity": {"value": mg, "unit": "mg"}}],
+            "timing": {"repeat": repeat}}
+
+
+def test_taper_steps_by_bounds_period_and_duration() -> None:
+    by_period = dose_phases([_step(1, 25, boundsPeriod={"start": "2026-01-01", "end": "2026-01-15"}),
+                             _step(2, 50)], None)
+    assert [(p.dose.mg, p.days) for p in by_period] == [(25, 14), (50, None)]
+    by_weeks = dose_phases([_step(1, 25, boundsDuration={"value": 2, "unit": "wk", "code": "wk"}), _step(2, 50)],
+                           None)
+    assert [(p.dose.mg, p.days) for p in by_weeks] == [(25, 14), (50, None)]
+    backwards = dose_phases([_step(1, 25, boundsPeriod={"start": "2026-01-15", "end": "2026-01-01"}),
+                             _step(2, 50)], None)
+    assert [(p.dose.mg, p.days) for p in backwards] == [(25, None)]  # no usable length: the lowest step
+    unknown_step = dose_phases([_step(1, 25, boundsDuration={"value": 7, "code": "d"}),
+                                {"sequence": 2, "text": "as directed"}], None)
+    assert [(p.dose.mg, p.days) for p in unknown_step] == [(25, 7), (None, None)]
+    lowest_unknown = dose_phases([_step(1, 25), {"sequence": 2, "text": "as directed"}], None)
+    assert [(p.dose.mg, p.days) for p in lowest_unknown] == [(None, None)]
+    assert [(p.dose.mg, p.days) for p in dose_phases([_step(1, 25), _step(1, 50)], None)] == [(75, None)]
+
+
+def test_text_tapers_in_weeks_and_without_lengths() -> None:
+    weeks = dose_phases([{"text": "1 tablet daily for 2 weeks then 2 tablets daily"}], Strength(50))
+    assert [(p.dose.mg, p.days) for p in weeks] == [(50, 14), (100, None)]
+    no_length = dose_phases([{"text": "1 tablet daily, then 2 tablets daily"}], Strength(50))
+    assert [(p.dose.mg, p.days) for p in no_length] == [(50, None)]
+    structured = dose_phases([{**dose(1, "tablet"), "text": "1 tab daily for 7 days then 2 tabs"}], Strength(50))
+    assert [(p.dose.mg, p.days) for p in structured] == [(50, None)]  # a structured dose is not re-read from text
+    with_timing = dose_phases([{"text": "1 tab daily for 7 days then 2 tabs daily",
+                                "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}}],
+                              Strength(50))
+    assert len(with_timing) == 1
+    patient_text = dose_phases([{"patientInstruction": "Take 1 tablet twice daily"}], Strength(50))
+    assert [(p.dose.mg, p.days) for p in patient_text] == [(100, None)]
