@@ -61,3 +61,17 @@ def test_the_whole_assessment_is_the_approved_one(path: Path, policy_id: str) ->
     approved = json.loads((APPROVED / policy_id / path.name).read_text())
     a, _ = assess_pool(read_path(path), load_policy(policy_id), dt.date.fromisoformat(approved["as_of"]))
     assert assessment_to_json(a) == approved
+
+
+@pytest.mark.parametrize("path", fixture_bundles(), ids=lambda p: p.stem)
+def test_what_the_clinician_sees_when_each_search_fails_is_the_approved_answer(path: Path) -> None:
+    """Each fixture with one data domain's search failed: the unknowns, their explanations and the work-up, as
+    approved (``fixtures/assessments/degraded``)."""
+    import sys
+
+    sys.path.insert(0, str(APPROVED.parents[1]))
+    from fixtures.build_patients import assess_with_gap
+
+    approved = json.loads((APPROVED / "degraded" / path.name).read_text())
+    for domain, answer in approved.items():
+        assert assessment_to_json(assess_with_gap(path, domain)) == answer, domain

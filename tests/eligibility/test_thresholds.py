@@ -236,3 +236,46 @@ def test_pregnancy_lookback_days(policy: Policy) -> None:
     assert status(days + 1) is Presence.ABSENT
 
 
+
+
+def test_records_dated_on_the_day_of_assessment_count_and_later_ones_do_not(policy: Policy) -> None:
+    t = policy.thresholds
+    assert severity(policy, t.severity_phq9_min, day=0) is Criterion.MET
+    assert severity(policy, t.severity_phq9_min, day=-1) is Criterion.UNKNOWN  # a future PHQ-9 is not on record
+    assert bp_status(policy, (0, 200, 120)) is Presence.PRESENT
+    assert bp_status(policy, (-1, 200, 120)) is Presence.UNKNOWN
+
+    def ci(cid: ContraindicationId, **changes: object) -> Presence:
+        return assess_contraindications(trd_candidate(**changes), policy, AS_OF)[cid].status
+
+    assert ci(C.SUBSTANCE_USE, lab_results=(screen(0, True),)) is Presence.PRESENT
+    assert ci(C.SUBSTANCE_USE, lab_results=(screen(-1, True),)) is Presence.ABSENT
+    assert ci(C.PREGNANCY, lab_results=(hcg(0, True),)) is Presence.PRESENT
+    assert ci(C.PREGNANCY, lab_results=(hcg(-1, True),)) is Presence.ABSENT
+    mi_today = condition("myocardial_infarction", status=ClinicalStatus.RESOLVED, onset=0, cid="mi")
+    assert ci(C.CARDIOVASCULAR_DISEASE, conditions=(condition("major_depression"), mi_today)) is Presence.PRESENT
+    mi_later = condition("myocardial_infarction", status=ClinicalStatus.RESOLVED, onset=-1, cid="mi")
+    assert ci(C.CARDIOVASCULAR_DISEASE, conditions=(condition("major_depression"), mi_later)) is Presence.ABSENT
+    warned = {w.id for w in assess(trd_candidate(scores=(*trd_candidate().scores, item9(0, 3))), policy,
+                                   AS_OF).warnings}
+    assert WarningId.SUICIDE_RISK_REVIEW in warned
+
+
+def test_a_trial_starting_today_is_on_record_with_no_weeks_yet(policy: Policy) -> None:
+    facts = trd_candidate(courses=(course("sertraline", 0, None, 150),))
+    (today,) = assess(facts, policy, AS_OF).treatment_resistance.trials
+    assert today.start == AS_OF and today.weeks_total == 0 and today.adequacy is Adequacy.INADEQUATE
+    later = trd_candidate(courses=(course("sertraline", -5, None, 150),))
+    assert assess(later, policy, AS_OF).treatment_resistance.trials == ()
+
+
+def test_overlapping_and_touching_segments_count_once(policy: Policy) -> None:
+    def weeks(*spans: tuple[int, int]) -> float:
+        segs = tuple(DoseSegment(ago(a), ago(b), 150, DoseSource.STRUCTURED, f"MedicationStatement/{a}")
+                     for a, b in spans)
+        c = Course("sertraline", course("x", 1, 0, 1).drug_class, course("x", 1, 0, 1).match_method, segs)
+        return trial(policy, c).weeks_total  # type: ignore[attr-defined,no-any-return]
+
+    assert weeks((300, 230), (230, 160)) == 20  # touching: 140 days
+    assert weeks((300, 200), (250, 160)) == 20  # overlapping: still 140 days
+    assert weeks((300, 230), (229, 160)) == round(139 / 7, 1)  # a day apart: the day between is not exposure
