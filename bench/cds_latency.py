@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +141,9 @@ def start(cmd: list[str], url: str, cwd: Path, env: dict[str, str] | None = None
     raise RuntimeError(f"{cmd[0]} did not start")
 
 
-async def over_http(keys: Keys, total: int, concurrency: int = 4) -> None:
+@contextlib.contextmanager
+def serving_cds(keys: Keys) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``ketamine-cds serve`` in its own process on 127.0.0.1: (base URL, process)."""
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -147,38 +151,45 @@ async def over_http(keys: Keys, total: int, concurrency: int = 4) -> None:
         proc = start([exe, "serve", "--config", str(config(Path(tmp), base, keys)), "--port", str(port)],
                      base + "/cds-services", Path(tmp))
         try:
-            raw = json.dumps(hook_request("01")).encode()
-            tokens = [keys.token(base + SIGN) for _ in range(total)]
-            times: list[float] = []
-            errors = 0
-            queue: asyncio.Queue[str] = asyncio.Queue()
-            for t in tokens:
-                queue.put_nowait(t)
-
-            async def worker() -> None:
-                nonlocal errors
-                async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-                    while not queue.empty():
-                        token = queue.get_nowait()
-                        t0 = time.perf_counter()
-                        try:
-                            r = await client.post(SIGN, content=raw, headers={"Authorization": f"Bearer {token}",
-                                                                              "Content-Type": "application/json"})
-                            ok = r.status_code == 200 and r.json()["cards"]
-                        except httpx.HTTPError:
-                            ok = False
-                        times.append((time.perf_counter() - t0) * 1000)
-                        errors += 0 if ok else 1
-
-            started = time.perf_counter()
-            await asyncio.gather(*[worker() for _ in range(concurrency)])
-            wall = time.perf_counter() - started
-            print(f"  {total} requests, {concurrency} concurrent clients, {total / wall:.0f} req/s: "
-                  f"p50 {pct(times, 50):.1f} ms, p95 {pct(times, 95):.1f} ms, p99 {pct(times, 99):.1f} ms, "
-                  f"errors {errors} (goal p95 <= 100 ms, 0 errors)")
+            yield base, proc
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+async def post_signs(base: str, tokens: list[str], concurrency: int, deadline: float = float("inf")) -> tuple[
+        list[float], int, float]:
+    """``concurrency`` clients post order-sign (fixture 01), one pre-made token each, until the tokens or the
+    deadline run out: (latencies in ms, errors, wall time in s)."""
+    raw = json.dumps(hook_request("01")).encode()
+    times: list[float] = []
+    errors = 0
+
+    async def worker() -> None:
+        nonlocal errors
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            while tokens and time.perf_counter() < deadline:
+                token = tokens.pop()
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post(SIGN, content=raw, headers=JSON | {"Authorization": f"Bearer {token}"})
+                    ok = r.status_code == 200 and r.json()["cards"]
+                except httpx.HTTPError:
+                    ok = False
+                times.append((time.perf_counter() - t0) * 1000)
+                errors += 0 if ok else 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    return times, errors, time.perf_counter() - started
+
+
+async def over_http(keys: Keys, total: int, concurrency: int = 4) -> None:
+    with serving_cds(keys) as (base, _):
+        times, errors, wall = await post_signs(base, [keys.token(base + SIGN) for _ in range(total)], concurrency)
+        print(f"  {total} requests, {concurrency} concurrent clients, {total / wall:.0f} req/s: "
+              f"p50 {pct(times, 50):.1f} ms, p95 {pct(times, 95):.1f} ms, p99 {pct(times, 99):.1f} ms, "
+              f"errors {errors} (goal p95 <= 100 ms, 0 errors)")
 
 
 def rss_mb(pid: int) -> float:
@@ -190,46 +201,15 @@ def rss_mb(pid: int) -> float:
 
 async def load(keys: Keys, seconds: float, concurrency: int = 16) -> None:
     """Sustained load: ``concurrency`` clients for ``seconds`` over HTTP; errors, percentiles, the server's RSS."""
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        exe = str(Path(sys.executable).with_name("ketamine-cds"))
-        proc = start([exe, "serve", "--config", str(config(Path(tmp), base, keys)), "--port", str(port)],
-                     base + "/cds-services", Path(tmp))
-        try:
-            raw = json.dumps(hook_request("01")).encode()
-            # Tokens are made before the clock starts (signing is the client's work, not the service's).
-            tokens = [keys.token(base + SIGN) for _ in range(int(seconds * 450))]
-            rss_before = rss_mb(proc.pid)
-            times: list[float] = []
-            errors = 0
-            deadline = time.perf_counter() + seconds
-
-            async def worker() -> None:
-                nonlocal errors
-                async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-                    while time.perf_counter() < deadline and tokens:
-                        token = tokens.pop()
-                        t0 = time.perf_counter()
-                        try:
-                            r = await client.post(SIGN, content=raw, headers=JSON | {
-                                "Authorization": f"Bearer {token}"})
-                            ok = r.status_code == 200 and r.json()["cards"]
-                        except httpx.HTTPError:
-                            ok = False
-                        times.append((time.perf_counter() - t0) * 1000)
-                        errors += 0 if ok else 1
-
-            started = time.perf_counter()
-            await asyncio.gather(*[worker() for _ in range(concurrency)])
-            wall = time.perf_counter() - started
-            print(f"  {concurrency} concurrent clients for {wall:.0f} s: {len(times)} requests, "
-                  f"{len(times) / wall:.0f} req/s, errors {errors}; p50 {pct(times, 50):.1f} ms, "
-                  f"p95 {pct(times, 95):.1f} ms, p99 {pct(times, 99):.1f} ms; server RSS {rss_before:.0f} MB before, "
-                  f"{rss_mb(proc.pid):.0f} MB after" + ("" if tokens else " (ran out of pre-made tokens)"))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with serving_cds(keys) as (base, proc):
+        # Tokens are made before the clock starts (signing is the client's work, not the service's).
+        tokens = [keys.token(base + SIGN) for _ in range(int(seconds * 450))]
+        rss_before = rss_mb(proc.pid)
+        times, errors, wall = await post_signs(base, tokens, concurrency, time.perf_counter() + seconds)
+        print(f"  {concurrency} concurrent clients for {wall:.0f} s: {len(times)} requests, "
+              f"{len(times) / wall:.0f} req/s, errors {errors}; p50 {pct(times, 50):.1f} ms, "
+              f"p95 {pct(times, 95):.1f} ms, p99 {pct(times, 99):.1f} ms; server RSS {rss_before:.0f} MB before, "
+              f"{rss_mb(proc.pid):.0f} MB after" + ("" if tokens else " (ran out of pre-made tokens)"))
 
 
 async def no_prefetch(keys: Keys, runs: int) -> None:

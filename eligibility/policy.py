@@ -169,8 +169,8 @@ def _merged(data: dict[str, Any], where: str, seen: tuple[str, ...] = ()) -> dic
     if base_id in seen:
         raise PolicyError(f"{where}: policies extend each other in a cycle ({' -> '.join((*seen, base_id))})")
     base = _merged(tomllib.loads(_text(f"{base_id}.toml")), base_id, (*seen, base_id))
-    merged = {**base, **{k: v for k, v in data.items() if k not in ("extends", "thresholds", "contraindications",
-                                                                   "dose_floors_mg", "options")}}
+    merged = {**base, **data}
+    del merged["extends"]
     for section in ("thresholds", "contraindications", "dose_floors_mg", "options"):
         merged[section] = {**(base.get(section) or {}), **(data.get(section) or {})}
     return merged

@@ -79,7 +79,8 @@ def assessment_to_json(a: Assessment) -> dict[str, Any]:
         },
         "workup": [{"kind": w.kind.value, "text": w.text, "required": w.required} for w in a.workup],
         "warnings": [
-            {"id": w.code, "text": w.text, "evidence": [e.reference for e in w.evidence]} for w in a.warnings
+            {"id": w.code, "text": w.text, "evidence": [e.reference for e in w.evidence],
+             "details": [_evidence(e) for e in w.evidence]} for w in a.warnings
         ],
         "data_gaps": list(a.data_gaps),
         "skipped_entries": list(a.skipped_entries),

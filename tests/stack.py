@@ -45,6 +45,24 @@ class Stack:
 
 
 @contextmanager
+def serving(app: Any, port: int, **config: Any) -> Iterator[uvicorn.Server]:
+    """Serve an ASGI app with uvicorn in a thread on 127.0.0.1 until the block ends (``config``: ssl files …)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                           **config))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@contextmanager
 def running_stack(work: Path, *, client: SandboxClient | None = None, configure: Any = None,
                   **sandbox_options: Any) -> Iterator[Stack]:
     port = free_port()
@@ -58,18 +76,10 @@ def running_stack(work: Path, *, client: SandboxClient | None = None, configure:
         configure(settings)
     app = create_app(settings, sandbox=sandbox.app, on_startup=[sandbox.load_fixtures], today=lambda: TODAY,
                      configure_logging=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the stack did not start"
-        time.sleep(0.05)
     try:
-        yield Stack(base, app, sandbox, settings)
+        with serving(app, port):
+            yield Stack(base, app, sandbox, settings)
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
         app.state.feedback.close()
 
 

@@ -4,20 +4,18 @@ blood-pressure chart show the fixture's numbers. A screenshot of the review page
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ..stack import Stack, running_stack
+from .chromium import launch, needs_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not CHROMIUM.exists() and not shutil.which("chromium"),
-                       reason="Debian chromium is not installed (.ci/run installs it)"),
+    needs_chromium,
 ]
 
 
@@ -32,10 +30,7 @@ def test_ehr_launch_in_the_chart_iframe_renders_the_review(stack: Stack) -> None
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = launch(p)
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1100})
             page = context.new_page()

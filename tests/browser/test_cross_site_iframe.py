@@ -4,19 +4,13 @@ cookie is third-party there; Chromium keeps it only when it is Partitioned (CHIP
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import shutil
 import ssl
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from starlette.responses import Response
 
 from ehr_sandbox import Sandbox, SandboxClient, SandboxConfig
@@ -26,13 +20,13 @@ from ketamine_cds.settings import CdsClientSettings, CdsSettings, Settings, Smar
 from smart_app import routes
 
 from ..conftest import free_port
+from ..stack import serving
 from ..tls import self_signed
+from .chromium import launch, needs_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not CHROMIUM.exists() and not shutil.which("chromium"),
-                       reason="Debian chromium is not installed (.ci/run installs it)"),
+    needs_chromium,
 ]
 
 
@@ -60,19 +54,10 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
     http = httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(cert)), timeout=20)
     app = create_app(settings, sandbox=sandbox.app, on_startup=[sandbox.load_fixtures], http=http,
                      today=lambda: dt.date(2026, 11, 1), configure_logging=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, ssl_certfile=str(cert),
-                                           ssl_keyfile=str(key), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the https stack did not start"
-        time.sleep(0.05)
     try:
-        yield Sites(ehr, app_base)
+        with serving(app, port, ssl_certfile=str(cert), ssl_keyfile=str(key)):
+            yield Sites(ehr, app_base)
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
         app.state.feedback.close()
 
 
@@ -81,10 +66,7 @@ def _launch_in_chart(sites: Sites) -> str:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = launch(p)
         try:
             context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 1000})
             page = context.new_page()
