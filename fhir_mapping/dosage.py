@@ -58,24 +58,23 @@ def strength_in_name(name: str, ingredient: str, aliases: tuple[str, ...] = ()) 
     names = "|".join(re.escape(n) for n in (ingredient, *aliases) if n)
     pattern = re.compile(
         rf"\b(?:{names})(?:\s+(?:\([^()\d]*\)|\[[^\[\]\d]*\]|[a-z][a-z.\-]*)){{0,4}}\s*[,:]?\s+{_NUM}\s*"
-        rf"(MG|MCG|G)\b(?:\s*/\s*(?:{_NUM}\s*)?(ML|HR|24\s*HR))?",
+        rf"(MG|MCG|G)\b(?:\s*/\s*(?:{_NUM}\s*)?(ML|HR))?",
         re.I,
     )
     m = pattern.search(name)
     if not m:
         return None
     mg = float(m.group(1)) * _MASS_TO_MG[m.group(2).lower()]
-    per = (m.group(4) or "").upper().replace(" ", "")
+    per = (m.group(4) or "").upper()
     amount = float(m.group(3)) if m.group(3) else 1.0
     if amount <= 0:
         return None
     if per == "ML":
         return Strength(mg / amount, "ml")
-    if per in ("HR", "24HR"):
-        hours = 24.0 if per == "24HR" else amount
+    if per == "HR":
         # A transdermal system delivers its rate all day: "0.25 MG/HR" is 6 mg a day, "6 MG/24 HR" 6 mg.
-        return Strength(mg * 24 / hours, "unit")
-    return Strength(mg, "unit")
+        return Strength(mg * 24 / amount)
+    return Strength(mg)
 
 
 def strength_from_medication(medication: dict[str, Any], ingredient_matches: Any) -> Strength | None:

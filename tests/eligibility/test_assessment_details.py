@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 
 from eligibility import (
+    Adequacy,
     ContraindicationId,
     Evidence,
     Presence,
@@ -263,3 +264,24 @@ def test_the_observation_horizon_is_the_earliest_day_any_rule_reads() -> None:
     policy = load_policy("default")
     as_of = dt.date(2026, 11, 1)
     assert policy.observation_horizon(as_of) < as_of - dt.timedelta(days=policy.thresholds.bp_window_days)
+
+
+def test_trial_notes_say_what_is_missing() -> None:
+    from fhir_mapping import Course, DoseSegment, DoseSource, MatchMethod
+
+    def notes(*segments: DoseSegment, ingredient: str = "sertraline") -> tuple[tuple[str, ...], object]:
+        c = Course(ingredient, course("x", 1, 0, 1).drug_class, MatchMethod.NAME, segments)
+        (t,) = assess(trd_candidate(courses=(c,)), DEFAULT, AS_OF).treatment_resistance.trials
+        return t.notes, t.adequacy
+
+    unknown = DoseSegment(ago(300), ago(200), None, DoseSource.NONE, "MedicationStatement/u")
+    known = DoseSegment(ago(200), ago(190), 150, DoseSource.STRUCTURED, "MedicationStatement/k", True, True)
+    assert notes(unknown, known) == (("dose not documented for part of the course",
+                                      "some records carry no usable dose",
+                                      "a dose without any frequency was read as once daily"), Adequacy.UNKNOWN)
+    assert notes(known, ingredient="esketamine")[0] == ("no adequate-dose floor for esketamine in the policy",
+                                                         "a dose without any frequency was read as once daily")
+    point = DoseSegment(ago(300), ago(300), 150, DoseSource.TEXT, "MedicationRequest/p", False)
+    assert notes(point) == (("how long the drug was taken is not documented",), Adequacy.UNKNOWN)
+    future = DoseSegment(AS_OF, AS_OF, 150, DoseSource.TEXT, "MedicationRequest/f", False)
+    assert notes(future)[1] is Adequacy.UNKNOWN  # prescribed today, length open

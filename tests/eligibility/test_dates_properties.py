@@ -52,3 +52,10 @@ def test_course_end_is_within_start_and_as_of(start: dt.date, length: int, as_of
         end = course.end(as_of)
         assert end >= course.start
         assert end <= max(as_of, course.start)
+
+
+def test_months_before_falls_back_to_the_last_day_of_a_shorter_month() -> None:
+    assert months_before(dt.date(2026, 5, 31), 1) == dt.date(2026, 4, 30)
+    assert months_before(dt.date(2024, 3, 31), 1) == dt.date(2024, 2, 29)
+    assert months_before(dt.date(2026, 3, 31), 1) == dt.date(2026, 2, 28)
+    assert months_before(dt.date(2026, 3, 15), 25) == dt.date(2024, 2, 15)

@@ -268,3 +268,87 @@ def test_text_tapers_in_weeks_and_without_lengths() -> None:
     assert len(with_timing) == 1
     patient_text = dose_phases([{"patientInstruction": "Take 1 tablet twice daily"}], Strength(50))
     assert [(p.dose.mg, p.days) for p in patient_text] == [(100, None)]
+
+
+@given(st.text(max_size=80), st.floats(0.01, 1000))
+def test_an_unknown_dose_has_no_source_and_a_known_text_dose_says_text(text: str, mg: float) -> None:
+    for strength in (Strength(mg), Strength(mg, "ml"), None):
+        result = parse_dosage_text(text, strength)
+        assert (result.source is DoseSource.NONE) if result.mg is None else (result.source is DoseSource.TEXT)
+        combined = daily_dose([{"text": text}, dose(1, "mg", text=text)], strength)
+        assert combined.mg is None or combined.source is not DoseSource.NONE
+        if combined.mg is None:
+            assert combined.source is DoseSource.NONE
+
+
+def test_unknown_doses_from_every_path_have_no_source() -> None:
+    for dosages in ([], [{"text": "take as directed"}], [dose(1, "tablet", frequency=None, text="with meals")],
+                    [dose(1, "tablet")], [{"text": "1 tab daily prn"}]):
+        result = daily_dose(dosages, None)
+        assert result.mg is None and result.source is DoseSource.NONE
+
+
+def test_doses_keep_six_decimals() -> None:
+    assert parse_dosage_text("1 tablet daily", Strength(0.12345675)).mg == 0.123457
+    assert parse_dosage_text("1 mL daily", Strength(0.12345675, "ml")).mg == 0.123457
+    assert parse_dosage_text("0.12345675 mg daily", None).mg == 0.123457
+    assert daily_dose([dose(0.12345675, "mg")], None).mg == 0.123457
+    assert parse_dosage_text("5 mL twice daily", Strength(4, "ml")).mg == 40
+    assert parse_dosage_text("5 mL twice daily", Strength(4, "ml")).source is DoseSource.TEXT
+    assert parse_dosage_text("2 tablets twice daily", Strength(25)).source is DoseSource.TEXT
+    litres = {"doseAndRate": [{"doseQuantity": {"value": 0.005, "unit": "L"}}],
+              "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}}
+    assert daily_dose([litres], Strength(4, "ml")).mg == 20
+
+
+def test_concurrent_text_dosages_add_up() -> None:
+    assert daily_dose([{"text": "50 mg every morning"}, {"text": "100 mg at bedtime"}], None).mg == 150
+    assert daily_dose([{"text": "1 tab prn"}, {"text": "100 mg at bedtime"}], None).mg == 100
+
+
+def test_three_step_tapers() -> None:
+    steps = dose_phases([_step(1, 25, boundsDuration={"value": 7, "code": "d"}),
+                         _step(2, 50, boundsDuration={"value": 7, "code": "d"}), _step(3, 100)], None)
+    assert [(p.dose.mg, p.days) for p in steps] == [(25, 7), (50, 7), (100, None)]
+    gap_in_middle = dose_phases([_step(1, 25, boundsDuration={"value": 7, "code": "d"}), _step(2, 50),
+                                 _step(3, 100)], None)
+    assert [(p.dose.mg, p.days) for p in gap_in_middle] == [(25, None)]
+    text = dose_phases([{"text": "1 tab daily for 7 days then 2 tabs daily for 7 days then 3 tabs daily"}],
+                       Strength(10))
+    assert [(p.dose.mg, p.days) for p in text] == [(10, 7), (20, 7), (30, None)]
+    middle_unknown = dose_phases([{"text": "1 tab daily for 7 days then 2 tabs daily then 3 tabs daily"}],
+                                 Strength(10))
+    assert [(p.dose.mg, p.days) for p in middle_unknown] == [(10, None)]
+    tablets = dose_phases([{"sequence": 1, "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "tablet"}}],
+                            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d",
+                                                  "boundsDuration": {"value": 7, "code": "d"}}}},
+                           {"sequence": 2, "doseAndRate": [{"doseQuantity": {"value": 2, "unit": "tablet"}}],
+                            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}}], Strength(25))
+    assert [(p.dose.mg, p.days) for p in tablets] == [(25, 7), (50, None)]
+    assert [(p.dose.mg, p.days) for p in dose_phases([{"text": "two tabs daily then"}], Strength(10))] == [
+        (20, None)]
+
+
+def test_the_medication_ingredient_label_comes_from_text_or_display() -> None:
+    def matches(label: str) -> bool:
+        return label.split() == ["sertraline"]
+
+    text_only = {"itemCodeableConcept": {"text": "sertraline"}, "strength": {"numerator": {"value": 50, "unit": "mg"}}}
+    display_only = {"itemCodeableConcept": {"coding": [{"display": "sertraline"}]},
+                    "strength": {"numerator": {"value": 50, "unit": "mg"}}}
+    assert strength_from_medication(_medication(text_only), matches) == Strength(50)
+    assert strength_from_medication(_medication(display_only), matches) == Strength(50)
+    unreadable_first = [_ingredient("sertraline", 100, "tablet"), _ingredient("sertraline", 50, "mg")]
+    assert strength_from_medication(_medication(*unreadable_first), lambda label: "sertraline" in label) == \
+        Strength(50)
+    zero_first = [_ingredient("sertraline", 100, "mg", 0), _ingredient("sertraline", 50, "mg")]
+    assert strength_from_medication(_medication(*zero_first), lambda label: "sertraline" in label) == Strength(50)
+
+
+def test_a_dose_range_low_end_and_a_skipped_rate_entry() -> None:
+    low_high = {"low": {"value": 50, "unit": "mg"}, "high": {"value": 100, "unit": "mg"}}
+    ranged = {"doseAndRate": [{"rateQuantity": {"value": 1}}, {"doseRange": low_high}],
+              "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}}
+    assert daily_dose([ranged], None).mg == 50
+    no_low = {"doseAndRate": [{"doseRange": {"high": {"value": 100, "unit": "mg"}}}], "text": "daily"}
+    assert daily_dose([no_low], None).mg is None
