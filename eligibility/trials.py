@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from fhir_mapping import ClinicalFacts, Course, DataDomain, DoseSource, ObservationKind
 
@@ -33,15 +34,23 @@ def _latest_phq9(facts: ClinicalFacts, lo: dt.date, hi: dt.date) -> Score | None
     return Score(best.value, best.day, best.reference) if best else None
 
 
-def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> TrialAssessment:
+@dataclass(frozen=True, slots=True)
+class _Exposure:
+    """How long the course ran inside the look-back, how long at an adequate dose, and what could still be."""
+
+    adequacy: Adequacy
+    total_days: int
+    adequate_days: int
+    duration_unknown: bool
+    notes: tuple[str, ...]
+
+
+def _adequacy(course: Course, floor: float | None, policy: Policy, as_of: dt.date) -> _Exposure:
     t = policy.thresholds
     window_start = months_before(as_of, t.trial_lookback_months)
-    floor = policy.dose_floors_mg.get(course.ingredient)
     all_spans: list[tuple[dt.date, dt.date]] = []
     adequate_spans: list[tuple[dt.date, dt.date]] = []
     unknown_dose_spans: list[tuple[dt.date, dt.date]] = []
-    doses = [s.daily_mg for s in course.segments if s.daily_mg is not None]
-    notes: list[str] = []
     # A last record of unknown length may have gone on for weeks: it could still make the trial adequate.
     open_length = any(not s.length_known and (s.daily_mg is None or floor is None or s.daily_mg >= floor)
                       and s.start <= as_of for s in course.segments)
@@ -58,6 +67,7 @@ def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt
     min_days = t.trial_min_weeks * 7
     adequate_days = _union_days(adequate_spans)
     possible_days = _union_days(adequate_spans + unknown_dose_spans)
+    notes: list[str] = []
     if floor is None:
         adequacy = Adequacy.UNKNOWN
         notes.append(f"no adequate-dose floor for {course.ingredient} in the policy")
@@ -71,7 +81,15 @@ def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt
         notes.append("how long the drug was taken is not documented")
     else:
         adequacy = Adequacy.INADEQUATE
+    duration_unknown = adequacy is Adequacy.UNKNOWN and open_length and possible_days < min_days
+    return _Exposure(adequacy, _union_days(all_spans), adequate_days, duration_unknown, tuple(notes))
 
+
+def _outcome(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> tuple[
+        Outcome, Score | None, Score | None, tuple[str, ...]]:
+    """Response by PHQ-9: the latest score around the start (baseline) against the latest from the course's
+    midpoint to shortly after its end (follow-up)."""
+    t = policy.thresholds
     start, end = course.start, course.end(as_of)
     midpoint = start + (end - start) / 2
     baseline = _latest_phq9(
@@ -83,18 +101,25 @@ def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt
     if follow_up is not None and baseline is not None and follow_up.reference == baseline.reference:
         follow_up = None  # a short course: one score cannot be both ends of the trial
     if facts.lacks(DataDomain.PHQ9):
-        outcome = Outcome.UNKNOWN
-        notes.append("PHQ-9 scores could not be fetched")
-    elif baseline is None or follow_up is None:
-        outcome = Outcome.UNKNOWN
-    elif follow_up.value <= t.response_max_fraction * baseline.value or follow_up.value < t.remission_below:
-        outcome = Outcome.RESPONSE
-    else:
-        outcome = Outcome.NO_RESPONSE
+        return Outcome.UNKNOWN, baseline, follow_up, ("PHQ-9 scores could not be fetched",)
+    if baseline is None or follow_up is None:
+        return Outcome.UNKNOWN, baseline, follow_up, ()
+    if follow_up.value <= t.response_max_fraction * baseline.value or follow_up.value < t.remission_below:
+        return Outcome.RESPONSE, baseline, follow_up, ()
+    return Outcome.NO_RESPONSE, baseline, follow_up, ()
+
+
+def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> TrialAssessment:
+    floor = policy.dose_floors_mg.get(course.ingredient)
+    doses = [s.daily_mg for s in course.segments if s.daily_mg is not None]
+    exposure = _adequacy(course, floor, policy, as_of)
+    outcome, baseline, follow_up, outcome_notes = _outcome(course, facts, policy, as_of)
+    notes = [*exposure.notes, *outcome_notes]
     if any(s.dose_source is DoseSource.NONE for s in course.segments) and doses:
         notes.append("some records carry no usable dose")
     if any(s.frequency_assumed for s in course.segments):
         notes.append("a dose without any frequency was read as once daily")
+    start, end = course.start, course.end(as_of)
     return TrialAssessment(
         ingredient=course.ingredient,
         drug_class=course.drug_class,
@@ -104,15 +129,15 @@ def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt
         ongoing=course.ongoing,
         max_daily_dose_mg=max(doses) if doses else None,
         dose_floor_mg=floor,
-        weeks_total=round(_union_days(all_spans) / 7, 1),
-        weeks_at_adequate_dose=round(adequate_days / 7, 1),
-        adequacy=adequacy,
+        weeks_total=round(exposure.total_days / 7, 1),
+        weeks_at_adequate_dose=round(exposure.adequate_days / 7, 1),
+        adequacy=exposure.adequacy,
         baseline=baseline,
         follow_up=follow_up,
         outcome=outcome,
         evidence=course.evidence,
         notes=tuple(notes),
-        duration_unknown=adequacy is Adequacy.UNKNOWN and open_length and possible_days < min_days,
+        duration_unknown=exposure.duration_unknown,
     )
 
 
