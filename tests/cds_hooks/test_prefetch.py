@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
@@ -119,11 +118,6 @@ async def test_the_budget_bounds_the_wait(post: Post, httpx_mock: HTTPXMock) -> 
     status, data = await verdict_of(post, body)
     assert time.perf_counter() - started < 4  # default budget 2.5 s
     assert status == 200 and "Observation (phq9+bloodPressure) could not be obtained" in data["cards"][0]["detail"]
-
-
-def test_prefetch_json_is_what_the_fixture_says() -> None:
-    pid, prefetch = prefetch_for("01")
-    assert pid == "kc-01" and json.dumps(prefetch)
 
 
 async def test_merged_observation_searches_report_the_states_of_their_keys() -> None:

@@ -10,7 +10,7 @@ import pytest
 from eligibility import assess, assessment_to_json, load_policy
 from fhir_mapping import ClientSettings, FhirClient, ResourcePool, add_json, to_facts
 
-from ..conftest import PATIENTS, Sekmet, fixture_bundles
+from ..conftest import Sekmet, fixture_bundles
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -46,6 +46,3 @@ async def test_an_unknown_patient_is_a_gap_for_patient_and_empty_elsewhere(sekme
     result = await FhirClient(sekmet.base_url).fetch_patient("does-not-exist")
     assert [g.resource_type.value for g in result.pool.gaps] == ["Patient"]
 
-
-def test_fixture_folder_exists() -> None:
-    assert len(fixture_bundles()) >= 15 and PATIENTS.is_dir()
