@@ -75,9 +75,12 @@ class CardContext:
 
 
 def _source(citation: Citation | None, fallback: PolicySource | None = None) -> Source:
-    first = citation.sources[0] if citation and citation.sources else fallback
+    """The card's source: a primary citation only (an FDA label, a journal, a measure steward). A threshold that rests
+    on a local choice or a secondary summary says so in the detail, never in the source label."""
+    candidates = [*(citation.sources if citation else ()), *([fallback] if fallback else [])]
+    first = next((s for s in candidates if s.primary), None)
     if first is None:
-        return Source(label="ketamine-cds")
+        return Source(label="ketamine-cds clinic policy (see the card's detail for its basis)")
     return Source(label=first.label[:200], url=first.url)
 
 

@@ -27,6 +27,8 @@ class Source:
     id: str
     label: str
     url: str
+    #: False for a claim with no primary source (clinical-sources.md: NOT FOUND) or a local choice.
+    primary: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +112,7 @@ def _text(name: str) -> str:
 @cache
 def _sources() -> dict[str, Source]:
     data = tomllib.loads(_text("sources.toml"))
-    return {sid: Source(sid, d["label"], d["url"]) for sid, d in data.items()}
+    return {sid: Source(sid, d["label"], d["url"], bool(d.get("primary", True))) for sid, d in data.items()}
 
 
 def cited_source(source_id: str) -> Source:

@@ -180,3 +180,16 @@ async def test_patient_view_is_silent_unless_ketamine_therapy_is_active(post: Po
         "medicationCodeableConcept": {"text": "Spravato 56 mg"}}})
     cards = (await post("ketamine-patient-view", body)).json()["cards"]
     assert len(cards) == 1 and cards[0]["indicator"] == "info" and "Spravato" in cards[0]["summary"]
+
+
+@pytest.mark.parametrize("fixture", ["01", "09", "10", "11", "12", "16", "17", "21", "29", "32"])
+async def test_cards_cite_only_primary_sources(post: Post, fixture: str) -> None:
+    from urllib.parse import urlsplit
+
+    from ..eligibility.test_policy import PRIMARY_HOSTS
+
+    cards = (await post("ketamine-order-sign", hook_request(fixture))).json()["cards"]
+    for card in cards:
+        source = card["source"]
+        assert "WEAK" not in source["label"] and "UNVERIFIED" not in source["label"]
+        assert "url" not in source or urlsplit(source["url"]).hostname in PRIMARY_HOSTS, source

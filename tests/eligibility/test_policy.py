@@ -157,3 +157,25 @@ def test_cited_sources_and_the_observation_horizon() -> None:
     as_of = dt.date(2026, 11, 1)
     assert policy.observation_horizon(as_of) == dt.date(2024, 11, 1) - dt.timedelta(days=30)
     assert policy.blood_pressure_horizon(as_of) == as_of - dt.timedelta(days=365)
+
+
+PRIMARY_HOSTS = {"dailymed.nlm.nih.gov", "www.accessdata.fda.gov", "www.fda.gov", "www.ema.europa.eu",
+                 "ecqi.healthit.gov", "p4qm.org", "pubmed.ncbi.nlm.nih.gov", "doi.org", "www.bcbsnd.com"}
+
+
+def test_every_primary_source_is_on_its_publishers_domain_and_no_mirror_or_blog_is_cited() -> None:
+    import tomllib
+    from urllib.parse import urlsplit
+
+    data = tomllib.loads(_text("sources.toml"))
+    for sid, source in data.items():
+        host = urlsplit(source["url"]).hostname
+        if source.get("primary", True):
+            assert host in PRIMARY_HOSTS, sid
+        else:
+            assert "no primary source" in source["label"] or "not public" in source["label"] or sid == "local", sid
+        assert "WEAK" not in source["label"] and "UNVERIFIED" not in source["label"], sid
+    blob = _text("sources.toml")
+    for mirror in ("silive.com", "scrippsnews.com", "healingmaps.com", "studylib.net", "medikamio.com",
+                   "studentdoctor.net", "uptodatefree", "pharmacistwrite", "horizonblue", "empendium"):
+        assert mirror not in blob, mirror
