@@ -84,6 +84,13 @@ def _source(citation: Citation | None, fallback: PolicySource | None = None) -> 
     return Source(label=first.label[:200], url=first.url)
 
 
+def _sources_line(*source_ids: str) -> str:
+    """The primary citations behind a card's statements, as Markdown links (label: the FDA label; REMS: the REMS)."""
+    names = {"S1": "label", "S3": "REMS"}
+    links = [f"[{names.get(sid, sid)}: {cited_source(sid).label}]({cited_source(sid).url})" for sid in source_ids]
+    return "Sources: " + "; ".join(links)
+
+
 def _overrides(codes: Iterable[str]) -> list[Coding]:
     return [Coding(system=OVERRIDE_SYSTEM, code=c, display=OVERRIDE_REASONS[c]) for c in codes]
 
@@ -248,10 +255,12 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
         + (f", PHQ-9 {phq.value:g} on {phq.day.isoformat()}" if phq else "") + "; no contraindication documented.",
         "",
         "**Before and during each session (esketamine REMS / supervised setting):**",
-        "- Certified healthcare setting; prescriber on site; pulse oximeter available [S3]",
-        "- Blood pressure before dosing (> 140/90: weigh delaying) and about 40 minutes after [S1]",
-        "- Monitor for at least 2 hours and until sedation, dissociation and respiratory depression resolve [S3]",
-        "- No driving until the next day after restful sleep [S1]",
+        "- Certified healthcare setting; prescriber on site; pulse oximeter available (REMS)",
+        "- Blood pressure before dosing (> 140/90: weigh delaying) and about 40 minutes after (label)",
+        "- Monitor for at least 2 hours and until sedation, dissociation and respiratory depression resolve (REMS)",
+        "- No driving until the next day after restful sleep (label)",
+        "",
+        _sources_line("S1", "S3"),
         "",
         "**Trials:**",
         *[f"- {t.ingredient}: {t.start.isoformat()} to {t.end.isoformat()}, "
@@ -366,9 +375,11 @@ def _patient_view_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card 
             detail="\n".join([
                 f"Active ketamine/esketamine therapy on record: {', '.join(active_therapy)}.",
                 "",
-                "- Blood pressure before each dose and about 40 minutes after [S1]",
-                "- Monitor at least 2 hours, until sedation, dissociation and respiratory depression resolve [S3]",
+                "- Blood pressure before each dose and about 40 minutes after (label)",
+                "- Monitor at least 2 hours, until sedation, dissociation and respiratory depression resolve (REMS)",
                 "- Repeat PHQ-9 to follow the response",
+                "",
+                _sources_line("S1", "S3"),
             ]),
             indicator=Indicator.INFO,
             source=_source(None, cited_source("S3")),

@@ -193,3 +193,13 @@ async def test_cards_cite_only_primary_sources(post: Post, fixture: str) -> None
         source = card["source"]
         assert "WEAK" not in source["label"] and "UNVERIFIED" not in source["label"]
         assert "url" not in source or urlsplit(source["url"]).hostname in PRIMARY_HOSTS, source
+
+
+async def test_card_detail_has_no_unresolved_source_markers(post: Post) -> None:
+    import re
+
+    for fixture in ("01", "10", "20", "21"):
+        for card in (await post("ketamine-order-sign", hook_request(fixture))).json()["cards"]:
+            assert not re.search(r"\[S\d+\]", card.get("detail", "")), card["summary"]
+    candidate = (await post("ketamine-order-sign", hook_request("01"))).json()["cards"][0]
+    assert "dailymed.nlm.nih.gov" in candidate["detail"] and "accessdata.fda.gov" in candidate["detail"]
