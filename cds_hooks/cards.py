@@ -18,15 +18,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from eligibility import (
+    Adequacy,
     Assessment,
     Citation,
+    ContraindicationId,
     Criterion,
     Evidence,
     Mode,
+    Outcome,
     Policy,
     Presence,
     ReasonKind,
     Verdict,
+    Warning,
     WarningId,
     WorkupItem,
     WorkupKind,
@@ -95,8 +99,38 @@ def _overrides(codes: Iterable[str]) -> list[Coding]:
     return [Coding(system=OVERRIDE_SYSTEM, code=c, display=OVERRIDE_REASONS[c]) for c in codes]
 
 
+#: Longest card summary: the decisive finding must read at a glance (CDS Hooks allows 140).
+SUMMARY_MAX = 90
+# The esketamine US label's own contraindications; every other exclusion is the clinic policy's choice.
+_LABEL_CONTRAINDICATIONS = {ContraindicationId.ANEURYSM_OR_AVM, ContraindicationId.INTRACEREBRAL_HEMORRHAGE,
+                            ContraindicationId.KETAMINE_HYPERSENSITIVITY}
+_ADEQUACY_WORDS = {Adequacy.ADEQUATE: "adequate", Adequacy.INADEQUATE: "not adequate",
+                   Adequacy.UNKNOWN: "adequacy unknown"}
+_OUTCOME_WORDS = {Outcome.RESPONSE: "responded", Outcome.NO_RESPONSE: "no response",
+                  Outcome.UNKNOWN: "response unknown"}
+_INDICATOR_ORDER = {Indicator.CRITICAL: 0, Indicator.WARNING: 1, Indicator.INFO: 2}
+
+
 def _summary(text: str) -> str:
-    return text if len(text) < 140 else text[:136].rstrip() + "…"
+    """At most SUMMARY_MAX characters, cut at a word."""
+    if len(text) <= SUMMARY_MAX:
+        return text
+    return text[:SUMMARY_MAX - 1].rsplit(" ", 1)[0].rstrip(" ,;:—-") + "…"
+
+
+def _mg(value: float | None) -> str:
+    return "dose not documented" if value is None else f"{value:g} mg/day"
+
+
+def _trial_line(t: Any) -> str:
+    return (f"{t.ingredient}: {t.start.isoformat()} to {t.end.isoformat()}, {_mg(t.max_daily_dose_mg)}, "
+            f"{t.weeks_at_adequate_dose:g} weeks at an adequate dose — {_ADEQUACY_WORDS[t.adequacy]}, "
+            f"{_OUTCOME_WORDS[t.outcome]}")
+
+
+def _when(evidence: tuple[Evidence, ...]) -> str:
+    days = [e.day for e in evidence if e.day is not None]
+    return f" ({max(days).year})" if days else ""
 
 
 def _evidence_lines(evidence: Iterable[Evidence]) -> list[str]:
@@ -135,12 +169,13 @@ def _contraindicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Ca
     present = [(cid, f) for cid, f in a.contraindications.items()
                if f.status is Presence.PRESENT and policy.contraindications[cid].mode is Mode.EXCLUDE]
     names = [contraindication_label(cid) for cid, _ in present]
-    more = f" and {len(names) - 1} more" if len(names) > 1 else ""
     card_id = str(uuid.uuid4())
     detail = [f"**{_product(ctx, policy)} is contraindicated** under policy *{policy.title}*:", ""]
     for cid, finding in present:
         rule = policy.contraindications[cid]
-        detail.append(f"- **{contraindication_label(cid).capitalize()}**: {finding.explanation}")
+        kind = ("a contraindication in the esketamine label" if cid in _LABEL_CONTRAINDICATIONS
+                else "an exclusion of this clinic policy")
+        detail.append(f"- **{contraindication_label(cid).capitalize()}** ({kind}): {finding.explanation}")
         detail.extend(_evidence_lines(finding.evidence))
         detail.append(f"  - Source: {rule.citation.sources[0].label}" + ("" if rule.citation.verified else
                                                                             " (not fully verified)"))
@@ -151,10 +186,13 @@ def _contraindicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Ca
                                    resourceId=o.reference)])
         for o in ctx.orders
     ]
+    first_cid, first = present[0]
+    basis = "label contraindication" if first_cid in _LABEL_CONTRAINDICATIONS else "excluded by clinic policy"
     return Card(
         kind=CardKind.CONTRAINDICATED,
         uuid=card_id,
-        summary=_summary(f"{_product(ctx, policy)} contraindicated: {names[0]}{more}"),
+        summary=_summary(f"{_product(ctx, policy)}: {_finding_phrase(first_cid, first)} — {basis}"
+                         + (f" (+{len(names) - 1})" if len(names) > 1 else "")),
         detail="\n".join(detail),
         indicator=Indicator.CRITICAL,
         source=_source(policy.contraindications[present[0][0]].citation),
@@ -186,26 +224,65 @@ def _service_request(item: WorkupItem, ctx: CardContext) -> Suggestion | None:
                       actions=[Action(type="create", description=f"Draft order: {display}", resource=resource)])
 
 
+def _finding_phrase(cid: ContraindicationId, finding: Any) -> str:
+    """The decisive finding in plain words: 'bipolar disorder on record (2019)', 'BP 182/110 on 20 Oct'."""
+    if cid is ContraindicationId.UNCONTROLLED_HYPERTENSION and finding.evidence and finding.evidence[0].day:
+        latest = finding.evidence[0]
+        return f"uncontrolled hypertension, {latest.description.removesuffix(' mmHg')} on " \
+               f"{latest.day.day} {latest.day:%b}"
+    return f"{contraindication_label(cid)} on record{_when(finding.evidence)}"
+
+
+def _warning_phrase(w: Warning) -> str:
+    """A warning in a few words, for the cautions card's summary (its detail has the whole text)."""
+    named = w.evidence[0].description if w.evidence else ""
+    if w.id is WarningId.SUICIDE_RISK_REVIEW:
+        return f"suicide-risk review ({named})"
+    if w.id in (WarningId.BP_MONITORING_MAOI, WarningId.BP_MONITORING_PSYCHOSTIMULANT):
+        return f"monitor blood pressure closely ({named})"
+    if w.id is WarningId.ACTIVE_KETAMINE_THERAPY:
+        return f"ketamine/esketamine therapy already active ({named})"
+    if w.id is WarningId.OLDER_ADULT:
+        return "older adult: the label's starting dose is 28 mg"
+    if w.contraindication is not None:
+        return f"{contraindication_label(w.contraindication)}: weigh benefit against risk"
+    return w.text
+
+
+def _workup_phrase(a: Assessment, item: WorkupItem) -> str:
+    """The first thing to obtain, in a few words, for the summary."""
+    if item.kind is WorkupKind.BLOOD_PRESSURE:
+        bp = a.contraindications[ContraindicationId.UNCONTROLLED_HYPERTENSION]
+        latest = bp.evidence[0] if bp.evidence else None
+        if latest is not None and latest.day is not None:
+            reading = latest.description.removeprefix("BP ").removesuffix(" mmHg")
+            return f"recheck BP ({reading} on {latest.day.day} {latest.day:%b})"
+        return "a blood pressure reading"
+    phrases = {WorkupKind.PHQ9: "a current PHQ-9", WorkupKind.DRUG_SCREEN: "a urine drug screen",
+               WorkupKind.PREGNANCY_TEST: "a pregnancy test",
+               WorkupKind.DATA: "chart data could not be fetched (retry)"}
+    if item.kind in phrases:
+        return phrases[item.kind]
+    return item.text[0].lower() + item.text[1:]
+
+
 def _workup_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
     card_id = str(uuid.uuid4())
     unknown = [r for r in a.reasons if r.kind is ReasonKind.UNKNOWN]
-    first = unknown[0].text if unknown else "information is missing"
+    first = _workup_phrase(a, a.workup[0]) if a.workup else "information is missing"
     detail = [f"**Before deciding on {_product(ctx, policy).lower()}, obtain:**", ""]
     detail += [f"- {w.text}" + ("" if w.required else " *(suggested)*") for w in a.workup]
     detail += ["", "**Why:**", *[f"- {r.text}" for r in unknown]]
     tr = a.treatment_resistance
     if tr.trials:
         detail += ["", f"**Antidepressant trials** ({tr.failed_adequate_trials} failed adequate):"]
-        detail += [f"- {t.ingredient}: {t.start.isoformat()} to {t.end.isoformat()}, "
-                   f"{t.max_daily_dose_mg if t.max_daily_dose_mg is not None else '?'} mg/day, "
-                   f"{t.weeks_at_adequate_dose:g} wk adequate — {t.adequacy.value}, {t.outcome.value}"
-                   for t in tr.trials]
+        detail += [f"- {_trial_line(t)}" for t in tr.trials]
     detail += _gaps_block(a)
     suggestions = [s for w in a.workup if (s := _service_request(w, ctx)) is not None]
     return Card(
         kind=CardKind.WORK_UP_NEEDED,
         uuid=card_id,
-        summary=_summary(f"{_product(ctx, policy)}: work-up needed — {first}"),
+        summary=_summary(f"Work-up before {_product(ctx, policy).lower()}: {first}"),
         detail="\n".join(detail),
         indicator=Indicator.WARNING,
         source=_source(policy.cite("trial_min_weeks")),
@@ -226,8 +303,7 @@ def _not_indicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card
     if tr.trials:
         detail += ["", "**Antidepressant trials in the last "
                    f"{policy.thresholds.trial_lookback_months} months:**"]
-        detail += [f"- {t.ingredient} {t.start.isoformat()} to {t.end.isoformat()}: {t.adequacy.value}, "
-                   f"{t.outcome.value} (`{', '.join(t.evidence)}`)" for t in tr.trials]
+        detail += [f"- {_trial_line(t)} (`{', '.join(t.evidence)}`)" for t in tr.trials]
     detail += _gaps_block(a)
     short = {ReasonKind.ANXIETY_WITHOUT_DEPRESSION: "anxiety alone is not an indication",
              ReasonKind.DEPRESSION_ABSENT: "no active major depression on record",
@@ -263,9 +339,7 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
         _sources_line("S1", "S3"),
         "",
         "**Trials:**",
-        *[f"- {t.ingredient}: {t.start.isoformat()} to {t.end.isoformat()}, "
-          f"{t.max_daily_dose_mg if t.max_daily_dose_mg is not None else '?'} mg/day, {t.outcome.value} "
-          f"(`{', '.join(t.evidence)}`)" for t in tr.trials],
+        *[f"- {_trial_line(t)} (`{', '.join(t.evidence)}`)" for t in tr.trials],
     ]
     suggested = [w for w in a.workup if not w.required]
     if suggested:
@@ -318,8 +392,8 @@ def _cautions_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card | No
     return Card(
         kind=CardKind.CAUTION,
         uuid=card_id,
-        summary=_summary(f"Caution: {first.text}" + (f" (+{len(a.warnings) - 1} more)" if len(a.warnings) > 1
-                                                     else "")),
+        summary=_summary(f"Caution: {_warning_phrase(first)}" + (f" (+{len(a.warnings) - 1} more)"
+                                                                 if len(a.warnings) > 1 else "")),
         detail="\n".join(detail),
         indicator=Indicator.WARNING,
         source=_source(citation or policy.cite("older_adult_age")),
@@ -340,6 +414,8 @@ def order_cards(a: Assessment, policy: Policy, ctx: CardContext) -> list[Card]:
     cards += [_compounded_card(o, a, ctx) for o in ctx.orders if o.outside_label]
     if a.verdict is not Verdict.CONTRAINDICATED and (caution := _cautions_card(a, policy, ctx)) is not None:
         cards.append(caution)
+    # Critical first, then warnings, then information: a caution is never below an info card.
+    cards.sort(key=lambda c: _INDICATOR_ORDER[c.indicator])
     return [_with_assessment(c, a) for c in cards]
 
 

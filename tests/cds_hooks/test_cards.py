@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -63,17 +64,24 @@ async def cards_for(post: Post, fixture: str, **kw: Any) -> list[dict[str, Any]]
 async def test_every_fixture_patient_gets_spec_conformant_cards(post: Post, path) -> None:  # type: ignore[no-untyped-def]
     expected = json.loads(path.with_name(path.stem + ".expected.json").read_text())
     cards = await cards_for(post, path.stem[:2])
-    main = cards[0]
+    (main,) = [c for c in cards if not c["summary"].startswith("Caution")]  # the verdict's card
     indicator = {"contraindicated": "critical", "not_indicated": "warning", "needs_workup": "warning",
                  "candidate": "info"}[expected["verdict"]]
     assert main["indicator"] == indicator
     assert len(cards) <= 3  # one per concern, never a wall
+    order = {"critical": 0, "warning": 1, "info": 2}
+    assert [order[c["indicator"]] for c in cards] == sorted(order[c["indicator"]] for c in cards)
+    for card in cards:  # the decisive finding in plain words, at a glance
+        assert len(card["summary"]) <= 90, card["summary"]
+        assert not re.search(r"\b[a-z]+_[a-z_]+\b|\d\.0\b|\.\.|,,|\[S\d+\]", card["summary"]), card["summary"]
+        assert not re.search(r"\b(no_response|needs_workup|not_indicated|rxnorm_\w+)\b|\d\.0 mg", card["detail"])
 
 
 async def test_contraindicated_card_names_the_evidence_and_offers_to_remove_the_order(post: Post) -> None:
     card = (await cards_for(post, "10"))[0]
     assert card["indicator"] == "critical"
-    assert card["summary"] == "Esketamine contraindicated: bipolar disorder"
+    assert re.fullmatch(r"Esketamine: bipolar disorder on record \(\d{4}\) — excluded by clinic policy",
+                        card["summary"])
     assert "Condition/kc-10-cond2" in card["detail"] and "Bipolar II disorder" in card["detail"]
     (suggestion,) = card["suggestions"]
     assert suggestion["actions"] == [{"type": "delete",
@@ -99,7 +107,7 @@ async def test_candidate_card_carries_rems_reminders_and_a_smart_link(post: Post
 
 async def test_workup_card_suggests_draft_service_requests(post: Post) -> None:
     card = (await cards_for(post, "20"))[0]
-    assert card["indicator"] == "warning" and "work-up needed" in card["summary"]
+    assert card["indicator"] == "warning" and card["summary"].startswith("Work-up before esketamine: ")
     assert card["selectionBehavior"] == "any"
     resources = [a["resource"] for s in card["suggestions"] for a in s["actions"]]
     codes = {r["code"]["coding"][0]["code"] for r in resources}
@@ -117,9 +125,9 @@ async def test_not_indicated_card_for_anxiety_alone(post: Post) -> None:
 
 async def test_cautions_card_gathers_warnings(post: Post) -> None:
     cards = await cards_for(post, "21")
-    assert [c["indicator"] for c in cards] == ["info", "warning"]
-    assert "suicide-risk review" in cards[1]["summary"] and "(+2 more)" in cards[1]["summary"]
-    assert "phenelzine" in cards[1]["detail"]
+    assert [c["indicator"] for c in cards] == ["warning", "info"]  # a caution is never below an info card
+    assert "suicide-risk review" in cards[0]["summary"] and "(+2 more)" in cards[0]["summary"]
+    assert "phenelzine" in cards[0]["detail"]
 
 
 @pytest.mark.parametrize("concept,extra,expected", [
@@ -133,7 +141,7 @@ async def test_compounded_or_home_ketamine_gets_the_fda_warning(post: Post, conc
     fda = [c for c in cards if "FDA" in c["summary"]]
     assert len(fda) == 1 and fda[0]["indicator"] == "warning" and fda[0]["summary"].startswith(expected)
     assert "2023" in fda[0]["source"]["label"]
-    assert cards[0]["summary"].startswith("Ketamine: criteria met")
+    assert cards[-1]["summary"].startswith("Ketamine: criteria met")  # info, after the FDA warning
 
 
 async def test_esketamine_at_a_certified_setting_gets_no_fda_card(post: Post) -> None:

@@ -93,7 +93,7 @@ def test_cookie_flags_and_security_headers(stack: Stack) -> None:
 def test_card_link_opens_on_the_cards_assessment(stack: Stack) -> None:
     with stack.browser() as browser:
         cards = browser.post("/sandbox/cds", data={"patient": "kc-10", "hook": "order-sign"})
-        assert "Esketamine contraindicated: bipolar disorder" in text_of(cards)
+        assert "Esketamine: bipolar disorder on record" in text_of(cards)
         app_context = re.search(r'name="app_context" value="([^"]+)"', cards.text)
         assert app_context is not None
         import html
