@@ -105,6 +105,24 @@ class Settings(BaseSettings):
         return env_settings, init_settings
 
 
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """For an unknown key, the known key it most resembles (a typo in a hand-edited TOML file is the usual cause)."""
+    import difflib
+
+    model: Any = Settings
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        inner = getattr(annotation, "__args__", (annotation,))[0] if annotation is not None else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            if isinstance(part, int):
+                continue
+            return ""
+        model = inner
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def load_settings(path: Path | None) -> Settings:
     data: dict[str, Any] = {}
     if path is not None:
@@ -119,7 +137,8 @@ def load_settings(path: Path | None) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ()))
-        raise SettingsError(f"{path or 'settings'}: {loc}: {first.get('msg')}") from exc
+        hint = _did_you_mean(first.get("loc", ())) if first.get("type") == "extra_forbidden" else ""
+        raise SettingsError(f"{path or 'settings'}: {loc}: {first.get('msg')}{hint}") from exc
     base = path.parent if path is not None else Path.cwd()
     for client in settings.cds.clients:
         if client.jwks_file is not None and not client.jwks_file.is_absolute():

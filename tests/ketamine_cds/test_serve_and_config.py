@@ -62,6 +62,11 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     ('[cds]\npublic_base_url = "ftp://x"\n', "http(s) URL"),
     ('[cds]\nunknown = 1\n', "cds.unknown"),
     ('[[cds.clients]]\nissuer = "https://ehr"\n', "exactly one of jwks_url or jwks_file"),
+    ('[cds]\npublic_base_ur = "https://x"\n', "cds.public_base_ur: Extra inputs are not permitted (did you mean "
+                                              "'public_base_url'?)"),
+    ('[[cds.clients]]\nissuer = "a"\njwks_ur = "https://x"\n', "(did you mean 'jwks_url'?)"),
+    ('[smart]\nallowed_isuers = []\n', "(did you mean 'allowed_issuers'?)"),
+    ('[cdss]\nx = 1\n', "(did you mean 'cds'?)"),
 ])
 def test_bad_configuration_is_a_clear_error(tmp_path: Path, body: str, message: str,
                                              capsys: pytest.CaptureFixture[str]) -> None:
