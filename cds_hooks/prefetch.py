@@ -138,7 +138,7 @@ async def gather_patient_data(
         if state is PrefetchState.PAGED and isinstance(value, Mapping):
             next_url = _next_link(value)
             assert next_url is not None
-            to_fetch.append(Query(search.resource_type, next_url, (), search.key, search.domains, search.on_failure))
+            to_fetch.append(search.next_page(next_url))
         elif state in (PrefetchState.ABSENT, PrefetchState.OPERATION_OUTCOME, PrefetchState.INVALID):
             to_fetch.append(search.query(patient_id))
         elif state is PrefetchState.NULL and search.resource_type is ResourceType.PATIENT:

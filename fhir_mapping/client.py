@@ -20,7 +20,7 @@ import httpx
 
 from .facts import DataGap, GapReason, ResourceType
 from .loading import ResourcePool, add_bundle, unresolved_medication_references
-from .searches import SEARCHES_BY_KEY, OnFailure, Query, patient_queries
+from .searches import OnFailure, Query, domains_of, patient_queries
 
 # Parsing JSON this large on the event loop would stall every other request: it moves to a worker thread.
 _PARSE_OFF_LOOP_BYTES = 256 * 1024
@@ -59,6 +59,11 @@ class QueryReport:
 class FetchResult:
     pool: ResourcePool
     reports: list[QueryReport] = field(default_factory=list)
+
+    @property
+    def patient_gap(self) -> DataGap | None:
+        """Why the Patient read failed (not found, refused …), or None: a patient not read is never assessed."""
+        return next((r.gap for r in self.reports if r.resource_type is ResourceType.PATIENT and r.gap), None)
 
 
 class _Gap(Exception):
@@ -108,8 +113,8 @@ class FhirClient:
             await self._run_all(http, queries, deadline, result)
             if resolve_medications:
                 missing = unresolved_medication_references(result.pool)
-                reads = [Query(ResourceType.MEDICATION, ref, (), "medication",
-                               SEARCHES_BY_KEY["medicationRequests"].domains) for ref in missing[:50]]
+                reads = [Query(ResourceType.MEDICATION, ref, (), "medication", domains_of(ResourceType.MEDICATION))
+                         for ref in missing[:50]]
                 if reads:
                     await self._run_all(http, reads, deadline, result)
         finally:

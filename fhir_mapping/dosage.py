@@ -12,6 +12,7 @@ from typing import Any
 
 from . import sig
 from ._json import arr, obj
+from .dates import duration_days, parse_day
 from .facts import DoseSource
 
 _MASS_TO_MG = {"mg": 1.0, "g": 1000.0, "mcg": 0.001, "ug": 0.001, "µg": 0.001}
@@ -155,13 +156,9 @@ def _bounds_days(timing: dict[str, Any] | None) -> float | None:
     repeat = obj(timing, "repeat")
     duration = repeat.get("boundsDuration")
     if isinstance(duration, dict):
-        from .dates import duration_days
-
         return duration_days(duration)
     period = repeat.get("boundsPeriod")
     if isinstance(period, dict):
-        from .dates import parse_day
-
         start, end = parse_day(period.get("start")), parse_day(period.get("end"))
         if start is not None and end is not None and end >= start:
             return float((end - start).days)

@@ -15,10 +15,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from .facts import DataGap, GapReason, ResourceType, SkippedEntry
+from .facts import DataGap, ResourceType, SkippedEntry
 
 # The resource types the rules read; everything else in the input is ignored without being validated.
 USED_TYPES = frozenset(t.value for t in ResourceType)
@@ -242,8 +243,6 @@ def _looks_like_fhir(data: Any) -> bool:
 def unresolved_medication_references(pool: ResourcePool) -> list[str]:
     """``Medication/{id}`` of each Medication that a MedicationStatement or MedicationRequest references and the pool
     does not hold (neither contained, nor included, nor in the input): to be read from the server."""
-    from urllib.parse import quote
-
     missing: dict[str, None] = {}
     for rtype in (ResourceType.MEDICATION_STATEMENT, ResourceType.MEDICATION_REQUEST):
         for res in pool.of_type(rtype):
@@ -258,6 +257,3 @@ def unresolved_medication_references(pool: ResourcePool) -> list[str]:
                 missing[f"Medication/{quote(parts[-1], safe='')}"] = None
     return list(missing)
 
-
-def gap(resource_type: ResourceType, reason: GapReason, detail: str = "") -> DataGap:
-    return DataGap(resource_type, reason, detail)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import quote
 
 from .codesets import CodeSets
 from .facts import DataDomain, ResourceType
@@ -69,6 +70,10 @@ class Search:
         return Query(self.resource_type, self.path.replace(PATIENT_TOKEN, _path_segment(patient_id)), params,
                      self.key, self.domains, self.on_failure)
 
+    def next_page(self, url: str) -> Query:
+        """The rest of this search, from a next link the client sent (a paged prefetch)."""
+        return Query(self.resource_type, url, (), self.key, self.domains, self.on_failure)
+
     @property
     def is_search(self) -> bool:
         return "/" not in self.path
@@ -88,8 +93,6 @@ class Query:
 
 def _path_segment(value: str) -> str:
     # An id is one path segment: a patient id of "../admin" must never reach another path on the server.
-    from urllib.parse import quote
-
     return quote(value, safe="")
 
 

@@ -18,9 +18,9 @@ from eligibility import (
     load_policy,
     load_policy_file,
 )
-from fhir_mapping import ClientSettings, CodeSets, FhirClient, GapReason, InputError, ResourceType, read_path
+from fhir_mapping import ClientSettings, CodeSets, FhirClient, GapReason, InputError, read_path
 
-from .settings import Settings, SettingsError, load_settings
+from .settings import Settings, SettingsError, audit_salt_path, load_settings
 from .text_report import render_text
 
 EXIT_USAGE = 2
@@ -110,7 +110,7 @@ def _evaluate(args: argparse.Namespace) -> str:
                             settings=ClientSettings(budget_s=args.timeout))
         result = asyncio.run(client.fetch_patient(args.patient))
         pool = result.pool
-        if any(g.resource_type is ResourceType.PATIENT and g.reason is GapReason.NOT_FOUND for g in pool.gaps):
+        if result.patient_gap is not None and result.patient_gap.reason is GapReason.NOT_FOUND:
             # A patient the server does not have is never assessed (every face agrees: 412, "not found", exit 2).
             raise CliError(f"patient {args.patient!r} not found on {args.fhir_server}")
     else:
@@ -201,7 +201,7 @@ def config_warnings(settings: Settings) -> list[str]:
         found.append("cds.audit_salt is short or a well-known value: the audit log's patient hashes can be "
                      "reversed by trying ids; leave it empty to have a random salt generated and kept")
     elif not salt:
-        where = settings.cds.audit_salt_file or settings.cds.feedback_db.with_name("ketamine-cds-audit-salt")
+        where = audit_salt_path(settings)
         found.append(f"cds.audit_salt is empty: a random salt is generated on first start and kept in {where}; "
                      "back it up with the database (every replica must share it)")
     if not settings.smart.allowed_issuers:

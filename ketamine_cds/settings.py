@@ -155,6 +155,11 @@ def load_settings(path: Path | None) -> Settings:
     return settings
 
 
+def audit_salt_path(settings: Settings) -> Path:
+    """Where a generated audit salt is kept: ``audit_salt_file``, else beside the feedback database."""
+    return settings.cds.audit_salt_file or settings.cds.feedback_db.with_name("ketamine-cds-audit-salt")
+
+
 def audit_salt(settings: Settings) -> str:
     """The configured salt, else the one kept in the salt file, else a new random one written there (0600).
 
@@ -162,7 +167,7 @@ def audit_salt(settings: Settings) -> str:
     """
     if settings.cds.audit_salt:
         return settings.cds.audit_salt
-    path = settings.cds.audit_salt_file or settings.cds.feedback_db.with_name("ketamine-cds-audit-salt")
+    path = audit_salt_path(settings)
     try:
         existing = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:

@@ -16,7 +16,6 @@ from fhir_mapping import (
     GapReason,
     OnFailure,
     QueryReport,
-    ResourceType,
     domains_of,
     patient_queries,
 )
@@ -60,7 +59,7 @@ async def load_review(client: FhirClient, patient_id: str, granted: set[str], po
     if result.reports and all(r.gap is not None and r.gap.reason in _UNREACHABLE for r in result.reports):
         raise ReviewProblem("The EHR's FHIR server is not answering",
                             "No data could be read. Try again in a moment; nothing has been assessed.", 502)
-    patient_gap = next((r.gap for r in result.reports if r.resource_type is ResourceType.PATIENT and r.gap), None)
+    patient_gap = result.patient_gap
     if patient_gap is not None and patient_gap.reason is GapReason.NOT_FOUND:
         raise ReviewProblem("Patient not found",
                             "The EHR's FHIR server has no record of the patient in context; nothing has been "
