@@ -124,7 +124,7 @@ async def in_process(keys: Keys, runs: int) -> None:
                     what = "first call for the patient" if mode == "cold" else "repeat hook, e.g. select then sign"
                     print(f"    {mode} ({what}): median {med:.1f} ms, p95 {pct(times, 95):.1f} ms, "
                           f"ratio to json.loads {med / lmed:.1f}x (goal <= 5x)")
-        app.state.feedback.close()
+        app.state.storage.close()
 
 
 def start(cmd: list[str], url: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -259,7 +259,7 @@ async def no_prefetch(keys: Keys, runs: int) -> None:
                   f"slowest single query median {smed:.1f} ms, ratio {med / smed:.2f}x (goal <= 1.5x); the "
                   f"{len(PREFETCH_KEYS)} "
                   f"queries one after another: {statistics.median(summed):.1f} ms")
-            app.state.feedback.close()
+            app.state.storage.close()
         finally:
             proc.terminate()
             proc.wait(timeout=10)

@@ -3,7 +3,6 @@
 from .auth import JwksCache, JwtRejected, JwtVerifier, ReplayStore, TrustedClient, VerifiedCaller
 from .cards import OVERRIDE_REASONS, CardContext, order_cards, patient_view_card
 from .errors import CdsError
-from .feedback import FeedbackStore
 from .models import Card, CdsRequest, CdsResponse, FeedbackRequest
 from .prefetch import PREFETCH_KEYS, TEMPLATES, gather_patient_data
 from .service import SERVICES, CdsOptions, build_router, handle_cds_error
@@ -20,7 +19,6 @@ __all__ = [
     "CdsRequest",
     "CdsResponse",
     "FeedbackRequest",
-    "FeedbackStore",
     "JwksCache",
     "JwtRejected",
     "JwtVerifier",

@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from joserfc import jwt
@@ -50,10 +50,16 @@ class VerifiedCaller:
     subject: str | None
 
 
+class Replays(Protocol):
+    """Where used ``jti``s are remembered: the shared store (any replica), or :class:`ReplayStore` in one process."""
+
+    async def first_use(self, issuer: str, jti: str, expires_at: float) -> bool: ...
+
+
 class ReplayStore:
     """Remembers each ``jti`` until its token expires (plus leeway); a second use is a replay.
 
-    In memory, per process: a deployment with several workers needs sticky routing or a shared store.
+    In memory, per process: for tools and tests. The service uses the shared store (``storage.Storage``).
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -163,7 +169,7 @@ def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
 
 class JwtVerifier:
     def __init__(self, clients: list[TrustedClient], jwks: JwksCache | None = None,
-                 replay: ReplayStore | None = None, clock: Callable[[], float] = time.time,
+                 replay: Replays | None = None, clock: Callable[[], float] = time.time,
                  max_lifetime_s: float = DEFAULT_MAX_LIFETIME_S) -> None:
         self._clients = {c.issuer: c for c in clients}
         self._jwks = jwks or JwksCache()

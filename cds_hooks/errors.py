@@ -5,7 +5,8 @@
     ├── BadRequest                body, Content-Type, size, JSON, model or context (400/413/415)
     ├── UnknownService            no such service (404)
     ├── UnknownCard               feedback for a card not issued by this service to this client (400)
-    └── RequiredDataMissing       Patient or Conditions unobtainable, or the patient unknown (412)
+    ├── RequiredDataMissing       Patient or Conditions unobtainable, or the patient unknown (412)
+    └── ServiceUnavailable        the shared-state database did not answer in time (503, Retry-After)
 
 Routes raise; :func:`error_response` (installed once on the app) answers.
 """
@@ -77,9 +78,17 @@ class RequiredDataMissing(CdsError):
     status, code = 412, "processing"
 
 
+class ServiceUnavailable(CdsError):
+    """Shared state (the database) did not answer in time: retry shortly."""
+
+    status, code = 503, "transient"
+
+
 def error_response(exc: CdsError) -> JSONResponse:
     if isinstance(exc, Unauthorized):
         return unauthorized()
+    if isinstance(exc, ServiceUnavailable):
+        return outcome_response(exc.status, exc.code, exc.diagnostics or None, headers={"Retry-After": "5"})
     return outcome_response(exc.status, exc.code, exc.diagnostics or None)
 
 

@@ -8,6 +8,7 @@ body is an OperationOutcome. An order that is not for ketamine or esketamine get
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import time
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from eligibility import Policy, assess_pool
 from fhir_mapping import ClientSettings, KetamineOrder, ketamine_order
+from storage import CardNotIssued, FeedbackRecord, IssuedCard, Storage, StorageUnavailable
 
 from .audit import audit, patient_hash
 from .auth import JwtRejected, JwtVerifier, VerifiedCaller
@@ -30,13 +32,13 @@ from .errors import (
     BadRequest,
     CdsError,
     RequiredDataMissing,
+    ServiceUnavailable,
     Unauthorized,
     UnknownCard,
     UnknownService,
     error_response,
 )
-from .feedback import FeedbackRecord, FeedbackStore, IssuedCard
-from .models import CdsRequest, FeedbackRequest, Hook
+from .models import Card, CdsRequest, FeedbackRequest, Hook, Indicator
 from .prefetch import TEMPLATES, gather_patient_data
 
 
@@ -77,7 +79,7 @@ _REQUIRED_CONTEXT = {
 class CdsOptions:
     public_base_url: str
     policy: Policy
-    feedback: FeedbackStore
+    storage: Storage
     verifier: JwtVerifier | None
     discovery_requires_auth: bool = False
     max_body_bytes: int = 5_000_000
@@ -88,6 +90,8 @@ class CdsOptions:
     fhir_max_total_bytes: int = 60_000_000
     http: httpx.AsyncClient | None = None
     today: Callable[[], dt.date] = field(default=dt.date.today)
+    #: order-sign leaves out a non-critical card that order-select showed, unchanged, this recently.
+    repeat_window_s: float = 300.0
 
     def endpoint(self, path: str) -> str:
         return self.public_base_url.rstrip("/") + path
@@ -207,6 +211,33 @@ def _ketamine_orders(req: CdsRequest) -> list[KetamineOrder]:
     return [o for r in resources if (o := ketamine_order(r)) is not None]
 
 
+def _card_digest(caller: VerifiedCaller | None, ctx: CardContext, card: Card) -> str:
+    """Who was shown what, for which draft orders: the same card for the same orders hashes the same (its uuid,
+    links and suggestion ids, fresh on every call, are left out)."""
+    content = json.dumps({
+        "issuer": caller.issuer if caller else None, "tenant": caller.tenant if caller else None,
+        "patient": ctx.patient_id, "orders": sorted(o.reference for o in ctx.orders), "kind": card.kind,
+        "indicator": card.indicator, "summary": card.summary, "detail": card.detail,
+    }, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+async def _without_repeats(options: CdsOptions, service: ServiceDefinition, caller: VerifiedCaller | None,
+                           ctx: CardContext, cards: list[Card]) -> tuple[list[Card], int]:
+    """order-select remembers what it showed; order-sign leaves out those cards when unchanged, except critical
+    ones (a contraindication is shown again at the moment of signing, whatever was shown before)."""
+    if options.repeat_window_s <= 0 or service.hook is Hook.PATIENT_VIEW or not cards:
+        return cards, 0
+    digests = {card.uuid: _card_digest(caller, ctx, card) for card in cards}
+    if service.hook is Hook.ORDER_SELECT:
+        await options.storage.remember_shown(digests.values(), options.repeat_window_s)
+        return cards, 0
+    shown = await options.storage.recently_shown(
+        d for c in cards if c.indicator is not Indicator.CRITICAL for d in (digests[c.uuid],))
+    kept = [c for c in cards if digests[c.uuid] not in shown]
+    return kept, len(cards) - len(kept)
+
+
 def _text_field(value: Any, key: str) -> str | None:
     found = value.get(key) if isinstance(value, dict) else None
     return found[:500] if isinstance(found, str) and found else None
@@ -265,12 +296,21 @@ def build_router(options: CdsOptions) -> APIRouter:
     async def call_service(service_id: str, request: Request) -> Response:
         started = time.perf_counter()
         service = service_named(service_id)
-        caller, req = await intake(request, service_id, f"/cds-services/{service_id}", CdsRequest)
-        return await _answer(options, service, req, caller, started)
+        try:
+            caller, req = await intake(request, service_id, f"/cds-services/{service_id}", CdsRequest)
+            return await _answer(options, service, req, caller, started)
+        except StorageUnavailable as exc:
+            raise ServiceUnavailable("shared state is unavailable; retry shortly") from exc
 
     @router.post("/cds-services/{service_id}/feedback", response_model=None)
     async def feedback(service_id: str, request: Request) -> Response:
         service_named(service_id)
+        try:
+            return await _store_feedback(service_id, request)
+        except StorageUnavailable as exc:
+            raise ServiceUnavailable("shared state is unavailable; retry shortly") from exc
+
+    async def _store_feedback(service_id: str, request: Request) -> Response:
         caller, body = await intake(request, service_id, f"/cds-services/{service_id}/feedback", FeedbackRequest)
         records = [
             FeedbackRecord(
@@ -286,7 +326,10 @@ def build_router(options: CdsOptions) -> APIRouter:
             )
             for item in body.feedback
         ]
-        await options.feedback.record_feedback(service_id, caller.issuer if caller else None, records)
+        try:
+            await options.storage.record_feedback(service_id, caller.issuer if caller else None, records)
+        except CardNotIssued as exc:
+            raise UnknownCard(exc.card_uuid) from exc
         audit("feedback", service=service_id, items=len(records), issuer=caller.issuer if caller else None)
         return JSONResponse({}, status_code=200)
 
@@ -335,11 +378,13 @@ async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsReque
         cards = [card] if card else []
     else:
         cards = order_cards(assessment, options.policy, ctx)
-    await options.feedback.record_cards([
+    cards, repeated = await _without_repeats(options, service, caller, ctx, cards)
+    await options.storage.record_cards([
         IssuedCard(c.uuid, service.id, req.hookInstance, c.kind, c.indicator,
                    tuple(s.uuid for s in c.suggestions or []), caller.issuer if caller else None)
         for c in cards
     ])
-    audit("service_call", **log, status=200, verdict=assessment.verdict.value, cards=len(cards), data_gaps=gaps,
+    audit("service_call", **log, status=200, verdict=assessment.verdict.value, cards=len(cards),
+          cards_not_repeated=repeated, data_gaps=gaps,
           latency_ms=round((time.perf_counter() - started) * 1000, 1))
     return JSONResponse({"cards": [c.model_dump(exclude_none=True) for c in cards]})

@@ -6,6 +6,8 @@ import datetime as dt
 import gc
 import json
 import logging
+import os
+import secrets
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -23,7 +25,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cds_hooks import (
     CdsError,
     CdsOptions,
-    FeedbackStore,
     JwksCache,
     JwtVerifier,
     TrustedClient,
@@ -33,11 +34,20 @@ from cds_hooks import (
 from cds_hooks.errors import operation_outcome
 from eligibility import load_policy
 from fhir_mapping import CodeSets
-from smart_app import ClientCredentials, SmartOptions, csp
+from smart_app import ClientCredentials, SmartOptions, Store, csp
 from smart_app import build_router as build_smart_router
+from storage import Sealer, Storage, StorageError, StorageUnavailable, load_or_create_key, open_storage
 
 from .safe_errors import SafeErrors
-from .settings import Settings, SettingsError, audit_salt
+from .settings import (
+    Settings,
+    SettingsError,
+    audit_salt,
+    database_url,
+    encryption_key_path,
+    load_settings,
+    uses_postgresql,
+)
 
 log = logging.getLogger("ketamine_cds")
 
@@ -85,6 +95,25 @@ def smart_credentials(settings: Settings) -> ClientCredentials:
     return ClientCredentials(smart.client_id, private_key=key, alg=smart.alg)
 
 
+def open_shared_storage(settings: Settings, *, migrate: bool | None = None, check_schema: bool = True) -> Storage:
+    """The shared-state store the settings name. SQLite is created and upgraded in place; PostgreSQL must have been
+    migrated (``ketamine-cds migrate``) and needs the encryption key file."""
+    key_path = encryption_key_path(settings)
+    try:
+        key = load_or_create_key(key_path, create=not uses_postgresql(settings))
+        return open_storage(database_url(settings), Sealer(key), timeout_s=settings.storage.timeout_s,
+                            migrate=migrate, check_schema=check_schema)
+    except StorageError as exc:
+        raise SettingsError(str(exc)) from exc
+
+
+def app_from_environment() -> FastAPI:
+    """The app ``serve`` runs in each worker (uvicorn's factory): settings from ``KETAMINE_CDS_CONFIG``."""
+    config = os.environ.get("KETAMINE_CDS_CONFIG")
+    settings = load_settings(Path(config) if config else None)
+    return create_app(settings, insecure_no_auth=os.environ.get("KETAMINE_CDS_INSECURE_NO_AUTH") == "1")
+
+
 def create_app(
     settings: Settings,
     *,
@@ -98,23 +127,30 @@ def create_app(
     """The service and the SMART app from settings; ``sandbox`` (an ASGI app) is mounted at /sandbox for the demo."""
     policy = load_policy(settings.cds.policy)
     CodeSets.load()  # code sets are static: load them before requests arrive
-    feedback = FeedbackStore(settings.cds.feedback_db)
+    storage = open_shared_storage(settings)
+    try:
+        salt = audit_salt(settings, lambda: storage.secret("audit_salt", lambda: secrets.token_hex(32)))
+    except StorageUnavailable as exc:
+        storage.close()
+        raise SettingsError(f"the database did not answer: {exc}") from exc
     own_http = http is None
     client = http or httpx.AsyncClient(timeout=settings.cds.fhir_budget_s)
     verifier = None if insecure_no_auth else JwtVerifier(trusted_clients(settings), JwksCache(client),
+                                                         replay=storage,
                                                          max_lifetime_s=settings.cds.jwt_max_lifetime_s)
     if configure_logging:
         _configure_audit(settings.cds.audit_log)
     options = CdsOptions(
         public_base_url=settings.cds.public_base_url,
         policy=policy,
-        feedback=feedback,
+        storage=storage,
         verifier=verifier,
         discovery_requires_auth=settings.cds.discovery_requires_auth,
         max_body_bytes=settings.cds.max_body_bytes,
         fhir_budget_s=settings.cds.fhir_budget_s,
         smart_launch_url=settings.cds.public_base_url + "/smart/launch",
-        audit_salt=audit_salt(settings),
+        audit_salt=salt,
+        repeat_window_s=settings.cds.repeat_window_s,
         fhir_max_response_bytes=settings.cds.fhir_max_response_bytes,
         fhir_max_total_bytes=settings.cds.fhir_max_total_bytes,
         http=client,
@@ -127,6 +163,7 @@ def create_app(
         credentials=smart_credentials(settings),
         redirect_uri=settings.smart.redirect_uri or base + "/smart/callback",
         allowed_issuers=settings.smart.allowed_issuers,
+        store=Store(storage),
         frame_ancestors=settings.smart.frame_ancestors,
         default_iss=settings.smart.default_iss,
         offline_access=settings.smart.offline_access,
@@ -143,10 +180,10 @@ def create_app(
         yield
         if own_http:
             await client.aclose()
-        feedback.close()
+        storage.close()
 
     app = FastAPI(title="ketamine-cds", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.state.feedback = feedback
+    app.state.storage = storage
     app.state.options = options
     app.state.smart = smart_options
     app.include_router(build_router(options))
@@ -171,6 +208,12 @@ def create_app(
     )
 
     app.add_exception_handler(CdsError, handle_cds_error)
+
+    @app.exception_handler(StorageUnavailable)
+    async def storage_down(_: Request, exc: StorageUnavailable) -> JSONResponse:
+        # Reached from faces that do not translate it themselves (the SMART app): a 503, never a 500.
+        return JSONResponse(operation_outcome("transient", "shared state is unavailable; retry shortly"),
+                            status_code=503, media_type="application/fhir+json", headers={"Retry-After": "5"})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

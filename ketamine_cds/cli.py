@@ -20,7 +20,7 @@ from eligibility import (
 )
 from fhir_mapping import ClientSettings, CodeSets, FhirClient, GapReason, InputError, read_path
 
-from .settings import Settings, SettingsError, audit_salt_path, load_settings
+from .settings import Settings, SettingsError, legacy_audit_salt_path, load_settings
 from .text_report import render_text
 
 EXIT_USAGE = 2
@@ -62,13 +62,22 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the CDS Hooks service (and the SMART app)")
     serve.add_argument("--config", type=Path, help="ketamine-cds.toml")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default=None, help="listen address (default: [server] host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: [server] port, 8000)")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="processes sharing the port (default: [server] workers, 1); state is shared through "
+                            "the database")
     serve.add_argument("--insecure-no-auth", action="store_true",
                        help="DEVELOPMENT ONLY: accept service calls without verifying the CDS client's JWT")
 
     check = sub.add_parser("check-config", help="validate the configuration, fetch each JWKS, print what to register")
     check.add_argument("--config", type=Path, required=True)
+
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema ([storage] database_url)")
+    migrate.add_argument("--config", type=Path)
+
+    key = sub.add_parser("generate-key", help="write a new encryption key for [storage] encryption_key_file (0600)")
+    key.add_argument("path", type=Path)
 
     report = sub.add_parser("feedback-report", help="accept / override rates by card kind and override reason")
     report.add_argument("--config", type=Path)
@@ -124,22 +133,70 @@ def _evaluate(args: argparse.Namespace) -> str:
     return json.dumps(assessment_to_json(assessment), indent=2)
 
 
+def _migrate(path: Path | None) -> str:
+    from storage import StorageError, upgrade_schema
+
+    from .app import open_shared_storage
+
+    settings = load_settings(path)
+    store = open_shared_storage(settings, migrate=False, check_schema=False)
+    try:
+        before, after = upgrade_schema(store.engine)
+    except StorageError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        store.close()
+    if before == after:
+        return f"database schema is current (revision {after})"
+    return f"database schema upgraded from revision {before or 'none'} to {after}"
+
+
+def _generate_key(path: Path) -> str:
+    from storage import StorageError, load_or_create_key
+
+    if path.exists():
+        raise CliError(f"{path} exists; a new key would end every stored SMART session (remove it first to rotate)")
+    try:
+        load_or_create_key(path, create=True)
+    except (OSError, StorageError) as exc:
+        raise CliError(f"{path}: cannot write ({exc})") from exc
+    return f"wrote a new encryption key to {path} (mode 0600)"
+
+
 def _serve(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
-    from .app import create_app
+    from .app import open_shared_storage
 
     settings = load_settings(args.config)
+    host = args.host or settings.server.host
+    port = settings.server.port if args.port is None else args.port
+    workers = args.workers or settings.server.workers
+    if not 0 <= port < 65536:
+        raise CliError(f"--port must be between 0 and 65535, not {port}")
+    if not 1 <= workers <= 64:
+        raise CliError(f"--workers must be between 1 and 64, not {workers}")
+    # Checked once here, before any worker starts: a schema behind this release (or no database) stops serve.
+    open_shared_storage(settings).close()
     if args.insecure_no_auth:
         print("!" * 78 + "\n! --insecure-no-auth: CDS client JWTs are NOT verified. Local development only. !\n"
               + "!" * 78, file=sys.stderr)
     elif not settings.cds.clients:
         print("ketamine-cds: warning: no [[cds.clients]] configured: every service call will get 401",
               file=sys.stderr)
-    app = create_app(settings, insecure_no_auth=args.insecure_no_auth)
+    # Every worker builds its app from the same configuration (uvicorn's factory), passed on in the environment.
+    if args.config is not None:
+        os.environ["KETAMINE_CDS_CONFIG"] = str(args.config.resolve())
+    if args.insecure_no_auth:
+        os.environ["KETAMINE_CDS_INSECURE_NO_AUTH"] = "1"
     print(f"ketamine-cds: discovery at {settings.cds.public_base_url}/cds-services "
-          f"(listening on http://{args.host}:{args.port})", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+          f"(listening on http://{host}:{port}, {workers} worker(s))", file=sys.stderr)
+    proxies = settings.server.trusted_proxies
+    uvicorn.run("ketamine_cds.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None,
+                timeout_graceful_shutdown=int(settings.server.graceful_shutdown_s), server_header=False)
     return 0
 
 
@@ -200,22 +257,24 @@ def config_warnings(settings: Settings) -> list[str]:
     if salt and (salt in ("change-me", "ketamine-cds", "demo", "salt") or len(salt) < 16):
         found.append("cds.audit_salt is short or a well-known value: the audit log's patient hashes can be "
                      "reversed by trying ids; leave it empty to have a random salt generated and kept")
-    elif not salt:
-        where = audit_salt_path(settings)
-        found.append(f"cds.audit_salt is empty: a random salt is generated on first start and kept in {where}; "
-                     "back it up with the database (every replica must share it)")
+    elif not salt and not legacy_audit_salt_path(settings).exists():
+        found.append("cds.audit_salt is empty: a random salt is generated on first start and kept in the database; "
+                     "back the database up (the audit log's hashes cannot be matched to patients without it)")
     if not settings.smart.allowed_issuers:
         found.append("smart.allowed_issuers is empty: the SMART app refuses every launch")
     return found
 
 
 def _feedback_report(path: Path | None) -> str:
-    from cds_hooks import OVERRIDE_REASONS, FeedbackStore
+    from cds_hooks import OVERRIDE_REASONS
+
+    from .app import open_shared_storage
+    from .settings import uses_postgresql
 
     settings = load_settings(path)
-    if not settings.cds.feedback_db.exists():
+    if not uses_postgresql(settings) and not settings.cds.feedback_db.exists():
         raise CliError(f"no feedback database at {settings.cds.feedback_db}")
-    store = FeedbackStore(settings.cds.feedback_db)
+    store = open_shared_storage(settings)
     try:
         rows = store.report(OVERRIDE_REASONS)
     finally:
@@ -242,6 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "check-config":
             return asyncio.run(_check_config(args.config))
+        if args.command == "migrate":
+            print(_migrate(args.config))
+            return 0
+        if args.command == "generate-key":
+            print(_generate_key(args.path))
+            return 0
         if args.command == "feedback-report":
             print(_feedback_report(args.config))
             return 0

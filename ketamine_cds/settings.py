@@ -7,6 +7,7 @@ clear message rather than a crash at the first request.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +56,9 @@ class CdsSettings(BaseModel):
     #: in ``audit_salt_file`` (beside the feedback database unless set).
     audit_salt: str = ""
     audit_salt_file: Path | None = None
+    #: order-sign leaves out a non-critical card order-select showed, unchanged, for the same draft order within
+    #: this many seconds (0: always repeat).
+    repeat_window_s: float = Field(default=300, ge=0)
 
     @model_validator(mode="after")
     def _url(self) -> CdsSettings:
@@ -68,6 +72,7 @@ class SmartSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     client_id: str = "ketamine-cds"
     client_secret: str | None = None
+    client_secret_file: Path | None = None
     private_key_file: Path | None = None
     alg: Literal["RS384", "ES384"] = "RS384"
     redirect_uri: str | None = None
@@ -87,10 +92,41 @@ class SmartSettings(BaseModel):
         return self
 
 
+class StorageSettings(BaseModel):
+    """Where shared state lives: feedback, issued cards, the JWT replay store, SMART launches and sessions."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: Empty: the embedded SQLite file ``cds.feedback_db`` (one machine). ``postgresql://user@host/db`` for replicas.
+    database_url: str = ""
+    #: A file holding the URL (a secret when it carries a password); wins over ``database_url``.
+    database_url_file: Path | None = None
+    #: The Fernet key sealing SMART tokens at rest. Required with PostgreSQL; with SQLite a key is generated beside
+    #: the database file on first start when unset.
+    encryption_key_file: Path | None = None
+    #: How long a request waits for the database before answering 503.
+    timeout_s: float = Field(default=2.5, gt=0)
+
+
+class ServerSettings(BaseModel):
+    """How ``serve`` runs: processes, and which reverse proxies it believes."""
+
+    model_config = ConfigDict(extra="forbid")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    #: Addresses of reverse proxies whose X-Forwarded-Proto/Host/For are honoured; "*" trusts any (only behind a
+    #: proxy that overwrites them). Empty: the headers are ignored.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    #: Seconds in-flight requests get to finish after SIGTERM.
+    graceful_shutdown_s: float = Field(default=20, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KETAMINE_CDS_", env_nested_delimiter="__", extra="forbid")
     cds: CdsSettings = Field(default_factory=CdsSettings)
     smart: SmartSettings = Field(default_factory=SmartSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -152,41 +188,75 @@ def load_settings(path: Path | None) -> Settings:
     key = settings.smart.private_key_file
     if key is not None and not key.is_absolute():
         settings.smart.private_key_file = base / key
+    for name in ("database_url_file", "encryption_key_file"):
+        value = getattr(settings.storage, name)
+        if value is not None and not value.is_absolute():
+            setattr(settings.storage, name, base / value)
+    if settings.smart.client_secret_file is not None and not settings.smart.client_secret_file.is_absolute():
+        settings.smart.client_secret_file = base / settings.smart.client_secret_file
+    _read_secret_files(settings)
     return settings
 
 
-def audit_salt_path(settings: Settings) -> Path:
-    """Where a generated audit salt is kept: ``audit_salt_file``, else beside the feedback database."""
+def _read_secret_file(path: Path, key: str) -> str:
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(f"{key} {path}: cannot read ({exc.__class__.__name__})") from exc
+    if not value:
+        raise SettingsError(f"{key} {path}: the file is empty")
+    return value
+
+
+def _read_secret_files(settings: Settings) -> None:
+    """``*_file`` keys: secrets kept out of the TOML file and the environment (container secrets, vault agents)."""
+    if settings.storage.database_url_file is not None:
+        settings.storage.database_url = _read_secret_file(settings.storage.database_url_file,
+                                                          "storage.database_url_file")
+    if settings.smart.client_secret_file is not None:
+        if settings.smart.private_key_file is not None:
+            raise SettingsError("smart: give client_secret_file or private_key_file, not both")
+        settings.smart.client_secret = _read_secret_file(settings.smart.client_secret_file, "smart.client_secret_file")
+
+
+def database_url(settings: Settings) -> str:
+    """The shared-state database: ``storage.database_url``, else the embedded SQLite file ``cds.feedback_db``."""
+    return settings.storage.database_url or f"sqlite:///{settings.cds.feedback_db}"
+
+
+def uses_postgresql(settings: Settings) -> bool:
+    return database_url(settings).startswith(("postgresql:", "postgresql+", "postgres:"))
+
+
+def encryption_key_path(settings: Settings) -> Path:
+    """The Fernet key's file: ``storage.encryption_key_file``, else (SQLite only) beside the database file."""
+    if settings.storage.encryption_key_file is not None:
+        return settings.storage.encryption_key_file
+    if uses_postgresql(settings):
+        raise SettingsError("storage.encryption_key_file is required with PostgreSQL: SMART tokens are encrypted at "
+                            "rest with it (create one with `ketamine-cds generate-key FILE`)")
+    return settings.cds.feedback_db.with_name("ketamine-cds-storage.key")
+
+
+def legacy_audit_salt_path(settings: Settings) -> Path:
+    """Where releases before the shared store kept a generated salt: ``audit_salt_file``, else beside the feedback
+    database. A salt found there is kept, so old and new audit lines hash a patient alike."""
     return settings.cds.audit_salt_file or settings.cds.feedback_db.with_name("ketamine-cds-audit-salt")
 
 
-def audit_salt(settings: Settings) -> str:
-    """The configured salt, else the one kept in the salt file, else a new random one written there (0600).
+def audit_salt(settings: Settings, stored: Callable[[], str]) -> str:
+    """The configured salt, else the one in the salt file, else the shared store's (random, created once, the same
+    on every replica: ``stored``).
 
     A public default salt would let anyone with the audit log test patient ids against its hashes.
     """
     if settings.cds.audit_salt:
         return settings.cds.audit_salt
-    path = audit_salt_path(settings)
+    path = legacy_audit_salt_path(settings)
     try:
         existing = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         existing = ""
     except OSError as exc:
         raise SettingsError(f"cds.audit_salt_file {path}: cannot read ({exc.__class__.__name__})") from exc
-    if existing:
-        return existing
-    import os
-    import secrets
-
-    salt = secrets.token_hex(32)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(salt + "\n")
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()  # another worker wrote it first
-    except OSError as exc:
-        raise SettingsError(f"cds.audit_salt_file {path}: cannot write ({exc.__class__.__name__})") from exc
-    return salt
+    return existing or stored()

@@ -38,7 +38,7 @@ from .oauth import (
     validate_id_token,
 )
 from .review import ReviewProblem, load_review
-from .sessions import LaunchRecord, Session, Store
+from .sessions import LaunchRecord, Session, Store, owns
 
 BROWSER_COOKIE = "kcds_browser"
 # RFC 6749 §4.1.2.1: the error codes an authorization response may carry (shown by name; anything else is not).
@@ -56,13 +56,13 @@ class SmartOptions:
     credentials: ClientCredentials
     redirect_uri: str
     allowed_issuers: list[str]
+    store: Store
     frame_ancestors: list[str] = field(default_factory=list)
     default_iss: str | None = None
     offline_access: bool = False
     policy: str = "default"
     fhir_budget_s: float = 10.0
     http: httpx.AsyncClient | None = None
-    store: Store = field(default_factory=Store)
     today: Any = dt.date.today
 
     @property
@@ -174,7 +174,7 @@ def build_router(options: SmartOptions) -> APIRouter:
         verifier, challenge = pkce_pair()
         state, nonce = new_state(), secrets.token_urlsafe(16)
         scope = requested_scopes(config, ehr_launch=launch is not None, offline=options.offline_access)
-        store.add_launch(LaunchRecord(state, browser, iss, launch, verifier, nonce, scope, config))
+        await store.add_launch(LaunchRecord(state, browser, iss, launch, verifier, nonce, scope, config))
         params = authorization_params(config, client_id=options.credentials.client_id,
                                       redirect_uri=options.redirect_uri, scope=scope, state=state, aud=iss,
                                       challenge=challenge, launch=launch, nonce=nonce)
@@ -196,7 +196,7 @@ def build_router(options: SmartOptions) -> APIRouter:
             # Checked first: an error redirect carries no code (and a denied consent is not a crash). Only our own
             # words are shown: the URL's error_description is the redirect's, anyone's, to write.
             if q.get("state"):
-                store.take_launch(q["state"], browser)
+                await store.take_launch(q["state"], browser)
             if q["error"] == "access_denied":
                 return problem_page(options, "Access was not granted",
                                     "The EHR reports that access was denied. Relaunch the app to try again.", 403)
@@ -204,16 +204,16 @@ def build_router(options: SmartOptions) -> APIRouter:
             return problem_page(options, "The EHR could not authorize the app",
                                 f"The EHR answered with {known}. Relaunch the app; if it persists, ask IT to check "
                                 "this app's registration.", 400)
-        record = store.peek_launch(q.get("state", "")) if q.get("state") else None
+        record = await store.peek_launch(q.get("state", "")) if q.get("state") else None
         if record is None:
             return problem_page(options, "This sign-in link is not valid",
                                 "The launch was already used, or it is unknown to this app. Relaunch the app from "
                                 "the EHR.", 400)
-        if not secrets.compare_digest(record.browser, browser):
+        if not owns(record.browser, browser):
             # Not spent: the browser that started the launch can still complete it.
             return problem_page(options, "This sign-in belongs to another browser session",
                                 "Relaunch the app from the EHR.", 400)
-        record = store.take_launch(record.state, browser)
+        record = await store.take_launch(record.state, browser)
         if record is None:
             return problem_page(options, "This sign-in link is not valid",
                                 "The launch was already used. Relaunch the app from the EHR.", 400)
@@ -241,12 +241,12 @@ def build_router(options: SmartOptions) -> APIRouter:
             need_patient_banner=token.get("need_patient_banner", True) is not False,
             smart_style_url=token.get("smart_style_url"), intent=token.get("intent"), tenant=token.get("tenant"),
             app_context=_app_context(token.get("appContext")), id_claims=claims)
-        store.add_session(session)
+        await store.save_session(session)
         return RedirectResponse(f"/smart/app/{session.id}", status_code=303, headers={"Cache-Control": "no-store"})
 
     @router.get("/app/{sid}")
     async def review(sid: str, request: Request, policy: str | None = None) -> Response:
-        session = store.session(sid, request.cookies.get(BROWSER_COOKIE))
+        session = await store.session(sid, request.cookies.get(BROWSER_COOKIE))
         if session is None:
             return problem_page(options, "Your session has ended", "Relaunch the app from the EHR.", 401)
         if session.patient is None:
@@ -264,12 +264,12 @@ def build_router(options: SmartOptions) -> APIRouter:
 
     @router.post("/app/{sid}/logout")
     async def logout(sid: str, request: Request, csrf: str = Form("")) -> Response:
-        session = store.session(sid, request.cookies.get(BROWSER_COOKIE))
+        session = await store.session(sid, request.cookies.get(BROWSER_COOKIE))
         if session is None:
             return problem_page(options, "Your session has ended", "Nothing to sign out of.", 401)
         if not secrets.compare_digest(session.csrf, csrf) or request.headers.get("sec-fetch-site") == "cross-site":
             return problem_page(options, "Request refused", "The form was not sent from this app.", 403)
-        store.end(sid)
+        await store.end(sid)
         return problem_page(options, "Signed out", "The app forgot this session and its tokens.", 200)
 
     async def _ensure_fresh(session: Session) -> None:
@@ -284,6 +284,7 @@ def build_router(options: SmartOptions) -> APIRouter:
         session.refresh_token = token.get("refresh_token") or session.refresh_token
         session.scope = str(token.get("scope") or session.scope)
         session.refreshed += 1
+        await store.save_session(session)
 
     async def _render(session: Session, policy: Policy) -> Response:
         client = FhirClient(session.iss, token=session.access_token, http=http,

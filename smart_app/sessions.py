@@ -1,5 +1,6 @@
-"""Server-side launch records and sessions. The browser holds only opaque ids: a per-browser binding cookie, and a
-session id in the app's URL; tokens never leave the server.
+"""Launch records and sessions, kept in the shared store (sealed: tokens and PKCE verifiers are encrypted at rest).
+The browser holds only opaque ids: a per-browser binding cookie, and a session id in the app's URL; tokens never
+leave the server, and any replica can complete a launch another one started.
 
 Binding every launch and session to the browser cookie (not storing them in it) lets several launches in one browser
 (two patients in two EHR tabs) live side by side without disturbing each other.
@@ -7,12 +8,30 @@ Binding every launch and session to the browser cookie (not storing them in it) 
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from storage import Sealed, Storage, browser_digest
+
 from .oauth import SmartConfiguration
+
+
+def _config_payload(config: SmartConfiguration) -> dict[str, Any]:
+    payload = dataclasses.asdict(config)
+    payload["capabilities"] = sorted(config.capabilities)
+    payload["code_challenge_methods"] = list(config.code_challenge_methods)
+    return payload
+
+
+def _config(payload: dict[str, Any]) -> SmartConfiguration:
+    return SmartConfiguration(
+        issuer=payload["issuer"], authorization_endpoint=payload["authorization_endpoint"],
+        token_endpoint=payload["token_endpoint"], jwks_uri=payload["jwks_uri"],
+        capabilities=frozenset(payload["capabilities"]),
+        code_challenge_methods=tuple(payload["code_challenge_methods"]))
 
 
 @dataclass
@@ -31,7 +50,7 @@ class LaunchRecord:
 @dataclass
 class Session:
     id: str
-    browser: str
+    browser: str  # the SHA-256 of the browser-binding cookie (see storage.browser_digest)
     iss: str
     config: SmartConfiguration
     access_token: str
@@ -52,49 +71,65 @@ class Session:
     refreshed: int = 0
 
 
+def _launch_payload(record: LaunchRecord) -> dict[str, Any]:
+    return {"iss": record.iss, "launch": record.launch, "verifier": record.verifier, "nonce": record.nonce,
+            "scope": record.scope, "config": _config_payload(record.config)}
+
+
+def _launch(state: str, stored: Sealed) -> LaunchRecord:
+    p = stored.payload
+    return LaunchRecord(state, stored.browser_digest, p["iss"], p["launch"], p["verifier"], p["nonce"], p["scope"],
+                        _config(p["config"]), stored.created)
+
+
+def _session_payload(session: Session) -> dict[str, Any]:
+    payload = {f.name: getattr(session, f.name) for f in dataclasses.fields(Session)
+               if f.name not in ("id", "browser", "config", "created")}
+    payload["config"] = _config_payload(session.config)
+    return payload
+
+
+def _session(sid: str, stored: Sealed) -> Session:
+    p = dict(stored.payload)
+    config = _config(p.pop("config"))
+    return Session(id=sid, browser=stored.browser_digest, config=config, created=stored.created, **p)
+
+
 class Store:
-    def __init__(self, launch_ttl_s: float = 600, session_ttl_s: float = 8 * 3600, limit: int = 10_000) -> None:
+    """The SMART face's view of the shared store: typed launch records and sessions."""
+
+    def __init__(self, storage: Storage, launch_ttl_s: float = 600, session_ttl_s: float = 8 * 3600) -> None:
+        self.storage = storage
         self.launch_ttl_s = launch_ttl_s
         self.session_ttl_s = session_ttl_s
-        self.limit = limit
-        self.launches: dict[str, LaunchRecord] = {}
-        self.sessions: dict[str, Session] = {}
 
-    def _prune(self) -> None:
-        now = time.time()
-        if len(self.launches) > self.limit:
-            self.launches = {k: v for k, v in self.launches.items() if now - v.created < self.launch_ttl_s}
-        if len(self.sessions) > self.limit:
-            self.sessions = {k: v for k, v in self.sessions.items() if now - v.created < self.session_ttl_s}
+    async def add_launch(self, record: LaunchRecord) -> None:
+        await self.storage.add_launch(record.state, record.browser, _launch_payload(record), record.created,
+                                      self.launch_ttl_s)
 
-    def add_launch(self, record: LaunchRecord) -> None:
-        self._prune()
-        self.launches[record.state] = record
+    async def peek_launch(self, state: str) -> LaunchRecord | None:
+        """The launch record, still unspent (its ``browser`` is the cookie's digest: compare with ``owns``)."""
+        stored = await self.storage.peek_launch(state)
+        return None if stored is None else _launch(state, stored)
 
-    def peek_launch(self, state: str) -> LaunchRecord | None:
-        """The launch record, still unspent: the callback checks the browser before it spends the launch."""
-        return self.launches.get(state)
-
-    def take_launch(self, state: str, browser: str) -> LaunchRecord | None:
+    async def take_launch(self, state: str, browser: str) -> LaunchRecord | None:
         """Spend a launch, once, and only from the browser that started it (a leaked callback URL used in another
         browser leaves the real user's launch intact)."""
-        record = self.launches.get(state)
-        if record is None or not secrets.compare_digest(record.browser, browser):
-            return None
-        return self.launches.pop(state, None)
+        stored = await self.storage.take_launch(state, browser)
+        return None if stored is None else _launch(state, stored)
 
-    def add_session(self, session: Session) -> None:
-        self._prune()
-        self.sessions[session.id] = session
+    async def save_session(self, session: Session) -> None:
+        await self.storage.put_session(session.id, session.browser, _session_payload(session), session.created,
+                                       self.session_ttl_s)
 
-    def session(self, sid: str, browser: str | None) -> Session | None:
-        session = self.sessions.get(sid)
-        if session is None or browser is None or not secrets.compare_digest(session.browser, browser):
-            return None
-        if time.time() - session.created > self.session_ttl_s:
-            self.sessions.pop(sid, None)
-            return None
-        return session
+    async def session(self, sid: str, browser: str | None) -> Session | None:
+        stored = await self.storage.session(sid, browser, self.session_ttl_s)
+        return None if stored is None else _session(sid, stored)
 
-    def end(self, sid: str) -> None:
-        self.sessions.pop(sid, None)
+    async def end(self, sid: str) -> None:
+        await self.storage.end_session(sid)
+
+
+def owns(record_browser_digest: str, browser: str) -> bool:
+    """Whether the browser cookie ``browser`` is the one a launch or session is bound to."""
+    return secrets.compare_digest(record_browser_digest, browser_digest(browser))

@@ -108,3 +108,12 @@ def sekmet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sekmet]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL server (the distribution's package) on loopback, for this test session."""
+    from .postgres import throwaway_cluster
+
+    with throwaway_cluster() as cluster:
+        yield cluster

@@ -196,5 +196,5 @@ allowed_issuers = ["http://127.0.0.1:9/fhir"]
     def close(self) -> None:
         self.loop.run_until_complete(self.client.aclose())
         self.loop.run_until_complete(self.app.state.options.http.aclose())
-        self.app.state.feedback.close()
+        self.app.state.storage.close()
         self.loop.close()

@@ -80,7 +80,7 @@ def running_stack(work: Path, *, client: SandboxClient | None = None, configure:
         with serving(app, port):
             yield Stack(base, app, sandbox, settings)
     finally:
-        app.state.feedback.close()
+        app.state.storage.close()
 
 
 def submit_authorize_form(browser: httpx.Client, response: httpx.Response) -> httpx.Response:

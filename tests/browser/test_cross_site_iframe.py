@@ -58,7 +58,7 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
         with serving(app, port, ssl_certfile=str(cert), ssl_keyfile=str(key)):
             yield Sites(ehr, app_base)
     finally:
-        app.state.feedback.close()
+        app.state.storage.close()
 
 
 def _launch_in_chart(sites: Sites) -> str:

@@ -85,7 +85,7 @@ async def cds(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 async def close_app(client: httpx.AsyncClient) -> None:
     """httpx.ASGITransport sends no lifespan events: close what the app opened."""
     app = client._transport.app  # type: ignore[attr-defined]
-    app.state.feedback.close()
+    app.state.storage.close()
     await app.state.options.http.aclose()
     import logging
 

@@ -6,6 +6,7 @@ import http.server
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import threading
@@ -16,7 +17,8 @@ import httpx
 import pytest
 
 from ketamine_cds.cli import main
-from ketamine_cds.settings import SettingsError, load_settings
+from ketamine_cds.app import open_shared_storage
+from ketamine_cds.settings import Settings, SettingsError, audit_salt, load_settings
 
 from ..cds_hooks.conftest import ISSUER, Keys, hook_request
 from ..conftest import free_port, wait_until_up
@@ -137,18 +139,30 @@ jwks_url = "{url}"
     assert "eyJ" not in out  # no token in any log line
 
 
-def test_the_audit_salt_is_random_persisted_and_private_when_not_configured(tmp_path: Path) -> None:
-    from ketamine_cds.settings import audit_salt
+def _salt_of(settings: Settings) -> str:
+    storage = open_shared_storage(settings)
+    try:
+        return audit_salt(settings, lambda: storage.secret("audit_salt", lambda: secrets.token_hex(32)))
+    finally:
+        storage.close()
 
+
+def test_the_audit_salt_is_random_kept_in_the_database_and_the_token_key_private(tmp_path: Path) -> None:
     config = write_config(tmp_path / "k.toml", '[cds]\nfeedback_db = "data/fb.sqlite3"\n')
-    settings = load_settings(config)
-    first = audit_salt(settings)
-    salt_file = tmp_path / "data" / "ketamine-cds-audit-salt"
-    assert len(first) == 64 and salt_file.read_text().strip() == first
-    assert oct(salt_file.stat().st_mode & 0o777) == "0o600"
-    assert audit_salt(load_settings(config)) == first  # the same salt after a restart: hashes stay comparable
+    first = _salt_of(load_settings(config))
+    assert len(first) == 64
+    assert _salt_of(load_settings(config)) == first  # the same salt after a restart: hashes stay comparable
+    key_file = tmp_path / "data" / "ketamine-cds-storage.key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"  # the key sealing SMART tokens at rest
     other = write_config(tmp_path / "o.toml", '[cds]\nfeedback_db = "other/fb.sqlite3"\n')
-    assert audit_salt(load_settings(other)) != first  # never a public default
+    assert _salt_of(load_settings(other)) != first  # never a public default
+
+
+def test_a_salt_file_from_an_earlier_release_is_kept(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "ketamine-cds-audit-salt").write_text("e" * 64 + "\n")
+    config = write_config(tmp_path / "k.toml", '[cds]\nfeedback_db = "data/fb.sqlite3"\n')
+    assert _salt_of(load_settings(config)) == "e" * 64
 
 
 def test_check_config_warns_about_unsafe_production_settings(

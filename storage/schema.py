@@ -1,0 +1,74 @@
+"""The tables, as SQLAlchemy Core metadata. Alembic migrations (``migrations/versions``) create and change them;
+this module is what the queries are written against. Times are POSIX seconds (float): the same on both backends."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, Index, LargeBinary, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+issued_card = Table(
+    "issued_card", metadata,
+    Column("card_uuid", String(64), primary_key=True),
+    Column("service", String(100), nullable=False),
+    Column("hook_instance", String(200), nullable=False),
+    Column("kind", String(50), nullable=False),
+    Column("indicator", String(20), nullable=False),
+    Column("suggestion_uuids", Text, nullable=False),
+    Column("issued_at", Text, nullable=False),
+    Column("issuer", Text),
+)
+
+feedback = Table(
+    "feedback", metadata,
+    Column("card_uuid", String(64), primary_key=True),
+    Column("outcome", String(20), primary_key=True),
+    Column("outcome_timestamp", String(64), primary_key=True),
+    Column("service", String(100), nullable=False),
+    Column("hook_instance", String(200)),
+    Column("override_code", Text),
+    Column("override_display", Text),
+    Column("user_comment", Text),
+    Column("accepted_suggestions", Text, nullable=False),
+    Column("issuer", Text),
+    Column("received_at", Text, nullable=False),
+)
+
+jwt_replay = Table(
+    "jwt_replay", metadata,
+    Column("issuer", String(500), primary_key=True),
+    Column("jti", String(500), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_jwt_replay_expires_at", "expires_at"),
+)
+
+smart_launch = Table(
+    "smart_launch", metadata,
+    Column("state", String(100), primary_key=True),
+    Column("browser_digest", String(64), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    Index("ix_smart_launch_created", "created"),
+)
+
+smart_session = Table(
+    "smart_session", metadata,
+    Column("id", String(100), primary_key=True),
+    Column("browser_digest", String(64), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    Index("ix_smart_session_created", "created"),
+)
+
+shown_card = Table(
+    "shown_card", metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_shown_card_expires_at", "expires_at"),
+)
+
+service_secret = Table(
+    "service_secret", metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -1,0 +1,338 @@
+"""The store: every method is a short transaction run in a worker thread, bounded by a timeout, so a slow or absent
+database becomes :class:`StorageUnavailable` (a 503 at the edge) and never a hang or a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from . import schema as t
+from .errors import CardNotIssued, SchemaBehind, StorageError, StorageUnavailable
+from .records import FeedbackRecord, IssuedCard
+from .sealing import Sealer
+
+_T = TypeVar("_T")
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def browser_digest(browser: str) -> str:
+    """What is stored of the browser-binding cookie: its SHA-256, so the table alone cannot impersonate a browser."""
+    return hashlib.sha256(browser.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A stored launch or session: its payload (opened), the browser it is bound to, when it was created."""
+
+    payload: dict[str, Any]
+    browser_digest: str
+    created: float
+
+    def belongs_to(self, browser: str | None) -> bool:
+        return browser is not None and secrets.compare_digest(self.browser_digest, browser_digest(browser))
+
+
+def _alembic(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def schema_status(engine: Engine) -> tuple[str | None, str]:
+    """(the database's revision, this release's head revision)."""
+    head = ScriptDirectory(str(_MIGRATIONS)).get_current_head()
+    assert head is not None
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision(), head
+
+
+def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
+    """Upgrade to head; returns (revision before, revision after)."""
+    before, head = schema_status(engine)
+    if before != head:
+        with engine.begin() as conn:
+            command.upgrade(_alembic(conn), "head")
+    return before, head
+
+
+def _engine(url: str, timeout_s: float) -> Engine:
+    if url.startswith("postgres://"):  # the spelling Heroku-style URLs use; SQLAlchemy knows only "postgresql"
+        url = "postgresql://" + url.removeprefix("postgres://")
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise StorageError("storage.database_url is not a database URL") from exc
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed.set(drivername="sqlite+pysqlite"), connect_args={"timeout": timeout_s})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return sa.create_engine(
+            parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True, pool_size=10, max_overflow=10,
+            pool_timeout=timeout_s, connect_args={"connect_timeout": max(1, int(timeout_s))})
+    raise StorageError(f"unsupported database URL scheme {parsed.drivername!r} (use sqlite:/// or postgresql://)")
+
+
+def open_storage(url: str, sealer: Sealer, *, timeout_s: float = 2.5, migrate: bool | None = None,
+                 check_schema: bool = True) -> Storage:
+    """The store at ``url``. The embedded SQLite database is created and upgraded in place (``migrate`` defaults to
+    True there); PostgreSQL is upgraded only by ``ketamine-cds migrate``, and a schema behind this release raises
+    :class:`SchemaBehind`."""
+    engine = _engine(url, timeout_s)
+    if migrate is None:
+        migrate = engine.dialect.name == "sqlite"
+    try:
+        if migrate:
+            upgrade_schema(engine)
+        elif check_schema:
+            current, head = schema_status(engine)
+            if current != head:
+                raise SchemaBehind(f"the database schema is at revision {current or 'none'}, this release needs "
+                                   f"{head}: run `ketamine-cds migrate --config FILE` first")
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        raise StorageUnavailable(f"the database did not answer ({exc.__class__.__name__})") from exc
+    except BaseException:
+        engine.dispose()
+        raise
+    return Storage(engine, sealer, timeout_s=timeout_s)
+
+
+def _now_text() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Storage:
+    """All shared state. Safe to share between coroutines, threads, processes and replicas."""
+
+    def __init__(self, engine: Engine, sealer: Sealer, *, timeout_s: float = 2.5,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._sealer = sealer
+        self._timeout_s = timeout_s
+        self._clock = clock
+        self._last_prune = 0.0
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- plumbing ---------------------------------------------------------------------------------------------
+    def _insert(self, table: sa.Table) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    async def _run(self, work: Callable[[Connection], _T]) -> _T:
+        def transaction() -> _T:
+            with self.engine.begin() as conn:
+                return work(conn)
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(transaction), self._timeout_s)
+        except (TimeoutError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise StorageUnavailable(f"the database did not answer ({exc.__class__.__name__})") from exc
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StorageUnavailable("the database connection was lost") from exc
+            raise
+
+    def _prune_due(self, now: float) -> bool:
+        # Expired rows are deleted at most once a minute per process: cheap, and no scheduler to run.
+        if now - self._last_prune < 60:
+            return False
+        self._last_prune = now
+        return True
+
+    async def ping(self) -> None:
+        """Raises StorageUnavailable unless the database answers a trivial query."""
+        await self._run(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
+
+    # -- issued cards and feedback ----------------------------------------------------------------------------
+    async def record_cards(self, cards: Iterable[IssuedCard]) -> None:
+        issued_at = _now_text()
+        rows = [{"card_uuid": c.card_uuid, "service": c.service, "hook_instance": c.hook_instance, "kind": c.kind,
+                 "indicator": c.indicator, "suggestion_uuids": json.dumps(list(c.suggestion_uuids)),
+                 "issued_at": issued_at, "issuer": c.issuer} for c in cards]
+        if rows:
+            statement = self._insert(t.issued_card).on_conflict_do_nothing()
+            await self._run(lambda conn: conn.execute(statement, rows))
+
+    async def record_feedback(self, service: str, issuer: str | None, items: list[FeedbackRecord]) -> int:
+        """Store feedback on cards this service issued to this client, each (card, outcome, time) once; raises
+        :class:`CardNotIssued` (and stores nothing) when any item names another card. Returns the rows added."""
+        def write(conn: Connection) -> int:
+            uuids = sorted({i.card_uuid for i in items})
+            issued = {row.card_uuid: row for row in conn.execute(
+                sa.select(t.issued_card.c.card_uuid, t.issued_card.c.hook_instance, t.issued_card.c.service,
+                          t.issued_card.c.issuer).where(t.issued_card.c.card_uuid.in_(uuids)))}
+            for i in items:
+                known = issued.get(i.card_uuid)
+                if known is None or known.service != service or known.issuer != issuer:
+                    raise CardNotIssued(i.card_uuid)
+            received = _now_text()
+            rows = [{"card_uuid": i.card_uuid, "outcome": i.outcome, "outcome_timestamp": i.outcome_timestamp,
+                     "service": service, "hook_instance": issued[i.card_uuid].hook_instance,
+                     "override_code": i.override_code, "override_display": i.override_display,
+                     "user_comment": i.user_comment, "accepted_suggestions": json.dumps(list(i.accepted_suggestions)),
+                     "issuer": issuer, "received_at": received} for i in items]
+            if not rows:
+                return 0
+            # RETURNING, not rowcount: the drivers disagree on rowcount after ON CONFLICT DO NOTHING.
+            statement = self._insert(t.feedback).on_conflict_do_nothing().returning(t.feedback.c.card_uuid)
+            return len(conn.execute(statement, rows).all())
+        return await self._run(write)
+
+    def report(self, displays: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Accept / override counts by card kind and override reason (a bare code shown by ``displays``)."""
+        f, c = t.feedback, t.issued_card
+        kind = sa.func.coalesce(c.c.kind, "unknown card").label("kind")
+        reason = sa.func.coalesce(f.c.override_display, f.c.override_code, "").label("reason")
+        count = sa.func.count().label("n")
+        query = (sa.select(kind, f.c.outcome, reason, count).select_from(f.outerjoin(c, c.c.card_uuid == f.c.card_uuid))
+                 .group_by(kind, f.c.outcome, reason).order_by(kind, f.c.outcome, count.desc()))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+            issued = dict(conn.execute(sa.select(c.c.kind, sa.func.count()).group_by(c.c.kind)).tuples().all())
+        displays = displays or {}
+        return [{"kind": k, "outcome": o, "reason": displays.get(r, r), "count": n, "issued": issued.get(k, 0)}
+                for k, o, r, n in rows]
+
+    # -- JWT replay ---------------------------------------------------------------------------------------------
+    async def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
+        """True the first time (issuer, jti) is seen before ``expires_at``; False for a replay, on any replica."""
+        now = self._clock()
+        prune = self._prune_due(now)
+
+        def claim(conn: Connection) -> bool:
+            if prune:
+                conn.execute(sa.delete(t.jwt_replay).where(t.jwt_replay.c.expires_at < now))
+            added = conn.execute(self._insert(t.jwt_replay).on_conflict_do_nothing().returning(t.jwt_replay.c.jti),
+                                 {"issuer": issuer, "jti": jti, "expires_at": expires_at}).first()
+            if added is not None:
+                return True
+            # Seen before: a first use again only when the earlier token has expired (and was not yet pruned).
+            reused = conn.execute(sa.update(t.jwt_replay).where(
+                t.jwt_replay.c.issuer == issuer, t.jwt_replay.c.jti == jti, t.jwt_replay.c.expires_at <= now,
+            ).values(expires_at=expires_at).returning(t.jwt_replay.c.jti)).first()
+            return reused is not None
+        return await self._run(claim)
+
+    # -- SMART launches and sessions ----------------------------------------------------------------------------
+    async def add_launch(self, state: str, browser: str, payload: dict[str, Any], created: float,
+                         ttl_s: float) -> None:
+        sealed = self._sealer.seal(payload)
+        now = self._clock()
+        prune = self._prune_due(now)
+
+        def add(conn: Connection) -> None:
+            if prune:
+                conn.execute(sa.delete(t.smart_launch).where(t.smart_launch.c.created < now - ttl_s))
+            conn.execute(sa.insert(t.smart_launch).values(state=state, browser_digest=browser_digest(browser),
+                                                          created=created, sealed=sealed))
+        await self._run(add)
+
+    def _opened(self, row: Any) -> Sealed | None:
+        payload = self._sealer.open(bytes(row.sealed))
+        return None if payload is None else Sealed(payload, row.browser_digest, row.created)
+
+    async def peek_launch(self, state: str) -> Sealed | None:
+        """The launch, still unspent: the callback checks the browser before it spends it."""
+        row = await self._run(lambda conn: conn.execute(sa.select(t.smart_launch).where(
+            t.smart_launch.c.state == state)).first())
+        return None if row is None else self._opened(row)
+
+    async def take_launch(self, state: str, browser: str) -> Sealed | None:
+        """Spend a launch once, and only from the browser that started it (atomic across replicas)."""
+        row = await self._run(lambda conn: conn.execute(
+            sa.delete(t.smart_launch).where(t.smart_launch.c.state == state,
+                                            t.smart_launch.c.browser_digest == browser_digest(browser))
+            .returning(t.smart_launch.c.sealed, t.smart_launch.c.browser_digest, t.smart_launch.c.created)).first())
+        return None if row is None else self._opened(row)
+
+    async def put_session(self, sid: str, browser_digest_: str, payload: dict[str, Any], created: float,
+                          ttl_s: float) -> None:
+        """Insert or replace a session (a refresh replaces its tokens)."""
+        sealed = self._sealer.seal(payload)
+        now = self._clock()
+        prune = self._prune_due(now)
+
+        def put(conn: Connection) -> None:
+            if prune:
+                conn.execute(sa.delete(t.smart_session).where(t.smart_session.c.created < now - ttl_s))
+            statement = self._insert(t.smart_session).values(id=sid, browser_digest=browser_digest_, created=created,
+                                                              sealed=sealed)
+            conn.execute(statement.on_conflict_do_update(index_elements=["id"], set_={"sealed": sealed}))
+        await self._run(put)
+
+    async def session(self, sid: str, browser: str | None, ttl_s: float) -> Sealed | None:
+        """The session, if it exists, belongs to this browser and is younger than ``ttl_s``."""
+        if browser is None:
+            return None
+        row = await self._run(lambda conn: conn.execute(sa.select(t.smart_session).where(
+            t.smart_session.c.id == sid)).first())
+        if row is None or self._clock() - row.created > ttl_s:
+            return None
+        found = self._opened(row)
+        return found if found is not None and found.belongs_to(browser) else None
+
+    async def end_session(self, sid: str) -> None:
+        await self._run(lambda conn: conn.execute(sa.delete(t.smart_session).where(t.smart_session.c.id == sid)))
+
+    # -- cards already shown (order-select → order-sign) ---------------------------------------------------------
+    async def remember_shown(self, digests: Iterable[str], window_s: float) -> None:
+        now = self._clock()
+        rows = [{"digest": d, "expires_at": now + window_s} for d in set(digests)]
+        if not rows:
+            return
+        prune = self._prune_due(now)
+
+        def put(conn: Connection) -> None:
+            if prune:
+                conn.execute(sa.delete(t.shown_card).where(t.shown_card.c.expires_at < now))
+            statement = self._insert(t.shown_card)
+            conn.execute(statement.on_conflict_do_update(index_elements=["digest"],
+                                                         set_={"expires_at": statement.excluded.expires_at}), rows)
+        await self._run(put)
+
+    async def recently_shown(self, digests: Iterable[str]) -> set[str]:
+        wanted = sorted(set(digests))
+        if not wanted:
+            return set()
+        now = self._clock()
+        return await self._run(lambda conn: set(conn.execute(sa.select(t.shown_card.c.digest).where(
+            t.shown_card.c.digest.in_(wanted), t.shown_card.c.expires_at > now)).scalars()))
+
+    # -- the service's own secrets ------------------------------------------------------------------------------
+    def secret(self, name: str, make: Callable[[], str]) -> str:
+        """The secret ``name``, created by ``make`` the first time (the same value on every replica)."""
+        with self.engine.begin() as conn:
+            conn.execute(self._insert(t.service_secret).on_conflict_do_nothing(),
+                         {"name": name, "value": make()})
+            value = conn.execute(sa.select(t.service_secret.c.value).where(t.service_secret.c.name == name)).scalar()
+        assert isinstance(value, str)
+        return value

@@ -1,0 +1,181 @@
+"""The shared-state store: the same specification on the embedded SQLite file and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from storage import (
+    CardNotIssued,
+    FeedbackRecord,
+    IssuedCard,
+    SchemaBehind,
+    Sealer,
+    Storage,
+    StorageError,
+    open_storage,
+    schema_status,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    cluster = request.getfixturevalue("postgres")
+    return str(cluster.create_database(f"t_{uuid.uuid4().hex[:12]}"))
+
+
+@pytest.fixture
+def key() -> bytes:
+    return Fernet.generate_key()
+
+
+@pytest.fixture
+def store(database_url: str, key: bytes) -> Iterator[Storage]:
+    opened = open_storage(database_url, Sealer(key), migrate=True)
+    yield opened
+    opened.close()
+
+
+def _card(uuid_: str, service: str = "ketamine-order-sign", issuer: str | None = "https://ehr") -> IssuedCard:
+    return IssuedCard(uuid_, service, "hook-1", "contraindicated", "critical", ("s1",), issuer)
+
+
+def _feedback(uuid_: str, at: str = "2026-11-28T10:00:00Z") -> FeedbackRecord:
+    return FeedbackRecord(uuid_, "overridden", at, "chart-data-incorrect", "Chart data is incorrect", None, ())
+
+
+async def test_feedback_is_stored_once_however_often_it_is_posted(store: Storage) -> None:
+    await store.record_cards([_card("c1")])
+    added = await asyncio.gather(*[store.record_feedback("ketamine-order-sign", "https://ehr", [_feedback("c1")])
+                                   for _ in range(8)])
+    assert sum(added) == 1
+    report = store.report()
+    assert report == [{"kind": "contraindicated", "outcome": "overridden", "reason": "Chart data is incorrect",
+                       "count": 1, "issued": 1}]
+
+
+@pytest.mark.parametrize(("service", "issuer"), [("ketamine-order-select", "https://ehr"),
+                                                 ("ketamine-order-sign", "https://other-ehr")])
+async def test_feedback_on_a_card_not_issued_to_this_service_and_client_is_refused(
+        store: Storage, service: str, issuer: str) -> None:
+    await store.record_cards([_card("c1")])
+    with pytest.raises(CardNotIssued):
+        await store.record_feedback(service, issuer, [_feedback("c1")])
+    with pytest.raises(CardNotIssued):  # one unknown card refuses the whole batch: nothing is half-stored
+        await store.record_feedback("ketamine-order-sign", "https://ehr", [_feedback("c1"), _feedback("nope")])
+    assert store.report() == []
+
+
+async def test_a_jti_is_accepted_once_until_it_expires(store: Storage) -> None:
+    far = 4_000_000_000.0
+    results = await asyncio.gather(*[store.first_use("https://ehr", "jti-1", far) for _ in range(10)])
+    assert results.count(True) == 1
+    assert await store.first_use("https://other-ehr", "jti-1", far)  # jti is unique per issuer only
+    assert await store.first_use("https://ehr", "old", 1.0)
+    assert await store.first_use("https://ehr", "old", far)  # the earlier use has expired
+
+
+async def test_a_launch_is_spent_once_and_only_by_its_browser(store: Storage) -> None:
+    payload = {"verifier": "v" * 43, "iss": "https://ehr/fhir"}
+    await store.add_launch("state-1", "browser-a", payload, 1000.0, ttl_s=600)
+    peeked = await store.peek_launch("state-1")
+    assert peeked is not None and peeked.payload == payload and peeked.belongs_to("browser-a")
+    assert not peeked.belongs_to("browser-b")
+    assert await store.take_launch("state-1", "browser-b") is None  # another browser leaves it intact
+    taken = await asyncio.gather(*[store.take_launch("state-1", "browser-a") for _ in range(5)])
+    assert [t is not None for t in taken].count(True) == 1
+
+
+async def test_sessions_are_sealed_bound_to_their_browser_and_expire(store: Storage, key: bytes) -> None:
+    import time
+
+    from storage import browser_digest
+
+    now = time.time()
+    await store.put_session("sid", browser_digest("browser-a"), {"access_token": "secret-token-123"}, now, 3600)
+    found = await store.session("sid", "browser-a", 3600)
+    assert found is not None and found.payload["access_token"] == "secret-token-123"
+    assert await store.session("sid", "browser-b", 3600) is None
+    assert await store.session("sid", None, 3600) is None
+    await store.put_session("sid", browser_digest("browser-a"), {"access_token": "refreshed"}, now, 3600)
+    again = await store.session("sid", "browser-a", 3600)
+    assert again is not None and again.payload["access_token"] == "refreshed"
+    with store.engine.connect() as conn:
+        import sqlalchemy as sa
+        raw = b"".join(bytes(r[0]) for r in conn.execute(sa.text("SELECT sealed FROM smart_session")))
+    assert b"refreshed" not in raw and raw  # tokens are encrypted at rest
+    other_key = Storage(store.engine, Sealer(Fernet.generate_key()))
+    assert await other_key.session("sid", "browser-a", 3600) is None  # a rotated key ends sessions, no crash
+    await store.put_session("old", browser_digest("browser-a"), {}, now - 7200, 3600)
+    assert await store.session("old", "browser-a", 3600) is None
+    await store.end_session("sid")
+    assert await store.session("sid", "browser-a", 3600) is None
+
+
+async def test_shown_cards_are_remembered_for_the_window_only(store: Storage) -> None:
+    await store.remember_shown(["a", "b"], 60)
+    await store.remember_shown(["c"], -1)  # already expired
+    assert await store.recently_shown(["a", "c", "d"]) == {"a"}
+    assert await store.recently_shown([]) == set()
+
+
+async def test_a_secret_is_created_once_and_shared(store: Storage) -> None:
+    first = store.secret("audit_salt", lambda: "one")
+    assert store.secret("audit_salt", lambda: "two") == first == "one"
+
+
+def test_a_new_database_is_at_the_head_revision(store: Storage) -> None:
+    current, head = schema_status(store.engine)
+    assert current == head
+
+
+def test_postgresql_is_never_migrated_behind_the_operators_back(postgres: Any, key: bytes) -> None:
+    url = postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    with pytest.raises(SchemaBehind, match="ketamine-cds migrate"):
+        open_storage(url, Sealer(key))
+    open_storage(url, Sealer(key), migrate=True).close()
+    open_storage(url, Sealer(key)).close()  # now current: opens
+
+
+def test_a_feedback_database_from_before_migrations_is_adopted(tmp_path: Path, key: bytes) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:  # the shape the service wrote itself before Alembic (no issuer column)
+        db.executescript("""
+            CREATE TABLE issued_card (card_uuid TEXT PRIMARY KEY, service TEXT NOT NULL, hook_instance TEXT NOT NULL,
+              kind TEXT NOT NULL, indicator TEXT NOT NULL, suggestion_uuids TEXT NOT NULL, issued_at TEXT NOT NULL);
+            CREATE TABLE feedback (card_uuid TEXT NOT NULL, outcome TEXT NOT NULL, outcome_timestamp TEXT NOT NULL,
+              service TEXT NOT NULL, hook_instance TEXT, override_code TEXT, override_display TEXT, user_comment TEXT,
+              accepted_suggestions TEXT NOT NULL, issuer TEXT, received_at TEXT NOT NULL,
+              PRIMARY KEY (card_uuid, outcome, outcome_timestamp));
+            INSERT INTO issued_card VALUES ('old-card', 'ketamine-order-sign', 'h', 'caution', 'warning', '[]', 'x');
+            INSERT INTO feedback VALUES ('old-card', 'accepted', 't', 'ketamine-order-sign', 'h', NULL, NULL, NULL,
+              '[]', NULL, 'x');
+        """)
+    store = open_storage(f"sqlite:///{path}", Sealer(key))
+    try:
+        assert store.report() == [{"kind": "caution", "outcome": "accepted", "reason": "", "count": 1, "issued": 1}]
+    finally:
+        store.close()
+
+
+def test_a_database_that_does_not_answer_is_a_clear_error(key: bytes) -> None:
+    from storage import StorageUnavailable
+
+    from ..conftest import free_port
+
+    with pytest.raises(StorageUnavailable):
+        open_storage(f"postgresql://postgres@127.0.0.1:{free_port()}/x", Sealer(key), timeout_s=1)
+    with pytest.raises(StorageError, match="not a database URL|unsupported"):
+        open_storage("mysql://x/y", Sealer(key))
