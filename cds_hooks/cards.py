@@ -15,7 +15,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from eligibility import (
     Adequacy,
@@ -50,10 +50,18 @@ OVERRIDE_REASONS = {
     "specialist-decision": "Decided with psychiatry / specialist",
     "workup-done-elsewhere": "Work-up already done, not yet in the chart",
     "will-obtain-before-dosing": "Will obtain before the first dose",
+    "diagnosis-not-current": "Diagnosis is historical, resolved or was ruled out",
+    "trials-documented-elsewhere": "Antidepressant trials documented outside this chart",
+    "monitored-protocol": "Given under a monitored clinical protocol or study",
 }
-_CRITICAL_OVERRIDES = ("benefit-outweighs-risk", "chart-data-incorrect", "specialist-decision")
-_WARNING_OVERRIDES = ("chart-data-incorrect", "workup-done-elsewhere", "will-obtain-before-dosing",
+_CRITICAL_OVERRIDES = ("diagnosis-not-current", "chart-data-incorrect", "specialist-decision",
+                       "benefit-outweighs-risk")
+_WARNING_OVERRIDES = ("workup-done-elsewhere", "will-obtain-before-dosing", "chart-data-incorrect",
                       "benefit-outweighs-risk")
+_NOT_INDICATED_OVERRIDES = ("trials-documented-elsewhere", "chart-data-incorrect", "specialist-decision",
+                            "benefit-outweighs-risk")
+_FDA_OVERRIDES = ("monitored-protocol", "specialist-decision", "chart-data-incorrect")
+_CAUTION_OVERRIDES = ("benefit-outweighs-risk", "specialist-decision", "chart-data-incorrect")
 _SERVICE_REQUESTS: dict[WorkupKind, tuple[str, str, str]] = {
     # kind: (LOINC code, display, label)
     WorkupKind.PHQ9: ("44249-1", "PHQ-9 quick depression assessment panel", "Order a PHQ-9"),
@@ -93,6 +101,21 @@ def _sources_line(*source_ids: str) -> str:
     names = {"S1": "label", "S3": "REMS"}
     links = [f"[{names.get(sid, sid)}: {cited_source(sid).label}]({cited_source(sid).url})" for sid in source_ids]
     return "Sources: " + "; ".join(links)
+
+
+def _remove_orders(orders: Iterable[KetamineOrder], *, recommended: bool) -> list[Suggestion]:
+    """One suggestion per draft order: remove it (the action a clinician takes when the card is right)."""
+    return [Suggestion(label=f"Remove the draft {o.name} order", uuid=str(uuid.uuid4()), isRecommended=recommended,
+                       actions=[Action(type="delete", description=f"Remove the draft order {o.reference}",
+                                       resourceId=o.reference)])
+            for o in orders]
+
+
+def _removal_behaviour(suggestions: list[Suggestion]) -> Literal["at-most-one", "any"] | None:
+    # One draft order: remove it or not. Several: any of them (at-most-one would allow at most one recommended).
+    if not suggestions:
+        return None
+    return "at-most-one" if len(suggestions) == 1 else "any"
 
 
 def _overrides(codes: Iterable[str]) -> list[Coding]:
@@ -180,12 +203,7 @@ def _contraindicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Ca
         detail.append(f"  - Source: {rule.citation.sources[0].label}" + ("" if rule.citation.verified else
                                                                             " (not fully verified)"))
     detail += _gaps_block(a)
-    suggestions = [
-        Suggestion(label=f"Remove the draft {o.name} order", uuid=str(uuid.uuid4()), isRecommended=True,
-                   actions=[Action(type="delete", description=f"Remove the draft order {o.reference}",
-                                   resourceId=o.reference)])
-        for o in ctx.orders
-    ]
+    suggestions = _remove_orders(ctx.orders, recommended=True)
     first_cid, first = present[0]
     basis = "label contraindication" if first_cid in _LABEL_CONTRAINDICATIONS else "excluded by clinic policy"
     return Card(
@@ -197,7 +215,7 @@ def _contraindicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Ca
         indicator=Indicator.CRITICAL,
         source=_source(policy.contraindications[present[0][0]].citation),
         suggestions=suggestions or None,
-        selectionBehavior="at-most-one" if suggestions else None,
+        selectionBehavior=_removal_behaviour(suggestions),
         overrideReasons=_overrides(_CRITICAL_OVERRIDES),
         links=_link(ctx, a, card_id),
     )
@@ -309,6 +327,7 @@ def _not_indicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card
              ReasonKind.DEPRESSION_ABSENT: "no active major depression on record",
              ReasonKind.TREATMENT_RESISTANCE_NOT_MET: "treatment resistance not established",
              ReasonKind.SEVERITY_NOT_MET: "current PHQ-9 below the severity threshold"}.get(main.kind, main.text)
+    suggestions = _remove_orders(ctx.orders, recommended=True)
     return Card(
         kind=CardKind.NOT_INDICATED,
         uuid=card_id,
@@ -316,7 +335,9 @@ def _not_indicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card
         detail="\n".join(detail),
         indicator=Indicator.WARNING,
         source=_source(citation),
-        overrideReasons=_overrides(("chart-data-incorrect", "specialist-decision", "benefit-outweighs-risk")),
+        suggestions=suggestions or None,
+        selectionBehavior=_removal_behaviour(suggestions),
+        overrideReasons=_overrides(_NOT_INDICATED_OVERRIDES),
         links=_link(ctx, a, card_id),
     )
 
@@ -373,7 +394,9 @@ def _compounded_card(order: KetamineOrder, a: Assessment, ctx: CardContext) -> C
         ]),
         indicator=Indicator.WARNING,
         source=_source(None, cited_source("S13")),
-        overrideReasons=_overrides(("benefit-outweighs-risk", "specialist-decision", "chart-data-incorrect")),
+        suggestions=_remove_orders([order], recommended=False),
+        selectionBehavior="at-most-one",
+        overrideReasons=_overrides(_FDA_OVERRIDES),
         links=_link(ctx, a, card_id),
     )
 
@@ -397,7 +420,7 @@ def _cautions_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card | No
         detail="\n".join(detail),
         indicator=Indicator.WARNING,
         source=_source(citation or policy.cite("older_adult_age")),
-        overrideReasons=_overrides(("benefit-outweighs-risk", "chart-data-incorrect", "specialist-decision")),
+        overrideReasons=_overrides(_CAUTION_OVERRIDES),
         links=_link(ctx, a, card_id),
     )
 

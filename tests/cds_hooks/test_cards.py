@@ -211,3 +211,81 @@ async def test_card_detail_has_no_unresolved_source_markers(post: Post) -> None:
             assert not re.search(r"\[S\d+\]", card.get("detail", "")), card["summary"]
     candidate = (await post("ketamine-order-sign", hook_request("01"))).json()["cards"][0]
     assert "dailymed.nlm.nih.gov" in candidate["detail"] and "accessdata.fda.gov" in candidate["detail"]
+
+
+@pytest.mark.parametrize("fixture", ["10", "05"])  # contraindicated; not indicated (anxiety alone)
+async def test_a_card_against_the_order_offers_to_remove_the_draft_order(post: Post, fixture: str) -> None:
+    card = (await cards_for(post, fixture))[0]
+    (suggestion,) = card["suggestions"]
+    assert suggestion["isRecommended"] is True
+    assert suggestion["actions"] == [{"type": "delete", "description": "Remove the draft order MedicationRequest/draft-1",
+                                      "resourceId": "MedicationRequest/draft-1"}]
+
+
+async def test_several_draft_orders_can_each_be_removed(post: Post) -> None:
+    orders = [draft_order("kc-10", "draft-1"), draft_order("kc-10", "draft-2", concept={"text": "Ketalar 10 mg/mL"})]
+    card = (await cards_for(post, "10", orders=orders))[0]
+    assert card["selectionBehavior"] == "any"
+    assert [s["actions"][0]["resourceId"] for s in card["suggestions"]] == ["MedicationRequest/draft-1",
+                                                                             "MedicationRequest/draft-2"]
+
+
+async def test_the_fda_card_offers_to_remove_the_compounded_order_without_pressing_it(post: Post) -> None:
+    cards = await cards_for(post, "01", orders=[draft_order("kc-01", concept={"text": "ketamine 50 mg troche"})])
+    (fda,) = [c for c in cards if "FDA" in c["summary"]]
+    assert [s["isRecommended"] for s in fda["suggestions"]] == [False]
+    assert {r["code"] for r in fda["overrideReasons"]} >= {"monitored-protocol"}
+
+
+@pytest.mark.parametrize(("fixture", "expected"), [
+    ("10", "diagnosis-not-current"),  # a bipolar diagnosis can be historical or ruled out
+    ("05", "trials-documented-elsewhere"),  # trials from another health system are not in this chart
+    ("20", "workup-done-elsewhere"),  # work-up done but not yet resulted here
+])
+async def test_override_reasons_are_the_ones_a_clinician_would_pick_for_that_card(
+        post: Post, fixture: str, expected: str) -> None:
+    from cds_hooks import OVERRIDE_REASONS
+
+    card = (await cards_for(post, fixture))[0]
+    codes = [r["code"] for r in card["overrideReasons"]]
+    assert codes[0] == expected and len(codes) <= 4
+    assert all(r["display"] == OVERRIDE_REASONS[r["code"]] for r in card["overrideReasons"])
+
+
+async def _select_then_sign(post: Post, fixture: str, *, sign_orders: list[dict[str, Any]] | None = None,
+                            patient: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    pid = patient or f"kc-{fixture}"
+    select = hook_request(fixture, hook="order-select", orders=[draft_order(pid)])
+    shown = (await post("ketamine-order-select", select)).json()["cards"]
+    sign = hook_request(fixture, orders=sign_orders or [draft_order(pid)])
+    return shown, (await post("ketamine-order-sign", sign)).json()["cards"]
+
+
+async def test_order_sign_does_not_repeat_cards_order_select_just_showed(post: Post) -> None:
+    shown, signed = await _select_then_sign(post, "21")  # a caution (warning) and criteria met (info)
+    assert [c["indicator"] for c in shown] == ["warning", "info"]
+    assert signed == []
+
+
+async def test_critical_cards_are_always_shown_again_at_sign(post: Post) -> None:
+    shown, signed = await _select_then_sign(post, "10")
+    assert [c["summary"] for c in signed] == [c["summary"] for c in shown]
+    assert signed[0]["indicator"] == "critical"
+
+
+async def test_a_changed_or_different_draft_order_gets_its_cards_at_sign(post: Post) -> None:
+    _, signed = await _select_then_sign(post, "21", sign_orders=[draft_order("kc-21", "draft-9")])
+    assert [c["indicator"] for c in signed] == ["warning", "info"]
+
+
+async def test_the_repeat_window_is_configurable_and_zero_always_repeats(settings, keys) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import BASE, close_app, make_client
+
+    settings.cds.repeat_window_s = 0
+    async with make_client(settings) as client:
+        async def post0(service: str, body: Any) -> Any:
+            path = f"/cds-services/{service}"
+            return await client.post(path, json=body, headers={"Authorization": f"Bearer {keys.token(BASE + path)}"})
+        shown, signed = await _select_then_sign(post0, "21")
+        await close_app(client)
+    assert [c["summary"] for c in signed] == [c["summary"] for c in shown]
