@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from eligibility import (
+    LABEL_CONTRAINDICATIONS,
     Adequacy,
     Assessment,
     Citation,
@@ -124,9 +125,6 @@ def _overrides(codes: Iterable[str]) -> list[Coding]:
 
 #: Longest card summary: the decisive finding must read at a glance (CDS Hooks allows 140).
 SUMMARY_MAX = 90
-# The esketamine US label's own contraindications; every other exclusion is the clinic policy's choice.
-_LABEL_CONTRAINDICATIONS = {ContraindicationId.ANEURYSM_OR_AVM, ContraindicationId.INTRACEREBRAL_HEMORRHAGE,
-                            ContraindicationId.KETAMINE_HYPERSENSITIVITY}
 _ADEQUACY_WORDS = {Adequacy.ADEQUATE: "adequate", Adequacy.INADEQUATE: "not adequate",
                    Adequacy.UNKNOWN: "adequacy unknown"}
 _OUTCOME_WORDS = {Outcome.RESPONSE: "responded", Outcome.NO_RESPONSE: "no response",
@@ -171,11 +169,21 @@ def _gaps_block(a: Assessment) -> list[str]:
             *[f"- {g}" for g in a.data_gaps]]
 
 
-def _link(ctx: CardContext, a: Assessment, card_id: str) -> list[Link] | None:
+#: The review page's section that shows what each kind of card speaks to (the app scrolls there).
+REVIEW_SECTION = {
+    CardKind.CONTRAINDICATED: "checklist", CardKind.WORK_UP_NEEDED: "workup", CardKind.NOT_INDICATED: "trials",
+    CardKind.CRITERIA_MET: "verdict", CardKind.FDA_WARNS: "verdict", CardKind.CAUTION: "warnings",
+    CardKind.ACTIVE_THERAPY: "verdict", CardKind.TREATMENT_RESISTANT: "trials",
+}
+
+
+def _link(ctx: CardContext, a: Assessment, card: Card) -> list[Link] | None:
+    """The SMART link that opens the review on this card: its summary, its section, the same assessment."""
     if not ctx.smart_launch_url:
         return None
-    app_context = json.dumps({"hookInstance": ctx.hook_instance, "card": card_id, "policy": a.policy,
-                              "asOf": a.as_of.isoformat(), "patient": ctx.patient_id}, separators=(",", ":"))
+    app_context = json.dumps({"hookInstance": ctx.hook_instance, "card": card.uuid, "policy": a.policy,
+                              "asOf": a.as_of.isoformat(), "patient": ctx.patient_id, "summary": card.summary,
+                              "section": REVIEW_SECTION.get(card.kind, "verdict")}, separators=(",", ":"))
     return [Link(label="Open the ketamine-cds review (trials, PHQ-9, BP, checklist)", url=ctx.smart_launch_url,
                  type="smart", appContext=app_context)]
 
@@ -196,7 +204,7 @@ def _contraindicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Ca
     detail = [f"**{_product(ctx, policy)} is contraindicated** under policy *{policy.title}*:", ""]
     for cid, finding in present:
         rule = policy.contraindications[cid]
-        kind = ("a contraindication in the esketamine label" if cid in _LABEL_CONTRAINDICATIONS
+        kind = ("a contraindication in the esketamine label" if cid in LABEL_CONTRAINDICATIONS
                 else "an exclusion of this clinic policy")
         detail.append(f"- **{contraindication_label(cid).capitalize()}** ({kind}): {finding.explanation}")
         detail.extend(_evidence_lines(finding.evidence))
@@ -205,7 +213,7 @@ def _contraindicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Ca
     detail += _gaps_block(a)
     suggestions = _remove_orders(ctx.orders, recommended=True)
     first_cid, first = present[0]
-    basis = "label contraindication" if first_cid in _LABEL_CONTRAINDICATIONS else "excluded by clinic policy"
+    basis = "label contraindication" if first_cid in LABEL_CONTRAINDICATIONS else "excluded by clinic policy"
     return Card(
         kind=CardKind.CONTRAINDICATED,
         uuid=card_id,
@@ -217,7 +225,6 @@ def _contraindicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Ca
         suggestions=suggestions or None,
         selectionBehavior=_removal_behaviour(suggestions),
         overrideReasons=_overrides(_CRITICAL_OVERRIDES),
-        links=_link(ctx, a, card_id),
     )
 
 
@@ -307,7 +314,6 @@ def _workup_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
         suggestions=suggestions or None,
         selectionBehavior="any" if suggestions else None,
         overrideReasons=_overrides(_WARNING_OVERRIDES),
-        links=_link(ctx, a, card_id),
     )
 
 
@@ -338,7 +344,6 @@ def _not_indicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card
         suggestions=suggestions or None,
         selectionBehavior=_removal_behaviour(suggestions),
         overrideReasons=_overrides(_NOT_INDICATED_OVERRIDES),
-        links=_link(ctx, a, card_id),
     )
 
 
@@ -372,7 +377,6 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
         detail="\n".join(detail),
         indicator=Indicator.INFO,
         source=_source(None, cited_source("S3")),
-        links=_link(ctx, a, card_id),
     )
 
 
@@ -397,7 +401,6 @@ def _compounded_card(order: KetamineOrder, a: Assessment, ctx: CardContext) -> C
         suggestions=_remove_orders([order], recommended=False),
         selectionBehavior="at-most-one",
         overrideReasons=_overrides(_FDA_OVERRIDES),
-        links=_link(ctx, a, card_id),
     )
 
 
@@ -421,7 +424,6 @@ def _cautions_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card | No
         indicator=Indicator.WARNING,
         source=_source(citation or policy.cite("older_adult_age")),
         overrideReasons=_overrides(_CAUTION_OVERRIDES),
-        links=_link(ctx, a, card_id),
     )
 
 
@@ -439,7 +441,7 @@ def order_cards(a: Assessment, policy: Policy, ctx: CardContext) -> list[Card]:
         cards.append(caution)
     # Critical first, then warnings, then information: a caution is never below an info card.
     cards.sort(key=lambda c: _INDICATOR_ORDER[c.indicator])
-    return [_with_assessment(c, a) for c in cards]
+    return [_with_assessment(c, a, ctx) for c in cards]
 
 
 def assessment_extension(a: Assessment) -> dict[str, Any]:
@@ -450,15 +452,16 @@ def assessment_extension(a: Assessment) -> dict[str, Any]:
                                                    for cid, f in a.contraindications.items()}}}
 
 
-def _with_assessment(card: Card, a: Assessment) -> Card:
+def _with_assessment(card: Card, a: Assessment, ctx: CardContext) -> Card:
     card.extension = assessment_extension(a)
+    card.links = _link(ctx, a, card)
     return card
 
 
 def patient_view_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card | None:
     """Silent unless ketamine therapy is active (monitoring reminder) or, when enabled, TRD is met."""
     card = _patient_view_card(a, policy, ctx)
-    return None if card is None else _with_assessment(card, a)
+    return None if card is None else _with_assessment(card, a, ctx)
 
 
 def _patient_view_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card | None:
@@ -482,7 +485,6 @@ def _patient_view_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card 
             ]),
             indicator=Indicator.INFO,
             source=_source(None, cited_source("S3")),
-            links=_link(ctx, a, card_id),
         )
     if policy.patient_view_notify_trd and a.treatment_resistance.status is Criterion.MET:
         return Card(
@@ -493,6 +495,5 @@ def _patient_view_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card 
             detail=a.treatment_resistance.explanation,
             indicator=Indicator.INFO,
             source=_source(policy.cite("min_failed_trials")),
-            links=_link(ctx, a, card_id),
         )
     return None

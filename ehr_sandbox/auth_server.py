@@ -395,6 +395,14 @@ class SandboxAuthServer(AuthorizationServer):  # type: ignore[misc]
     def jwks(self) -> dict[str, Any]:
         return dict(KeySet([self.signing_key]).as_dict(private=False))
 
+    def cds_token(self, patient: str, scope: str, ttl_s: int = 300) -> str:
+        """A short-lived access token for a CDS service's FHIR fallback (CDS Hooks ``fhirAuthorization``)."""
+        context = LaunchContext(patient=patient, encounter=None, need_patient_banner=False, smart_style_url=None,
+                                intent=None, tenant="sandbox", app_context=None)
+        issued = IssuedToken(secrets.token_urlsafe(32), "cds-service", scope, context, time.time() + ttl_s)
+        self.store.tokens[issued.access_token] = issued
+        return issued.access_token
+
     def bearer(self, authorization: str | None) -> IssuedToken | None:
         if not authorization or not authorization.startswith("Bearer "):
             return None

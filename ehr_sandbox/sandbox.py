@@ -8,6 +8,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,65 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 from starlette.routing import Mount
 
 from .auth_server import LaunchContext, SandboxAuthServer, SandboxClient
 from .fhir_gate import FhirGate
 
 _TEMPLATES = Environment(loader=PackageLoader("ehr_sandbox", "templates"), autoescape=select_autoescape())
+# Card detail is GitHub-flavoured Markdown (CDS Hooks); rendered as an EHR would, raw HTML disabled.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+_TEMPLATES.filters["markdown"] = lambda text: Markup(_MARKDOWN.render(text or ""))  # noqa: S704 - html disabled
 _ESKETAMINE = {"coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "50458-028-02",
                            "display": "Spravato 56 MG Nasal Spray Kit"}], "text": "Spravato (esketamine) 56 mg"}
+_COMPOUNDED = {"text": "Ketamine HCl 100 mg compounded oral troche"}
+
+
+class Scenario(StrEnum):
+    """What the demo's CDS call shows: a normal chart, or one of the situations a visitor should see handled."""
+
+    NORMAL = "normal"
+    FHIR_DOWN = "fhir-down"  # prefetch only Patient and Conditions; the FHIR server does not answer
+    RESTRICTED_SCOPES = "restricted-scopes"  # no Observation prefetch; the token's scopes exclude Observation
+    COMPOUNDED = "compounded"  # a compounded oral ketamine order
+
+
+#: The prefetch keys the EHR still sends when its FHIR server is down: what the service needs to answer at all.
+_REQUIRED_PREFETCH = ("patient", "conditions")
+_RESTRICTED_SCOPE = " ".join(f"patient/{t}.rs" for t in ("Patient", "Condition", "MedicationStatement",
+                                                           "MedicationRequest", "Medication", "AllergyIntolerance"))
+
+
+@dataclass
+class DraftOrder:
+    """An order on the chart's order pad: proposed by the clinician or by an accepted card suggestion."""
+
+    resource: dict[str, Any]
+    removed: bool = False
+    from_card: str | None = None
+
+    @property
+    def reference(self) -> str:
+        return f"{self.resource['resourceType']}/{self.resource.get('id', '')}"
+
+    @property
+    def label(self) -> str:
+        r = self.resource
+        concept = r.get("medicationCodeableConcept") or r.get("code") or {}
+        return str(concept.get("text") or r["resourceType"])
+
+
+@dataclass
+class ChartState:
+    """What one patient's chart shows between page loads: the order pad and the last CDS exchange."""
+
+    orders: list[DraftOrder] = field(default_factory=list)
+    cds: dict[str, Any] | None = None
+    hook: str | None = None
+    scenario: Scenario = Scenario.NORMAL
+    applied: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -71,6 +123,7 @@ class Sandbox:
             log_inbound=False))
         self.internal = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.sekmet), base_url="http://sekmet")
         self.patients: list[dict[str, Any]] = []
+        self.charts: dict[str, ChartState] = {}
         self.app = self._build()
 
     # -- data ---------------------------------------------------------------------------------------------------
@@ -125,7 +178,27 @@ class Sandbox:
 
     # -- the CDS client -----------------------------------------------------------------------------------------
 
-    async def call_cds(self, patient_id: str, hook: str) -> dict[str, Any]:
+    def chart_state(self, patient_id: str) -> ChartState:
+        return self.charts.setdefault(patient_id, ChartState())
+
+    def _ketamine_draft(self, patient_id: str, scenario: Scenario) -> DraftOrder:
+        """The chart's draft ketamine order: kept from select to sign (the same id), replaced per scenario."""
+        chart = self.chart_state(patient_id)
+        concept = _COMPOUNDED if scenario is Scenario.COMPOUNDED else _ESKETAMINE
+        for order in chart.orders:
+            if order.resource["resourceType"] == "MedicationRequest" and not order.removed \
+                    and order.resource.get("medicationCodeableConcept") == concept:
+                return order
+        sig = ("Dissolve 1 troche under the tongue at home twice weekly" if scenario is Scenario.COMPOUNDED
+               else "56 mg intranasally twice weekly (induction)")
+        order = DraftOrder({"resourceType": "MedicationRequest", "id": f"draft-{uuid.uuid4().hex[:8]}",
+                            "status": "draft", "intent": "order", "subject": {"reference": f"Patient/{patient_id}"},
+                            "medicationCodeableConcept": concept, "dosageInstruction": [{"text": sig}]})
+        chart.orders = [o for o in chart.orders if o.resource["resourceType"] != "MedicationRequest"] + [order]
+        chart.applied = []
+        return order
+
+    async def call_cds(self, patient_id: str, hook: str, scenario: Scenario = Scenario.NORMAL) -> dict[str, Any]:
         """Act as the EHR's CDS client: discovery, prefetch from SEKMET, a signed JWT, the call."""
         cds = (self.config.cds_base_url or self.config.public_base_url).rstrip("/")
         async with httpx.AsyncClient(timeout=10) as http:
@@ -133,23 +206,51 @@ class Sandbox:
             service = next(s for s in services if s["hook"] == hook)
             prefetch: dict[str, Any] = {}
             for key, template in service.get("prefetch", {}).items():
+                if scenario is Scenario.FHIR_DOWN and key not in _REQUIRED_PREFETCH:
+                    continue
+                if scenario is Scenario.RESTRICTED_SCOPES and template.startswith("Observation"):
+                    continue
                 r = await self.internal.get("/fhir/" + template.replace("{{context.patientId}}", patient_id))
                 prefetch[key] = r.json() if r.status_code == 200 else None
-            order = {"resourceType": "MedicationRequest", "id": f"draft-{uuid.uuid4().hex[:8]}", "status": "draft",
-                     "intent": "order", "subject": {"reference": f"Patient/{patient_id}"},
-                     "medicationCodeableConcept": _ESKETAMINE,
-                     "dosageInstruction": [{"text": "56 mg intranasally twice weekly (induction)"}]}
+            order = self._ketamine_draft(patient_id, scenario)
             context: dict[str, Any] = {"userId": "Practitioner/sandbox-clinician", "patientId": patient_id,
                                        "draftOrders": {"resourceType": "Bundle", "type": "collection",
-                                                       "entry": [{"resource": order}]}}
+                                                       "entry": [{"resource": order.resource}]}}
             if hook == "order-select":
-                context["selections"] = [f"MedicationRequest/{order['id']}"]
+                context["selections"] = [order.reference]
             url = f"{cds}/cds-services/{service['id']}"
-            body = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context, "prefetch": prefetch}
+            body: dict[str, Any] = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context,
+                                    "prefetch": prefetch}
+            if scenario is Scenario.FHIR_DOWN:
+                # A server that refuses connections: the service must say "unknown", never "absent".
+                body["fhirServer"] = "http://127.0.0.1:9/fhir"
+                body["fhirAuthorization"] = {"access_token": "unused", "token_type": "Bearer", "expires_in": 300,
+                                             "scope": "patient/*.rs", "subject": "cds-service"}
+            elif scenario is Scenario.RESTRICTED_SCOPES:
+                body["fhirServer"] = self.config.fhir_base
+                body["fhirAuthorization"] = {"access_token": self.auth.cds_token(patient_id, _RESTRICTED_SCOPE),
+                                             "token_type": "Bearer", "expires_in": 300, "scope": _RESTRICTED_SCOPE,
+                                             "subject": "cds-service"}
             started = time.perf_counter()
             r = await http.post(url, json=body, headers={"Authorization": f"Bearer {self.cds_jwt(url)}"})
-            return {"service": service["id"], "status": r.status_code, "body": r.json(),
-                    "ms": round((time.perf_counter() - started) * 1000)}
+            shown_request = dict(body)
+            if "fhirAuthorization" in shown_request:  # the demo's JSON panel never shows a token
+                shown_request["fhirAuthorization"] = {**body["fhirAuthorization"], "access_token": "(redacted)"}
+            return {"service": service["id"], "status": r.status_code, "body": r.json(), "url": url,
+                    "request": shown_request, "ms": round((time.perf_counter() - started) * 1000)}
+
+    def apply_suggestion(self, patient_id: str, card: str, actions: list[dict[str, Any]]) -> None:
+        """What an EHR does with an accepted suggestion: delete strikes the draft order, create adds a draft."""
+        chart = self.chart_state(patient_id)
+        for action in actions:
+            if action.get("type") == "delete":
+                for order in chart.orders:
+                    if order.reference == action.get("resourceId"):
+                        order.removed = True
+            elif action.get("type") == "create" and isinstance(action.get("resource"), dict):
+                resource = {**action["resource"], "id": f"draft-{uuid.uuid4().hex[:8]}"}
+                chart.orders.append(DraftOrder(resource, from_card=card))
+            chart.applied.append(str(action.get("description", action.get("type"))))
 
     def cds_jwt(self, audience: str) -> str:
         now = int(time.time())
@@ -158,7 +259,7 @@ class Sandbox:
                            "jti": secrets.token_urlsafe(16), "sub": "sandbox-ehr"}, self.cds_key, algorithms=["ES384"])
 
     async def send_feedback(self, service: str, card: str, outcome: str, suggestion: str | None,
-                            reason: dict[str, Any] | None) -> int:
+                            reason: dict[str, Any] | None, comment: str | None = None) -> int:
         cds = (self.config.cds_base_url or self.config.public_base_url).rstrip("/")
         url = f"{cds}/cds-services/{service}/feedback"
         item: dict[str, Any] = {"card": card, "outcome": outcome,
@@ -166,7 +267,7 @@ class Sandbox:
         if outcome == "accepted":
             item["acceptedSuggestions"] = [{"id": suggestion}] if suggestion else []
         elif reason:
-            item["overrideReason"] = {"reason": reason}
+            item["overrideReason"] = {"reason": reason, **({"userComment": comment[:500]} if comment else {})}
         async with httpx.AsyncClient(timeout=10) as http:
             r = await http.post(url, json={"feedback": [item]},
                                 headers={"Authorization": f"Bearer {self.cds_jwt(url)}"})
@@ -205,10 +306,15 @@ class Sandbox:
         async def cds_jwks() -> JSONResponse:
             return JSONResponse(self.cds_jwks())
 
+        def chart_page(patient: str | None, **values: Any) -> HTMLResponse:
+            chosen = self._patient(patient)
+            state = self.chart_state(patient) if chosen and patient else None
+            return self._page("chart.html", patient=chosen, chart=state,
+                              scenarios=[s.value for s in Scenario], **values)
+
         @app.get("/", response_class=HTMLResponse)
         async def chart(patient: str | None = None) -> HTMLResponse:
-            chosen = self._patient(patient)
-            return self._page("chart.html", patient=chosen)
+            return chart_page(patient)
 
         @app.post("/launch", response_class=HTMLResponse)
         async def launch(patient: str = Form(...), app_context: str | None = Form(None),
@@ -221,7 +327,9 @@ class Sandbox:
                 fhir_context=({"reference": f"Patient/{patient}"},))
             launch_id = auth.new_launch(context)
             src = f"{self.config.app_launch_url}?iss={self.config.fhir_base}&launch={launch_id}"
-            return self._page("chart.html", patient=chosen, app_src=src)
+            if chosen is None:
+                return chart_page(None)
+            return chart_page(patient, app_src=src)
 
         @app.get("/static/style.json")
         async def style() -> JSONResponse:
@@ -230,21 +338,34 @@ class Sandbox:
                                  "font_family_heading": "system-ui, sans-serif", "dim_border_radius": "6px"})
 
         @app.post("/cds", response_class=HTMLResponse)
-        async def cds(patient: str = Form(...), hook: str = Form("order-sign")) -> HTMLResponse:
-            chosen = self._patient(patient)
-            result = await self.call_cds(patient, hook)
-            return self._page("chart.html", patient=chosen, cds=result, hook=hook)
+        async def cds(patient: str = Form(...), hook: str = Form("order-sign"),
+                      scenario: str = Form("normal")) -> HTMLResponse:
+            if self._patient(patient) is None or hook not in ("order-select", "order-sign"):
+                return chart_page(None)
+            chosen_scenario = Scenario(scenario) if scenario in Scenario.__members__.values() else Scenario.NORMAL
+            result = await self.call_cds(patient, hook, chosen_scenario)
+            state = self.chart_state(patient)
+            state.cds, state.hook, state.scenario = result, hook, chosen_scenario
+            return chart_page(patient)
 
         @app.post("/feedback", response_class=HTMLResponse)
         async def feedback(patient: str = Form(...), service: str = Form(...), card: str = Form(...),
                            outcome: str = Form(...), suggestion: str | None = Form(None),
-                           reason_code: str | None = Form(None), reason_display: str | None = Form(None),
-                           reason_system: str | None = Form(None)) -> HTMLResponse:
-            chosen = self._patient(patient)
-            reason = ({"system": reason_system, "code": reason_code, "display": reason_display}
-                      if reason_code else None)
-            status = await self.send_feedback(service, card, outcome, suggestion, reason)
-            return self._page("chart.html", patient=chosen, feedback_status=status, feedback_outcome=outcome)
+                           reason_code: str | None = Form(None), comment: str | None = Form(None)) -> HTMLResponse:
+            if self._patient(patient) is None:
+                return chart_page(None)
+            state = self.chart_state(patient)
+            shown = next((c for c in ((state.cds or {}).get("body") or {}).get("cards") or []
+                          if c.get("uuid") == card), None)
+            reason = None
+            if shown is not None and reason_code:
+                reason = next((r for r in shown.get("overrideReasons") or [] if r.get("code") == reason_code), None)
+            status = await self.send_feedback(service, card, outcome, suggestion, reason, comment)
+            if shown is not None and outcome == "accepted" and suggestion:
+                chosen = next((s for s in shown.get("suggestions") or [] if s.get("uuid") == suggestion), None)
+                if chosen is not None:
+                    self.apply_suggestion(patient, card, chosen.get("actions") or [])
+            return chart_page(patient, feedback_status=status, feedback_outcome=outcome)
 
         app.router.routes.append(Mount("", app=FhirGate(self.sekmet, auth)))
         return app

@@ -4,6 +4,7 @@ from .assess import assess, assess_depression, assess_pool, assess_severity, con
 from .contraindications import assess_contraindications
 from .dates import months_before
 from .model import (
+    LABEL_CONTRAINDICATIONS,
     Adequacy,
     AssessedCriterion,
     Assessment,
@@ -46,6 +47,7 @@ from .trials import assess_treatment_resistance, assess_trial
 
 __all__ = [
     "BP_CHART_DAYS",
+    "LABEL_CONTRAINDICATIONS",
     "Adequacy",
     "AssessedCriterion",
     "Assessment",

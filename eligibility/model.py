@@ -40,6 +40,12 @@ class ContraindicationId(StrEnum):
     KETAMINE_HYPERSENSITIVITY = "ketamine_hypersensitivity"
 
 
+#: The esketamine US label's own contraindications (SPRAVATO PI §4: aneurysmal vascular disease or AVM,
+#: intracerebral hemorrhage, hypersensitivity). Every other exclusion is a choice of the clinic policy.
+LABEL_CONTRAINDICATIONS = frozenset({ContraindicationId.ANEURYSM_OR_AVM, ContraindicationId.INTRACEREBRAL_HEMORRHAGE,
+                                     ContraindicationId.KETAMINE_HYPERSENSITIVITY})
+
+
 class Mode(StrEnum):
     """What a present contraindication does under a policy: exclude (the verdict), or caution (a warning)."""
 

@@ -52,7 +52,27 @@ def _series(points: Sequence[tuple[float, float, str]], color: str, dash: str = 
     return f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dashed}/>{marks}'
 
 
-def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact], as_of: dt.date) -> Markup:
+#: PHQ-9 severity bands (Kroenke, Spitzer, Williams 2001, PMID 11556941): lower bound, name, shade.
+PHQ9_BANDS = ((0, "minimal", "#ffffff"), (5, "mild", "#f6f3fa"), (10, "moderate", "#eee8f5"),
+              (15, "moderately severe", "#e5dcf0"), (20, "severe", "#dccfeb"))
+
+
+def _short(day: dt.date) -> str:
+    return f"{day.day} {day:%b %Y}"
+
+
+def _legend(y: float, items: Sequence[tuple[str, str]]) -> str:
+    """Swatches and names in one row (every colour is also named, never the only cue)."""
+    parts, x = [], float(LEFT)
+    for color, name in items:
+        parts.append(f'<rect x="{x:.0f}" y="{y - 9:.0f}" width="12" height="10" fill="{color}"/>'
+                     f'<text x="{x + 16:.0f}" y="{y:.0f}" font-size="11" fill="{INK}">{escape(name)}</text>')
+        x += 28 + 6.2 * len(name)
+    return "".join(parts)
+
+
+def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact], as_of: dt.date,
+                 phq9_threshold: float | None = None) -> Markup:
     phq = [s for s in scores if s.kind is ObservationKind.PHQ9_TOTAL]
     gad = [s for s in scores if s.kind is ObservationKind.GAD7_TOTAL]
     days = [t.start for t in trials] + [s.day for s in phq + gad]
@@ -64,7 +84,8 @@ def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact],
     bars_top = 10
     plot_top = bars_top + len(trials) * (bar_h + gap) + 20
     plot_h = 140
-    height = plot_top + plot_h + 40
+    legend_y = plot_top + plot_h + 38
+    height = legend_y + 10
     out = [f'<svg viewBox="0 0 {W} {height}" width="100%" role="img" aria-labelledby="tl-title tl-desc" '
            f'xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif">',
            '<title id="tl-title">Antidepressant trials and PHQ-9 over time</title>',
@@ -82,7 +103,10 @@ def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact],
         out.append(f'<rect x="{x1:.1f}" y="{y}" width="{max(x2 - x1, 2):.1f}" height="{bar_h}" rx="3" fill="{color}">'
                    f'<title>{escape(t.ingredient)}: {t.start} to {t.end}, {t.weeks_at_adequate_dose:g} weeks at '
                    f'adequate dose — {t.adequacy.value}, {outcome}</title></rect>')
-        inside = f"{t.weeks_at_adequate_dose:g} wk · {outcome}"
+        if t.ongoing:  # an open end: the course runs on past the chart's edge
+            out.append(f'<path d="M{x2:.1f},{y} l8,{bar_h / 2} l-8,{bar_h / 2} z" fill="{color}">'
+                       '<title>ongoing</title></path>')
+        inside = f"{t.weeks_at_adequate_dose:g} wk · {outcome}" + (" · ongoing" if t.ongoing else "")
         if len(inside) * 6.3 + 8 <= x2 - x1:
             out.append(f'<text x="{x1 + 4:.1f}" y="{y + 15}" font-size="11" fill="#ffffff">{escape(inside)}</text>')
         else:  # too narrow for its label: write it after the bar, in ink
@@ -98,6 +122,17 @@ def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact],
     def y_of(v: float) -> float:
         return plot_top + plot_h - plot_h * v / 27
 
+    for (low, name, shade), upper in zip(PHQ9_BANDS, [b[0] for b in PHQ9_BANDS[1:]] + [27], strict=True):
+        out.append(f'<rect x="{LEFT}" y="{y_of(upper):.1f}" width="{W - LEFT - RIGHT}" '
+                   f'height="{y_of(low) - y_of(upper):.1f}" fill="{shade}"><title>PHQ-9 {low} to '
+                   f'{upper - 1 if upper < 27 else 27}: {name}</title></rect>'
+                   f'<text x="{W - RIGHT - 4}" y="{y_of(low) - 3:.1f}" font-size="9" fill="{MUTED}" '
+                   f'text-anchor="end">{name}</text>')
+    if phq9_threshold is not None:
+        out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y_of(phq9_threshold):.1f}" '
+                   f'y2="{y_of(phq9_threshold):.1f}" stroke="{LIMIT}" stroke-width="1.5" stroke-dasharray="6 4"/>'
+                   f'<text x="{LEFT + 4}" y="{y_of(phq9_threshold) - 3:.1f}" font-size="10" fill="{LIMIT}">'
+                   f'policy threshold {phq9_threshold:g}</text>')
     for v in (0, 5, 10, 15, 20, 27):
         out.append(f'<text x="{LEFT - 8}" y="{y_of(v) + 4:.1f}" font-size="10" fill="{MUTED}" '
                    f'text-anchor="end">{v}</text><line x1="{LEFT}" x2="{W - RIGHT}" y1="{y_of(v):.1f}" '
@@ -108,6 +143,17 @@ def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact],
     for series, color, dash in ((phq, PHQ, ""), (gad, GAD, "5 4")):
         out.append(_series([(_x(s.day, start, end), y_of(s.value), f"{s.day}: {s.value:g}") for s in series],
                            color, dash))
+    for series, color, name, dy in ((phq, PHQ, "PHQ-9", -8), (gad, GAD, "GAD-7", 14)):
+        if series:  # the latest value written out, with its date: no hovering needed
+            last = max(series, key=lambda s: s.day)
+            x = _x(last.day, start, end)
+            anchor = "end" if x > W - RIGHT - 120 else "start"
+            out.append(f'<text x="{x + (-6 if anchor == "end" else 6):.1f}" y="{y_of(last.value) + dy:.1f}" '
+                       f'font-size="11" font-weight="700" fill="{color}" text-anchor="{anchor}">'
+                       f'{name} {last.value:g} ({_short(last.day)})</text>')
+    legend = [(ADEQUATE, "adequate trial"), (INADEQUATE, "not adequate"), (UNKNOWN, "adequacy unknown"),
+              (PHQ, "PHQ-9 (B baseline, F follow-up)")] + ([(GAD, "GAD-7 (dashed)")] if gad else [])
+    out.append(_legend(legend_y, legend))
     out.append("</svg>")
     return Markup("".join(out))  # noqa: S704 - every text from data is escape()d above; the rest is numbers
 
@@ -149,6 +195,15 @@ def bp_svg(readings: Sequence[BloodPressureFact], as_of: dt.date, systolic_limit
                         for b in shown if b.systolic is not None], SYS))
     out.append(_series([(_x(b.day, start, end), y_of(b.diastolic), label(b, "diastolic", b.diastolic))
                         for b in shown if b.diastolic is not None], DIA))
+    out.append(f'<text x="{LEFT - 40}" y="{top + h / 2:.0f}" font-size="11" fill="{MUTED}" text-anchor="middle" '
+               f'transform="rotate(-90 {LEFT - 40} {top + h / 2:.0f})">mmHg</text>')
+    latest = max(shown, key=lambda b: b.day)
+    x = _x(latest.day, start, end)
+    if latest.systolic is not None:
+        out.append(f'<text x="{x - 6:.1f}" y="{y_of(latest.systolic) - 8:.1f}" font-size="11" font-weight="700" '
+                   f'fill="{INK}" text-anchor="end">latest {latest.systolic:g}/'
+                   f'{"?" if latest.diastolic is None else f"{latest.diastolic:g}"} mmHg ({_short(latest.day)})'
+                   '</text>')
     out.append(f'<text x="{LEFT + 8}" y="{top + 12}" font-size="11" fill="{SYS}">● systolic</text>'
                f'<text x="{LEFT + 78}" y="{top + 12}" font-size="11" fill="{DIA}">● diastolic</text></svg>')
     return Markup("".join(out))  # noqa: S704 - only numbers and dates from data; no free text

@@ -14,6 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from fastapi import APIRouter, Form, Request
@@ -24,6 +25,7 @@ from eligibility import Policy, available_policies, contraindication_label, load
 from fhir_mapping import ClientSettings, FhirClient
 
 from .charts import bp_svg, timeline_svg
+from .findings import ago, band, checklist, decisive_findings, evidence_details, references
 from .oauth import (
     ClientCredentials,
     OAuthProblem,
@@ -242,7 +244,10 @@ def build_router(options: SmartOptions) -> APIRouter:
             smart_style_url=token.get("smart_style_url"), intent=token.get("intent"), tenant=token.get("tenant"),
             app_context=_app_context(token.get("appContext")), id_claims=claims)
         await store.save_session(session)
-        return RedirectResponse(f"/smart/app/{session.id}", status_code=303, headers={"Cache-Control": "no-store"})
+        # Opened from a card: land on that card's section (a fragment, so no script is needed to scroll).
+        section = _card_section(session.app_context)
+        return RedirectResponse(f"/smart/app/{session.id}" + (f"#{section}" if section else ""), status_code=303,
+                                headers={"Cache-Control": "no-store"})
 
     @router.get("/app/{sid}")
     async def review(sid: str, request: Request, policy: str | None = None) -> Response:
@@ -299,12 +304,21 @@ def build_router(options: SmartOptions) -> APIRouter:
             return problem_page(options, exc.title, exc.message, exc.status)
         assessment, facts = review.assessment, review.facts
         style = await _style(http, session.smart_style_url)
+        refs = references(policy)
+        summary = session.app_context.get("summary")
         return _page(
             options, "review.html",
             session=session, policy=policy, policies=available_policies(), a=assessment, facts=facts,
             style=style, not_authorized=review.not_authorized, failed=review.failed,
             reports=review.reports, horizon=policy.observation_horizon(as_of),
-            timeline=timeline_svg(assessment.treatment_resistance.trials, facts.scores, as_of),
+            findings=decisive_findings(assessment, policy), rows=checklist(assessment, policy),
+            details=evidence_details(facts), refs=refs, ref_numbers={s.id: i for i, s in enumerate(refs, 1)},
+            ago=ago, band=band, server=urlsplit(session.iss).netloc or session.iss,
+            generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            card_summary=summary[:140] if isinstance(summary, str) else None,
+            card_section=_card_section(session.app_context),
+            timeline=timeline_svg(assessment.treatment_resistance.trials, facts.scores, as_of,
+                                  policy.thresholds.severity_phq9_min),
             bp_chart=bp_svg(facts.blood_pressures, as_of, policy.thresholds.bp_systolic_above,
                             policy.thresholds.bp_diastolic_above),
             label=contraindication_label, base=options.public_base_url)
@@ -312,9 +326,16 @@ def build_router(options: SmartOptions) -> APIRouter:
     return router
 
 
-def _origin(url: str) -> str:
-    from urllib.parse import urlsplit
+#: The sections a card may send the user to (appContext comes through the EHR: only these names are used).
+_SECTIONS = frozenset({"verdict", "warnings", "workup", "trials", "bp", "checklist"})
 
+
+def _card_section(app_context: dict[str, Any]) -> str | None:
+    section = app_context.get("section")
+    return section if isinstance(section, str) and section in _SECTIONS else None
+
+
+def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
 

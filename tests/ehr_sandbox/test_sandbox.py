@@ -131,3 +131,77 @@ def test_a_launch_id_is_single_use_and_an_unknown_launch_without_redirect_is_400
         "response_type": "code", "client_id": "ketamine-cds", "scope": "launch patient/*.rs", "state": "s" * 30,
         "aud": stack.fhir, "code_challenge": "x" * 43, "code_challenge_method": "S256", "launch": "no-such-launch"})
     assert r.status_code == 400
+
+
+def test_card_markdown_is_rendered_and_raw_html_is_not(stack: Stack) -> None:
+    with stack.browser() as browser:
+        page = browser.post("/sandbox/cds", data={"patient": "kc-10", "hook": "order-sign"})
+    cards = page.text.split('id="cds-json"')[0]  # the JSON panel below shows the raw Markdown, as sent
+    assert "<strong>Esketamine is contraindicated</strong>" in cards and "**Esketamine" not in cards
+
+
+def test_an_accepted_suggestion_is_applied_to_the_order_pad(stack: Stack) -> None:
+    with stack.browser() as browser:
+        page = browser.post("/sandbox/cds", data={"patient": "kc-09", "hook": "order-sign"})
+        card, suggestion = re.search(r'name="card" value="([^"]+)">\s*<input type="hidden" name="outcome" '
+                                     r'value="accepted"><input type="hidden" name="suggestion" value="([^"]+)"',
+                                     page.text).groups()  # type: ignore[union-attr]
+        service = re.search(r'name="service" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        done = browser.post("/sandbox/feedback", data={"patient": "kc-09", "service": service, "card": card,
+                                                       "outcome": "accepted", "suggestion": suggestion})
+    assert "Feedback (accepted) sent: HTTP 200" in text_of(done)
+    assert re.search(r"<del>Spravato \(esketamine\) 56 mg</del>", done.text)  # the draft order, struck out
+
+
+def test_work_up_suggestions_draft_service_requests_on_the_order_pad(stack: Stack) -> None:
+    with stack.browser() as browser:
+        page = browser.post("/sandbox/cds", data={"patient": "kc-20", "hook": "order-sign"})
+        match = re.search(r'name="card" value="([^"]+)">\s*<input type="hidden" name="outcome" value="accepted">'
+                          r'<input type="hidden" name="suggestion" value="([^"]+)">\s*<button[^>]*>Accept: '
+                          r'Order a PHQ-9', page.text)
+        assert match is not None
+        service = re.search(r'name="service" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        done = browser.post("/sandbox/feedback", data={"patient": "kc-20", "service": service,
+                                                       "card": match.group(1), "outcome": "accepted",
+                                                       "suggestion": match.group(2)})
+    assert "PHQ-9 quick depression assessment panel" in text_of(done) and "drafted from a card" in done.text
+
+
+def test_an_override_reason_is_picked_from_the_cards_list_with_a_comment(stack: Stack) -> None:
+    with stack.browser() as browser:
+        page = browser.post("/sandbox/cds", data={"patient": "kc-10", "hook": "order-sign"})
+        options = re.findall(r'<option value="([^"]+)">', page.text)
+        assert "diagnosis-not-current" in options and len(options) >= 3
+        fields = dict(re.findall(r'name="(card|service)" value="([^"]+)"', page.text))
+        browser.post("/sandbox/feedback", data={"patient": "kc-10", **fields, "outcome": "overridden",
+                                                "reason_code": "diagnosis-not-current",
+                                                "comment": "bipolar ruled out by psychiatry 2024"})
+    with sqlite3.connect(stack.settings.cds.feedback_db) as db:
+        row = db.execute("SELECT override_code, override_display, user_comment FROM feedback WHERE card_uuid = ?",
+                         (fields["card"],)).fetchone()
+    assert row == ("diagnosis-not-current", "Diagnosis is historical, resolved or was ruled out",
+                   "bipolar ruled out by psychiatry 2024")
+
+
+def test_the_json_panel_shows_the_exchange_without_tokens(stack: Stack) -> None:
+    with stack.browser() as browser:
+        page = browser.post("/sandbox/cds", data={"patient": "kc-01", "hook": "order-sign",
+                                                  "scenario": "restricted-scopes"})
+    panel = page.text[page.text.index('id="cds-json"'):]
+    assert "&#34;hookInstance&#34;" in panel or '"hookInstance"' in panel
+    assert "(redacted)" in panel and "eyJ" not in panel
+
+
+@pytest.mark.parametrize(("scenario", "expected"), [
+    ("fhir-down", "treated as unknown, not absent"),
+    ("restricted-scopes", "treated as unknown, not absent"),
+    ("compounded", "ketamine: FDA warns of risks outside monitored settings"),
+])
+def test_the_demo_situations_show_unknown_not_absent_and_the_fda_warning(
+        stack: Stack, scenario: str, expected: str) -> None:
+    with stack.browser() as browser:
+        page = browser.post("/sandbox/cds", data={"patient": "kc-01", "hook": "order-sign", "scenario": scenario})
+    text = text_of(page)
+    assert "HTTP 200" in text and expected in text
+    if scenario != "compounded":  # a candidate's chart, with medications or observations unreadable
+        assert "criteria met" not in text

@@ -17,7 +17,30 @@ from joserfc.jwk import ECKey, RSAKey
 from ehr_sandbox import SandboxClient
 from ketamine_cds.settings import Settings
 
+from smart_app.routes import BROWSER_COOKIE
+from smart_app.sessions import Session
+
 from ..stack import Stack, launch_from_chart, running_stack, submit_authorize_form, text_of
+
+
+def age_launch(stack: Stack, state: str, seconds: float) -> None:
+    """Make a stored launch ``seconds`` older (the clock of the shared store is the wall clock)."""
+    import sqlalchemy as sa
+
+    from storage.schema import smart_launch
+
+    with stack.app.state.storage.engine.begin() as conn:
+        conn.execute(sa.update(smart_launch).where(smart_launch.c.state == state)
+                     .values(created=smart_launch.c.created - seconds))
+
+
+def stored_session(stack: Stack, sid: str, browser: httpx.Client) -> Session:
+    """The session as the shared store holds it (read through the app's own store, as that browser)."""
+    import asyncio
+
+    found = asyncio.run(stack.app.state.smart.store.session(sid, browser.cookies.get(BROWSER_COOKIE)))
+    assert found is not None
+    return found
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +57,9 @@ def test_ehr_launch_shows_the_assessment_behind_the_verdict(stack: Stack) -> Non
         assert page.status_code == 200 and "/smart/app/" in str(page.url)
         text = text_of(page)
         assert "Yasmin Ahmed" in text and "Contraindicated" in text
-        assert "Bipolar disorder: on record" in text and "Condition/kc-10-cond2" in text
-        assert "sertraline" in text and "150 mg (50)" in text and "21 → 19" in text
+        assert "Bipolar disorder (exclusion of this clinic policy)" in text and "Condition/kc-10-cond2" in text
+        assert "/fhir/Condition/" not in page.text  # evidence opens in place, never as a raw FHIR URL
+        assert "sertraline" in text and "150 mg (50 mg)" in text and "21 → 19" in text
         assert "BP 128/82 mmHg" in text
         assert page.text.count("<svg") == 2  # the timeline and the BP chart, server-rendered
         assert "Observation?patient=kc-10" in text  # provenance: the queries that ran
@@ -100,7 +124,8 @@ def test_card_link_opens_on_the_cards_assessment(stack: Stack) -> None:
 
         page = launch_from_chart(stack, browser, "kc-10", app_context=html.unescape(app_context.group(1)))
         text = text_of(page)
-        assert "Opened from a decision-support card" in text and "Contraindicated" in text
+        assert "Opened from the card “Esketamine: bipolar disorder on record" in text and "Contraindicated" in text
+        assert str(page.url).endswith("#checklist")  # the card's section (the redirect carries the fragment)
 
 
 def test_need_patient_banner_false_hides_the_banner(stack: Stack) -> None:
@@ -200,7 +225,7 @@ def test_an_expired_launch_is_refused(stack: Stack) -> None:
     with stack.browser() as browser:
         launch = browser.get("/smart/launch", follow_redirects=False)
         fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', launch.text))
-        store.launches[fields["state"]].created -= store.launch_ttl_s + 1
+        age_launch(stack, fields["state"], store.launch_ttl_s + 1)
         page = submit_authorize_form(browser, launch)
         assert page.status_code == 400 and "expired" in page.text
 
@@ -305,10 +330,11 @@ def test_the_refresh_token_is_used_when_the_access_token_expires(tmp_path: Path)
     with running_stack(tmp_path, configure=configure, access_token_ttl_s=30) as s, s.browser() as browser:
         page = launch_from_chart(s, browser, "kc-01")
         sid = str(page.url).rsplit("/", 1)[-1]
-        session = s.app.state.smart.store.sessions[sid]
+        session = stored_session(s, sid, browser)
         first_token = session.access_token
         assert session.refresh_token and session.refreshed == 1  # the first view already refreshed
         again = browser.get(str(page.url))
+        session = stored_session(s, sid, browser)
         assert again.status_code == 200 and session.refreshed == 2 and session.access_token != first_token
         assert s.sandbox.auth.bearer(f"Bearer {session.access_token}") is not None
 
@@ -319,10 +345,11 @@ def test_a_grant_narrower_than_the_request_shows_not_authorized(tmp_path: Path) 
                                                       "MedicationRequest", "Medication", "AllergyIntolerance"}))
     with running_stack(tmp_path, client=client) as s, s.browser() as browser:
         client.redirect_uris.append(s.base + "/smart/callback")
-        text = text_of(launch_from_chart(s, browser, "kc-01"))
+        page = launch_from_chart(s, browser, "kc-01")
+        text, page_html = text_of(page), page.text
         assert "Not authorized: the EHR did not grant access to Observations" in text
         assert "Needs work-up" in text and "Observation could not be obtained (not_authorized_scope)" in text
-        assert "? unknown" in text  # blood pressure is unknown, never absent
+        assert '<span class="status unknown">unknown</span>' in page_html  # blood pressure: unknown, never absent
 
 
 def test_ehr_launch_time_is_recorded(stack: Stack) -> None:

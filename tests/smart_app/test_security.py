@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from smart_app import ClientCredentials, SmartOptions, csp
+from smart_app import ClientCredentials, SmartOptions, Store, csp
 from smart_app.routes import _set_browser_cookie
 
 
 def options(base: str, ancestors: list[str] | None = None) -> SmartOptions:
+    # Headers and cookies only: the store is never reached (an unopened stand-in keeps the test free of I/O).
+    store = Store.__new__(Store)
     return SmartOptions(public_base_url=base, credentials=ClientCredentials("app"), redirect_uri=base + "/cb",
-                        allowed_issuers=[], frame_ancestors=ancestors or [])
+                        allowed_issuers=[], store=store, frame_ancestors=ancestors or [])
 
 
 def test_over_https_the_cookie_works_inside_an_ehr_iframe() -> None:
