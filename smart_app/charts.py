@@ -15,7 +15,7 @@ from fhir_mapping import BloodPressureFact, ObservationKind, ScoreFact
 INK, MUTED, GRID = "#1b1f24", "#4a5561", "#d5dbe1"
 ADEQUATE, INADEQUATE, UNKNOWN = "#0b5cad", "#8a4b00", "#5f6b76"
 PHQ, GAD, SYS, DIA, LIMIT = "#6a1b9a", "#00695c", "#b3261e", "#0b5cad", "#8a4b00"
-W, LEFT, RIGHT = 760, 150, 20
+W, LEFT, RIGHT = 680, 165, 16
 BP_AXIS_MAX = 260.0
 
 
@@ -97,10 +97,13 @@ def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact],
         x1, x2 = _x(t.start, start, end), _x(t.end, start, end)
         color = {Adequacy.ADEQUATE: ADEQUATE, Adequacy.INADEQUATE: INADEQUATE}.get(t.adequacy, UNKNOWN)
         dose = f"{t.max_daily_dose_mg:g} mg/d" if t.max_daily_dose_mg is not None else "dose ?"
-        label = escape(f"{t.ingredient} · {dose}")
+        text = f"{t.ingredient} · {dose}"
+        # The label column holds about 24 characters; the bar's title carries the whole name.
+        label = escape(text if len(text) <= 24 else text[:23] + "…")
         outcome = {Outcome.RESPONSE: "response", Outcome.NO_RESPONSE: "no response"}.get(t.outcome, "outcome ?")
         out.append(f'<text x="{LEFT - 8}" y="{y + 15}" font-size="12" fill="{INK}" text-anchor="end">{label}</text>')
-        out.append(f'<rect x="{x1:.1f}" y="{y}" width="{max(x2 - x1, 2):.1f}" height="{bar_h}" rx="3" fill="{color}">'
+        out.append(f'<rect class="trial" x="{x1:.1f}" y="{y}" width="{max(x2 - x1, 2):.1f}" height="{bar_h}" rx="3" '
+                   f'fill="{color}">'
                    f'<title>{escape(t.ingredient)}: {t.start} to {t.end}, {t.weeks_at_adequate_dose:g} weeks at '
                    f'adequate dose — {t.adequacy.value}, {outcome}</title></rect>')
         if t.ongoing:  # an open end: the course runs on past the chart's edge
@@ -126,13 +129,12 @@ def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact],
         out.append(f'<rect x="{LEFT}" y="{y_of(upper):.1f}" width="{W - LEFT - RIGHT}" '
                    f'height="{y_of(low) - y_of(upper):.1f}" fill="{shade}"><title>PHQ-9 {low} to '
                    f'{upper - 1 if upper < 27 else 27}: {name}</title></rect>'
-                   f'<text x="{W - RIGHT - 4}" y="{y_of(low) - 3:.1f}" font-size="9" fill="{MUTED}" '
-                   f'text-anchor="end">{name}</text>')
+                   f'<text x="{LEFT + 4}" y="{y_of(low) - 3:.1f}" font-size="9" fill="{MUTED}">{name}</text>')
     if phq9_threshold is not None:
         out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y_of(phq9_threshold):.1f}" '
                    f'y2="{y_of(phq9_threshold):.1f}" stroke="{LIMIT}" stroke-width="1.5" stroke-dasharray="6 4"/>'
-                   f'<text x="{LEFT + 4}" y="{y_of(phq9_threshold) - 3:.1f}" font-size="10" fill="{LIMIT}">'
-                   f'policy threshold {phq9_threshold:g}</text>')
+                   f'<text x="{(LEFT + W - RIGHT) / 2:.0f}" y="{y_of(phq9_threshold) - 3:.1f}" font-size="10" '
+                   f'fill="{LIMIT}" text-anchor="middle">policy threshold {phq9_threshold:g}</text>')
     for v in (0, 5, 10, 15, 20, 27):
         out.append(f'<text x="{LEFT - 8}" y="{y_of(v) + 4:.1f}" font-size="10" fill="{MUTED}" '
                    f'text-anchor="end">{v}</text><line x1="{LEFT}" x2="{W - RIGHT}" y1="{y_of(v):.1f}" '

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -67,6 +68,8 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
     """Upgrade to head; returns (revision before, revision after)."""
     before, head = schema_status(engine)
     if before != head:
+        # Alembic narrates each step at INFO; the caller reports the upgrade in one line of its own.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         with engine.begin() as conn:
             command.upgrade(_alembic(conn), "head")
     return before, head

@@ -46,7 +46,7 @@ def test_ehr_launch_in_the_chart_iframe_renders_the_review(stack: Stack) -> None
             expect(timeline).to_be_visible()
             expect(timeline.locator("text", has_text="sertraline · 150 mg/d")).to_have_count(1)
             expect(timeline.locator("text", has_text="escitalopram · 20 mg/d")).to_have_count(1)
-            expect(timeline.locator("rect")).to_have_count(2)
+            expect(timeline.locator("rect.trial")).to_have_count(2)
             # The BP chart: the fixture's readings 152/94 and 148/96, and the 140 limit line.
             bp = frame.locator("#bp-chart svg")
             expect(bp).to_be_visible()
