@@ -7,7 +7,6 @@ user the Debian package creates.
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -23,9 +22,9 @@ from .conftest import free_port
 
 
 def _bindir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[4]))
     if found:
-        return Path(found[-1]).parent
+        return found[-1].parent
     initdb = shutil.which("initdb")
     if initdb:
         return Path(initdb).resolve().parent

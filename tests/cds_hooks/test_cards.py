@@ -218,8 +218,8 @@ async def test_a_card_against_the_order_offers_to_remove_the_draft_order(post: P
     card = (await cards_for(post, fixture))[0]
     (suggestion,) = card["suggestions"]
     assert suggestion["isRecommended"] is True
-    assert suggestion["actions"] == [{"type": "delete", "description": "Remove the draft order MedicationRequest/draft-1",
-                                      "resourceId": "MedicationRequest/draft-1"}]
+    assert suggestion["actions"] == [{"type": "delete", "resourceId": "MedicationRequest/draft-1",
+                                      "description": "Remove the draft order MedicationRequest/draft-1"}]
 
 
 async def test_several_draft_orders_can_each_be_removed(post: Post) -> None:

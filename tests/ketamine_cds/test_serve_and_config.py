@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ketamine_cds.cli import main
 from ketamine_cds.app import open_shared_storage
+from ketamine_cds.cli import main
 from ketamine_cds.settings import Settings, SettingsError, audit_salt, load_settings
 
 from ..cds_hooks.conftest import ISSUER, Keys, hook_request

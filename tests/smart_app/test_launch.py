@@ -16,7 +16,6 @@ from joserfc.jwk import ECKey, RSAKey
 
 from ehr_sandbox import SandboxClient
 from ketamine_cds.settings import Settings
-
 from smart_app.routes import BROWSER_COOKIE
 from smart_app.sessions import Session
 

@@ -177,5 +177,5 @@ def test_a_database_that_does_not_answer_is_a_clear_error(key: bytes) -> None:
 
     with pytest.raises(StorageUnavailable):
         open_storage(f"postgresql://postgres@127.0.0.1:{free_port()}/x", Sealer(key), timeout_s=1)
-    with pytest.raises(StorageError, match="not a database URL|unsupported"):
+    with pytest.raises(StorageError, match=r"not a database URL|unsupported"):
         open_storage("mysql://x/y", Sealer(key))
