@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from eligibility import (
     PolicyError,
@@ -200,6 +201,41 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _jwks_problem(response: Any) -> str | None:
+    """Why an HTTP answer is not a JWKS, in the words an IT analyst needs ("not a JWKS (got text/html)")."""
+    media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower() or "no content type"
+    if response.status_code != 200:
+        return f"HTTP {response.status_code} ({media})"
+    try:
+        data = response.json()
+    except ValueError:
+        return f"not a JWKS (got {media})"
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        return f"not a JWKS (got {media} without a \"keys\" array)"
+    return None
+
+
+def _print_registration(settings: Settings) -> None:
+    """What an EHR analyst types into the EHR: scopes, framing origins, prefetch templates."""
+    from cds_hooks import TEMPLATES
+    from smart_app import csp
+    from smart_app.oauth import RESOURCE_TYPES
+
+    print("SMART scopes to register (EHR launch; standalone uses launch/patient instead of launch):")
+    for version, suffix in (("v1", ".read"), ("v2", ".rs")):
+        scopes = " ".join([*(f"patient/{t}{suffix}" for t in RESOURCE_TYPES), "launch", "openid", "fhirUser"])
+        if settings.smart.offline_access:
+            scopes += " offline_access"
+        print(f"  {version}: {scopes}")
+    ancestors = settings.smart.frame_ancestors
+    shown = " ".join(ancestors) if ancestors else "(none: only the app's own origin)"
+    print(f"frame-ancestors (who may embed the app): {shown}")
+    print(f"  Content-Security-Policy sent: {csp(ancestors, 'NONCE')}")
+    print("prefetch templates (as discovery lists them; register all of them):")
+    for key, template in TEMPLATES.items():
+        print(f"  {key:<22} {template}")
+
+
 async def _check_config(path: Path) -> int:
     import httpx
     from joserfc.jwk import KeySet
@@ -215,10 +251,15 @@ async def _check_config(path: Path) -> int:
     print(f"discovery URL: {base}/cds-services" + (" (requires JWT)" if settings.cds.discovery_requires_auth else ""))
     print("services (register these in the EHR; each JWT aud must equal the URL):")
     for sid, service in SERVICES.items():
-        print(f"  {service.hook:<13} {base}/cds-services/{sid}")
-        print(f"  {'feedback':<13} {base}/cds-services/{sid}/feedback")
-    print(f"SMART app launch URL: {base}/smart/launch   redirect URI: {base}/smart/callback")
+        print(f"  {service.hook:<20} {base}/cds-services/{sid}")
+        print(f"  {'feedback':<20} {base}/cds-services/{sid}/feedback")
+    redirect = settings.smart.redirect_uri or base + "/smart/callback"
+    print(f"SMART app launch URL: {base}/smart/launch   redirect URI: {redirect}")
+    if settings.smart.private_key_file is not None:
+        print(f"SMART client JWKS URL: {base}/smart/.well-known/jwks.json")
+    _print_registration(settings)
     print(f"CORS allowed origins: {', '.join(settings.cds.cors_allow_origins) or '(none)'}")
+    problems += _check_storage(settings)
     print("trusted CDS clients:")
     if not settings.cds.clients:
         print("  (none: every service call will get 401)")
@@ -229,8 +270,12 @@ async def _check_config(path: Path) -> int:
                 if c.jwks_file is not None:
                     data = json.loads(c.jwks_file.read_text(encoding="utf-8"))
                 else:
-                    response = await http.get(str(c.jwks_url))
-                    response.raise_for_status()
+                    response = await http.get(str(c.jwks_url), headers={"Accept": "application/json"})
+                    problem = _jwks_problem(response)
+                    if problem is not None:
+                        print(f"  {c.issuer}: JWKS FAILED at {c.jwks_url}: {problem}")
+                        problems += 1
+                        continue
                     data = response.json()
                 keys = KeySet.import_key_set(data)
                 kids = ", ".join(f"{k.kid} ({k.key_type})" for k in keys.keys)
@@ -244,6 +289,37 @@ async def _check_config(path: Path) -> int:
     if problems:
         print(f"{problems} problem(s) found")
         return 1
+    return 0
+
+
+def _check_storage(settings: Settings) -> int:
+    """Whether the shared-state database answers and its schema is current (0 or 1 problem)."""
+    from storage import schema_status
+
+    from .app import open_shared_storage
+    from .settings import database_url
+
+    url = database_url(settings)
+    shown = url.split("@", 1)[-1] if "@" in url else url  # never print a password
+    if url.startswith("sqlite") and not settings.cds.feedback_db.exists() and not settings.storage.database_url:
+        print(f"database {shown}: embedded SQLite, created at first start")
+        return 0
+    try:
+        store = open_shared_storage(settings, migrate=False, check_schema=False)
+    except SettingsError as exc:
+        print(f"database {shown}: FAILED ({exc})")
+        return 1
+    try:
+        current, head = schema_status(store.engine)
+    except Exception as exc:  # any driver error: report it in one line
+        print(f"database {shown}: FAILED ({exc.__class__.__name__})")
+        return 1
+    finally:
+        store.close()
+    if current != head and not url.startswith("sqlite"):
+        print(f"database {shown}: schema at {current or 'none'}, needs {head}: run `ketamine-cds migrate`")
+        return 1
+    print(f"database {shown}: reachable, schema {current or 'new (created at first start)'}")
     return 0
 
 

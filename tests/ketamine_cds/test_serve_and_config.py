@@ -94,7 +94,7 @@ tenant = "hospital-a"
     assert main(["check-config", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "discovery URL: https://cds.example.org/cds-services" in out
-    assert "order-sign    https://cds.example.org/cds-services/ketamine-order-sign" in out
+    assert "order-sign           https://cds.example.org/cds-services/ketamine-order-sign" in out
     assert "https://cds.example.org/smart/launch" in out
     assert "JWKS ok, keys: ec-1 (EC), rsa-1 (RSA), ec-256 (EC), tenant hospital-a" in out
 
@@ -181,3 +181,77 @@ jwks_url = "{url}"
     assert "warning: cds.public_base_url http://cds.example.org is http" in out
     assert "warning: cds.audit_salt is short or a well-known value" in out
     assert "warning: smart.allowed_issuers is empty" in out
+
+
+def test_the_shipped_example_configuration_is_valid_and_complete(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "ketamine-cds.example.toml"
+    settings = load_settings(example)
+    assert settings.cds.public_base_url == "https://cds.example.org" and settings.cds.clients
+    import tomllib
+
+    written = tomllib.loads(example.read_text())
+    # Every setting of every section is shown (commented or not): the example is the reference an IT team edits.
+    text = example.read_text()
+    for section, model in (("cds", settings.cds), ("smart", settings.smart), ("storage", settings.storage),
+                           ("server", settings.server)):
+        for key in type(model).model_fields:
+            if key in ("clients", "audit_salt_file", "redirect_uri"):
+                continue
+            assert f"{key} =" in text, f"[{section}] {key} is not in the example"
+    assert set(written) == {"cds", "smart", "storage", "server"}
+
+
+def test_check_config_prints_the_scopes_framing_and_prefetch_templates_to_register(
+        tmp_path: Path, jwks_server: tuple[str, Keys], capsys: pytest.CaptureFixture[str]) -> None:
+    url, _ = jwks_server
+    config = write_config(tmp_path / "k.toml", f"""
+[cds]
+public_base_url = "https://cds.example.org"
+[smart]
+frame_ancestors = ["https://ehr.example.org"]
+[[cds.clients]]
+issuer = "{ISSUER}"
+jwks_url = "{url}"
+""")
+    assert main(["check-config", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    for version, suffix in (("v1", ".read"), ("v2", ".rs")):
+        line = next(x for x in out.splitlines() if x.strip().startswith(f"{version}:"))
+        for rtype in ("Patient", "Condition", "MedicationStatement", "MedicationRequest", "Medication",
+                      "Observation", "AllergyIntolerance"):
+            assert f"patient/{rtype}{suffix}" in line.split(), (version, rtype)
+    assert "frame-ancestors (who may embed the app): https://ehr.example.org" in out
+    assert "medicationRequests" in out and "{{context.patientId}}" in out
+    assert "database sqlite:///" in out and "created at first start" in out
+
+
+def test_check_config_says_when_a_jwks_url_answers_with_a_web_page(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served" / "login.html").write_text("<html><body>Sign in</body></html>")
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path / "served"), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = write_config(tmp_path / "k.toml", f"""
+[[cds.clients]]
+issuer = "{ISSUER}"
+jwks_url = "http://127.0.0.1:{server.server_address[1]}/login.html"
+""")
+        assert main(["check-config", "--config", str(config)]) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "not a JWKS (got text/html)" in capsys.readouterr().out
+
+
+def test_the_registration_guide_lists_the_scopes_check_config_prints(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "registration.md").read_text()
+    config = write_config(tmp_path / "k.toml", "[cds]\npublic_base_url = \"https://cds.example.org\"\n")
+    main(["check-config", "--config", str(config)])
+    out = capsys.readouterr().out
+    for version in ("v1", "v2"):
+        printed = next(x.strip().removeprefix(f"{version}: ") for x in out.splitlines()
+                       if x.strip().startswith(f"{version}:"))
+        assert f"| {version} | `{printed}` |" in guide, version
