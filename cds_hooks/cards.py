@@ -99,7 +99,7 @@ def _source(citation: Citation | None, fallback: PolicySource | None = None) -> 
 
 def _sources_line(*source_ids: str) -> str:
     """The primary citations behind a card's statements, as Markdown links (label: the FDA label; REMS: the REMS)."""
-    names = {"S1": "label", "S3": "REMS"}
+    names = {"S1": "label", "S3": "REMS", "S4": "REMS program", "S8": "EU SmPC"}
     links = [f"[{names.get(sid, sid)}: {cited_source(sid).label}]({cited_source(sid).url})" for sid in source_ids]
     return "Sources: " + "; ".join(links)
 

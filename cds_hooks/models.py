@@ -52,6 +52,8 @@ class Hook(StrEnum):
     PATIENT_VIEW = "patient-view"
     ORDER_SELECT = "order-select"
     ORDER_SIGN = "order-sign"
+    APPOINTMENT_BOOK = "appointment-book"
+    ENCOUNTER_DISCHARGE = "encounter-discharge"
 
 
 class CardKind(StrEnum):
@@ -65,6 +67,16 @@ class CardKind(StrEnum):
     CAUTION = "caution"
     ACTIVE_THERAPY = "active"
     TREATMENT_RESISTANT = "treatment_resistant"
+    # Treatment sessions (one per session check).
+    SESSION_SLOT_TOO_SHORT = "session_slot_too_short"
+    SESSION_TOO_MANY = "session_too_many"
+    SESSION_BP_ELEVATED = "session_bp_elevated"
+    SESSION_TRANSPORT = "session_transport"
+    DISCHARGE_TOO_EARLY = "discharge_too_early"
+    DISCHARGE_NO_BP_AFTER_DOSE = "discharge_no_bp_after_dose"
+    DISCHARGE_BP_NOT_DECREASING = "discharge_bp_not_decreasing"
+    DISCHARGE_AFTERCARE = "discharge_aftercare"
+    SESSION_CHECKS_NOT_MADE = "session_checks_not_made"
     OTHER = "other"
 
 

@@ -8,7 +8,8 @@ gap, which the rules read as "unknown", never "absent".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -30,7 +31,8 @@ from fhir_mapping import (
     add_json,
 )
 
-#: The prefetch templates of discovery, derived from the one search table (``fhir_mapping.SEARCHES``).
+#: The order services' prefetch templates, derived from the one search table (``fhir_mapping.SEARCHES``); each
+#: service lists its own in discovery (the session services add theirs).
 TEMPLATES = {s.key: s.template() for s in SEARCHES}
 PREFETCH_KEYS = SEARCHES
 
@@ -103,9 +105,13 @@ def _merged_state(states: dict[str, PrefetchState], key: str) -> str:
 
 
 def _merge_observation_queries(to_fetch: list[Query]) -> list[Query]:
-    """Several missing Observation searches become one search with all their codes: fewer round trips. A failure
-    of the merged search leaves every domain of its parts unknown."""
-    searches = [q for q in to_fetch if q.resource_type is ResourceType.OBSERVATION and q.path == "Observation"]
+    """Several missing Observation searches of the patient become one search with all their codes: fewer round
+    trips. A failure of the merged search leaves every domain of its parts unknown. Searches narrowed by more than
+    the patient and the code (an encounter) keep their own request."""
+    def patient_and_code(q: Query) -> bool:
+        return {k for k, _ in q.params} <= {"patient", "code", "_count"}
+    searches = [q for q in to_fetch if q.resource_type is ResourceType.OBSERVATION and q.path == "Observation"
+                and patient_and_code(q)]
     if len(searches) < 2:
         return to_fetch
     params = dict(searches[0].params)
@@ -123,14 +129,19 @@ async def gather_patient_data(
     budget_s: float,
     http: httpx.AsyncClient | None = None,
     client_settings: ClientSettings | None = None,
+    *,
+    searches: Sequence[Search] = SEARCHES,
+    encounter_id: str | None = None,
+    today: dt.date | None = None,
 ) -> PatientData:
-    """Prefetched data where it is usable; the FHIR server for the rest, concurrently, within ``budget_s``."""
+    """Prefetched data where it is usable; the FHIR server for the rest, concurrently, within ``budget_s``.
+    ``searches``: the service's own table (the order services', or a session service's)."""
     pool = ResourcePool()
     reports: list[KeyReport] = []
     to_fetch: list[Query] = []
     prefetch = prefetch or {}
     states: dict[str, PrefetchState] = {}
-    for search in SEARCHES:
+    for search in searches:
         value = prefetch.get(search.key)
         state = states[search.key] = _state(search, value) if search.key in prefetch else PrefetchState.ABSENT
         if state in (PrefetchState.PROVIDED, PrefetchState.PAGED):
@@ -140,10 +151,10 @@ async def gather_patient_data(
             assert next_url is not None
             to_fetch.append(search.next_page(next_url))
         elif state in (PrefetchState.ABSENT, PrefetchState.OPERATION_OUTCOME, PrefetchState.INVALID):
-            to_fetch.append(search.query(patient_id))
+            to_fetch.append(search.query(patient_id, encounter_id=encounter_id, today=today))
         elif state is PrefetchState.NULL and search.resource_type is ResourceType.PATIENT:
             # The spec's null means "no data": for the patient read, a patient we cannot evaluate.
-            to_fetch.append(search.query(patient_id))
+            to_fetch.append(search.query(patient_id, encounter_id=encounter_id, today=today))
         if state in (PrefetchState.PROVIDED, PrefetchState.NULL) and not (
                 state is PrefetchState.NULL and search.resource_type is ResourceType.PATIENT):
             reports.append(KeyReport(search.key, state.value, False, None))

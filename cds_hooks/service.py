@@ -22,7 +22,15 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from eligibility import Policy, assess_pool
-from fhir_mapping import ClientSettings, KetamineOrder, ketamine_order
+from fhir_mapping import (
+    BOOKING_SEARCHES,
+    DISCHARGE_SEARCHES,
+    SEARCHES,
+    ClientSettings,
+    KetamineOrder,
+    Search,
+    ketamine_order,
+)
 from storage import CardNotIssued, FeedbackRecord, IssuedCard, Storage, StorageUnavailable
 
 from .audit import audit, patient_hash
@@ -39,7 +47,8 @@ from .errors import (
     error_response,
 )
 from .models import Card, CdsRequest, FeedbackRequest, Hook, Indicator
-from .prefetch import TEMPLATES, gather_patient_data
+from .prefetch import gather_patient_data
+from .sessions import answer_session
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +58,12 @@ class ServiceDefinition:
     title: str
     description: str
     usage_requirements: str
+    searches: tuple[Search, ...] = SEARCHES
 
     def discovery(self) -> dict[str, Any]:
         return {"hook": self.hook, "id": self.id, "title": self.title, "description": self.description,
-                "usageRequirements": self.usage_requirements, "prefetch": dict(TEMPLATES)}
+                "usageRequirements": self.usage_requirements,
+                "prefetch": {s.key: s.template() for s in self.searches}}
 
 
 _USAGE = ("Grant read access to Patient, Condition, MedicationStatement, MedicationRequest, Observation and "
@@ -67,12 +78,26 @@ SERVICES: dict[str, ServiceDefinition] = {s.id: s for s in (
     ServiceDefinition("ketamine-patient-view", Hook.PATIENT_VIEW, "Ketamine/esketamine monitoring reminders",
                       "Silent, except a monitoring reminder for active ketamine/esketamine therapy (and, when the "
                       "policy enables it, a note that treatment-resistant depression criteria are met).", _USAGE),
+    ServiceDefinition("ketamine-session-book", Hook.APPOINTMENT_BOOK, "Esketamine/ketamine session booking",
+                      "When a ketamine or esketamine treatment session is booked: the current assessment when it is "
+                      "not 'criteria met', a slot too short for the dose and 2 hours of monitoring, more sessions "
+                      "than the dosing schedule allows, an elevated recent blood pressure, transport home.",
+                      _USAGE + " Also Appointment (the patient's other sessions).", BOOKING_SEARCHES),
+    ServiceDefinition("ketamine-session-discharge", Hook.ENCOUNTER_DISCHARGE, "Esketamine/ketamine session discharge",
+                      "When a patient is discharged from an encounter in which ketamine or esketamine was given: "
+                      "2 hours of monitoring after the last dose, blood pressure after the dose, the REMS "
+                      "monitoring form and no driving for outpatients. Silent when no dose was given.",
+                      "Grant read access to Patient, Encounter, MedicationAdministration and Observation for the "
+                      "patient. Without Patient the service answers 412.", DISCHARGE_SEARCHES),
 )}
 _REQUIRED_CONTEXT = {
     Hook.PATIENT_VIEW: ("userId", "patientId"),
     Hook.ORDER_SELECT: ("userId", "patientId", "selections", "draftOrders"),
     Hook.ORDER_SIGN: ("userId", "patientId", "draftOrders"),
+    Hook.APPOINTMENT_BOOK: ("userId", "patientId", "appointments"),
+    Hook.ENCOUNTER_DISCHARGE: ("userId", "patientId", "encounterId"),
 }
+_ORDER_HOOKS = frozenset({Hook.ORDER_SELECT, Hook.ORDER_SIGN})
 
 
 @dataclass(slots=True)
@@ -92,6 +117,10 @@ class CdsOptions:
     today: Callable[[], dt.date] = field(default=dt.date.today)
     #: order-sign leaves out a non-critical card that order-select showed, unchanged, this recently.
     repeat_window_s: float = 300.0
+    #: "Now" for the session rules: the request time (tests pass a clock).
+    now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    #: ``system|code`` of appointment types that are ketamine/esketamine treatment sessions ([sessions] settings).
+    session_codes: frozenset[str] = frozenset()
 
     def endpoint(self, path: str) -> str:
         return self.public_base_url.rstrip("/") + path
@@ -188,7 +217,14 @@ def _check_context(req: CdsRequest, service: ServiceDefinition) -> None:
     user = context.get("userId")
     if not isinstance(user, str) or not _FHIR_REFERENCE.match(user):
         raise BadRequest(400, "invalid", "context.userId must be a FHIR reference such as Practitioner/123")
-    if service.hook is not Hook.PATIENT_VIEW:
+    if service.hook is Hook.APPOINTMENT_BOOK:
+        appointments = context.get("appointments")
+        if not isinstance(appointments, dict) or appointments.get("resourceType") != "Bundle" or not isinstance(
+                appointments.get("entry", []), list):
+            raise BadRequest(400, "invalid", "context.appointments must be a Bundle of Appointments")
+    if service.hook is Hook.ENCOUNTER_DISCHARGE and not isinstance(context.get("encounterId"), str):
+        raise BadRequest(400, "invalid", "context.encounterId must be a FHIR id")
+    if service.hook in _ORDER_HOOKS:
         draft = context.get("draftOrders")
         if not isinstance(draft, dict) or draft.get("resourceType") != "Bundle":
             raise BadRequest(400, "invalid", "context.draftOrders must be a Bundle")
@@ -343,6 +379,8 @@ async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsReque
         "service": service.id, "hookInstance": req.hookInstance, "issuer": caller.issuer if caller else None,
         "tenant": caller.tenant if caller else None, "patient": patient_hash(patient_id, options.audit_salt),
     }
+    if service.hook in (Hook.APPOINTMENT_BOOK, Hook.ENCOUNTER_DISCHARGE):
+        return await answer_session(options, service, req, caller, started, log)
     orders: list[KetamineOrder] = []
     if service.hook is not Hook.PATIENT_VIEW:
         orders = _ketamine_orders(req)

@@ -43,6 +43,14 @@ from .policy import (
     parse_policy,
 )
 from .serialize import assessment_to_json
+from .sessions import (
+    DischargeAssessment,
+    SessionCheck,
+    SessionFinding,
+    Urgency,
+    assess_booking,
+    assess_discharge,
+)
 from .trials import assess_treatment_resistance, assess_trial
 
 __all__ = [
@@ -57,6 +65,7 @@ __all__ = [
     "ContraindicationRule",
     "Criterion",
     "DepressionFinding",
+    "DischargeAssessment",
     "Evidence",
     "Mode",
     "Outcome",
@@ -66,19 +75,24 @@ __all__ = [
     "Reason",
     "ReasonKind",
     "Score",
+    "SessionCheck",
+    "SessionFinding",
     "Severity",
     "Source",
     "Thresholds",
     "TreatmentResistance",
     "TrialAssessment",
+    "Urgency",
     "Verdict",
     "Warning",
     "WarningId",
     "WorkupItem",
     "WorkupKind",
     "assess",
+    "assess_booking",
     "assess_contraindications",
     "assess_depression",
+    "assess_discharge",
     "assess_pool",
     "assess_severity",
     "assess_treatment_resistance",

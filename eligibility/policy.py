@@ -62,6 +62,16 @@ class Thresholds:
     pregnancy_lookback_days: int
     older_adult_age: int
     phq9_item9_warning_above: float
+    # Treatment sessions (appointment-book, encounter-discharge).
+    session_monitoring_minutes: float
+    session_dose_minutes: float
+    session_bp_systolic_above: float
+    session_bp_diastolic_above: float
+    session_bp_days: int
+    session_induction_weeks: int
+    session_max_per_week_induction: int
+    session_max_per_week_after_induction: int
+    rems_form_days: int
 
 
 @dataclass(frozen=True, slots=True)

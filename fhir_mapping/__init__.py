@@ -37,8 +37,10 @@ from .loading import (
     unresolved_medication_references,
 )
 from .mapping import patients_in, to_facts
-from .orders import KetamineOrder, ketamine_order
+from .orders import KetamineOrder, ketamine_concept, ketamine_order
 from .searches import (
+    BOOKING_SEARCHES,
+    DISCHARGE_SEARCHES,
     PATIENT_TOKEN,
     SEARCHED_TYPES,
     SEARCHES,
@@ -49,12 +51,27 @@ from .searches import (
     domains_of,
     patient_queries,
 )
+from .sessions import (
+    Administration,
+    EncounterFact,
+    SessionAppointment,
+    TimedBloodPressure,
+    booked_sessions,
+    encounter_fact,
+    ketamine_administrations,
+    parse_instant,
+    session_appointment,
+    timed_blood_pressures,
+)
 
 __all__ = [
+    "BOOKING_SEARCHES",
+    "DISCHARGE_SEARCHES",
     "PATIENT_TOKEN",
     "SEARCHED_TYPES",
     "SEARCHES",
     "SEARCHES_BY_KEY",
+    "Administration",
     "AllergyFact",
     "AllergyStatus",
     "BloodPressureFact",
@@ -70,6 +87,7 @@ __all__ = [
     "DoseSegment",
     "DoseSource",
     "DrugClass",
+    "EncounterFact",
     "FetchResult",
     "FhirClient",
     "FreeTextProblem",
@@ -89,14 +107,23 @@ __all__ = [
     "ResourceType",
     "ScoreFact",
     "Search",
+    "SessionAppointment",
     "SkippedEntry",
+    "TimedBloodPressure",
     "add_json",
+    "booked_sessions",
     "clear_validation_cache",
     "domains_of",
+    "encounter_fact",
+    "ketamine_administrations",
+    "ketamine_concept",
     "ketamine_order",
+    "parse_instant",
     "patient_queries",
     "patients_in",
     "read_path",
+    "session_appointment",
+    "timed_blood_pressures",
     "to_facts",
     "unresolved_medication_references",
 ]

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ._json import codings, text
 from .facts import DrugClass
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -149,6 +150,15 @@ class CodeSets:
         if key is None:
             return None
         return self._observation_codes.get((key, code.strip()))
+
+    def observation_groups(self, concept: Any) -> set[str]:
+        """The groups (data/observation_codes.toml) a CodeableConcept's codings belong to."""
+        found = set()
+        for c in codings(concept):
+            group = self.observation_group(text(c, "system"), text(c, "code"))
+            if group:
+                found.add(group)
+        return found
 
     def observation_codes(self, *groups: str) -> list[tuple[str, str]]:
         """(system URI, code) of every code in these groups, for a search by code."""

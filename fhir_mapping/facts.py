@@ -20,6 +20,11 @@ class ResourceType(StrEnum):
     OBSERVATION = "Observation"
     QUESTIONNAIRE_RESPONSE = "QuestionnaireResponse"
     ALLERGY_INTOLERANCE = "AllergyIntolerance"
+    # Read by the session services (appointment-book, encounter-discharge) only.
+    APPOINTMENT = "Appointment"
+    ENCOUNTER = "Encounter"
+    MEDICATION_ADMINISTRATION = "MedicationAdministration"
+    SERVICE_REQUEST = "ServiceRequest"
 
 
 class DataDomain(StrEnum):
@@ -35,6 +40,11 @@ class DataDomain(StrEnum):
     DRUG_SCREENS = "drug_screens"
     PREGNANCY = "pregnancy"
     ALLERGIES = "allergies"
+    # The session services' own searches.
+    APPOINTMENTS = "appointments"
+    ENCOUNTER = "encounter"
+    ADMINISTRATIONS = "administrations"
+    SESSION_BLOOD_PRESSURE = "session_blood_pressure"
 
 
 class GapReason(StrEnum):

@@ -52,16 +52,11 @@ def _concept(order: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] |
     return ({"text": display} if display else {}), None
 
 
-def ketamine_order(order: Mapping[str, Any], codesets: CodeSets | None = None) -> KetamineOrder | None:
-    """The order as a :class:`KetamineOrder` when it is for ketamine or esketamine, else None."""
-    if order.get("resourceType") != "MedicationRequest":
-        return None
+def ketamine_concept(concept: Mapping[str, Any], codesets: CodeSets | None = None) -> tuple[bool, bool]:
+    """(names ketamine or esketamine, names esketamine) for a CodeableConcept: RxNorm, Spravato NDC, or the words."""
     codesets = codesets or CodeSets.load()
-    concept, medication = _concept(order)
-    names = [text(concept, "text")] + [text(c, "display") for c in codings(concept)]
-    names = [n for n in names if n]
-    esketamine = False
-    found = False
+    names = [n for n in [text(concept, "text")] + [text(c, "display") for c in codings(concept)] if n]
+    esketamine = found = False
     for coding in codings(concept):
         key, code = system_key(text(coding, "system")), text(coding, "code")
         if key == "RXNORM" and code in codesets.ketamine_rxcuis:
@@ -72,6 +67,23 @@ def ketamine_order(order: Mapping[str, Any], codesets: CodeSets | None = None) -
     if any(codesets.names_ketamine(n) for n in names):
         found = True
         esketamine |= any(re.search(r"\b(esketamine|spravato)\b", n, re.I) for n in names)
+    return found, esketamine
+
+
+def medication_concept(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """The drug of a MedicationRequest or MedicationAdministration: its concept, a contained Medication's code, or a
+    reference's display."""
+    return _concept(resource)[0]
+
+
+def ketamine_order(order: Mapping[str, Any], codesets: CodeSets | None = None) -> KetamineOrder | None:
+    """The order as a :class:`KetamineOrder` when it is for ketamine or esketamine, else None."""
+    if order.get("resourceType") != "MedicationRequest":
+        return None
+    codesets = codesets or CodeSets.load()
+    concept, medication = _concept(order)
+    names = [n for n in [text(concept, "text")] + [text(c, "display") for c in codings(concept)] if n]
+    found, esketamine = ketamine_concept(concept, codesets)
     if not found:
         return None
     words = " ".join(names)

@@ -8,6 +8,8 @@ says nothing about blood pressure, although both are Observations.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import quote
@@ -16,6 +18,10 @@ from .codesets import CodeSets
 from .facts import DataDomain, ResourceType
 
 PATIENT_TOKEN = "{{context.patientId}}"  # noqa: S105 - the CDS Hooks prefetch token, not a secret
+ENCOUNTER_TOKEN = "{{context.encounterId}}"  # noqa: S105
+#: The CDS Hooks "Simpler FHIRPath" date token (3.0 ballot); a client that cannot resolve it leaves the key out and
+#: the service runs the search itself with the date computed (``Search.query(today=…)``).
+_TODAY_MINUS = re.compile(r"\{\{today\(\) - (\d+) days\}\}")
 
 # Every status, so that stopped and completed courses (the trial history) come back: Epic returns only active
 # medications unless others are asked for (shared/reference/README.md, "EHR quirks").
@@ -62,13 +68,19 @@ class Search:
         query = "&".join(f"{k}={v}" for k, v in self.params)
         return f"{self.path}?{query}" if query else self.path
 
-    def query(self, patient_id: str, page_size: int | None = None) -> Query:
-        """The search for one patient, ready for the client (``_count`` added to searches, not to reads)."""
-        params = tuple((k, v.replace(PATIENT_TOKEN, patient_id)) for k, v in self.params)
+    def query(self, patient_id: str, page_size: int | None = None, *, encounter_id: str | None = None,
+              today: dt.date | None = None) -> Query:
+        """The search for one patient (and encounter), ready for the client (``_count`` added to searches)."""
+        def fill(value: str) -> str:
+            value = value.replace(PATIENT_TOKEN, patient_id).replace(ENCOUNTER_TOKEN, encounter_id or "")
+            return _TODAY_MINUS.sub(lambda m: ((today or dt.date.today()) - dt.timedelta(days=int(m.group(1))))
+                                    .isoformat(), value)
+        params = tuple((k, fill(v)) for k, v in self.params)
         if page_size is not None and self.is_search:
             params = (*params, ("_count", str(page_size)))
-        return Query(self.resource_type, self.path.replace(PATIENT_TOKEN, _path_segment(patient_id)), params,
-                     self.key, self.domains, self.on_failure)
+        path = self.path.replace(PATIENT_TOKEN, _path_segment(patient_id))
+        path = path.replace(ENCOUNTER_TOKEN, _path_segment(encounter_id or ""))
+        return Query(self.resource_type, path, params, self.key, self.domains, self.on_failure)
 
     def next_page(self, url: str) -> Query:
         """The rest of this search, from a next link the client sent (a paged prefetch)."""
@@ -125,6 +137,28 @@ SEARCHES: tuple[Search, ...] = (
     Search("allergies", ResourceType.ALLERGY_INTOLERANCE, "AllergyIntolerance", (_P,), frozenset({_D.ALLERGIES})),
 )
 SEARCHES_BY_KEY = {s.key: s for s in SEARCHES}
+
+#: How far back the booking service reads a patient's appointments (enough to see when induction began).
+APPOINTMENT_HISTORY_DAYS = 56
+#: The session services' own searches (their prefetch templates are listed in discovery with the service).
+APPOINTMENTS = Search(
+    "appointments", ResourceType.APPOINTMENT, "Appointment",
+    (_P, ("date", f"ge{{{{today() - {APPOINTMENT_HISTORY_DAYS} days}}}}"),
+     ("status", "proposed,pending,booked,arrived,fulfilled,checked-in")), frozenset({_D.APPOINTMENTS}))
+ENCOUNTER = Search("encounter", ResourceType.ENCOUNTER, f"Encounter/{ENCOUNTER_TOKEN}", (),
+                   frozenset({_D.ENCOUNTER}))
+ADMINISTRATIONS = Search(
+    "administrations", ResourceType.MEDICATION_ADMINISTRATION, "MedicationAdministration",
+    (_P, ("context", f"Encounter/{ENCOUNTER_TOKEN}")), frozenset({_D.ADMINISTRATIONS}))
+ENCOUNTER_BLOOD_PRESSURES = Search(
+    "encounterBloodPressures", ResourceType.OBSERVATION, "Observation",
+    (_P, ("encounter", f"Encounter/{ENCOUNTER_TOKEN}"), ("code", _codes("bloodPressure"))),
+    frozenset({_D.SESSION_BLOOD_PRESSURE}))
+#: appointment-book: the order-time searches (the same assessment) plus the patient's appointments.
+BOOKING_SEARCHES: tuple[Search, ...] = (*SEARCHES, APPOINTMENTS)
+#: encounter-discharge: the patient, the encounter, what was given in it and the blood pressures taken in it.
+DISCHARGE_SEARCHES: tuple[Search, ...] = (SEARCHES_BY_KEY["patient"], ENCOUNTER, ADMINISTRATIONS,
+                                          ENCOUNTER_BLOOD_PRESSURES)
 #: The resource types the searches read (Medication comes with them, by _include or a read).
 SEARCHED_TYPES = tuple(dict.fromkeys(s.resource_type for s in SEARCHES))
 

@@ -92,6 +92,23 @@ class SmartSettings(BaseModel):
         return self
 
 
+class SessionSettings(BaseModel):
+    """How the session services recognise a ketamine/esketamine treatment appointment."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: ``system|code`` of the site's appointment types (serviceType, appointmentType or reasonCode) for esketamine or
+    #: ketamine sessions. Appointments are also recognised by their text and by basedOn an order for those drugs.
+    appointment_codes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _system_and_code(self) -> SessionSettings:
+        for value in self.appointment_codes:
+            system, bar, code = value.partition("|")
+            if not bar or not system or not code:
+                raise ValueError(f"sessions.appointment_codes: {value!r} is not system|code")
+        return self
+
+
 class StorageSettings(BaseModel):
     """Where shared state lives: feedback, issued cards, the JWT replay store, SMART launches and sessions."""
 
@@ -126,6 +143,7 @@ class Settings(BaseSettings):
     cds: CdsSettings = Field(default_factory=CdsSettings)
     smart: SmartSettings = Field(default_factory=SmartSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Discovery: the three services, their prefetch templates, and whether a JWT is needed."""
+"""Discovery: the five services, their prefetch templates, and whether a JWT is needed."""
 
 from __future__ import annotations
 
@@ -15,23 +15,33 @@ from .conftest import BASE, Keys, close_app, make_client
 pytestmark = pytest.mark.anyio
 
 
-async def test_discovery_lists_three_services_with_prefetch(cds: httpx.AsyncClient) -> None:
+async def test_discovery_lists_five_services_with_prefetch(cds: httpx.AsyncClient) -> None:
     r = await cds.get("/cds-services")
     assert r.status_code == 200
     services = {s["id"]: s for s in r.json()["services"]}
     assert {s: services[s]["hook"] for s in services} == {
         "ketamine-order-select": "order-select", "ketamine-order-sign": "order-sign",
-        "ketamine-patient-view": "patient-view"}
-    for s in services.values():
+        "ketamine-patient-view": "patient-view", "ketamine-session-book": "appointment-book",
+        "ketamine-session-discharge": "encounter-discharge"}
+    for sid, s in services.items():
         assert s["title"] and s["description"] and s["usageRequirements"]
+        if sid == "ketamine-session-discharge":
+            assert set(s["prefetch"]) == {"patient", "encounter", "administrations", "encounterBloodPressures"}
+            continue
         assert set(s["prefetch"]) >= {"patient", "conditions", "medicationStatements", "medicationRequests",
                                       "phq9", "gad7", "bloodPressure", "drugScreens", "pregnancyTests", "allergies"}
 
 
-async def test_prefetch_templates_use_only_patient_tokens_and_r4_syntax(cds: httpx.AsyncClient) -> None:
+async def test_prefetch_templates_use_only_context_tokens_and_r4_syntax(cds: httpx.AsyncClient) -> None:
     for service in (await cds.get("/cds-services")).json()["services"]:
-        for template in service["prefetch"].values():
-            assert set(re.findall(r"{{(.*?)}}", template)) == {"context.patientId"}
+        for key, template in service["prefetch"].items():
+            tokens = set(re.findall(r"{{(.*?)}}", template))
+            if service["hook"] == "encounter-discharge" and key != "patient":
+                assert tokens <= {"context.patientId", "context.encounterId"} and "context.encounterId" in tokens
+            elif key == "appointments":  # the one date bound: a client that cannot resolve it leaves it out
+                assert tokens == {"context.patientId", "today() - 56 days"}
+            else:
+                assert tokens == {"context.patientId"}
             assert "sort:desc" not in template
             # The one search parameter beyond the spec's recommended subset: _include of the referenced
             # Medication (issue #12); a client that ignores it costs a Medication read, never a dropped record.

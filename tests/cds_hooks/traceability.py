@@ -9,8 +9,8 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 CARDS = "test_cards.py::test_every_fixture_patient_gets_spec_conformant_cards"
-DISCOVERY = "test_discovery.py::test_discovery_lists_three_services_with_prefetch"
-TEMPLATES = "test_discovery.py::test_prefetch_templates_use_only_patient_tokens_and_r4_syntax"
+DISCOVERY = "test_discovery.py::test_discovery_lists_five_services_with_prefetch"
+TEMPLATES = "test_discovery.py::test_prefetch_templates_use_only_context_tokens_and_r4_syntax"
 DELETE = "test_cards.py::test_contraindicated_card_names_the_evidence_and_offers_to_remove_the_order"
 CREATE = "test_cards.py::test_workup_card_suggests_draft_service_requests"
 SMART = "test_cards.py::test_candidate_card_carries_rems_reminders_and_a_smart_link"

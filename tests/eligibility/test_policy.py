@@ -68,6 +68,11 @@ DEFAULT_VALUES = {
     "bp_severe_diastolic": 110, "recent_mi_days": 42, "drug_screen_window_days": 90,
     "pregnancy_test_window_days": 30, "pregnancy_lookback_days": 280, "older_adult_age": 65,
     "phq9_item9_warning_above": 0,
+    # Treatment sessions: 2 h monitoring (label, REMS), a 15-minute local estimate for the dose, 140/90 (label),
+    # 7 days of BP (local), induction 4 weeks with 2 sessions a week then 1 (EU SmPC), the REMS form in 7 days.
+    "session_monitoring_minutes": 120, "session_dose_minutes": 15, "session_bp_systolic_above": 140,
+    "session_bp_diastolic_above": 90, "session_bp_days": 7, "session_induction_weeks": 4,
+    "session_max_per_week_induction": 2, "session_max_per_week_after_induction": 1, "rems_form_days": 7,
 }
 
 
@@ -159,8 +164,11 @@ def test_cited_sources_and_the_observation_horizon() -> None:
     assert policy.blood_pressure_horizon(as_of) == as_of - dt.timedelta(days=365)
 
 
+# The publishers of primary sources. www.spravatorems.com is the application holder's website for the FDA-approved
+# REMS, linked from the FDA's REMS page (clinical-sources.md S4): where the Patient Monitoring Form lives.
 PRIMARY_HOSTS = {"dailymed.nlm.nih.gov", "www.accessdata.fda.gov", "www.fda.gov", "www.ema.europa.eu",
-                 "ecqi.healthit.gov", "p4qm.org", "pubmed.ncbi.nlm.nih.gov", "doi.org", "www.bcbsnd.com"}
+                 "ecqi.healthit.gov", "p4qm.org", "pubmed.ncbi.nlm.nih.gov", "doi.org", "www.bcbsnd.com",
+                 "www.spravatorems.com"}
 
 
 def test_every_primary_source_is_on_its_publishers_domain_and_no_mirror_or_blog_is_cited() -> None:

@@ -193,12 +193,12 @@ def test_the_shipped_example_configuration_is_valid_and_complete(tmp_path: Path)
     # Every setting of every section is shown (commented or not): the example is the reference an IT team edits.
     text = example.read_text()
     for section, model in (("cds", settings.cds), ("smart", settings.smart), ("storage", settings.storage),
-                           ("server", settings.server)):
+                           ("server", settings.server), ("sessions", settings.sessions)):
         for key in type(model).model_fields:
             if key in ("clients", "audit_salt_file", "redirect_uri"):
                 continue
             assert f"{key} =" in text, f"[{section}] {key} is not in the example"
-    assert set(written) == {"cds", "smart", "storage", "server"}
+    assert set(written) == {"cds", "smart", "storage", "server", "sessions"}
 
 
 def test_check_config_prints_the_scopes_framing_and_prefetch_templates_to_register(

@@ -1,0 +1,124 @@
+"""Session findings rendered as cards: what to do at booking and before discharge, in plain words, with the time or
+reading that decides it and the label or REMS as the source."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+
+from eligibility import Citation, SessionCheck, SessionFinding, Urgency, cited_source
+from fhir_mapping import TimedBloodPressure
+
+from .cards import SUMMARY_MAX, _source, _sources_line, _summary
+from .models import Card, CardKind, Indicator
+
+_INDICATOR = {Urgency.CRITICAL: Indicator.CRITICAL, Urgency.WARNING: Indicator.WARNING, Urgency.INFO: Indicator.INFO}
+_KIND = {
+    SessionCheck.SLOT_TOO_SHORT: CardKind.SESSION_SLOT_TOO_SHORT,
+    SessionCheck.TOO_MANY_SESSIONS: CardKind.SESSION_TOO_MANY,
+    SessionCheck.BP_ELEVATED_BEFORE: CardKind.SESSION_BP_ELEVATED,
+    SessionCheck.ARRANGE_TRANSPORT: CardKind.SESSION_TRANSPORT,
+    SessionCheck.DISCHARGE_TOO_EARLY: CardKind.DISCHARGE_TOO_EARLY,
+    SessionCheck.NO_BP_AFTER_DOSE: CardKind.DISCHARGE_NO_BP_AFTER_DOSE,
+    SessionCheck.BP_NOT_DECREASING: CardKind.DISCHARGE_BP_NOT_DECREASING,
+    SessionCheck.OUTPATIENT_AFTERCARE: CardKind.DISCHARGE_AFTERCARE,
+    SessionCheck.CHECKS_NOT_MADE: CardKind.SESSION_CHECKS_NOT_MADE,
+}
+_DOMAIN_WORDS = {"appointments": "the patient's other appointments", "blood_pressure": "recent blood pressures",
+                 "administrations": "the doses given in this encounter",
+                 "session_blood_pressure": "the blood pressures taken in this encounter",
+                 "encounter": "the encounter (inpatient or outpatient)"}
+
+
+def _clock(at: dt.datetime) -> str:
+    """A time as the chart shows it (its own offset): '09:40', with the date when it is not today's."""
+    return at.strftime("%H:%M")
+
+
+def _reading(b: TimedBloodPressure | object) -> str:
+    systolic = getattr(b, "systolic", None)
+    diastolic = getattr(b, "diastolic", None)
+    return f"{'?' if systolic is None else f'{systolic:g}'}/{'?' if diastolic is None else f'{diastolic:g}'}"
+
+
+def _basis(citation: Citation) -> str:
+    """How firmly the sources hold the threshold, in the detail (never in the source label)."""
+    if not any(s.primary for s in citation.sources):
+        return "Local clinic policy; no primary source."
+    return "" if citation.verified else "The exact value is not confirmed by the sources (see the policy file)."
+
+
+def _words(f: SessionFinding, product: str) -> tuple[str, list[str], tuple[str, ...]]:
+    """(summary, detail lines, the primary sources to link) of one finding."""
+    if f.check is SessionCheck.SLOT_TOO_SHORT:
+        return (f"Session slot {f.minutes:g} min: needs {f.required_minutes:g} min (dose + 2 h monitoring)",
+                [f"The slot is **{f.minutes:g} minutes**. Each session needs the dose and then **at least 2 hours "
+                 "of monitoring**, until sedation, dissociation and respiratory depression have resolved "
+                 f"({f.required_minutes:g} minutes in all under this policy). Book a longer slot."], ("S1", "S3"))
+    if f.check is SessionCheck.TOO_MANY_SESSIONS:
+        dates = ", ".join(sorted({s.start.date().isoformat() for s in f.sessions if s.start is not None}))
+        phase = "during induction (weeks 1-4)" if f.limit and f.limit > 1 else "after induction"
+        return (f"{len(f.sessions)} sessions in 7 days: the schedule allows {f.limit} {phase}",
+                [f"Sessions in the same 7 days: {dates}.",
+                 f"The dosing schedule allows at most **{f.limit}** session(s) in any 7 days {phase}: twice weekly "
+                 "in weeks 1-4, weekly in weeks 5-8, then weekly or every 2 weeks."], ("S8",))
+    if f.check is SessionCheck.BP_ELEVATED_BEFORE:
+        day = getattr(f.reading, "day", None)
+        when = f" on {day.day} {day:%b}" if isinstance(day, dt.date) else ""
+        return (f"BP {_reading(f.reading)}{when}: check BP before dosing; consider delaying",
+                [f"The latest blood pressure in the last 7 days is **{_reading(f.reading)} mmHg**{when}.",
+                 "The label: assess blood pressure before each dose; above 140/90 mmHg (a general guide), weigh "
+                 "delaying the session against its benefit."], ("S1",))
+    if f.check is SessionCheck.ARRANGE_TRANSPORT:
+        return ("No driving until the next day after restful sleep: arrange transport",
+                ["No transport is noted on the appointment. After each session the patient must not drive or "
+                 "operate machinery until the next day after a restful sleep: arrange a ride home."], ("S1",))
+    if f.check is SessionCheck.DISCHARGE_TOO_EARLY:
+        assert f.dose is not None and f.earliest is not None
+        return (f"{product} given {_clock(f.dose.at)}: discharge not before {_clock(f.earliest)} (2 h monitoring)",
+                [f"The last dose (**{f.dose.name}**, `{f.dose.reference}`) was given at **{_clock(f.dose.at)}** "
+                 f"({f.minutes:.0f} minutes ago).",
+                 f"Monitor for at least 2 hours after the dose, until sedation, dissociation and respiratory "
+                 f"depression have resolved and the patient is clinically stable: **earliest discharge "
+                 f"{_clock(f.earliest)}**."], ("S1", "S3"))
+    if f.check is SessionCheck.NO_BP_AFTER_DOSE:
+        dose = f" (dose at {_clock(f.dose.at)})" if f.dose else ""
+        return ("No blood pressure after the dose: recheck before discharge",
+                [f"No blood pressure is recorded in this encounter after the dose{dose}.",
+                 "The label: recheck blood pressure about 40 minutes after the dose and then as clinically "
+                 "warranted until values decline."], ("S1",))
+    if f.check is SessionCheck.BP_NOT_DECREASING:
+        assert isinstance(f.reading, TimedBloodPressure)
+        before = (f", after {_reading(f.previous)} at {_clock(f.previous.at)}" if f.previous is not None else "")
+        return (f"BP {_reading(f.reading)} at {_clock(f.reading.at)} not yet decreasing: reassess before discharge",
+                [f"The latest reading after the dose is **{_reading(f.reading)} mmHg at {_clock(f.reading.at)}**"
+                 f"{before}: above 140/90 mmHg and not lower than the one before.",
+                 "The label: keep checking blood pressure until values decline; if it stays high, get help "
+                 "promptly; symptoms of hypertensive crisis or encephalopathy need emergency care."], ("S1",))
+    if f.check is SessionCheck.OUTPATIENT_AFTERCARE:
+        lead = "Outpatient session" if f.outpatient else "If outpatient"
+        return (f"{lead}: REMS monitoring form within 7 days; no driving until the next day",
+                ["- Complete and submit the **REMS Patient Monitoring Form** for this session within 7 days "
+                 "(outpatient settings; inpatient settings do not need it).",
+                 "- The patient must not drive until the next day after a restful sleep."], ("S3", "S4", "S1"))
+    missing = ", ".join(_DOMAIN_WORDS.get(d, d) for d in f.unknown)
+    return ("Session checks could not be made: data could not be fetched",
+            [f"Could not obtain: {missing}. The checks that need them were **not made** (unknown, not passed): "
+             "check them by hand before proceeding."], ("S1", "S3"))
+
+
+def session_cards(findings: Iterable[SessionFinding], product: str) -> list[Card]:
+    """One card per finding, critical first."""
+    order = {Urgency.CRITICAL: 0, Urgency.WARNING: 1, Urgency.INFO: 2}
+    cards = []
+    for f in sorted(findings, key=lambda f: order[f.urgency]):
+        summary, detail, source_ids = _words(f, product)
+        basis = _basis(f.citation)
+        lines = [*detail, *([basis] if basis else []), "", _sources_line(*source_ids)]
+        cards.append(Card(
+            kind=_KIND[f.check], uuid=str(uuid.uuid4()), summary=_summary(summary), detail="\n\n".join(
+                line for line in lines if line is not None).replace("\n\n- ", "\n- "),
+            indicator=_INDICATOR[f.urgency], source=_source(f.citation, cited_source(source_ids[0]))))
+    assert all(len(c.summary) <= SUMMARY_MAX for c in cards)
+    return cards

@@ -1,0 +1,175 @@
+"""The session services: ``ketamine-session-book`` (appointment-book) and ``ketamine-session-discharge``
+(encounter-discharge). Same intake, JWT, 412, prefetch, feedback and audit as the order services (``service.py``);
+their own searches, rules (``eligibility.sessions``) and cards (``session_cards.py``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from fastapi.responses import JSONResponse, Response
+
+from eligibility import Verdict, assess_booking, assess_discharge, assess_pool
+from fhir_mapping import (
+    BloodPressureFact,
+    ClientSettings,
+    DataDomain,
+    FhirClient,
+    Query,
+    ResourcePool,
+    ResourceType,
+    SessionAppointment,
+    booked_sessions,
+    encounter_fact,
+    ketamine_administrations,
+    session_appointment,
+    timed_blood_pressures,
+)
+from storage import IssuedCard
+
+from .audit import audit
+from .cards import CardContext, order_cards
+from .errors import RequiredDataMissing
+from .models import Card, CdsRequest, Hook
+from .prefetch import PatientData, gather_patient_data
+from .session_cards import session_cards
+
+if TYPE_CHECKING:
+    from .auth import VerifiedCaller
+    from .service import CdsOptions, ServiceDefinition
+
+
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def _unknown(pool: ResourcePool) -> frozenset[DataDomain]:
+    return frozenset(d for g in pool.gaps for d in g.domains)
+
+
+def _appointments(req: CdsRequest, data: PatientData, codes: frozenset[str]) -> list[SessionAppointment]:
+    """The appointments being booked that are ketamine/esketamine sessions (contained or fetched basedOn orders
+    are resolved through the pool)."""
+    pool = data.pool
+    found = []
+    for entry in req.context["appointments"].get("entry") or []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or resource.get("resourceType") != "Appointment":
+            continue
+        appt = session_appointment(resource, codes, lambda ref, container: pool.resolve(ref, container))
+        if appt.is_session:
+            found.append(appt)
+    return found
+
+
+async def _gather(options: CdsOptions, service: ServiceDefinition, req: CdsRequest, patient_id: str,
+                  now: dt.datetime) -> PatientData:
+    token = req.fhirAuthorization.access_token if req.fhirAuthorization else None
+    encounter = req.context.get("encounterId")
+    return await gather_patient_data(
+        patient_id, req.prefetch, req.fhirServer, token, options.fhir_budget_s, options.http,
+        ClientSettings(budget_s=options.fhir_budget_s, request_timeout_s=options.fhir_budget_s,
+                       max_response_bytes=options.fhir_max_response_bytes,
+                       max_total_bytes=options.fhir_max_total_bytes),
+        searches=service.searches, encounter_id=encounter if isinstance(encounter, str) else None, today=now.date())
+
+
+def _with_based_on(req: CdsRequest, data: PatientData) -> None:
+    """Orders an appointment is based on, when the request carries them in its appointments Bundle (EHRs send the
+    order with the appointment) — added so that ``basedOn`` resolves."""
+    for entry in req.context["appointments"].get("entry") or []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") in ("ServiceRequest", "MedicationRequest"):
+            data.pool.add(resource, "context.appointments")
+
+
+_ORDER_TYPES = {"ServiceRequest": ResourceType.SERVICE_REQUEST, "MedicationRequest": ResourceType.MEDICATION_REQUEST}
+
+
+async def _read_based_on(options: CdsOptions, req: CdsRequest, data: PatientData) -> None:
+    """Read the orders appointments are based on that neither the request nor the prefetch carried (one read each,
+    at most 10); one that cannot be read leaves its appointment unrecognised, which the audit line's gaps show."""
+    wanted = []
+    for entry in req.context["appointments"].get("entry") or []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        for ref in resource.get("basedOn") or [] if isinstance(resource, dict) else []:
+            target = ref.get("reference") if isinstance(ref, dict) else None
+            if isinstance(target, str) and target.count("/") == 1 and data.pool.resolve(target) is None:
+                rtype, rid = target.split("/")
+                if rtype in _ORDER_TYPES and _FHIR_ID.match(rid):
+                    wanted.append(Query(_ORDER_TYPES[rtype], target, (), "basedOn",
+                                        frozenset({DataDomain.APPOINTMENTS})))
+    if not wanted or not req.fhirServer:
+        return
+    token = req.fhirAuthorization.access_token if req.fhirAuthorization else None
+    client = FhirClient(req.fhirServer, token=token, http=options.http,
+                        settings=ClientSettings(budget_s=options.fhir_budget_s,
+                                                max_response_bytes=options.fhir_max_response_bytes))
+    await client.fetch(wanted[:10], resolve_medications=False, seed=data.pool)
+
+
+async def answer_session(options: CdsOptions, service: ServiceDefinition, req: CdsRequest,
+                         caller: VerifiedCaller | None, started: float, log: dict[str, Any]) -> Response:
+    patient_id = str(req.context["patientId"])
+    now = options.now()
+    if service.hook is Hook.APPOINTMENT_BOOK:
+        # Nothing to fetch for a booking that is not a session: answered at once, like a non-ketamine order.
+        probe = PatientData(ResourcePool(), [], [])
+        _with_based_on(req, probe)
+        if not _appointments(req, probe, options.session_codes) and not any(
+                isinstance(e, dict) and isinstance(e.get("resource"), dict)
+                and e["resource"].get("basedOn") for e in req.context["appointments"].get("entry") or []):
+            audit("service_call", **log, status=200, verdict=None, cards=0, data_gaps=[],
+                  latency_ms=round((time.perf_counter() - started) * 1000, 1))
+            return JSONResponse({"cards": []})
+    data = await _gather(options, service, req, patient_id, now)
+    gaps = [f"{g.resource_type.value}:{g.reason.value}" for g in data.pool.gaps]
+    missing = data.missing_required()
+    if not missing and not data.patient_found():
+        missing = ["Patient"]
+    if missing:
+        audit("service_call", **log, status=412, data_gaps=gaps,
+              latency_ms=round((time.perf_counter() - started) * 1000, 1))
+        raise RequiredDataMissing(f"required data could not be obtained: {', '.join(missing)} "
+                                  "(send it as prefetch or give fhirServer and fhirAuthorization)")
+    unknown = _unknown(data.pool)
+    cards: list[Card]
+    verdict: str | None = None
+    if service.hook is Hook.APPOINTMENT_BOOK:
+        _with_based_on(req, data)
+        await _read_based_on(options, req, data)
+        booking = _appointments(req, data, options.session_codes)
+        if not booking:
+            cards = []
+        else:
+            assessment, facts = assess_pool(data.pool, options.policy, now.date(), patient_id)
+            verdict = assessment.verdict.value
+            ctx = CardContext(hook_instance=req.hookInstance, patient_id=patient_id,
+                              user_id=req.context.get("userId"), encounter_id=req.context.get("encounterId"),
+                              orders=(), smart_launch_url=options.smart_launch_url)
+            # The current assessment, as at order time, unless it is "criteria met" (then the session cards say
+            # what matters for the session).
+            cards = [] if assessment.verdict is Verdict.CANDIDATE else [
+                c for c in order_cards(assessment, options.policy, ctx)]
+            others = booked_sessions(data.pool, options.session_codes, exclude=[a.id for a in booking])
+            pressures: list[BloodPressureFact] = list(facts.blood_pressures)
+            for appt in booking:
+                product = "Esketamine" if appt.esketamine else "Ketamine"
+                cards += session_cards(assess_booking(appt, others, pressures, options.policy, now, unknown),
+                                       product)
+    else:
+        administrations = ketamine_administrations(data.pool)
+        encounter = encounter_fact(data.pool, str(req.context["encounterId"]))
+        discharge = assess_discharge(administrations, timed_blood_pressures(data.pool), encounter, options.policy,
+                                     now, unknown)
+        product = "Esketamine" if discharge.last_dose is None or discharge.last_dose.esketamine else "Ketamine"
+        cards = session_cards(discharge.findings, product)
+    await options.storage.record_cards([
+        IssuedCard(c.uuid, service.id, req.hookInstance, c.kind, c.indicator,
+                   tuple(s.uuid for s in c.suggestions or []), caller.issuer if caller else None)
+        for c in cards])
+    audit("service_call", **log, status=200, verdict=verdict, cards=len(cards), data_gaps=gaps,
+          latency_ms=round((time.perf_counter() - started) * 1000, 1))
+    return JSONResponse({"cards": [c.model_dump(exclude_none=True) for c in cards]})
+

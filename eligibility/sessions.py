@@ -1,0 +1,192 @@
+"""The esketamine label's and REMS's rules for each treatment session, as pure functions: at booking (slot length,
+schedule, the current BP, transport) and at discharge (2 hours of monitoring after the last dose, blood pressure
+after the dose, the outpatient after-care). No I/O; "now" is an argument, never the wall clock.
+
+Data that could not be fetched makes its check impossible, and that is said (``CHECKS_NOT_MADE``), never silence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from fhir_mapping import (
+    Administration,
+    BloodPressureFact,
+    DataDomain,
+    EncounterFact,
+    SessionAppointment,
+    TimedBloodPressure,
+)
+
+from .policy import Citation, Policy
+
+
+class SessionCheck(StrEnum):
+    SLOT_TOO_SHORT = "slot_too_short"
+    TOO_MANY_SESSIONS = "too_many_sessions"
+    BP_ELEVATED_BEFORE = "bp_elevated_before_session"
+    ARRANGE_TRANSPORT = "arrange_transport"
+    DISCHARGE_TOO_EARLY = "discharge_too_early"
+    NO_BP_AFTER_DOSE = "no_bp_after_dose"
+    BP_NOT_DECREASING = "bp_not_decreasing"
+    OUTPATIENT_AFTERCARE = "outpatient_aftercare"
+    CHECKS_NOT_MADE = "checks_not_made"
+
+
+class Urgency(StrEnum):
+    """How urgent a session finding is (the CDS face maps it to a card indicator)."""
+
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFinding:
+    """One finding of a session check, with the facts it rests on and the policy's citation."""
+
+    check: SessionCheck
+    urgency: Urgency
+    citation: Citation
+    #: The numbers and times the wording needs (minutes, readings, dates): plain values, no prose.
+    minutes: float | None = None
+    required_minutes: float | None = None
+    dose: Administration | None = None
+    earliest: dt.datetime | None = None
+    reading: TimedBloodPressure | BloodPressureFact | None = None
+    previous: TimedBloodPressure | None = None
+    sessions: tuple[SessionAppointment, ...] = ()
+    limit: int | None = None
+    unknown: tuple[str, ...] = ()
+    outpatient: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DischargeAssessment:
+    findings: tuple[SessionFinding, ...]
+    last_dose: Administration | None = None
+    administrations: tuple[Administration, ...] = field(default=())
+
+
+def _above(policy: Policy, systolic: float | None, diastolic: float | None) -> bool:
+    t = policy.thresholds
+    return (systolic is not None and systolic > t.session_bp_systolic_above) or (
+        diastolic is not None and diastolic > t.session_bp_diastolic_above)
+
+
+def _busiest_week(start: dt.date, days: Sequence[dt.date]) -> list[dt.date]:
+    """The most sessions in any 7 consecutive days that contain ``start``."""
+    best: list[dt.date] = []
+    for offset in range(7):
+        first = start - dt.timedelta(days=6 - offset)
+        inside = sorted(d for d in days if first <= d < first + dt.timedelta(days=7))
+        if len(inside) > len(best):
+            best = inside
+    return best
+
+
+def assess_booking(
+    appointment: SessionAppointment,
+    other_sessions: Sequence[SessionAppointment],
+    blood_pressures: Sequence[BloodPressureFact],
+    policy: Policy,
+    now: dt.datetime,
+    unknown: frozenset[DataDomain] = frozenset(),
+) -> list[SessionFinding]:
+    """The session checks for a ketamine/esketamine appointment being booked (the assessment of whether to treat
+    at all is the order-time rules', run beside these)."""
+    t = policy.thresholds
+    findings: list[SessionFinding] = []
+    required = t.session_dose_minutes + t.session_monitoring_minutes
+    if appointment.minutes is not None and appointment.minutes < required:
+        findings.append(SessionFinding(SessionCheck.SLOT_TOO_SHORT, Urgency.WARNING,
+                                       policy.cite("session_monitoring_minutes"), minutes=appointment.minutes,
+                                       required_minutes=required))
+    if appointment.start is not None and DataDomain.APPOINTMENTS not in unknown:
+        others = [s for s in other_sessions if s.start is not None and s.id != appointment.id]
+        first = min([appointment.start, *(s.start for s in others if s.start is not None)])
+        induction = appointment.start < first + dt.timedelta(weeks=t.session_induction_weeks)
+        limit = t.session_max_per_week_induction if induction else t.session_max_per_week_after_induction
+        days = [appointment.start.date(), *(s.start.date() for s in others if s.start is not None)]
+        week = _busiest_week(appointment.start.date(), days)
+        if len(week) > limit:
+            in_week = tuple(s for s in others if s.start is not None and s.start.date() in week)
+            findings.append(SessionFinding(
+                SessionCheck.TOO_MANY_SESSIONS, Urgency.WARNING,
+                policy.cite("session_max_per_week_induction" if induction else
+                            "session_max_per_week_after_induction"),
+                sessions=(*in_week, appointment), limit=limit))
+    if DataDomain.BLOOD_PRESSURE not in unknown:
+        since = now.date() - dt.timedelta(days=t.session_bp_days)
+        recent = [b for b in blood_pressures if b.day >= since]
+        latest = max(recent, key=lambda b: b.day) if recent else None
+        if latest is not None and _above(policy, latest.systolic, latest.diastolic):
+            findings.append(SessionFinding(SessionCheck.BP_ELEVATED_BEFORE, Urgency.WARNING,
+                                           policy.cite("session_bp_systolic_above"), reading=latest))
+    missing = tuple(d.value for d in (DataDomain.APPOINTMENTS, DataDomain.BLOOD_PRESSURE) if d in unknown)
+    if missing:
+        findings.append(SessionFinding(SessionCheck.CHECKS_NOT_MADE, Urgency.WARNING,
+                                       policy.cite("session_monitoring_minutes"), unknown=missing))
+    if not appointment.transport_noted:
+        findings.append(SessionFinding(SessionCheck.ARRANGE_TRANSPORT, Urgency.INFO,
+                                       policy.cite("session_monitoring_minutes")))
+    return findings
+
+
+def assess_discharge(
+    administrations: Sequence[Administration],
+    pressures: Sequence[TimedBloodPressure],
+    encounter: EncounterFact | None,
+    policy: Policy,
+    now: dt.datetime,
+    unknown: frozenset[DataDomain] = frozenset(),
+) -> DischargeAssessment:
+    """The checks before discharging a patient from a session: none when nothing was given (and that is known)."""
+    t = policy.thresholds
+    if DataDomain.ADMINISTRATIONS in unknown:
+        gaps = tuple(d.value for d in (DataDomain.ADMINISTRATIONS, DataDomain.SESSION_BLOOD_PRESSURE,
+                                       DataDomain.ENCOUNTER) if d in unknown)
+        return DischargeAssessment((SessionFinding(SessionCheck.CHECKS_NOT_MADE, Urgency.WARNING,
+                                                   policy.cite("session_monitoring_minutes"), unknown=gaps),))
+    if not administrations:
+        return DischargeAssessment(())
+    last = max(administrations, key=lambda a: a.at)
+    findings: list[SessionFinding] = []
+    elapsed = (now - last.at).total_seconds() / 60
+    if elapsed < t.session_monitoring_minutes:
+        findings.append(SessionFinding(
+            SessionCheck.DISCHARGE_TOO_EARLY, Urgency.CRITICAL, policy.cite("session_monitoring_minutes"),
+            minutes=max(elapsed, 0.0), required_minutes=t.session_monitoring_minutes, dose=last,
+            earliest=last.at + dt.timedelta(minutes=t.session_monitoring_minutes)))
+    if DataDomain.SESSION_BLOOD_PRESSURE in unknown:
+        findings.append(SessionFinding(SessionCheck.CHECKS_NOT_MADE, Urgency.WARNING,
+                                       policy.cite("session_bp_systolic_above"),
+                                       unknown=(DataDomain.SESSION_BLOOD_PRESSURE.value,), dose=last))
+    else:
+        ordered = sorted(pressures, key=lambda b: b.at)
+        after = [b for b in ordered if b.at > last.at]
+        if not after:
+            findings.append(SessionFinding(SessionCheck.NO_BP_AFTER_DOSE, Urgency.WARNING,
+                                           policy.cite("session_bp_systolic_above"), dose=last))
+        else:
+            latest = after[-1]
+            before = [b for b in ordered if b.at < latest.at]
+            previous = before[-1] if before else None
+            falling = previous is not None and all(
+                now_v < then_v for now_v, then_v in ((latest.systolic, previous.systolic),
+                                                     (latest.diastolic, previous.diastolic))
+                if now_v is not None and then_v is not None)
+            if _above(policy, latest.systolic, latest.diastolic) and not falling:
+                findings.append(SessionFinding(SessionCheck.BP_NOT_DECREASING, Urgency.WARNING,
+                                               policy.cite("session_bp_systolic_above"), reading=latest,
+                                               previous=previous, dose=last))
+    if DataDomain.ENCOUNTER in unknown:
+        findings.append(SessionFinding(SessionCheck.CHECKS_NOT_MADE, Urgency.WARNING,
+                                       policy.cite("rems_form_days"), unknown=(DataDomain.ENCOUNTER.value,)))
+    elif encounter is None or encounter.outpatient is not False:
+        findings.append(SessionFinding(SessionCheck.OUTPATIENT_AFTERCARE, Urgency.INFO, policy.cite("rems_form_days"),
+                                       outpatient=None if encounter is None else encounter.outpatient))
+    return DischargeAssessment(tuple(findings), last, tuple(administrations))

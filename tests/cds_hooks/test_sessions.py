@@ -1,0 +1,156 @@
+"""The session services end to end against a real FHIR server (SEKMET): each scenario of fixtures/sessions loaded,
+then called with the prefetch an EHR would send and with none (the service fetches), at the scenario's own time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cds_hooks import SERVICES
+from ketamine_cds.settings import Settings
+
+from urllib.parse import urlsplit
+
+from ..conftest import Sekmet
+from ..eligibility.test_policy import PRIMARY_HOSTS
+from .conftest import BASE, Keys, close_app, make_client
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+SCENARIOS = Path(__file__).resolve().parents[2] / "fixtures" / "sessions"
+AUTH = {"access_token": "ehr-token", "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read",
+        "subject": "ketamine-cds"}
+SERVICE = {"appointment-book": "ketamine-session-book", "encounter-discharge": "ketamine-session-discharge"}
+OUTPATIENT = ("info", "Outpatient session: REMS monitoring form within 7 days; no driving until the next day")
+#: Each scenario's cards: (indicator, summary), in order. The rule and source of each are in the closing note.
+EXPECTED: dict[str, list[tuple[str, str]]] = {
+    "discharge-too-early": [("critical", "Esketamine given 09:40: discharge not before 11:40 (2 h monitoring)"),
+                            OUTPATIENT],
+    "discharge-bp-not-decreasing": [
+        ("warning", "BP 158/96 at 10:40 not yet decreasing: reassess before discharge"), OUTPATIENT],
+    "discharge-no-bp-after-dose": [("warning", "No blood pressure after the dose: recheck before discharge"),
+                                   OUTPATIENT],
+    "discharge-ready": [OUTPATIENT],
+    "discharge-inpatient-silent": [],
+    "discharge-no-dose-silent": [],
+    "book-ready-silent": [],
+    "book-short-slot": [("warning", "Session slot 60 min: needs 135 min (dose + 2 h monitoring)")],
+    "book-too-many": [("warning", "3 sessions in 7 days: the schedule allows 2 during induction (weeks 1-4)")],
+    "book-bp-elevated": [
+        ("warning", "Work-up before ketamine or esketamine: recheck BP (152/94 on 30 Oct)"),
+        ("warning", "BP 152/94 on 30 Oct: check BP before dosing; consider delaying")],
+    "book-no-transport": [("info", "No driving until the next day after restful sleep: arrange transport")],
+    "book-based-on-order": [],
+    "book-by-appointment-code": [("warning", "Session slot 60 min: needs 135 min (dose + 2 h monitoring)")],
+    "book-not-a-session-silent": [],
+    "book-contraindicated": [
+        ("critical", "Ketamine or esketamine: bipolar disorder on record (2025) — excluded by clinic policy")],
+}
+
+
+def scenario(name: str) -> dict[str, Any]:
+    return dict(json.loads((SCENARIOS / f"{name}.json").read_text()))
+
+
+def test_every_scenario_has_an_expectation() -> None:
+    assert {p.stem for p in SCENARIOS.glob("*.json")} == set(EXPECTED)
+
+
+@pytest.fixture(scope="module")
+def loaded(sekmet: Sekmet) -> Sekmet:
+    for path in sorted(SCENARIOS.glob("*.json")):
+        sekmet.load(json.loads(path.read_text())["resources"])
+    return sekmet
+
+
+@pytest.fixture
+def session_settings(settings: Settings) -> Settings:
+    settings.sessions.appointment_codes = ["https://ehr.example.org/appointment-type|TRD-NASAL"]
+    return settings
+
+
+async def call(settings: Settings, keys: Keys, body: dict[str, Any], now: dt.datetime) -> httpx.Response:
+    service = SERVICE[body["hook"]]
+    async with make_client(settings, now=lambda: now) as client:
+        path = f"/cds-services/{service}"
+        r = await client.post(path, json=body, headers={"Authorization": f"Bearer {keys.token(BASE + path)}"})
+        await close_app(client)
+    return r
+
+
+async def server_prefetch(sekmet: Sekmet, service: str, context: dict[str, Any], today: dt.date) -> dict[str, Any]:
+    """What an EHR that honours every template of the service's discovery entry sends."""
+    definition = SERVICES[service]
+    prefetch: dict[str, Any] = {}
+    async with httpx.AsyncClient(timeout=20) as http:
+        for search in definition.searches:
+            q = search.query(context["patientId"], encounter_id=context.get("encounterId"), today=today)
+            prefetch[search.key] = (await http.get(f"{sekmet.base_url}/{q.path}", params=q.params)).json()
+    return prefetch
+
+
+@pytest.mark.parametrize("mode", ["prefetch", "no prefetch"])
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+async def test_each_scenario_gets_its_cards_with_and_without_prefetch(
+        name: str, mode: str, loaded: Sekmet, session_settings: Settings, keys: Keys) -> None:
+    s = scenario(name)
+    now = dt.datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    body: dict[str, Any] = {"hook": s["hook"], "hookInstance": f"session-{name}", "context": s["context"],
+                            "fhirServer": loaded.base_url, "fhirAuthorization": AUTH}
+    if mode == "prefetch":
+        body["prefetch"] = await server_prefetch(loaded, SERVICE[s["hook"]], s["context"], now.date())
+    r = await call(session_settings, keys, body, now)
+    assert r.status_code == 200, r.text
+    cards = r.json()["cards"]
+    assert [(c["indicator"], c["summary"]) for c in cards] == EXPECTED[name]
+    for card in cards:  # the label, the REMS, the EU SmPC: primary sources only
+        assert len(card["summary"]) <= 90
+        assert urlsplit(card["source"]["url"]).hostname in PRIMARY_HOSTS, card["source"]
+
+
+async def test_discharge_data_that_cannot_be_fetched_is_a_warning_never_silence(
+        session_settings: Settings, keys: Keys) -> None:
+    s = scenario("discharge-too-early")
+    now = dt.datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    patient = next(e["resource"] for e in s["resources"]["entry"] if e["resource"]["resourceType"] == "Patient")
+    body = {"hook": s["hook"], "hookInstance": "down", "context": s["context"], "prefetch": {"patient": patient},
+            "fhirServer": "http://127.0.0.1:9/fhir", "fhirAuthorization": AUTH}
+    cards = (await call(session_settings, keys, body, now)).json()["cards"]
+    assert [(c["indicator"], c["summary"]) for c in cards] == [
+        ("warning", "Session checks could not be made: data could not be fetched")]
+    assert "the doses given in this encounter" in cards[0]["detail"]
+
+
+async def test_without_the_patient_the_session_services_answer_412(session_settings: Settings, keys: Keys) -> None:
+    s = scenario("discharge-ready")
+    body = {"hook": s["hook"], "hookInstance": "no-patient", "context": s["context"], "prefetch": {}}
+    r = await call(session_settings, keys, body, dt.datetime(2026, 11, 1, 11, 30, tzinfo=dt.UTC))
+    assert r.status_code == 412 and r.json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize(("hook", "context", "needle"), [
+    ("appointment-book", {"userId": "Practitioner/1", "patientId": "p1"}, "appointments"),
+    ("appointment-book", {"userId": "Practitioner/1", "patientId": "p1", "appointments": []}, "Bundle"),
+    ("encounter-discharge", {"userId": "Practitioner/1", "patientId": "p1"}, "encounterId"),
+    ("encounter-discharge", {"userId": "Practitioner/1", "patientId": "p1", "encounterId": "../x"}, "FHIR id"),
+])
+async def test_a_malformed_session_context_is_400(session_settings: Settings, keys: Keys, hook: str,
+                                                  context: dict[str, Any], needle: str) -> None:
+    r = await call(session_settings, keys, {"hook": hook, "hookInstance": "bad", "context": context},
+                   dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+    assert r.status_code == 400 and needle in r.text
+
+
+async def test_discovery_lists_both_session_services_with_their_templates(cds: httpx.AsyncClient) -> None:
+    services = {s["id"]: s for s in (await cds.get("/cds-services")).json()["services"]}
+    book, discharge = services["ketamine-session-book"], services["ketamine-session-discharge"]
+    assert book["hook"] == "appointment-book" and discharge["hook"] == "encounter-discharge"
+    assert book["prefetch"]["appointments"].startswith("Appointment?patient={{context.patientId}}&date=ge{{today()")
+    assert discharge["prefetch"]["encounter"] == "Encounter/{{context.encounterId}}"
+    assert "context=Encounter/{{context.encounterId}}" in discharge["prefetch"]["administrations"]
+    assert "conditions" not in discharge["prefetch"]  # discharge reads only what its rules need
+
