@@ -7,14 +7,13 @@ import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from cds_hooks import SERVICES
 from ketamine_cds.settings import Settings
-
-from urllib.parse import urlsplit
 
 from ..conftest import Sekmet
 from ..eligibility.test_policy import PRIMARY_HOSTS
