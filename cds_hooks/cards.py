@@ -54,6 +54,8 @@ OVERRIDE_REASONS = {
     "diagnosis-not-current": "Diagnosis is historical, resolved or was ruled out",
     "trials-documented-elsewhere": "Antidepressant trials documented outside this chart",
     "monitored-protocol": "Given under a monitored clinical protocol or study",
+    "assessed-stable": "Assessed in person: clinically stable",
+    "reading-not-in-chart": "Reading taken, not yet in the chart",
 }
 _CRITICAL_OVERRIDES = ("diagnosis-not-current", "chart-data-incorrect", "specialist-decision",
                        "benefit-outweighs-risk")

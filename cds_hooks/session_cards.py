@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from eligibility import Citation, SessionCheck, SessionFinding, Urgency, cited_source
 from fhir_mapping import TimedBloodPressure
 
-from .cards import SUMMARY_MAX, _source, _sources_line, _summary
+from .cards import SUMMARY_MAX, _overrides, _source, _sources_line, _summary
 from .models import Card, CardKind, Indicator
 
 _INDICATOR = {Urgency.CRITICAL: Indicator.CRITICAL, Urgency.WARNING: Indicator.WARNING, Urgency.INFO: Indicator.INFO}
@@ -24,6 +24,16 @@ _KIND = {
     SessionCheck.BP_NOT_DECREASING: CardKind.DISCHARGE_BP_NOT_DECREASING,
     SessionCheck.OUTPATIENT_AFTERCARE: CardKind.DISCHARGE_AFTERCARE,
     SessionCheck.CHECKS_NOT_MADE: CardKind.SESSION_CHECKS_NOT_MADE,
+}
+# Why a clinician would go on despite the card (none for reminders: nothing to override).
+_OVERRIDES = {
+    SessionCheck.DISCHARGE_TOO_EARLY: ("assessed-stable", "chart-data-incorrect", "specialist-decision"),
+    SessionCheck.NO_BP_AFTER_DOSE: ("reading-not-in-chart", "assessed-stable"),
+    SessionCheck.BP_NOT_DECREASING: ("reading-not-in-chart", "assessed-stable", "specialist-decision"),
+    SessionCheck.BP_ELEVATED_BEFORE: ("reading-not-in-chart", "benefit-outweighs-risk", "specialist-decision"),
+    SessionCheck.SLOT_TOO_SHORT: ("chart-data-incorrect", "specialist-decision"),
+    SessionCheck.TOO_MANY_SESSIONS: ("specialist-decision", "chart-data-incorrect"),
+    SessionCheck.CHECKS_NOT_MADE: ("assessed-stable", "specialist-decision"),
 }
 _DOMAIN_WORDS = {"appointments": "the patient's other appointments", "blood_pressure": "recent blood pressures",
                  "administrations": "the doses given in this encounter",
@@ -119,6 +129,7 @@ def session_cards(findings: Iterable[SessionFinding], product: str) -> list[Card
         cards.append(Card(
             kind=_KIND[f.check], uuid=str(uuid.uuid4()), summary=_summary(summary), detail="\n\n".join(
                 line for line in lines if line is not None).replace("\n\n- ", "\n- "),
-            indicator=_INDICATOR[f.urgency], source=_source(f.citation, cited_source(source_ids[0]))))
+            indicator=_INDICATOR[f.urgency], source=_source(f.citation, cited_source(source_ids[0])),
+            overrideReasons=_overrides(_OVERRIDES[f.check]) if f.check in _OVERRIDES else None))
     assert all(len(c.summary) <= SUMMARY_MAX for c in cards)
     return cards

@@ -3,7 +3,9 @@ token check, and a CDS Hooks client. For the demo and the tests only; production
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import secrets
 import time
 import uuid
@@ -32,6 +34,17 @@ _TEMPLATES.filters["markdown"] = lambda text: Markup(_MARKDOWN.render(text or ""
 _ESKETAMINE = {"coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "50458-028-02",
                            "display": "Spravato 56 MG Nasal Spray Kit"}], "text": "Spravato (esketamine) 56 mg"}
 _COMPOUNDED = {"text": "Ketamine HCl 100 mg compounded oral troche"}
+
+
+_TODAY_MINUS = re.compile(r"\{\{today\(\) - (\d+) days\}\}")
+
+
+def _resolve_tokens(template: str, context: dict[str, Any]) -> str:
+    """A prefetch template with its tokens filled in, as an EHR would: context fields and ``today() - N days``."""
+    for name, value in context.items():
+        if isinstance(value, str):
+            template = template.replace(f"{{{{context.{name}}}}}", value)
+    return _TODAY_MINUS.sub(lambda m: (dt.date.today() - dt.timedelta(days=int(m.group(1)))).isoformat(), template)
 
 
 class Scenario(StrEnum):
@@ -199,7 +212,72 @@ class Sandbox:
         return order
 
     async def call_cds(self, patient_id: str, hook: str, scenario: Scenario = Scenario.NORMAL) -> dict[str, Any]:
-        """Act as the EHR's CDS client: discovery, prefetch from SEKMET, a signed JWT, the call."""
+        """Act as the EHR's CDS client at order time: the draft order on the order pad, the call."""
+        order = self._ketamine_draft(patient_id, scenario)
+        context: dict[str, Any] = {"userId": "Practitioner/sandbox-clinician", "patientId": patient_id,
+                                   "draftOrders": {"resourceType": "Bundle", "type": "collection",
+                                                   "entry": [{"resource": order.resource}]}}
+        if hook == "order-select":
+            context["selections"] = [order.reference]
+        return await self.call_hook(hook, context, scenario)
+
+    async def book_session(self, patient_id: str) -> dict[str, Any]:
+        """Book an esketamine session tomorrow at 09:00 in a one-hour slot, nothing noted about getting home: the
+        session service's slot and transport cards (and the patient's assessment, when it is not 'criteria met')."""
+        start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+        appointment = {"resourceType": "Appointment", "id": f"appt-{uuid.uuid4().hex[:8]}", "status": "proposed",
+                       "serviceType": [{"text": "Spravato (esketamine) treatment session"}],
+                       "start": start.isoformat().replace("+00:00", "Z"),
+                       "end": (start + dt.timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
+                       "participant": [{"actor": {"reference": f"Patient/{patient_id}"}, "status": "accepted"}]}
+        context = {"userId": "Practitioner/sandbox-scheduler", "patientId": patient_id,
+                   "appointments": {"resourceType": "Bundle", "type": "collection",
+                                    "entry": [{"resource": appointment}]}}
+        return await self.call_hook("appointment-book", context)
+
+    async def discharge_session(self, patient_id: str, minutes_since_dose: int) -> dict[str, Any]:
+        """Record an outpatient esketamine session in the FHIR server (a dose ``minutes_since_dose`` ago, BP before
+        and, when 40 minutes have passed, after it), then discharge the encounter."""
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        dose_at = now - dt.timedelta(minutes=minutes_since_dose)
+        eid = f"sess-{uuid.uuid4().hex[:8]}"
+
+        def stamp(at: dt.datetime) -> str:
+            return at.isoformat().replace("+00:00", "Z")
+
+        def bp(oid: str, at: dt.datetime, systolic: int, diastolic: int) -> dict[str, Any]:
+            return {"resourceType": "Observation", "id": oid, "status": "final", "effectiveDateTime": stamp(at),
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+                    "subject": {"reference": f"Patient/{patient_id}"}, "encounter": {"reference": f"Encounter/{eid}"},
+                    "component": [
+                        {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                         "valueQuantity": {"value": systolic, "unit": "mmHg"}},
+                        {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+                         "valueQuantity": {"value": diastolic, "unit": "mmHg"}}]}
+        resources: list[dict[str, Any]] = [
+            {"resourceType": "Encounter", "id": eid, "status": "in-progress",
+             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+             "subject": {"reference": f"Patient/{patient_id}"}, "period": {"start": stamp(dose_at)}},
+            {"resourceType": "MedicationAdministration", "id": f"{eid}-dose", "status": "completed",
+             "medicationCodeableConcept": _ESKETAMINE, "subject": {"reference": f"Patient/{patient_id}"},
+             "context": {"reference": f"Encounter/{eid}"}, "effectiveDateTime": stamp(dose_at)},
+            bp(f"{eid}-bp0", dose_at - dt.timedelta(minutes=10), 138, 86)]
+        if minutes_since_dose >= 40:
+            resources.append(bp(f"{eid}-bp40", dose_at + dt.timedelta(minutes=40), 152, 96))
+        if minutes_since_dose >= 100:
+            resources.append(bp(f"{eid}-bp100", dose_at + dt.timedelta(minutes=100), 134, 84))
+        tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources]}
+        (await self.internal.post("/fhir", json=tx, headers={"Content-Type": "application/fhir+json"})
+         ).raise_for_status()
+        context = {"userId": "Practitioner/sandbox-nurse", "patientId": patient_id, "encounterId": eid}
+        return await self.call_hook("encounter-discharge", context)
+
+    async def call_hook(self, hook: str, context: dict[str, Any],
+                        scenario: Scenario = Scenario.NORMAL) -> dict[str, Any]:
+        """Act as the EHR's CDS client: discovery, prefetch from SEKMET (its templates' tokens resolved), a signed
+        JWT, the call."""
+        patient_id = str(context["patientId"])
         cds = (self.config.cds_base_url or self.config.public_base_url).rstrip("/")
         async with httpx.AsyncClient(timeout=10) as http:
             services = (await http.get(f"{cds}/cds-services")).json()["services"]
@@ -210,14 +288,8 @@ class Sandbox:
                     continue
                 if scenario is Scenario.RESTRICTED_SCOPES and template.startswith("Observation"):
                     continue
-                r = await self.internal.get("/fhir/" + template.replace("{{context.patientId}}", patient_id))
+                r = await self.internal.get("/fhir/" + _resolve_tokens(template, context))
                 prefetch[key] = r.json() if r.status_code == 200 else None
-            order = self._ketamine_draft(patient_id, scenario)
-            context: dict[str, Any] = {"userId": "Practitioner/sandbox-clinician", "patientId": patient_id,
-                                       "draftOrders": {"resourceType": "Bundle", "type": "collection",
-                                                       "entry": [{"resource": order.resource}]}}
-            if hook == "order-select":
-                context["selections"] = [order.reference]
             url = f"{cds}/cds-services/{service['id']}"
             body: dict[str, Any] = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context,
                                     "prefetch": prefetch}
@@ -346,6 +418,20 @@ class Sandbox:
             result = await self.call_cds(patient, hook, chosen_scenario)
             state = self.chart_state(patient)
             state.cds, state.hook, state.scenario = result, hook, chosen_scenario
+            return chart_page(patient)
+
+        @app.post("/session", response_class=HTMLResponse)
+        async def session(patient: str = Form(...), action: str = Form(...)) -> HTMLResponse:
+            """Book a treatment session, or discharge one (the session services' hooks)."""
+            if self._patient(patient) is None or action not in ("book", "discharge-early", "discharge-later"):
+                return chart_page(None)
+            if action == "book":
+                result, hook = await self.book_session(patient), "appointment-book"
+            else:
+                minutes = 50 if action == "discharge-early" else 130
+                result, hook = await self.discharge_session(patient, minutes), "encounter-discharge"
+            state = self.chart_state(patient)
+            state.cds, state.hook, state.scenario = result, hook, Scenario.NORMAL
             return chart_page(patient)
 
         @app.post("/feedback", response_class=HTMLResponse)

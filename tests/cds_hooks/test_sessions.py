@@ -153,3 +153,23 @@ async def test_discovery_lists_both_session_services_with_their_templates(cds: h
     assert "context=Encounter/{{context.encounterId}}" in discharge["prefetch"]["administrations"]
     assert "conditions" not in discharge["prefetch"]  # discharge reads only what its rules need
 
+
+
+async def test_feedback_on_a_session_card_is_bound_to_the_session_service(
+        loaded: Sekmet, session_settings: Settings, keys: Keys) -> None:
+    s = scenario("discharge-too-early")
+    now = dt.datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    body = {"hook": s["hook"], "hookInstance": "fb", "context": s["context"], "fhirServer": loaded.base_url,
+            "fhirAuthorization": AUTH}
+    async with make_client(session_settings, now=lambda: now) as client:
+        def headers(path: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {keys.token(BASE + path)}"}
+        path = "/cds-services/ketamine-session-discharge"
+        card = (await client.post(path, json=body, headers=headers(path))).json()["cards"][0]
+        item = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-01T10:31:00Z",
+                "overrideReason": {"reason": {"code": "specialist-decision"}}}
+        ok = await client.post(path + "/feedback", json={"feedback": [item]}, headers=headers(path + "/feedback"))
+        other = "/cds-services/ketamine-order-sign/feedback"
+        refused = await client.post(other, json={"feedback": [item]}, headers=headers(other))
+        await close_app(client)
+    assert ok.status_code == 200 and refused.status_code == 400

@@ -205,3 +205,20 @@ def test_the_demo_situations_show_unknown_not_absent_and_the_fda_warning(
     assert "HTTP 200" in text and expected in text
     if scenario != "compounded":  # a candidate's chart, with medications or observations unreadable
         assert "criteria met" not in text
+
+
+@pytest.mark.parametrize(("action", "expected"), [
+    ("book", ["Session slot 60 min: needs 135 min (dose + 2 h monitoring)",
+              "No driving until the next day after restful sleep: arrange transport"]),
+    ("discharge-early", ["Esketamine given", "BP 152/96 at", "Outpatient session: REMS monitoring form"]),
+    ("discharge-later", ["Outpatient session: REMS monitoring form within 7 days"]),
+])
+def test_the_sandbox_books_and_discharges_sessions(stack: Stack, action: str, expected: list[str]) -> None:
+    with stack.browser() as browser:
+        page = browser.post("/sandbox/session", data={"patient": "kc-01", "action": action})
+    text = text_of(page)
+    assert "HTTP 200" in text
+    for needle in expected:
+        assert needle in text, needle
+    if action == "discharge-later":
+        assert "discharge not before" not in text and "not yet decreasing" not in text

@@ -1,0 +1,141 @@
+"""The session rules as pure functions, at their boundaries, with a fixed clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from eligibility import SessionCheck, Urgency, assess_booking, assess_discharge, load_policy
+from fhir_mapping import (
+    Administration,
+    BloodPressureFact,
+    DataDomain,
+    EncounterFact,
+    SessionAppointment,
+    TimedBloodPressure,
+)
+
+POLICY = load_policy("default")
+T0 = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
+DOSE = Administration("dose-1", T0, "Spravato 56 mg", esketamine=True)
+OUTPATIENT = EncounterFact("enc-1", True, "AMB")
+
+
+def at(minutes: float) -> dt.datetime:
+    return T0 + dt.timedelta(minutes=minutes)
+
+
+def bp(minutes: float, systolic: float, diastolic: float) -> TimedBloodPressure:
+    return TimedBloodPressure(f"bp-{minutes:g}", at(minutes), systolic, diastolic)
+
+
+def checks(findings: object) -> list[SessionCheck]:
+    return [f.check for f in getattr(findings, "findings", findings)]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("elapsed", "too_early"), [(0, True), (119, True), (119.9, True), (120, False), (300, False)])
+def test_discharge_needs_two_hours_after_the_last_dose(elapsed: float, too_early: bool) -> None:
+    result = assess_discharge([DOSE], [bp(40, 130, 80)], OUTPATIENT, POLICY, at(elapsed))
+    assert (SessionCheck.DISCHARGE_TOO_EARLY in checks(result)) is too_early
+    if too_early:
+        finding = result.findings[0]
+        assert finding.urgency is Urgency.CRITICAL and finding.earliest == at(120)
+
+
+def test_the_last_of_several_doses_sets_the_clock() -> None:
+    second = Administration("dose-2", at(10), "Spravato 28 mg", esketamine=True)
+    result = assess_discharge([DOSE, second], [bp(50, 130, 80)], OUTPATIENT, POLICY, at(125))
+    assert result.last_dose == second and SessionCheck.DISCHARGE_TOO_EARLY in checks(result)
+
+
+@pytest.mark.parametrize(("readings", "expected"), [
+    ([], SessionCheck.NO_BP_AFTER_DOSE),
+    ([bp(-10, 130, 80)], SessionCheck.NO_BP_AFTER_DOSE),  # before the dose only
+    ([bp(40, 156, 98), bp(100, 158, 96)], SessionCheck.BP_NOT_DECREASING),  # systolic up: not decreasing
+    ([bp(40, 150, 92)], SessionCheck.BP_NOT_DECREASING),  # one reading after, nothing to compare: above
+    ([bp(-5, 160, 100), bp(40, 150, 95)], None),  # above 140/90 but falling from the reading before
+    ([bp(40, 156, 98), bp(100, 140, 90)], None),  # at 140/90 is not above
+    ([bp(40, 138, 86)], None),
+])
+def test_blood_pressure_after_the_dose(readings: list[TimedBloodPressure], expected: SessionCheck | None) -> None:
+    found = [c for c in checks(assess_discharge([DOSE], readings, OUTPATIENT, POLICY, at(150)))
+             if c in (SessionCheck.NO_BP_AFTER_DOSE, SessionCheck.BP_NOT_DECREASING)]
+    assert found == ([expected] if expected else [])
+
+
+def test_outpatient_after_care_but_not_inpatient() -> None:
+    assert checks(assess_discharge([DOSE], [bp(40, 130, 80)], OUTPATIENT, POLICY, at(150))) == [
+        SessionCheck.OUTPATIENT_AFTERCARE]
+    inpatient = EncounterFact("enc-1", False, "IMP")
+    assert checks(assess_discharge([DOSE], [bp(40, 130, 80)], inpatient, POLICY, at(150))) == []
+    unclear = EncounterFact("enc-1", None, "")
+    result = assess_discharge([DOSE], [bp(40, 130, 80)], unclear, POLICY, at(150))
+    assert checks(result) == [SessionCheck.OUTPATIENT_AFTERCARE] and result.findings[0].outpatient is None
+
+
+def test_nothing_given_is_silent_but_nothing_known_is_a_warning() -> None:
+    assert checks(assess_discharge([], [], OUTPATIENT, POLICY, at(150))) == []
+    unknown = frozenset({DataDomain.ADMINISTRATIONS, DataDomain.SESSION_BLOOD_PRESSURE})
+    result = assess_discharge([], [], OUTPATIENT, POLICY, at(150), unknown)
+    assert checks(result) == [SessionCheck.CHECKS_NOT_MADE]
+    assert result.findings[0].unknown == ("administrations", "session_blood_pressure")
+    partly = assess_discharge([DOSE], [], OUTPATIENT, POLICY, at(150),
+                              frozenset({DataDomain.SESSION_BLOOD_PRESSURE}))
+    assert SessionCheck.CHECKS_NOT_MADE in checks(partly) and SessionCheck.NO_BP_AFTER_DOSE not in checks(partly)
+
+
+def session(sid: str, day: int, minutes: float = 150, transport: bool = True) -> SessionAppointment:
+    start = dt.datetime(2026, 11, day, 9, 0, tzinfo=dt.UTC)
+    return SessionAppointment(sid, start, start + dt.timedelta(minutes=minutes), "booked", True, True, transport,
+                              "appointment text")
+
+
+NOW = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(("minutes", "short"), [(134, True), (135, False), (60, True), (240, False)])
+def test_the_slot_must_hold_the_dose_and_two_hours(minutes: float, short: bool) -> None:
+    found = assess_booking(session("new", 3, minutes), [], [], POLICY, NOW)
+    assert (SessionCheck.SLOT_TOO_SHORT in checks(found)) is short
+
+
+def test_the_schedule_counts_any_seven_days_twice_weekly_in_induction_then_weekly() -> None:
+    # Induction (first session 28 Oct): two in 7 days is the most.
+    assert SessionCheck.TOO_MANY_SESSIONS not in checks(assess_booking(session("new", 3), [], [], POLICY, NOW))
+    prior = [SessionAppointment("a", dt.datetime(2026, 10, 28, 9, tzinfo=dt.UTC), None, "fulfilled", True, True,
+                                True, ""),
+             SessionAppointment("b", dt.datetime(2026, 10, 30, 9, tzinfo=dt.UTC), None, "booked", True, True, True,
+                                "")]
+    found = assess_booking(session("new", 3), prior, [], POLICY, NOW)
+    too_many = [f for f in found if f.check is SessionCheck.TOO_MANY_SESSIONS]
+    assert too_many and too_many[0].limit == 2 and len(too_many[0].sessions) == 3
+    assert SessionCheck.TOO_MANY_SESSIONS not in checks(assess_booking(session("new", 4), prior, [], POLICY, NOW))
+    # After induction (first session more than 4 weeks before): weekly.
+    long_ago = SessionAppointment("first", dt.datetime(2026, 9, 20, 9, tzinfo=dt.UTC), None, "fulfilled", True,
+                                  True, True, "")
+    weekly = [long_ago, SessionAppointment("c", dt.datetime(2026, 10, 30, 9, tzinfo=dt.UTC), None, "booked", True,
+                                           True, True, "")]
+    found = assess_booking(session("new", 3), weekly, [], POLICY, NOW)
+    assert [f.limit for f in found if f.check is SessionCheck.TOO_MANY_SESSIONS] == [1]
+    assert SessionCheck.TOO_MANY_SESSIONS not in checks(assess_booking(session("new", 6), weekly, [], POLICY, NOW))
+
+
+@pytest.mark.parametrize(("day", "systolic", "diastolic", "warned"), [
+    (dt.date(2026, 10, 30), 152, 94, True), (dt.date(2026, 10, 30), 140, 90, False),
+    (dt.date(2026, 10, 30), 130, 91, True), (dt.date(2026, 10, 20), 170, 100, False),  # older than 7 days
+])
+def test_an_elevated_recent_bp_is_checked_before_dosing(day: dt.date, systolic: float, diastolic: float,
+                                                        warned: bool) -> None:
+    reading = BloodPressureFact("bp", day, systolic, diastolic)
+    found = assess_booking(session("new", 3), [], [reading], POLICY, NOW)
+    assert (SessionCheck.BP_ELEVATED_BEFORE in checks(found)) is warned
+
+
+def test_transport_and_unknown_data_at_booking() -> None:
+    assert checks(assess_booking(session("new", 3, transport=False), [], [], POLICY, NOW)) == [
+        SessionCheck.ARRANGE_TRANSPORT]
+    unknown = frozenset({DataDomain.APPOINTMENTS, DataDomain.BLOOD_PRESSURE})
+    found = assess_booking(session("new", 3), [], [], POLICY, NOW, unknown)
+    assert checks(found) == [SessionCheck.CHECKS_NOT_MADE] and found[0].unknown == ("appointments",
+                                                                                    "blood_pressure")

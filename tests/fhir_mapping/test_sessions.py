@@ -1,0 +1,113 @@
+"""Reading sessions from FHIR: which appointments are ketamine sessions, what was given, BP with its time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from fhir_mapping import (
+    ResourcePool,
+    add_json,
+    ketamine_administrations,
+    parse_instant,
+    session_appointment,
+    timed_blood_pressures,
+)
+
+CODE = "https://ehr.example.org/appointment-type|TRD-NASAL"
+
+
+def appt(**fields: Any) -> dict[str, Any]:
+    return {"resourceType": "Appointment", "id": "a1", "status": "proposed", "start": "2026-11-03T09:00:00+01:00",
+            "end": "2026-11-03T11:30:00+01:00", "participant": [{"status": "accepted"}], **fields}
+
+
+def recognise(resource: dict[str, Any], pool: ResourcePool | None = None) -> Any:
+    pool = pool or ResourcePool()
+    return session_appointment(resource, frozenset({CODE}), lambda ref, c: pool.resolve(ref, c))
+
+
+@pytest.mark.parametrize(("fields", "how"), [
+    ({"serviceType": [{"text": "SPRAVATO session"}]}, "appointment text"),
+    ({"appointmentType": {"coding": [{"system": "https://ehr.example.org/appointment-type", "code": "TRD-NASAL"}]}},
+     "appointment code TRD-NASAL"),
+    ({"reasonCode": [{"coding": [{"display": "Esketamine treatment"}]}]}, "appointment text"),
+    ({"description": "IV ketamine infusion #3"}, "appointment text"),
+    ({"serviceType": [{"text": "Dental check-up"}]}, ""),
+    ({"serviceType": [{"text": "Ketamine-free follow-up"}]}, "appointment text"),  # words, not meaning: a known limit
+])
+def test_a_session_is_recognised_by_code_or_words(fields: dict[str, Any], how: str) -> None:
+    found = recognise(appt(**fields))
+    assert found.how_recognised == how and found.is_session is bool(how)
+
+
+def test_a_session_is_recognised_by_the_order_it_is_based_on_contained_or_in_the_pool() -> None:
+    order = {"resourceType": "ServiceRequest", "id": "o1", "status": "active", "intent": "order",
+             "subject": {"reference": "Patient/p"}, "code": {"text": "Esketamine 84 mg nasal administration"}}
+    contained = appt(contained=[order | {"id": "o"}], basedOn=[{"reference": "#o"}])
+    assert recognise(contained).is_session and recognise(contained).esketamine
+    pool = ResourcePool()
+    add_json(pool, order, "test")
+    assert recognise(appt(basedOn=[{"reference": "ServiceRequest/o1"}]), pool).how_recognised == \
+        "based on ServiceRequest/o1"
+    assert not recognise(appt(basedOn=[{"reference": "ServiceRequest/missing"}])).is_session
+
+
+@pytest.mark.parametrize(("comment", "noted"), [
+    ("Husband will drive her home", True), ("transport booked (hospital car)", True), ("taxi at 12:00", True),
+    ("Patient drives himself", False), ("self-driving", False), ("pt drives", False), ("", False),
+    ("No transport available", False),
+])
+def test_transport_is_noted_only_when_someone_else_drives(comment: str, noted: bool) -> None:
+    assert recognise(appt(serviceType=[{"text": "Spravato"}], comment=comment)).transport_noted is noted
+
+
+def test_the_slot_length_comes_from_start_and_end_or_minutes_duration() -> None:
+    assert recognise(appt(serviceType=[{"text": "Spravato"}])).minutes == 150
+    by_duration = appt(serviceType=[{"text": "Spravato"}], minutesDuration=60)
+    del by_duration["end"]
+    assert recognise(by_duration).minutes == 60
+    assert recognise(appt(serviceType=[{"text": "Spravato"}], start="2026-11-03")).minutes is None
+
+
+def test_instants_keep_their_zone_and_a_bare_date_is_not_an_instant() -> None:
+    assert parse_instant("2026-11-01T09:40:00+01:00") == dt.datetime(2026, 11, 1, 8, 40, tzinfo=dt.UTC)
+    assert parse_instant("2026-11-01T09:40:00Z") == dt.datetime(2026, 11, 1, 9, 40, tzinfo=dt.UTC)
+    assert parse_instant("2026-11-01T09:40:00") == dt.datetime(2026, 11, 1, 9, 40, tzinfo=dt.UTC)
+    assert parse_instant("2026-11-01") is None and parse_instant(None) is None and parse_instant("T") is None
+
+
+def _administration(aid: str, status: str, concept: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "MedicationAdministration", "id": aid, "status": status,
+            "medicationCodeableConcept": concept, "subject": {"reference": "Patient/p"}, **extra}
+
+
+def test_only_given_ketamine_doses_count() -> None:
+    pool = ResourcePool()
+    for res in (
+        _administration("given", "completed", {"text": "Spravato 56 mg"}, effectiveDateTime="2026-11-01T09:40:00Z"),
+        _administration("period", "completed", {"text": "ketamine 0.5 mg/kg IV"},
+                        effectivePeriod={"start": "2026-11-01T08:00:00Z", "end": "2026-11-01T08:40:00Z"}),
+        _administration("stopped", "not-done", {"text": "Spravato 56 mg"}, effectiveDateTime="2026-11-01T10:00:00Z"),
+        _administration("other", "completed", {"text": "ondansetron 4 mg"}, effectiveDateTime="2026-11-01T10:00:00Z"),
+    ):
+        add_json(pool, res, "test")
+    doses = ketamine_administrations(pool)
+    assert [(d.id, d.at.strftime("%H:%M"), d.esketamine) for d in doses] == [
+        ("period", "08:40", False), ("given", "09:40", True)]
+
+
+def test_blood_pressures_keep_their_time_and_pair_split_readings() -> None:
+    def obs(oid: str, code: str, value: float, at: str) -> dict[str, Any]:
+        return {"resourceType": "Observation", "id": oid, "status": "final", "effectiveDateTime": at,
+                "subject": {"reference": "Patient/p"},
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "valueQuantity": {"value": value, "unit": "mmHg"}}
+    pool = ResourcePool()
+    for res in (obs("s", "8480-6", 150, "2026-11-01T09:40:00Z"), obs("d", "8462-4", 95, "2026-11-01T09:40:00Z"),
+                obs("s2", "8480-6", 500, "2026-11-01T10:40:00Z")):
+        add_json(pool, res, "test")
+    readings = timed_blood_pressures(pool)
+    assert [(r.at.strftime("%H:%M"), r.systolic, r.diastolic) for r in readings] == [("09:40", 150, 95)]
