@@ -6,9 +6,18 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger("ketamine_cds.audit")
+#: Who else reads each audit event (the composition root's metrics): one event stream, two views.
+_observers: list[Callable[[str, dict[str, Any]], None]] = []
+
+
+def add_observer(observer: Callable[[str, dict[str, Any]], None]) -> None:
+    """Call ``observer(event, fields)`` for every audit event (once per observer, however often it is added)."""
+    if observer not in _observers:
+        _observers.append(observer)
 
 
 def patient_hash(patient_id: str, salt: str) -> str:
@@ -18,3 +27,5 @@ def patient_hash(patient_id: str, salt: str) -> str:
 def audit(event: str, **fields: Any) -> None:
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event, **fields}
     logger.info(json.dumps(record, separators=(",", ":"), default=str))
+    for observer in _observers:
+        observer(event, fields)

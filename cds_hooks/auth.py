@@ -114,6 +114,21 @@ class JwksCache:
                 raise JwtRejected("jwks unavailable")
             return entry.keys
 
+    async def ready(self, client: TrustedClient) -> bool:
+        """Whether this client's keys are loaded; keys never fetched (or whose fetch failed more than the refresh
+        interval ago) are fetched now. For ``/readyz``: a replica that cannot verify any caller is not ready."""
+        entry = self._cache.setdefault(client.issuer, _CachedKeys())
+        if client.jwks is not None:
+            if entry.keys is None:
+                entry.keys = KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
+            return True
+        async with entry.lock:
+            if entry.keys is None and (entry.fetched_at == 0.0
+                                       or self._clock() - entry.fetched_at >= self._refresh_interval_s):
+                entry.keys = await self._fetch(client)
+                entry.fetched_at = self._clock()
+        return entry.keys is not None
+
     async def _fetch(self, client: TrustedClient) -> KeySet | None:
         if not client.jwks_url:
             return None
@@ -168,6 +183,10 @@ def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
 
 
 class JwtVerifier:
+    async def keys_ready(self) -> list[str]:
+        """The issuers whose keys are not loaded (empty: every trusted client can be verified)."""
+        return [c.issuer for c in self._clients.values() if not await self._jwks.ready(c)]
+
     def __init__(self, clients: list[TrustedClient], jwks: JwksCache | None = None,
                  replay: Replays | None = None, clock: Callable[[], float] = time.time,
                  max_lifetime_s: float = DEFAULT_MAX_LIFETIME_S) -> None:

@@ -366,7 +366,8 @@ def build_router(options: CdsOptions) -> APIRouter:
             await options.storage.record_feedback(service_id, caller.issuer if caller else None, records)
         except CardNotIssued as exc:
             raise UnknownCard(exc.card_uuid) from exc
-        audit("feedback", service=service_id, items=len(records), issuer=caller.issuer if caller else None)
+        audit("feedback", service=service_id, items=len(records), issuer=caller.issuer if caller else None,
+              outcomes=[r.outcome for r in records])
         return JSONResponse({}, status_code=200)
 
     return router
@@ -423,6 +424,7 @@ async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsReque
         for c in cards
     ])
     audit("service_call", **log, status=200, verdict=assessment.verdict.value, cards=len(cards),
-          cards_not_repeated=repeated, data_gaps=gaps,
+          cards_not_repeated=repeated, data_gaps=gaps, indicators=[c.indicator.value for c in cards],
+          fetched=len(data.queries),
           latency_ms=round((time.perf_counter() - started) * 1000, 1))
     return JSONResponse({"cards": [c.model_dump(exclude_none=True) for c in cards]})

@@ -170,6 +170,7 @@ async def answer_session(options: CdsOptions, service: ServiceDefinition, req: C
                    tuple(s.uuid for s in c.suggestions or []), caller.issuer if caller else None)
         for c in cards])
     audit("service_call", **log, status=200, verdict=verdict, cards=len(cards), data_gaps=gaps,
+          indicators=[c.indicator.value for c in cards], fetched=len(data.queries),
           latency_ms=round((time.perf_counter() - started) * 1000, 1))
     return JSONResponse({"cards": [c.model_dump(exclude_none=True) for c in cards]})
 

@@ -23,6 +23,7 @@ from joserfc.jwk import ECKey, RSAKey
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_hooks import (
+    SERVICES,
     CdsError,
     CdsOptions,
     JwksCache,
@@ -31,13 +32,16 @@ from cds_hooks import (
     build_router,
     handle_cds_error,
 )
+from cds_hooks.audit import add_observer
 from cds_hooks.errors import operation_outcome
 from eligibility import load_policy
-from fhir_mapping import CodeSets
+from fhir_mapping import CodeSets, GapReason, ResourceType
 from smart_app import ClientCredentials, SmartOptions, Store, csp
 from smart_app import build_router as build_smart_router
 from storage import Sealer, Storage, StorageError, StorageUnavailable, load_or_create_key, open_storage
 
+from . import metrics
+from .health import build_health_router
 from .safe_errors import SafeErrors
 from .settings import (
     Settings,
@@ -185,10 +189,15 @@ def create_app(
             await client.aclose()
         storage.close()
 
+    metrics.configure(frozenset(SERVICES), frozenset(t.value for t in ResourceType),
+                      frozenset(r.value for r in GapReason))
+    add_observer(metrics.observe_audit)
+    smart_options.on_launch = metrics.smart_launch
     app = FastAPI(title="ketamine-cds", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.storage = storage
     app.state.options = options
     app.state.smart = smart_options
+    app.include_router(build_health_router(storage, verifier))
     app.include_router(build_router(options))
     app.include_router(build_smart_router(smart_options))
     if sandbox is not None:
@@ -202,6 +211,7 @@ def create_app(
             response.headers["Content-Security-Policy"] = csp(settings.smart.frame_ancestors, "none")
             response.headers["X-Content-Type-Options"] = "nosniff"
         return response
+    app.middleware("http")(metrics.http_metrics)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cds.cors_allow_origins,

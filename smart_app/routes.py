@@ -65,6 +65,8 @@ class SmartOptions:
     policy: str = "default"
     fhir_budget_s: float = 10.0
     http: httpx.AsyncClient | None = None
+    #: Called with each launch's result (completed, denied, refused, expired, failed): the metrics' feed.
+    on_launch: Any = None
     today: Any = dt.date.today
 
     @property
@@ -190,8 +192,18 @@ def build_router(options: SmartOptions) -> APIRouter:
         _set_browser_cookie(options, response, browser)
         return response
 
+    def launch_result(response: Response) -> Response:
+        if options.on_launch is not None:
+            status = response.status_code
+            options.on_launch("completed" if status == 303 else "denied" if status == 403 else
+                              "refused" if status < 500 else "failed")
+        return response
+
     @router.get("/callback")
     async def callback(request: Request) -> Response:
+        return launch_result(await _callback(request))
+
+    async def _callback(request: Request) -> Response:
         q = request.query_params
         browser = request.cookies.get(BROWSER_COOKIE, "")
         if q.get("error"):

@@ -73,7 +73,8 @@ def test_entries_the_rules_do_not_read_are_not_validated() -> None:
 
 def test_unknown_resource_types_are_ignored_without_validation() -> None:
     pool = ResourcePool()
-    add_json(pool, {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Immunization", "bogus": 1}}]}, "b")
+    add_json(pool, {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Immunization", "bogus": 1}}]},
+             "b")
     assert pool.resources == [] and pool.skipped == []
 
 

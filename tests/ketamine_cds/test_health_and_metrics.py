@@ -1,0 +1,82 @@
+"""Health, readiness and metrics: what a load balancer and Prometheus read."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from ketamine_cds.settings import Settings
+
+from ..cds_hooks.conftest import BASE, Keys, close_app, hook_request, make_client
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_healthz_and_readyz_answer_when_the_database_and_keys_are_there(cds: httpx.AsyncClient) -> None:
+    assert (await cds.get("/healthz")).json() == {"status": "alive"}
+    ready = await cds.get("/readyz")
+    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+
+
+async def test_readyz_is_503_with_a_reason_when_a_clients_keys_cannot_be_loaded(settings: Settings) -> None:
+    from ketamine_cds.settings import CdsClientSettings
+
+    settings.cds.clients.append(CdsClientSettings(issuer="https://other-ehr.test",
+                                                  jwks_url="http://127.0.0.1:9/jwks.json"))
+    async with make_client(settings) as client:
+        r = await client.get("/readyz")
+        await close_app(client)
+    assert r.status_code == 503 and r.json()["resourceType"] == "OperationOutcome"
+    assert "keys not loaded for trusted client(s): https://other-ehr.test" in r.text
+
+
+async def test_readyz_is_503_when_the_database_does_not_answer(settings: Settings) -> None:
+    async with make_client(settings) as client:
+        client._transport.app.state.storage.engine.dispose()  # type: ignore[attr-defined]
+        # A database file that cannot be opened any more: the store answers "unavailable", never a 500.
+        settings.cds.feedback_db.unlink()
+        settings.cds.feedback_db.mkdir()
+        r = await client.get("/readyz")
+        await close_app(client)
+    assert r.status_code == 503 and "database: did not answer" in r.text
+
+
+async def test_metrics_count_calls_cards_verdicts_gaps_refusals_and_feedback_without_phi(
+        cds: httpx.AsyncClient, keys: Keys) -> None:
+    async def post(service: str, body: object, token: str | None = None, suffix: str = "") -> httpx.Response:
+        path = f"/cds-services/{service}{suffix}"
+        return await cds.post(path, json=body, headers={
+            "Authorization": f"Bearer {token if token is not None else keys.token(BASE + path)}"})
+
+    before = (await cds.get("/metrics")).text
+    card = (await post("ketamine-order-sign", hook_request("10"))).json()["cards"][0]
+    await post("ketamine-order-sign", hook_request("10", drop=("bloodPressure",)))
+    await post("ketamine-order-sign", hook_request("10"), token="forged")
+    fed = await post("ketamine-order-sign", {"feedback": [{"card": card["uuid"], "outcome": "accepted",
+                                                           "outcomeTimestamp": "2026-11-01T10:00:00Z",
+                                                           "acceptedSuggestions": [
+                                                               {"id": card["suggestions"][0]["uuid"]}]}]},
+                     suffix="/feedback")
+    assert fed.status_code == 200, fed.text
+    r = await cds.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    after = r.text
+
+    def value(text: str, name: str) -> float:
+        match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.M)
+        return float(match.group(1)) if match else 0.0
+
+    def grew(name: str, by: float = 1) -> bool:
+        return value(after, name) - value(before, name) >= by
+
+    assert grew('ketamine_cds_service_calls_total{service="ketamine-order-sign",status="200"}', 2)
+    assert grew('ketamine_cds_cards_total{indicator="critical",service="ketamine-order-sign"}', 2)
+    assert grew('ketamine_cds_verdicts_total{service="ketamine-order-sign",verdict="contraindicated"}', 2)
+    assert grew('ketamine_cds_data_gaps_total{reason="not_provided",resource_type="Observation"}')
+    assert grew('ketamine_cds_jwt_refusals_total{reason="not a compact JWS"}')
+    assert grew('ketamine_cds_feedback_total{outcome="accepted"}')
+    assert grew('ketamine_cds_http_requests_total{route="/cds-services/{service_id}/feedback",status="200"}')
+    assert 'route="/cds-services/ketamine-order-sign"' not in after  # route templates, not paths
+    assert "kc-10" not in after and "Practitioner" not in after and "ehr.test" not in after  # no PHI, no callers
