@@ -77,6 +77,7 @@ async def test_metrics_count_calls_cards_verdicts_gaps_refusals_and_feedback_wit
     assert grew('ketamine_cds_data_gaps_total{reason="not_provided",resource_type="Observation"}')
     assert grew('ketamine_cds_jwt_refusals_total{reason="not a compact JWS"}')
     assert grew('ketamine_cds_feedback_total{outcome="accepted"}')
-    assert grew('ketamine_cds_http_requests_total{route="/cds-services/{service_id}/feedback",status="200"}')
-    assert 'route="/cds-services/ketamine-order-sign"' not in after  # route templates, not paths
+    # Per service (a known id in the route template), never the raw path.
+    assert grew('ketamine_cds_http_requests_total{route="/cds-services/ketamine-order-sign/feedback",status="200"}')
+    assert grew('ketamine_cds_http_request_seconds_count{route="/cds-services/ketamine-order-sign",status="401"}')
     assert "kc-10" not in after and "Practitioner" not in after and "ehr.test" not in after  # no PHI, no callers
