@@ -194,6 +194,11 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["KETAMINE_CDS_INSECURE_NO_AUTH"] = "1"
     print(f"ketamine-cds: discovery at {settings.cds.public_base_url}/cds-services "
           f"(listening on http://{host}:{port}, {workers} worker(s))", file=sys.stderr)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker is a process: prometheus-client's multiprocess mode lets any worker's /metrics report all.
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ketamine-cds-metrics-")
     proxies = settings.server.trusted_proxies
     uvicorn.run("ketamine_cds.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None,

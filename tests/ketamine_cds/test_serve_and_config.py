@@ -255,3 +255,27 @@ def test_the_registration_guide_lists_the_scopes_check_config_prints(
         printed = next(x.strip().removeprefix(f"{version}: ") for x in out.splitlines()
                        if x.strip().startswith(f"{version}:"))
         assert f"| {version} | `{printed}` |" in guide, version
+
+
+@pytest.mark.integration
+def test_serve_with_two_workers_shares_the_port_and_reports_every_workers_metrics(tmp_path: Path) -> None:
+    import signal
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path / "k.toml", f'[cds]\npublic_base_url = "{base}"\n[server]\nworkers = 2\n')
+    exe = Path(sys.executable).with_name("ketamine-cds")
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    proc = subprocess.Popen([str(exe), "serve", "--config", str(config), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_until_up(f"{base}/healthz", proc, timeout_s=60)
+        for _ in range(40):
+            assert httpx.get(f"{base}/cds-services", timeout=10).status_code == 200
+        text = httpx.get(f"{base}/metrics", timeout=10).text
+        counted = re.search(r'ketamine_cds_http_requests_total\{route="/cds-services",status="200"\} ([0-9.]+)', text)
+        assert counted is not None and float(counted.group(1)) == 40  # both workers' requests, from either one
+    finally:
+        proc.send_signal(signal.SIGTERM)  # graceful shutdown: exits by itself
+        out = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 0 and "2 worker(s)" in out and "Traceback" not in out
