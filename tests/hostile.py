@@ -23,7 +23,8 @@ from joserfc.jwk import ECKey
 from ketamine_cds.app import create_app
 from ketamine_cds.settings import load_settings
 
-SERVICES = ("ketamine-order-select", "ketamine-order-sign", "ketamine-patient-view")
+SERVICES = ("ketamine-order-select", "ketamine-order-sign", "ketamine-patient-view", "ketamine-session-book",
+            "ketamine-session-discharge")
 CDS_ENDPOINTS = tuple(f"/cds-services/{s}" for s in SERVICES) + tuple(f"/cds-services/{s}/feedback"
                                                                        for s in SERVICES)
 SMART_ENDPOINTS = ("/smart/launch", "/smart/callback", "/smart/app/{sid}", "/smart/app/{sid}/logout")
@@ -79,9 +80,16 @@ _ESKETAMINE_ORDER = {"resourceType": "MedicationRequest", "id": "draft-1", "stat
                      "medicationCodeableConcept": {"text": "Spravato 56 MG nasal spray"}}
 
 
+_SESSION_APPOINTMENT = {"resourceType": "Appointment", "id": "a-1", "status": "proposed",
+                        "serviceType": [{"text": "Spravato session"}], "start": "2026-11-03T09:00:00Z",
+                        "end": "2026-11-03T10:00:00Z", "participant": [{"status": "accepted"}]}
+
+
 @st.composite
 def _cds_body(draw: st.DrawFn, service: str) -> Any:
-    hook = {"ketamine-order-select": "order-select", "ketamine-order-sign": "order-sign"}.get(service, "patient-view")
+    hook = {"ketamine-order-select": "order-select", "ketamine-order-sign": "order-sign",
+            "ketamine-session-book": "appointment-book",
+            "ketamine-session-discharge": "encounter-discharge"}.get(service, "patient-view")
     context: dict[str, Any] = {"patientId": draw(_mostly("kc-01", _ids)),
                                "userId": draw(_mostly("Practitioner/1", _json))}
     orders = st.lists(st.one_of(st.just(_ESKETAMINE_ORDER), _fhir_resource()), min_size=1, max_size=3)
@@ -91,6 +99,15 @@ def _cds_body(draw: st.DrawFn, service: str) -> Any:
     if draw(st.integers(0, 9)) < 9:
         context["selections"] = draw(_mostly(["MedicationRequest/draft-1"],
                                              st.one_of(_json, st.lists(st.text(max_size=40), max_size=3))))
+    if hook == "appointment-book":
+        appointments = st.lists(st.one_of(st.just(_SESSION_APPOINTMENT), _fhir_resource()), min_size=1, max_size=3)
+        context["appointments"] = draw(_mostly({"resourceType": "Bundle", "type": "collection",
+                                                "entry": [{"resource": _SESSION_APPOINTMENT}]},
+                                               st.one_of(_json, st.builds(lambda entries: {
+                                                   "resourceType": "Bundle",
+                                                   "entry": [{"resource": r} for r in entries]}, appointments))))
+    if hook == "encounter-discharge":
+        context["encounterId"] = draw(_mostly("enc-1", _ids))
     body: dict[str, Any] = {"hook": draw(_mostly(hook, _json, 8)), "hookInstance": draw(_mostly("h-1", _json, 8)),
                             "context": context}
     keys = ["patient", "conditions", "medicationRequests", "medicationStatements", "phq9", "phq9Responses",
