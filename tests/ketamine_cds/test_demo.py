@@ -23,7 +23,7 @@ def test_demo_starts_serves_and_stops_cleanly_on_ctrl_c() -> None:
                             stderr=subprocess.STDOUT, env={**os.environ})
     try:
         wait_until_up(f"{base}/sandbox/", proc)
-        assert len(httpx.get(f"{base}/cds-services").json()["services"]) == 3
+        assert len(httpx.get(f"{base}/cds-services").json()["services"]) == 5
         page = httpx.post(f"{base}/sandbox/cds", data={"patient": "kc-17", "hook": "order-sign"}, timeout=30)
         assert "Esketamine: pregnancy on record" in page.text
         assert httpx.get(f"{base}/sandbox/fhir/Patient/kc-17").status_code == 401  # the FHIR server wants a token
