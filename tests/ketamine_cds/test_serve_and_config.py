@@ -279,3 +279,16 @@ def test_serve_with_two_workers_shares_the_port_and_reports_every_workers_metric
         proc.send_signal(signal.SIGTERM)  # graceful shutdown: exits by itself
         out = proc.communicate(timeout=30)[0].decode()
     assert proc.returncode == 0 and "2 worker(s)" in out and "Traceback" not in out
+
+
+def test_the_deployment_examples_configuration_is_valid(tmp_path: Path) -> None:
+    deploy = (Path(__file__).resolve().parents[2] / "deploy" / "ketamine-cds.toml").read_text()
+    (tmp_path / "database-url").write_text("postgresql://ketamine@db/ketamine_cds")
+    (tmp_path / "storage.key").write_text("x")
+    local = deploy.replace("/run/secrets/database-url", str(tmp_path / "database-url")).replace(
+        "/run/secrets/storage-key", str(tmp_path / "storage.key"))
+    settings = load_settings(write_config(tmp_path / "k.toml", local))
+    assert settings.storage.database_url == "postgresql://ketamine@db/ketamine_cds"
+    assert settings.server.workers == 2 and settings.server.trusted_proxies == ["*"]
+    compose = (Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml").read_text()
+    assert "cds-a:" in compose and "cds-b:" in compose and "postgres:" in compose and "nginx" in compose
