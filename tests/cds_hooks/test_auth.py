@@ -160,3 +160,13 @@ async def test_tenant_must_match_when_configured(keys: Keys) -> None:
         await verifier.verify(f"Bearer {keys.token(SIGN, tenant='hospital-b')}", SIGN)
     caller = await verifier.verify(f"Bearer {keys.token(SIGN, tenant='hospital-a')}", SIGN)
     assert caller.tenant == "hospital-a"
+
+
+async def test_forwarded_headers_never_change_the_audience(post: Post, keys: Keys, cds) -> None:  # type: ignore[no-untyped-def]
+    # The audience is the configured public URL: a forged Host or X-Forwarded-Host cannot make another one valid.
+    path = "/cds-services/ketamine-order-sign"
+    forged = keys.token("https://evil.example" + path)
+    r = await cds.post(path, json=hook_request("10"), headers={
+        "Authorization": f"Bearer {forged}", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https",
+        "Host": "evil.example"})
+    assert r.status_code == 401

@@ -292,3 +292,16 @@ def test_the_deployment_examples_configuration_is_valid(tmp_path: Path) -> None:
     assert settings.server.workers == 2 and settings.server.trusted_proxies == ["*"]
     compose = (Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml").read_text()
     assert "cds-a:" in compose and "cds-b:" in compose and "postgres:" in compose and "nginx" in compose
+
+
+def test_every_setting_can_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KETAMINE_CDS_STORAGE__DATABASE_URL", "postgresql://ketamine@db/from_env")
+    monkeypatch.setenv("KETAMINE_CDS_SERVER__WORKERS", "3")
+    monkeypatch.setenv("KETAMINE_CDS_SESSIONS__APPOINTMENT_CODES", '["urn:site|SPRAVATO"]')
+    settings = load_settings(write_config(tmp_path / "k.toml", "[server]\nworkers = 1\n"))
+    assert settings.storage.database_url == "postgresql://ketamine@db/from_env"
+    assert settings.server.workers == 3 and settings.sessions.appointment_codes == ["urn:site|SPRAVATO"]
+    from ketamine_cds.settings import encryption_key_path
+
+    with pytest.raises(SettingsError, match="encryption_key_file is required with PostgreSQL"):
+        encryption_key_path(settings)
