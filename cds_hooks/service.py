@@ -26,13 +26,13 @@ from fhir_mapping import (
     BOOKING_SEARCHES,
     DISCHARGE_SEARCHES,
     SEARCHES,
-    ClientSettings,
     KetamineOrder,
     Search,
     ketamine_order,
 )
-from storage import CardNotIssued, FeedbackRecord, IssuedCard, Storage, StorageUnavailable
+from storage import CardNotIssued, FeedbackRecord, Storage, StorageUnavailable
 
+from .answering import fetch_data, no_cards, require_patient, send_cards
 from .audit import audit, patient_hash
 from .auth import JwtRejected, JwtVerifier, VerifiedCaller
 from .cards import CardContext, order_cards, patient_view_card
@@ -47,7 +47,6 @@ from .errors import (
     error_response,
 )
 from .models import Card, CdsRequest, FeedbackRequest, Hook, Indicator
-from .prefetch import gather_patient_data
 from .sessions import answer_session
 
 
@@ -386,25 +385,9 @@ async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsReque
     if service.hook is not Hook.PATIENT_VIEW:
         orders = _ketamine_orders(req)
         if not orders:
-            audit("service_call", **log, verdict=None, cards=0,
-                  latency_ms=round((time.perf_counter() - started) * 1000, 1), data_gaps=[])
-            return JSONResponse({"cards": []})
-    token = req.fhirAuthorization.access_token if req.fhirAuthorization else None
-    data = await gather_patient_data(
-        patient_id, req.prefetch, req.fhirServer, token, options.fhir_budget_s, options.http,
-        ClientSettings(budget_s=options.fhir_budget_s, request_timeout_s=options.fhir_budget_s,
-                       max_response_bytes=options.fhir_max_response_bytes,
-                       max_total_bytes=options.fhir_max_total_bytes))
-    gaps = [f"{g.resource_type.value}:{g.reason.value}" for g in data.pool.gaps]
-    missing = data.missing_required()
-    if not missing and not data.patient_found():
-        missing = ["Patient"]
-    if missing:
-        audit("service_call", **log, status=412, data_gaps=gaps,
-              latency_ms=round((time.perf_counter() - started) * 1000, 1))
-        raise RequiredDataMissing(
-                                f"required data could not be obtained: {', '.join(missing)} "
-                                "(send it as prefetch or give fhirServer and fhirAuthorization)")
+            return no_cards(log, started)
+    data = await fetch_data(options, req, patient_id)
+    gaps = require_patient(data, log, started)
     as_of = options.today()
     assessment, _ = assess_pool(data.pool, options.policy, as_of, patient_id)
     ctx = CardContext(
@@ -418,13 +401,5 @@ async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsReque
     else:
         cards = order_cards(assessment, options.policy, ctx)
     cards, repeated = await _without_repeats(options, service, caller, ctx, cards)
-    await options.storage.record_cards([
-        IssuedCard(c.uuid, service.id, req.hookInstance, c.kind, c.indicator,
-                   tuple(s.uuid for s in c.suggestions or []), caller.issuer if caller else None)
-        for c in cards
-    ])
-    audit("service_call", **log, status=200, verdict=assessment.verdict.value, cards=len(cards),
-          cards_not_repeated=repeated, data_gaps=gaps, indicators=[c.indicator.value for c in cards],
-          fetched=len(data.queries),
-          latency_ms=round((time.perf_counter() - started) * 1000, 1))
-    return JSONResponse({"cards": [c.model_dump(exclude_none=True) for c in cards]})
+    return await send_cards(options, service, req, caller, cards, log, started, verdict=assessment.verdict.value,
+                            cards_not_repeated=repeated, data_gaps=gaps, fetched=len(data.queries))

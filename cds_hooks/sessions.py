@@ -4,12 +4,10 @@ their own searches, rules (``eligibility.sessions``) and cards (``session_cards.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-import time
 from typing import TYPE_CHECKING, Any
 
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from eligibility import Verdict, assess_booking, assess_discharge, assess_pool
 from fhir_mapping import (
@@ -27,13 +25,11 @@ from fhir_mapping import (
     session_appointment,
     timed_blood_pressures,
 )
-from storage import IssuedCard
 
-from .audit import audit
+from .answering import fetch_data, no_cards, require_patient, send_cards
 from .cards import CardContext, order_cards
-from .errors import RequiredDataMissing
 from .models import Card, CdsRequest, Hook
-from .prefetch import PatientData, gather_patient_data
+from .prefetch import PatientData
 from .session_cards import session_cards
 
 if TYPE_CHECKING:
@@ -61,18 +57,6 @@ def _appointments(req: CdsRequest, data: PatientData, codes: frozenset[str]) -> 
         if appt.is_session:
             found.append(appt)
     return found
-
-
-async def _gather(options: CdsOptions, service: ServiceDefinition, req: CdsRequest, patient_id: str,
-                  now: dt.datetime) -> PatientData:
-    token = req.fhirAuthorization.access_token if req.fhirAuthorization else None
-    encounter = req.context.get("encounterId")
-    return await gather_patient_data(
-        patient_id, req.prefetch, req.fhirServer, token, options.fhir_budget_s, options.http,
-        ClientSettings(budget_s=options.fhir_budget_s, request_timeout_s=options.fhir_budget_s,
-                       max_response_bytes=options.fhir_max_response_bytes,
-                       max_total_bytes=options.fhir_max_total_bytes),
-        searches=service.searches, encounter_id=encounter if isinstance(encounter, str) else None, today=now.date())
 
 
 def _with_based_on(req: CdsRequest, data: PatientData) -> None:
@@ -120,19 +104,9 @@ async def answer_session(options: CdsOptions, service: ServiceDefinition, req: C
         if not _appointments(req, probe, options.session_codes) and not any(
                 isinstance(e, dict) and isinstance(e.get("resource"), dict)
                 and e["resource"].get("basedOn") for e in req.context["appointments"].get("entry") or []):
-            audit("service_call", **log, status=200, verdict=None, cards=0, data_gaps=[],
-                  latency_ms=round((time.perf_counter() - started) * 1000, 1))
-            return JSONResponse({"cards": []})
-    data = await _gather(options, service, req, patient_id, now)
-    gaps = [f"{g.resource_type.value}:{g.reason.value}" for g in data.pool.gaps]
-    missing = data.missing_required()
-    if not missing and not data.patient_found():
-        missing = ["Patient"]
-    if missing:
-        audit("service_call", **log, status=412, data_gaps=gaps,
-              latency_ms=round((time.perf_counter() - started) * 1000, 1))
-        raise RequiredDataMissing(f"required data could not be obtained: {', '.join(missing)} "
-                                  "(send it as prefetch or give fhirServer and fhirAuthorization)")
+            return no_cards(log, started)
+    data = await fetch_data(options, req, patient_id, service.searches, now.date())
+    gaps = require_patient(data, log, started)
     unknown = _unknown(data.pool)
     cards: list[Card]
     verdict: str | None = None
@@ -165,12 +139,6 @@ async def answer_session(options: CdsOptions, service: ServiceDefinition, req: C
                                      now, unknown)
         product = "Esketamine" if discharge.last_dose is None or discharge.last_dose.esketamine else "Ketamine"
         cards = session_cards(discharge.findings, product)
-    await options.storage.record_cards([
-        IssuedCard(c.uuid, service.id, req.hookInstance, c.kind, c.indicator,
-                   tuple(s.uuid for s in c.suggestions or []), caller.issuer if caller else None)
-        for c in cards])
-    audit("service_call", **log, status=200, verdict=verdict, cards=len(cards), data_gaps=gaps,
-          indicators=[c.indicator.value for c in cards], fetched=len(data.queries),
-          latency_ms=round((time.perf_counter() - started) * 1000, 1))
-    return JSONResponse({"cards": [c.model_dump(exclude_none=True) for c in cards]})
+    return await send_cards(options, service, req, caller, cards, log, started, verdict=verdict, data_gaps=gaps,
+                            fetched=len(data.queries))
 

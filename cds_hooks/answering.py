@@ -1,0 +1,72 @@
+"""The steps every service's answer shares: fetch what prefetch did not send, refuse (412) without the patient,
+record the issued cards, write the audit line, send the cards."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from fastapi.responses import JSONResponse, Response
+
+from fhir_mapping import SEARCHES, ClientSettings, Search
+from storage import IssuedCard
+
+from .audit import audit
+from .errors import RequiredDataMissing
+from .models import Card, CdsRequest
+from .prefetch import PatientData, gather_patient_data
+
+if TYPE_CHECKING:
+    from .auth import VerifiedCaller
+    from .service import CdsOptions, ServiceDefinition
+
+
+def elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+async def fetch_data(options: CdsOptions, req: CdsRequest, patient_id: str, searches: Sequence[Search] = SEARCHES,
+                     today: dt.date | None = None) -> PatientData:
+    """The request's prefetch, and the rest from its FHIR server within the budget and byte caps."""
+    token = req.fhirAuthorization.access_token if req.fhirAuthorization else None
+    encounter = req.context.get("encounterId")
+    return await gather_patient_data(
+        patient_id, req.prefetch, req.fhirServer, token, options.fhir_budget_s, options.http,
+        ClientSettings(budget_s=options.fhir_budget_s, request_timeout_s=options.fhir_budget_s,
+                       max_response_bytes=options.fhir_max_response_bytes,
+                       max_total_bytes=options.fhir_max_total_bytes),
+        searches=searches, encounter_id=encounter if isinstance(encounter, str) else None, today=today)
+
+
+def require_patient(data: PatientData, log: dict[str, Any], started: float) -> list[str]:
+    """The data gaps (for the audit line); raises RequiredDataMissing (412) when the required data or the patient
+    could not be obtained: a patient who cannot be read is never assessed."""
+    gaps = [f"{g.resource_type.value}:{g.reason.value}" for g in data.pool.gaps]
+    missing = data.missing_required()
+    if not missing and not data.patient_found():
+        missing = ["Patient"]
+    if missing:
+        audit("service_call", **log, status=412, data_gaps=gaps, latency_ms=elapsed_ms(started))
+        raise RequiredDataMissing(f"required data could not be obtained: {', '.join(missing)} "
+                                  "(send it as prefetch or give fhirServer and fhirAuthorization)")
+    return gaps
+
+
+async def send_cards(options: CdsOptions, service: ServiceDefinition, req: CdsRequest, caller: VerifiedCaller | None,
+                     cards: list[Card], log: dict[str, Any], started: float, **audit_fields: Any) -> Response:
+    """Record the cards as issued (feedback is accepted only for them), audit the call, answer."""
+    await options.storage.record_cards([
+        IssuedCard(c.uuid, service.id, req.hookInstance, c.kind, c.indicator,
+                   tuple(s.uuid for s in c.suggestions or []), caller.issuer if caller else None)
+        for c in cards])
+    audit("service_call", **log, status=200, cards=len(cards), indicators=[c.indicator.value for c in cards],
+          **audit_fields, latency_ms=elapsed_ms(started))
+    return JSONResponse({"cards": [c.model_dump(exclude_none=True) for c in cards]})
+
+
+def no_cards(log: dict[str, Any], started: float) -> Response:
+    """An order or booking that is not for ketamine or esketamine: nothing fetched, nothing to say."""
+    audit("service_call", **log, status=200, verdict=None, cards=0, data_gaps=[], latency_ms=elapsed_ms(started))
+    return JSONResponse({"cards": []})
