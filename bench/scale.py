@@ -96,7 +96,7 @@ async def in_process(keys: Keys, database: str | None, runs: int) -> tuple[float
                     totals.append(elapsed)
                     in_store.append(sum(spent))
         await app.state.options.http.aclose()
-        store.close()
+        await store.aclose()
         return statistics.median(totals), statistics.median(in_store)
 
 

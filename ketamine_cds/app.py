@@ -187,7 +187,7 @@ def create_app(
         yield
         if own_http:
             await client.aclose()
-        storage.close()
+        await storage.aclose()
 
     metrics.configure(frozenset(SERVICES), frozenset(t.value for t in ResourceType),
                       frozenset(r.value for r in GapReason))

@@ -22,6 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from . import schema as t
 from .errors import CardNotIssued, SchemaBehind, StorageError, StorageUnavailable
@@ -97,10 +98,24 @@ def _engine(url: str, timeout_s: float) -> Engine:
 
         return engine
     if parsed.get_backend_name() == "postgresql":
+        # Every call is one idempotent statement (or a few, each safe alone: INSERT … ON CONFLICT, DELETE …
+        # RETURNING), so autocommit spares the BEGIN and COMMIT round trips. No pre-ping either: a connection lost
+        # to a database restart fails one call (503), SQLAlchemy then invalidates the pool and the next call
+        # reconnects.
         return sa.create_engine(
-            parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True, pool_size=10, max_overflow=10,
-            pool_timeout=timeout_s, connect_args={"connect_timeout": max(1, int(timeout_s))})
+            parsed.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT", pool_size=10,
+            max_overflow=10, pool_timeout=timeout_s, connect_args={"connect_timeout": max(1, int(timeout_s))})
     raise StorageError(f"unsupported database URL scheme {parsed.drivername!r} (use sqlite:/// or postgresql://)")
+
+
+def _async_engine(engine: Engine, timeout_s: float) -> AsyncEngine | None:
+    """PostgreSQL's engine for the request path: psycopg's asyncio driver, so a call waits on the socket in the event
+    loop instead of hopping to a worker thread (the hop cost as much as the query on loopback)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    return create_async_engine(engine.url.set(drivername="postgresql+psycopg_async"), isolation_level="AUTOCOMMIT",
+                               pool_size=10, max_overflow=10, pool_timeout=timeout_s,
+                               connect_args={"connect_timeout": max(1, int(timeout_s))})
 
 
 def open_storage(url: str, sealer: Sealer, *, timeout_s: float = 2.5, migrate: bool | None = None,
@@ -125,7 +140,7 @@ def open_storage(url: str, sealer: Sealer, *, timeout_s: float = 2.5, migrate: b
     except BaseException:
         engine.dispose()
         raise
-    return Storage(engine, sealer, timeout_s=timeout_s)
+    return Storage(engine, sealer, timeout_s=timeout_s, async_engine=_async_engine(engine, timeout_s))
 
 
 def _now_text() -> str:
@@ -136,8 +151,9 @@ class Storage:
     """All shared state. Safe to share between coroutines, threads, processes and replicas."""
 
     def __init__(self, engine: Engine, sealer: Sealer, *, timeout_s: float = 2.5,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, async_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
+        self._async_engine = async_engine
         self.dialect = engine.dialect.name
         self._sealer = sealer
         self._timeout_s = timeout_s
@@ -145,7 +161,7 @@ class Storage:
         self._last_prune = 0.0
         # The embedded SQLite file is local: a short write costs about what a hop to a worker thread costs (both
         # about 0.3 ms, measured by bench/scale.py), so it runs inline, bounded by the driver's busy timeout
-        # (timeout_s). PostgreSQL is across a network: its calls run in worker threads under the timeout.
+        # (timeout_s). PostgreSQL runs on its asyncio engine when there is one, else in worker threads.
         self._inline = self.dialect == "sqlite"
         # The statements of the per-request calls, built once: building and cache-keying a statement costs as much as
         # running it on SQLite.
@@ -156,6 +172,12 @@ class Storage:
             t.shown_card.c.expires_at > sa.bindparam("now"))
 
     def close(self) -> None:
+        self.engine.dispose()
+
+    async def aclose(self) -> None:
+        """Close every connection (the asyncio engine's must be closed on the event loop that opened them)."""
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
         self.engine.dispose()
 
     # -- plumbing ---------------------------------------------------------------------------------------------
@@ -169,6 +191,9 @@ class Storage:
         try:
             if self._inline:
                 return transaction()
+            if self._async_engine is not None:
+                async with asyncio.timeout(self._timeout_s), self._async_engine.begin() as conn:
+                    return await conn.run_sync(work)
             return await asyncio.wait_for(asyncio.to_thread(transaction), self._timeout_s)
         except (TimeoutError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             raise StorageUnavailable(f"the database did not answer ({exc.__class__.__name__})") from exc

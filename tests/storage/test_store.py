@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +40,10 @@ def key() -> bytes:
 
 
 @pytest.fixture
-def store(database_url: str, key: bytes) -> Iterator[Storage]:
+async def store(database_url: str, key: bytes) -> AsyncIterator[Storage]:
     opened = open_storage(database_url, Sealer(key), migrate=True)
     yield opened
-    opened.close()
+    await opened.aclose()  # PostgreSQL's asyncio connections close on the loop that opened them
 
 
 def _card(uuid_: str, service: str = "ketamine-order-sign", issuer: str | None = "https://ehr") -> IssuedCard:
@@ -114,7 +114,7 @@ async def test_sessions_are_sealed_bound_to_their_browser_and_expire(store: Stor
         import sqlalchemy as sa
         raw = b"".join(bytes(r[0]) for r in conn.execute(sa.text("SELECT sealed FROM smart_session")))
     assert b"refreshed" not in raw and raw  # tokens are encrypted at rest
-    other_key = Storage(store.engine, Sealer(Fernet.generate_key()))
+    other_key = Storage(store.engine, Sealer(Fernet.generate_key()), async_engine=store._async_engine)
     assert await other_key.session("sid", "browser-a", 3600) is None  # a rotated key ends sessions, no crash
     await store.put_session("old", browser_digest("browser-a"), {}, now - 7200, 3600)
     assert await store.session("old", "browser-a", 3600) is None
@@ -134,7 +134,7 @@ async def test_a_secret_is_created_once_and_shared(store: Storage) -> None:
     assert store.secret("audit_salt", lambda: "two") == first == "one"
 
 
-def test_a_new_database_is_at_the_head_revision(store: Storage) -> None:
+async def test_a_new_database_is_at_the_head_revision(store: Storage) -> None:
     current, head = schema_status(store.engine)
     assert current == head
 
