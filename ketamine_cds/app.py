@@ -38,6 +38,7 @@ from eligibility import load_policy
 from fhir_mapping import CodeSets, GapReason, ResourceType
 from smart_app import ClientCredentials, SmartOptions, Store, csp
 from smart_app import build_router as build_smart_router
+from smart_app.routes import problem_page
 from storage import Sealer, Storage, StorageError, StorageUnavailable, load_or_create_key, open_storage
 
 from . import metrics
@@ -223,8 +224,14 @@ def create_app(
     app.add_exception_handler(CdsError, handle_cds_error)
 
     @app.exception_handler(StorageUnavailable)
-    async def storage_down(_: Request, exc: StorageUnavailable) -> JSONResponse:
-        # Reached from faces that do not translate it themselves (the SMART app): a 503, never a 500.
+    async def storage_down(request: Request, exc: StorageUnavailable) -> Response:
+        # Reached from faces that do not translate it themselves (the SMART app): a 503, never a 500. A person in
+        # the EHR's frame gets a page; a program gets an OperationOutcome.
+        if request.url.path.startswith("/smart"):
+            page = problem_page(smart_options, "The app is briefly unavailable",
+                                "Its database did not answer. Try again in a moment; if it persists, tell IT.", 503)
+            page.headers["Retry-After"] = "5"
+            return page
         return JSONResponse(operation_outcome("transient", "shared state is unavailable; retry shortly"),
                             status_code=503, media_type="application/fhir+json", headers={"Retry-After": "5"})
 

@@ -183,6 +183,10 @@ def test_while_the_database_is_down_calls_answer_503_and_recover_by_themselves(r
             assert r.status_code == 503 and r.json()["resourceType"] == "OperationOutcome"
             assert time.monotonic() - started < 10  # within the budget, never a hang
         assert httpx.get(f"{replicas.a}/healthz", timeout=10).status_code == 200  # alive, only not ready
+        # The SMART app, in the EHR's frame: a page saying so (503), not a stack trace.
+        page = httpx.get(f"{replicas.a}/smart/app/some-session", cookies={"kcds_browser": "b"}, timeout=10)
+        statuses.append(page.status_code)
+        assert page.status_code == 503 and "briefly unavailable" in page.text
     finally:
         replicas.cluster.start()
     deadline = time.monotonic() + 30

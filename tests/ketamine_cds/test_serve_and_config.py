@@ -278,7 +278,7 @@ def test_serve_with_two_workers_shares_the_port_and_reports_every_workers_metric
     finally:
         proc.send_signal(signal.SIGTERM)  # graceful shutdown: exits by itself
         out = proc.communicate(timeout=30)[0].decode()
-    assert proc.returncode == 0 and "2 worker(s)" in out and "Traceback" not in out
+    assert proc.returncode in (0, -signal.SIGTERM) and "2 worker(s)" in out and "Traceback" not in out
 
 
 def test_the_deployment_examples_configuration_is_valid(tmp_path: Path) -> None:
@@ -305,3 +305,58 @@ def test_every_setting_can_come_from_the_environment(tmp_path: Path, monkeypatch
 
     with pytest.raises(SettingsError, match="encryption_key_file is required with PostgreSQL"):
         encryption_key_path(settings)
+
+
+@pytest.mark.integration
+def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path, jwks_server: tuple[str, Keys]) -> None:
+    import signal
+    import time as _time
+
+    class SlowFhir(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            _time.sleep(1.5)  # the EHR's FHIR server is slow: the request is in flight when SIGTERM arrives
+            body = json.dumps({"resourceType": "Bundle", "type": "searchset", "entry": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    fhir = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowFhir)
+    threading.Thread(target=fhir.serve_forever, daemon=True).start()
+    url, keys = jwks_server
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path / "k.toml", f'[cds]\npublic_base_url = "{base}"\nfhir_budget_s = 5\n'
+                          f'[[cds.clients]]\nissuer = "{ISSUER}"\njwks_url = "{url}"\n')
+    exe = Path(sys.executable).with_name("ketamine-cds")
+    proc = subprocess.Popen([str(exe), "serve", "--config", str(config), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until_up(f"{base}/healthz", proc, timeout_s=30)
+        path = "/cds-services/ketamine-order-sign"
+        body = hook_request("10", prefetch={}, fhirServer=f"http://127.0.0.1:{fhir.server_address[1]}/fhir",
+                            fhirAuthorization={"access_token": "t", "token_type": "Bearer"})
+        result: dict[str, int] = {}
+
+        def call() -> None:
+            r = httpx.post(base + path, json=body, headers={"Authorization": f"Bearer {keys.token(base + path)}"},
+                           timeout=30)
+            result["status"] = r.status_code
+        caller = threading.Thread(target=call)
+        caller.start()
+        _time.sleep(0.7)
+        proc.send_signal(signal.SIGTERM)
+        caller.join(timeout=30)
+        out = proc.communicate(timeout=30)[0].decode()
+    finally:
+        fhir.shutdown()
+        fhir.server_close()
+        if proc.poll() is None:
+            proc.kill()
+    # The call in flight was answered (the slow server's empty Patient search: 412), then the process exited: uvicorn
+    # re-raises the SIGTERM it caught once shutdown is done, so the exit status says "terminated by SIGTERM".
+    assert result.get("status") == 412 and proc.returncode in (0, -signal.SIGTERM) and "Traceback" not in out
