@@ -61,9 +61,11 @@ def test_smart_endpoints_never_answer_5xx(target: Target, path: str) -> None:
 
 def test_the_generators_reach_the_rules(target: Target) -> None:
     # A sanity check that the fuzzing is not all bounced at the door: a plausible body gets through to cards.
-    from .cds_hooks.conftest import hook_request
+    from .cds_hooks.conftest import draft_order, hook_request
 
-    body = json.dumps(hook_request("01")).encode()
+    # A draft order of its own: the generated order-selects before it may have shown draft-1's cards already (and
+    # order-sign does not repeat them).
+    body = json.dumps(hook_request("01", orders=[draft_order("kc-01", "draft-sanity")])).encode()
     r = target.send(HostileRequest("POST", "/cds-services/ketamine-order-sign", "application/json", body, {}))
     assert r.status_code == 200 and r.json()["cards"]
 
