@@ -24,6 +24,7 @@ from fhir_mapping import (
     ketamine_administrations,
     session_appointment,
     timed_blood_pressures,
+    unidentified_administrations,
 )
 
 from .answering import fetch_data, no_cards, require_patient, send_cards
@@ -133,6 +134,8 @@ async def answer_session(options: CdsOptions, service: ServiceDefinition, req: C
                 cards += session_cards(assess_booking(appt, others, pressures, options.policy, now, unknown),
                                        product)
     else:
+        if unidentified_administrations(data.pool):
+            unknown |= {DataDomain.ADMINISTRATIONS}  # a dose whose drug cannot be read might be ketamine
         administrations = ketamine_administrations(data.pool)
         encounter = encounter_fact(data.pool, str(req.context["encounterId"]))
         discharge = assess_discharge(administrations, timed_blood_pressures(data.pool), encounter, options.policy,

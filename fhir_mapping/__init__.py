@@ -62,6 +62,7 @@ from .sessions import (
     parse_instant,
     session_appointment,
     timed_blood_pressures,
+    unidentified_administrations,
 )
 
 __all__ = [
@@ -125,5 +126,6 @@ __all__ = [
     "session_appointment",
     "timed_blood_pressures",
     "to_facts",
+    "unidentified_administrations",
     "unresolved_medication_references",
 ]

@@ -241,10 +241,12 @@ def _looks_like_fhir(data: Any) -> bool:
 
 
 def unresolved_medication_references(pool: ResourcePool) -> list[str]:
-    """``Medication/{id}`` of each Medication that a MedicationStatement or MedicationRequest references and the pool
-    does not hold (neither contained, nor included, nor in the input): to be read from the server."""
+    """``Medication/{id}`` of each Medication that a MedicationStatement, MedicationRequest or MedicationAdministration
+    references and the pool does not hold (neither contained, nor included, nor in the input): to be read from the
+    server."""
     missing: dict[str, None] = {}
-    for rtype in (ResourceType.MEDICATION_STATEMENT, ResourceType.MEDICATION_REQUEST):
+    for rtype in (ResourceType.MEDICATION_STATEMENT, ResourceType.MEDICATION_REQUEST,
+                  ResourceType.MEDICATION_ADMINISTRATION):
         for res in pool.of_type(rtype):
             ref = res.get("medicationReference")
             target = ref.get("reference") if isinstance(ref, Mapping) else None

@@ -149,7 +149,8 @@ ENCOUNTER = Search("encounter", ResourceType.ENCOUNTER, f"Encounter/{ENCOUNTER_T
                    frozenset({_D.ENCOUNTER}))
 ADMINISTRATIONS = Search(
     "administrations", ResourceType.MEDICATION_ADMINISTRATION, "MedicationAdministration",
-    (_P, ("context", f"Encounter/{ENCOUNTER_TOKEN}")), frozenset({_D.ADMINISTRATIONS}))
+    (_P, ("context", f"Encounter/{ENCOUNTER_TOKEN}"), ("_include", "MedicationAdministration:medication")),
+    frozenset({_D.ADMINISTRATIONS}))
 ENCOUNTER_BLOOD_PRESSURES = Search(
     "encounterBloodPressures", ResourceType.OBSERVATION, "Observation",
     (_P, ("encounter", f"Encounter/{ENCOUNTER_TOKEN}"), ("code", _codes("bloodPressure"))),

@@ -165,16 +165,33 @@ class Administration:
         return f"MedicationAdministration/{self.id}"
 
 
+def unidentified_administrations(pool: ResourcePool) -> list[str]:
+    """Administrations given whose drug cannot be read (a Medication reference that did not resolve and no name):
+    they might be ketamine, so the doses of the encounter are unknown, never "none given"."""
+    found = []
+    for res in pool.of_type(ResourceType.MEDICATION_ADMINISTRATION):
+        if res.get("status") not in _GIVEN or not pool.valid(res) or _administered_concept(pool, res):
+            continue
+        found.append(f"MedicationAdministration/{text(res, 'id')}")
+    return found
+
+
+def _administered_concept(pool: ResourcePool, res: dict[str, Any]) -> dict[str, Any]:
+    concept = obj(res, "medicationCodeableConcept")
+    reference = text(obj(res, "medicationReference"), "reference")
+    if not concept and reference:
+        target = pool.resolve(reference, res)
+        concept = obj(target, "code") if target else {}
+    return concept or medication_concept(res)
+
+
 def ketamine_administrations(pool: ResourcePool, codesets: CodeSets | None = None) -> list[Administration]:
     """The ketamine/esketamine doses given, by time (a period's end: the last device of a dose is what counts)."""
     found = []
     for res in pool.of_type(ResourceType.MEDICATION_ADMINISTRATION):
         if res.get("status") not in _GIVEN or not pool.valid(res):
             continue
-        concept = medication_concept(res)
-        if not concept and text(obj(res, "medicationReference"), "reference"):
-            target = pool.resolve(text(obj(res, "medicationReference"), "reference"), res)
-            concept = obj(target, "code") if target else {}
+        concept = _administered_concept(pool, res)
         is_ketamine, esketamine = ketamine_concept(concept, codesets)
         if not is_ketamine:
             continue

@@ -173,3 +173,24 @@ async def test_feedback_on_a_session_card_is_bound_to_the_session_service(
         refused = await client.post(other, json={"feedback": [item]}, headers=headers(other))
         await close_app(client)
     assert ok.status_code == 200 and refused.status_code == 400
+
+
+async def test_a_dose_referencing_a_medication_that_cannot_be_read_makes_the_checks_unknown(
+        session_settings: Settings, keys: Keys) -> None:
+    s = scenario("discharge-ready")
+    now = dt.datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    resources = [e["resource"] for e in s["resources"]["entry"]]
+    patient = next(r for r in resources if r["resourceType"] == "Patient")
+    encounter = next(r for r in resources if r["resourceType"] == "Encounter")
+    dose = dict(next(r for r in resources if r["resourceType"] == "MedicationAdministration"))
+    del dose["medicationCodeableConcept"]
+    dose["medicationReference"] = {"reference": "Medication/not-sent"}
+    bps = [r for r in resources if r["resourceType"] == "Observation" and "encounter" in r]
+
+    def bundle(items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in items]}
+    body = {"hook": s["hook"], "hookInstance": "unread-med", "context": s["context"],
+            "prefetch": {"patient": patient, "encounter": encounter, "administrations": bundle([dose]),
+                         "encounterBloodPressures": bundle(bps)}}
+    cards = (await call(session_settings, keys, body, now)).json()["cards"]
+    assert [c["summary"] for c in cards] == ["Session checks could not be made: data could not be fetched"]

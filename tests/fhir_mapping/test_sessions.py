@@ -111,3 +111,18 @@ def test_blood_pressures_keep_their_time_and_pair_split_readings() -> None:
         add_json(pool, res, "test")
     readings = timed_blood_pressures(pool)
     assert [(r.at.strftime("%H:%M"), r.systolic, r.diastolic) for r in readings] == [("09:40", 150, 95)]
+
+
+def test_a_dose_whose_drug_cannot_be_read_is_unidentified_not_ignored() -> None:
+    from fhir_mapping import unidentified_administrations
+
+    pool = ResourcePool()
+    by_reference = {"resourceType": "MedicationAdministration", "id": "ref", "status": "completed",
+                    "medicationReference": {"reference": "Medication/m1"}, "subject": {"reference": "Patient/p"},
+                    "effectiveDateTime": "2026-11-01T09:40:00Z"}
+    add_json(pool, by_reference, "test")
+    assert unidentified_administrations(pool) == ["MedicationAdministration/ref"]
+    assert ketamine_administrations(pool) == []
+    add_json(pool, {"resourceType": "Medication", "id": "m1", "code": {"text": "Spravato 56 mg nasal spray"}}, "t")
+    assert unidentified_administrations(pool) == []
+    assert [d.id for d in ketamine_administrations(pool)] == ["ref"]
