@@ -40,12 +40,12 @@ async def fetch_data(options: CdsOptions, req: CdsRequest, patient_id: str, sear
         searches=searches, encounter_id=encounter if isinstance(encounter, str) else None, today=today)
 
 
-def require_patient(data: PatientData, log: dict[str, Any], started: float) -> list[str]:
+def require_patient(data: PatientData, patient_id: str, log: dict[str, Any], started: float) -> list[str]:
     """The data gaps (for the audit line); raises RequiredDataMissing (412) when the required data or the patient
     could not be obtained: a patient who cannot be read is never assessed."""
     gaps = [f"{g.resource_type.value}:{g.reason.value}" for g in data.pool.gaps]
     missing = data.missing_required()
-    if not missing and not data.patient_found():
+    if not missing and not data.patient_found(patient_id):
         missing = ["Patient"]
     if missing:
         audit("service_call", **log, status=412, data_gaps=gaps, latency_ms=elapsed_ms(started))

@@ -70,8 +70,9 @@ class PatientData:
         return sorted({g.resource_type.value for g in self.pool.gaps
                        if any(k in required for k in g.search.split("+"))})
 
-    def patient_found(self) -> bool:
-        return any(r["id"] for r in self.pool.of_type(ResourceType.PATIENT))
+    def patient_found(self, patient_id: str) -> bool:
+        """Whether the patient of the call is among the data (a prefetch about another patient is not this one)."""
+        return any(r["id"] == patient_id for r in self.pool.of_type(ResourceType.PATIENT))
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:

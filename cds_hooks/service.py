@@ -387,7 +387,7 @@ async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsReque
         if not orders:
             return no_cards(log, started)
     data = await fetch_data(options, req, patient_id)
-    gaps = require_patient(data, log, started)
+    gaps = require_patient(data, patient_id, log, started)
     as_of = options.today()
     assessment, _ = assess_pool(data.pool, options.policy, as_of, patient_id)
     ctx = CardContext(

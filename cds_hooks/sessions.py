@@ -107,7 +107,7 @@ async def answer_session(options: CdsOptions, service: ServiceDefinition, req: C
                 and e["resource"].get("basedOn") for e in req.context["appointments"].get("entry") or []):
             return no_cards(log, started)
     data = await fetch_data(options, req, patient_id, service.searches, now.date())
-    gaps = require_patient(data, log, started)
+    gaps = require_patient(data, patient_id, log, started)
     unknown = _unknown(data.pool)
     cards: list[Card]
     verdict: str | None = None

@@ -178,3 +178,11 @@ async def test_a_patient_the_server_does_not_have_is_412(post: Post, sekmet: Sek
     body["context"]["patientId"] = "no-such-patient"
     status, data = await verdict_of(post, body)
     assert status == 412 and "Patient" in data["issue"][0]["diagnostics"]
+
+
+async def test_a_prefetch_about_another_patient_is_412_not_a_crash(post) -> None:  # type: ignore[no-untyped-def]
+    # Found by bench/fuzz.py: context.patientId "p" with kc-01's whole prefetch.
+    body = hook_request("01")
+    body["context"]["patientId"] = "p"
+    r = await post("ketamine-order-sign", body)
+    assert r.status_code == 412 and "Patient" in r.json()["issue"][0]["diagnostics"]
