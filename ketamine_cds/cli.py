@@ -236,9 +236,17 @@ def _print_registration(settings: Settings) -> None:
     shown = " ".join(ancestors) if ancestors else "(none: only the app's own origin)"
     print(f"frame-ancestors (who may embed the app): {shown}")
     print(f"  Content-Security-Policy sent: {csp(ancestors, 'NONCE')}")
-    print("prefetch templates (as discovery lists them; register all of them):")
+    print("prefetch templates of the order services (as discovery lists them; register all of them):")
     for key, template in TEMPLATES.items():
         print(f"  {key:<22} {template}")
+    from cds_hooks import SERVICES
+
+    for sid in ("ketamine-session-book", "ketamine-session-discharge"):
+        extra = {k: v for k, v in SERVICES[sid].discovery()["prefetch"].items() if k not in TEMPLATES}
+        print(f"  {sid}: " + "; ".join(f"{k} = {v}" for k, v in extra.items()))
+    codes = settings.sessions.appointment_codes
+    print("session appointment codes ([sessions] appointment_codes): "
+          + (", ".join(codes) if codes else "(none: sessions are recognised by their words and basedOn orders)"))
 
 
 async def _check_config(path: Path) -> int:

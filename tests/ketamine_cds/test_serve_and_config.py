@@ -223,6 +223,8 @@ jwks_url = "{url}"
     assert "frame-ancestors (who may embed the app): https://ehr.example.org" in out
     assert "medicationRequests" in out and "{{context.patientId}}" in out
     assert "database sqlite:///" in out and "created at first start" in out
+    assert "ketamine-session-discharge: encounter = Encounter/{{context.encounterId}}" in out
+    assert "session appointment codes ([sessions] appointment_codes): (none" in out
 
 
 def test_check_config_says_when_a_jwks_url_answers_with_a_web_page(
