@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: FHIR R4 id grammar (http://hl7.org/fhir/R4/datatypes.html#id) and a relative reference to one resource.
+FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+FHIR_REFERENCE = re.compile(r"^[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}$")
 
 
 class _Wire(BaseModel):

@@ -46,7 +46,7 @@ from .errors import (
     UnknownService,
     error_response,
 )
-from .models import Card, CdsRequest, FeedbackRequest, Hook, Indicator
+from .models import FHIR_ID, FHIR_REFERENCE, Card, CdsRequest, FeedbackRequest, Hook, Indicator
 from .sessions import answer_session
 
 
@@ -194,9 +194,6 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-# FHIR R4 id grammar (http://hl7.org/fhir/R4/datatypes.html#id) and a relative reference to one resource.
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_FHIR_REFERENCE = re.compile(r"^[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}$")
 
 
 def _check_context(req: CdsRequest, service: ServiceDefinition) -> None:
@@ -207,14 +204,14 @@ def _check_context(req: CdsRequest, service: ServiceDefinition) -> None:
     if missing:
         raise BadRequest(400, "required", f"context is missing {', '.join(missing)}")
     patient = context.get("patientId")
-    if not isinstance(patient, str) or not _FHIR_ID.match(patient):
+    if not isinstance(patient, str) or not FHIR_ID.match(patient):
         raise BadRequest(400, "invalid", "context.patientId must be a FHIR id ([A-Za-z0-9-.]{1,64})")
     for name in ("encounterId", "appointmentId"):
         if name in context and context[name] is not None and (
-                not isinstance(context[name], str) or not _FHIR_ID.match(context[name])):
+                not isinstance(context[name], str) or not FHIR_ID.match(context[name])):
             raise BadRequest(400, "invalid", f"context.{name} must be a FHIR id")
     user = context.get("userId")
-    if not isinstance(user, str) or not _FHIR_REFERENCE.match(user):
+    if not isinstance(user, str) or not FHIR_REFERENCE.match(user):
         raise BadRequest(400, "invalid", "context.userId must be a FHIR reference such as Practitioner/123")
     if service.hook is Hook.APPOINTMENT_BOOK:
         appointments = context.get("appointments")

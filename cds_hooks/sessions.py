@@ -4,7 +4,6 @@ their own searches, rules (``eligibility.sessions``) and cards (``session_cards.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import Response
@@ -29,16 +28,13 @@ from fhir_mapping import (
 
 from .answering import fetch_data, no_cards, require_patient, send_cards
 from .cards import CardContext, order_cards
-from .models import Card, CdsRequest, Hook
+from .models import FHIR_ID, Card, CdsRequest, Hook
 from .prefetch import PatientData
 from .session_cards import session_cards
 
 if TYPE_CHECKING:
     from .auth import VerifiedCaller
     from .service import CdsOptions, ServiceDefinition
-
-
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 def _unknown(pool: ResourcePool) -> frozenset[DataDomain]:
@@ -82,7 +78,7 @@ async def _read_based_on(options: CdsOptions, req: CdsRequest, data: PatientData
             target = ref.get("reference") if isinstance(ref, dict) else None
             if isinstance(target, str) and target.count("/") == 1 and data.pool.resolve(target) is None:
                 rtype, rid = target.split("/")
-                if rtype in _ORDER_TYPES and _FHIR_ID.match(rid):
+                if rtype in _ORDER_TYPES and FHIR_ID.match(rid):
                     wanted.append(Query(_ORDER_TYPES[rtype], target, (), "basedOn",
                                         frozenset({DataDomain.APPOINTMENTS})))
     if not wanted or not req.fhirServer:

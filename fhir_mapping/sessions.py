@@ -30,8 +30,9 @@ _SELF_DRIVING = re.compile(r"\b(drives?|driving|will drive) (him|her|them)sel(f|
 _ACTIVE_APPOINTMENT = {"proposed", "pending", "booked", "arrived", "fulfilled", "checked-in"}
 _GIVEN = {"completed", "in-progress"}
 _FINAL_OBSERVATION = {"final", "amended", "corrected", "preliminary"}
-_OUTPATIENT_CLASSES = {"AMB", "OBSENC", "HH", "VR", "ambulatory", "outpatient"}
-_INPATIENT_CLASSES = {"IMP", "ACUTE", "NONAC", "EMER", "PRENC", "SS", "inpatient"}
+# v3 ActCode encounter classes, and the words EHRs put in class.code or class.display instead (compared in lower case).
+_OUTPATIENT_CLASSES = {"amb", "obsenc", "hh", "vr", "ambulatory", "outpatient", "office visit", "clinic"}
+_INPATIENT_CLASSES = {"imp", "acute", "nonac", "emer", "prenc", "ss", "inpatient", "emergency", "observation"}
 
 
 def parse_instant(value: Any) -> dt.datetime | None:
@@ -268,6 +269,8 @@ def encounter_fact(pool: ResourcePool, encounter_id: str) -> EncounterFact | Non
     res = pool.resolve(f"Encounter/{encounter_id}")
     if res is None or not pool.valid(res):
         return None
-    code = text(obj(res, "class"), "code")
-    outpatient = True if code in _OUTPATIENT_CLASSES else False if code in _INPATIENT_CLASSES else None
+    cls = obj(res, "class")
+    code = text(cls, "code")
+    words = {code.lower(), text(cls, "display").lower()} - {""}
+    outpatient = True if words & _OUTPATIENT_CLASSES else False if words & _INPATIENT_CLASSES else None
     return EncounterFact(encounter_id, outpatient, code)

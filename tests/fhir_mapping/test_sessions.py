@@ -126,3 +126,20 @@ def test_a_dose_whose_drug_cannot_be_read_is_unidentified_not_ignored() -> None:
     add_json(pool, {"resourceType": "Medication", "id": "m1", "code": {"text": "Spravato 56 mg nasal spray"}}, "t")
     assert unidentified_administrations(pool) == []
     assert [d.id for d in ketamine_administrations(pool)] == ["ref"]
+
+
+@pytest.mark.parametrize(("cls", "outpatient"), [
+    ({"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}, True),
+    ({"code": "Ambulatory"}, True), ({"code": "x", "display": "Outpatient"}, True),
+    ({"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"}, False),
+    ({"code": "inpatient"}, False), ({"code": "HOME-SOMETHING"}, None),
+])
+def test_the_encounter_class_says_outpatient_or_inpatient_in_codes_or_words(cls: dict[str, Any],
+                                                                          outpatient: bool | None) -> None:
+    from fhir_mapping import encounter_fact
+
+    pool = ResourcePool()
+    add_json(pool, {"resourceType": "Encounter", "id": "e1", "status": "in-progress", "class": cls,
+                    "subject": {"reference": "Patient/p"}}, "test")
+    found = encounter_fact(pool, "e1")
+    assert found is not None and found.outpatient is outpatient
