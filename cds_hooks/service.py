@@ -120,6 +120,8 @@ class CdsOptions:
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     #: ``system|code`` of appointment types that are ketamine/esketamine treatment sessions ([sessions] settings).
     session_codes: frozenset[str] = frozenset()
+    #: The time zone of the times written on session cards (None: the offset each time was recorded with).
+    display_tz: dt.tzinfo | None = None
 
     def endpoint(self, path: str) -> str:
         return self.public_base_url.rstrip("/") + path

@@ -41,9 +41,10 @@ _DOMAIN_WORDS = {"appointments": "the patient's other appointments", "blood_pres
                  "encounter": "the encounter (inpatient or outpatient)"}
 
 
-def _clock(at: dt.datetime) -> str:
-    """A time as the chart shows it (its own offset): '09:40', with the date when it is not today's."""
-    return at.strftime("%H:%M")
+def _clock(at: dt.datetime, tz: dt.tzinfo | None) -> str:
+    """A time as the clinician's clock shows it: in the site's display time zone when one is configured, else in the
+    offset the EHR recorded it with."""
+    return (at.astimezone(tz) if tz is not None else at).strftime("%H:%M")
 
 
 def _reading(b: TimedBloodPressure | object) -> str:
@@ -59,7 +60,7 @@ def _basis(citation: Citation) -> str:
     return "" if citation.verified else "The exact value is not confirmed by the sources (see the policy file)."
 
 
-def _words(f: SessionFinding, product: str) -> tuple[str, list[str], tuple[str, ...]]:
+def _words(f: SessionFinding, product: str, tz: dt.tzinfo | None) -> tuple[str, list[str], tuple[str, ...]]:
     """(summary, detail lines, the primary sources to link) of one finding."""
     if f.check is SessionCheck.SLOT_TOO_SHORT:
         return (f"Session slot {f.minutes:g} min: needs {f.required_minutes:g} min (dose + 2 h monitoring)",
@@ -86,23 +87,26 @@ def _words(f: SessionFinding, product: str) -> tuple[str, list[str], tuple[str, 
                  "operate machinery until the next day after a restful sleep: arrange a ride home."], ("S1",))
     if f.check is SessionCheck.DISCHARGE_TOO_EARLY:
         assert f.dose is not None and f.earliest is not None
-        return (f"{product} given {_clock(f.dose.at)}: discharge not before {_clock(f.earliest)} (2 h monitoring)",
-                [f"The last dose (**{f.dose.name}**, `{f.dose.reference}`) was given at **{_clock(f.dose.at)}** "
+        given, earliest = _clock(f.dose.at, tz), _clock(f.earliest, tz)
+        return (f"{product} given {given}: discharge not before {earliest} (2 h monitoring)",
+                [f"The last dose (**{f.dose.name}**, `{f.dose.reference}`) was given at **{_clock(f.dose.at, tz)}** "
                  f"({f.minutes:.0f} minutes ago).",
                  f"Monitor for at least 2 hours after the dose, until sedation, dissociation and respiratory "
                  f"depression have resolved and the patient is clinically stable: **earliest discharge "
-                 f"{_clock(f.earliest)}**."], ("S1", "S3"))
+                 f"{_clock(f.earliest, tz)}**."], ("S1", "S3"))
     if f.check is SessionCheck.NO_BP_AFTER_DOSE:
-        dose = f" (dose at {_clock(f.dose.at)})" if f.dose else ""
+        dose = f" (dose at {_clock(f.dose.at, tz)})" if f.dose else ""
         return ("No blood pressure after the dose: recheck before discharge",
                 [f"No blood pressure is recorded in this encounter after the dose{dose}.",
                  "The label: recheck blood pressure about 40 minutes after the dose and then as clinically "
                  "warranted until values decline."], ("S1",))
     if f.check is SessionCheck.BP_NOT_DECREASING:
         assert isinstance(f.reading, TimedBloodPressure)
-        before = (f", after {_reading(f.previous)} at {_clock(f.previous.at)}" if f.previous is not None else "")
-        return (f"BP {_reading(f.reading)} at {_clock(f.reading.at)} not yet decreasing: reassess before discharge",
-                [f"The latest reading after the dose is **{_reading(f.reading)} mmHg at {_clock(f.reading.at)}**"
+        before = (f", after {_reading(f.previous)} at {_clock(f.previous.at, tz)}" if f.previous is not None
+                  else "")
+        at = _clock(f.reading.at, tz)
+        return (f"BP {_reading(f.reading)} at {at} not yet decreasing: reassess before discharge",
+                [f"The latest reading after the dose is **{_reading(f.reading)} mmHg at {_clock(f.reading.at, tz)}**"
                  f"{before}: above 140/90 mmHg and not lower than the one before.",
                  "The label: keep checking blood pressure until values decline; if it stays high, get help "
                  "promptly; symptoms of hypertensive crisis or encephalopathy need emergency care."], ("S1",))
@@ -118,12 +122,12 @@ def _words(f: SessionFinding, product: str) -> tuple[str, list[str], tuple[str, 
              "check them by hand before proceeding."], ("S1", "S3"))
 
 
-def session_cards(findings: Iterable[SessionFinding], product: str) -> list[Card]:
-    """One card per finding, critical first."""
+def session_cards(findings: Iterable[SessionFinding], product: str, tz: dt.tzinfo | None = None) -> list[Card]:
+    """One card per finding, critical first; times in ``tz`` (the site's display time zone) when given."""
     order = {Urgency.CRITICAL: 0, Urgency.WARNING: 1, Urgency.INFO: 2}
     cards = []
     for f in sorted(findings, key=lambda f: order[f.urgency]):
-        summary, detail, source_ids = _words(f, product)
+        summary, detail, source_ids = _words(f, product, tz)
         basis = _basis(f.citation)
         lines = [*detail, *([basis] if basis else []), "", _sources_line(*source_ids)]
         cards.append(Card(

@@ -128,7 +128,7 @@ async def answer_session(options: CdsOptions, service: ServiceDefinition, req: C
             for appt in booking:
                 product = "Esketamine" if appt.esketamine else "Ketamine"
                 cards += session_cards(assess_booking(appt, others, pressures, options.policy, now, unknown),
-                                       product)
+                                       product, options.display_tz)
     else:
         if unidentified_administrations(data.pool):
             unknown |= {DataDomain.ADMINISTRATIONS}  # a dose whose drug cannot be read might be ketamine
@@ -137,7 +137,7 @@ async def answer_session(options: CdsOptions, service: ServiceDefinition, req: C
         discharge = assess_discharge(administrations, timed_blood_pressures(data.pool), encounter, options.policy,
                                      now, unknown)
         product = "Esketamine" if discharge.last_dose is None or discharge.last_dose.esketamine else "Ketamine"
-        cards = session_cards(discharge.findings, product)
+        cards = session_cards(discharge.findings, product, options.display_tz)
     return await send_cards(options, service, req, caller, cards, log, started, verdict=verdict, data_gaps=gaps,
                             fetched=len(data.queries))
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi import FastAPI, Request
@@ -159,6 +160,7 @@ def create_app(
         repeat_window_s=settings.cds.repeat_window_s,
         now=now or (lambda: dt.datetime.now(dt.UTC)),
         session_codes=frozenset(settings.sessions.appointment_codes),
+        display_tz=ZoneInfo(settings.sessions.display_timezone) if settings.sessions.display_timezone else None,
         fhir_max_response_bytes=settings.cds.fhir_max_response_bytes,
         fhir_max_total_bytes=settings.cds.fhir_max_total_bytes,
         http=client,

@@ -99,9 +99,20 @@ class SessionSettings(BaseModel):
     #: ``system|code`` of the site's appointment types (serviceType, appointmentType or reasonCode) for esketamine or
     #: ketamine sessions. Appointments are also recognised by their text and by basedOn an order for those drugs.
     appointment_codes: list[str] = Field(default_factory=list)
+    #: The IANA time zone of the times on session cards ("Europe/Berlin"); empty: the offset the EHR recorded (an
+    #: EHR that records in UTC would otherwise show clinicians UTC clock times).
+    display_timezone: str = ""
 
     @model_validator(mode="after")
     def _system_and_code(self) -> SessionSettings:
+        if self.display_timezone:
+            import zoneinfo
+
+            try:
+                zoneinfo.ZoneInfo(self.display_timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"sessions.display_timezone: {self.display_timezone!r} is not an IANA time zone "
+                                 "(e.g. Europe/Berlin)") from exc
         for value in self.appointment_codes:
             system, bar, code = value.partition("|")
             if not bar or not system or not code:

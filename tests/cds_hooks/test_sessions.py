@@ -194,3 +194,23 @@ async def test_a_dose_referencing_a_medication_that_cannot_be_read_makes_the_che
                          "encounterBloodPressures": bundle(bps)}}
     cards = (await call(session_settings, keys, body, now)).json()["cards"]
     assert [c["summary"] for c in cards] == ["Session checks could not be made: data could not be fetched"]
+
+
+async def test_session_card_times_are_in_the_sites_time_zone_when_configured(
+        loaded: Sekmet, session_settings: Settings, keys: Keys) -> None:
+    # 1 November 2026 is the day US daylight time ends (02:00 local): at 09:40 UTC Chicago is on CST, UTC-6.
+    session_settings.sessions.display_timezone = "America/Chicago"
+    s = scenario("discharge-too-early")
+    now = dt.datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    body = {"hook": s["hook"], "hookInstance": "tz", "context": s["context"], "fhirServer": loaded.base_url,
+            "fhirAuthorization": AUTH}
+    cards = (await call(session_settings, keys, body, now)).json()["cards"]
+    assert cards[0]["summary"] == "Esketamine given 03:40: discharge not before 05:40 (2 h monitoring)"
+
+
+def test_an_unknown_display_time_zone_is_a_clear_settings_error(tmp_path: Path) -> None:
+    from ketamine_cds.settings import SettingsError, load_settings
+
+    (tmp_path / "k.toml").write_text('[sessions]\ndisplay_timezone = "Mars/Olympus"\n')
+    with pytest.raises(SettingsError, match="not an IANA time zone"):
+        load_settings(tmp_path / "k.toml")
