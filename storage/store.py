@@ -158,7 +158,7 @@ class Storage:
         self._sealer = sealer
         self._timeout_s = timeout_s
         self._clock = clock
-        self._last_prune = 0.0
+        self._last_prune: dict[str, float] = {}
         # The embedded SQLite file is local: a short write costs about what a hop to a worker thread costs (both
         # about 0.3 ms, measured by bench/scale.py), so it runs inline, bounded by the driver's busy timeout
         # (timeout_s). PostgreSQL runs on its asyncio engine when there is one, else in worker threads.
@@ -202,11 +202,12 @@ class Storage:
                 raise StorageUnavailable("the database connection was lost") from exc
             raise
 
-    def _prune_due(self, now: float) -> bool:
-        # Expired rows are deleted at most once a minute per process: cheap, and no scheduler to run.
-        if now - self._last_prune < 60:
+    def _prune_due(self, table: sa.Table, now: float) -> bool:
+        # Expired rows of each table are deleted at most once a minute per process: cheap, and no scheduler to run.
+        # One clock per table: the replay store, written on every call, must not use up the others' turns.
+        if now - self._last_prune.get(table.name, 0.0) < 60:
             return False
-        self._last_prune = now
+        self._last_prune[table.name] = now
         return True
 
     async def ping(self) -> None:
@@ -266,7 +267,7 @@ class Storage:
     async def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
         """True the first time (issuer, jti) is seen before ``expires_at``; False for a replay, on any replica."""
         now = self._clock()
-        prune = self._prune_due(now)
+        prune = self._prune_due(t.jwt_replay, now)
 
         def claim(conn: Connection) -> bool:
             if prune:
@@ -286,7 +287,7 @@ class Storage:
                          ttl_s: float) -> None:
         sealed = self._sealer.seal(payload)
         now = self._clock()
-        prune = self._prune_due(now)
+        prune = self._prune_due(t.smart_launch, now)
 
         def add(conn: Connection) -> None:
             if prune:
@@ -318,7 +319,7 @@ class Storage:
         """Insert or replace a session (a refresh replaces its tokens)."""
         sealed = self._sealer.seal(payload)
         now = self._clock()
-        prune = self._prune_due(now)
+        prune = self._prune_due(t.smart_session, now)
 
         def put(conn: Connection) -> None:
             if prune:
@@ -348,7 +349,7 @@ class Storage:
         rows = [{"digest": d, "expires_at": now + window_s} for d in set(digests)]
         if not rows:
             return
-        prune = self._prune_due(now)
+        prune = self._prune_due(t.shown_card, now)
 
         def put(conn: Connection) -> None:
             if prune:

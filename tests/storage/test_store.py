@@ -179,3 +179,15 @@ def test_a_database_that_does_not_answer_is_a_clear_error(key: bytes) -> None:
         open_storage(f"postgresql://postgres@127.0.0.1:{free_port()}/x", Sealer(key), timeout_s=1)
     with pytest.raises(StorageError, match=r"not a database URL|unsupported"):
         open_storage("mysql://x/y", Sealer(key))
+
+
+async def test_each_table_is_pruned_on_its_own_turn(store: Storage, key: bytes) -> None:
+    # A replay check on every call must not use up the turn of the launches (and sessions, shown cards).
+    now = [100.0]
+    clocked = Storage(store.engine, Sealer(key), clock=lambda: now[0], async_engine=store._async_engine)
+    await clocked.add_launch("stale", "browser", {}, created=now[0] - 700, ttl_s=600)
+    now[0] = 200.0
+    assert await clocked.first_use("https://ehr", "jti-prune", 4_000_000_000.0)
+    await clocked.add_launch("fresh", "browser", {}, created=now[0], ttl_s=600)
+    assert await clocked.peek_launch("stale") is None
+    assert await clocked.peek_launch("fresh") is not None
