@@ -220,11 +220,8 @@ def _clinical_status(res: dict[str, Any]) -> ClinicalStatus:
         return ClinicalStatus.UNSPECIFIED
 
 
-def _observation_groups(codesets: CodeSets, concept: Any) -> set[str]:
-    return {g for c in codings(concept) if (g := codesets.observation_group(text(c, "system"), text(c, "code")))}
-
-
-def _number(res: Any) -> float | None:
+def number_value(res: Any) -> float | None:
+    """The number of an Observation or component (valueQuantity, valueInteger, valueDecimal), if finite and sane."""
     quantity = obj(res, "valueQuantity")
     value = quantity.get("value") if quantity else res.get("valueInteger") if isinstance(res, dict) else None
     if value is None and isinstance(res, dict):
@@ -255,8 +252,8 @@ def _is_positive(res: dict[str, Any]) -> bool | None:
     quantity = obj(res, "valueQuantity")
     if quantity:
         # A quantitative hCG with no interpretation: positive above its own reference range, else not readable.
-        amount = _number(res)
-        highs = [_number({"valueQuantity": obj(r, "high")}) for r in arr(res, "referenceRange")]
+        amount = number_value(res)
+        highs = [number_value({"valueQuantity": obj(r, "high")}) for r in arr(res, "referenceRange")]
         high = next((h for h in highs if h is not None), None)
         if amount is not None and high is not None:
             return amount > high
@@ -277,7 +274,7 @@ def _observations(
     # Standalone systolic and diastolic Observations taken at the same instant are one reading.
     halves: dict[tuple[str, str], dict[str, Any]] = {}
     for res in resources:
-        groups = _observation_groups(codesets, res.get("code"))
+        groups = codesets.observation_groups(res.get("code"))
         if not groups:
             continue
         day = effective_day(res)
@@ -295,13 +292,13 @@ def _observations(
             scores.extend(_panel_scores(codesets, res, day, skipped))
         elif score_groups := groups & _SCORE_GROUPS:
             kind = ObservationKind(next(iter(score_groups)))
-            if (fact := _score(res["id"], kind, day, _number(res), where, skipped)) is not None:
+            if (fact := _score(res["id"], kind, day, number_value(res), where, skipped)) is not None:
                 scores.append(fact)
         elif "bp_panel" in groups:
             systolic = diastolic = None
             for comp in arr(res, "component"):
-                comp_groups = _observation_groups(codesets, comp.get("code"))
-                value = _number(comp)
+                comp_groups = codesets.observation_groups(comp.get("code"))
+                value = number_value(comp)
                 if "systolic" in comp_groups:
                     systolic = value
                 elif "diastolic" in comp_groups:
@@ -309,15 +306,15 @@ def _observations(
             if systolic is None and diastolic is None:
                 skipped.append(SkippedEntry(where, "Observation", "blood pressure panel without values"))
                 continue
-            if not all(_plausible(v) for v in (systolic, diastolic) if v is not None):
+            if not all(plausible_mmhg(v) for v in (systolic, diastolic) if v is not None):
                 skipped.append(SkippedEntry(where, "Observation", "implausible blood pressure value"))
                 continue
             pressures.append(BloodPressureFact(res["id"], day, systolic, diastolic))
         elif groups & {"systolic", "diastolic"}:
-            value = _number(res)
+            value = number_value(res)
             if value is None:
                 continue
-            if not _plausible(value):
+            if not plausible_mmhg(value):
                 skipped.append(SkippedEntry(where, "Observation", "implausible blood pressure value"))
                 continue
             stamp = str(res.get("effectiveDateTime") or day.isoformat())
@@ -347,7 +344,7 @@ _PLAUSIBLE_MMHG = (20.0, 350.0)
 _BP_GROUPS = {"bp_panel", "systolic", "diastolic"}
 
 
-def _plausible(mmhg: float) -> bool:
+def plausible_mmhg(mmhg: float) -> bool:
     return _PLAUSIBLE_MMHG[0] <= mmhg <= _PLAUSIBLE_MMHG[1]
 
 
@@ -367,13 +364,13 @@ def _panel_scores(codesets: CodeSets, res: dict[str, Any], day: dt.date,
     where = f"Observation/{res['id']}"
     found: list[ScoreFact] = []
     for comp in arr(res, "component"):
-        groups = _observation_groups(codesets, comp.get("code")) & _SCORE_GROUPS
+        groups = codesets.observation_groups(comp.get("code")) & _SCORE_GROUPS
         if groups:
             kind = ObservationKind(next(iter(groups)))
-            if (fact := _score(res["id"], kind, day, _number(comp), where, skipped)) is not None:
+            if (fact := _score(res["id"], kind, day, number_value(comp), where, skipped)) is not None:
                 found.append(fact)
-    if not any(f.kind is ObservationKind.PHQ9_TOTAL for f in found) and _number(res) is not None:
-        fact = _score(res["id"], ObservationKind.PHQ9_TOTAL, day, _number(res), where, skipped)
+    if not any(f.kind is ObservationKind.PHQ9_TOTAL for f in found) and number_value(res) is not None:
+        fact = _score(res["id"], ObservationKind.PHQ9_TOTAL, day, number_value(res), where, skipped)
         if fact is not None:
             found.append(fact)
     return found
@@ -414,7 +411,7 @@ def _qr_answer(items: list[Any], links: set[str], depth: int = 0) -> float | Non
         label = text(item, "text").lower()
         if link in links or (links is _QR_TOTAL_LINKS and "total" in label):
             for answer in arr(item, "answer"):
-                value = _number(answer) if isinstance(answer, dict) else None
+                value = number_value(answer) if isinstance(answer, dict) else None
                 if value is not None:
                     return value
         found = _qr_answer(arr(item, "item"), links, depth + 1)

@@ -17,6 +17,7 @@ from ._json import arr, codings, obj, text
 from .codesets import CodeSets
 from .facts import ResourceType
 from .loading import ResourcePool
+from .mapping import number_value, plausible_mmhg
 from .orders import ketamine_concept, medication_concept
 
 _SESSION_WORDS = re.compile(r"\b(es)?ketamine\b|\bspravato\b", re.I)
@@ -224,9 +225,7 @@ class TimedBloodPressure:
 def _component_value(res: Mapping[str, Any], groups: set[str], codesets: CodeSets) -> float | None:
     for comp in arr(res, "component"):
         if codesets.observation_groups(obj(comp, "code")) & groups:
-            value = obj(comp, "valueQuantity").get("value")
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value)
+            return number_value(comp)
     return None
 
 
@@ -246,14 +245,14 @@ def timed_blood_pressures(pool: ResourcePool, codesets: CodeSets | None = None) 
             reading["systolic"] = _component_value(res, {"systolic"}, codesets)
             reading["diastolic"] = _component_value(res, {"diastolic"}, codesets)
             continue
-        value = obj(res, "valueQuantity").get("value")
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        value = number_value(res)
+        if value is None:
             continue
         half = readings.setdefault(("pair", at), {"id": text(res, "id")})
-        half["systolic" if "systolic" in groups else "diastolic"] = float(value)
+        half["systolic" if "systolic" in groups else "diastolic"] = value
     plausible = [TimedBloodPressure(r["id"], at, r.get("systolic"), r.get("diastolic"))
                  for (_, at), r in readings.items()
-                 if all(20 <= v <= 350 for v in (r.get("systolic"), r.get("diastolic")) if v is not None)
+                 if all(plausible_mmhg(v) for v in (r.get("systolic"), r.get("diastolic")) if v is not None)
                  and (r.get("systolic") is not None or r.get("diastolic") is not None)]
     return sorted(plausible, key=lambda b: b.at)
 
