@@ -23,6 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from eligibility import Policy, available_policies, contraindication_label, load_policy
 from fhir_mapping import ClientSettings, FhirClient
+from storage import same_browser
 
 from .charts import bp_svg, timeline_svg
 from .findings import ago, band, checklist, decisive_findings, evidence_details, references
@@ -40,7 +41,7 @@ from .oauth import (
     validate_id_token,
 )
 from .review import ReviewProblem, load_review
-from .sessions import LaunchRecord, Session, Store, owns
+from .sessions import LaunchRecord, Session, Store
 
 BROWSER_COOKIE = "kcds_browser"
 # RFC 6749 §4.1.2.1: the error codes an authorization response may carry (shown by name; anything else is not).
@@ -223,7 +224,7 @@ def build_router(options: SmartOptions) -> APIRouter:
             return problem_page(options, "This sign-in link is not valid",
                                 "The launch was already used, or it is unknown to this app. Relaunch the app from "
                                 "the EHR.", 400)
-        if not owns(record.browser, browser):
+        if not same_browser(record.browser, browser):
             # Not spent: the browser that started the launch can still complete it.
             return problem_page(options, "This sign-in belongs to another browser session",
                                 "Relaunch the app from the EHR.", 400)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage import Sealed, Storage, browser_digest
+from storage import Sealed, Storage
 
 from .oauth import SmartConfiguration
 
@@ -108,7 +108,8 @@ class Store:
                                       self.launch_ttl_s)
 
     async def peek_launch(self, state: str) -> LaunchRecord | None:
-        """The launch record, still unspent (its ``browser`` is the cookie's digest: compare with ``owns``)."""
+        """The launch record, still unspent (its ``browser`` is the cookie's digest: compare with
+        ``storage.same_browser``)."""
         stored = await self.storage.peek_launch(state)
         return None if stored is None else _launch(state, stored)
 
@@ -129,7 +130,3 @@ class Store:
     async def end(self, sid: str) -> None:
         await self.storage.end_session(sid)
 
-
-def owns(record_browser_digest: str, browser: str) -> bool:
-    """Whether the browser cookie ``browser`` is the one a launch or session is bound to."""
-    return secrets.compare_digest(record_browser_digest, browser_digest(browser))

@@ -9,7 +9,15 @@ driver. See ``docs/deployment.md`` for why SQLAlchemy Core and Alembic.
 from .errors import CardNotIssued, SchemaBehind, StorageError, StorageUnavailable
 from .records import FeedbackRecord, IssuedCard
 from .sealing import Sealer, load_or_create_key
-from .store import Sealed, Storage, browser_digest, open_storage, schema_status, upgrade_schema
+from .store import (
+    Sealed,
+    Storage,
+    browser_digest,
+    open_storage,
+    same_browser,
+    schema_status,
+    upgrade_schema,
+)
 
 __all__ = [
     "CardNotIssued",
@@ -24,6 +32,7 @@ __all__ = [
     "browser_digest",
     "load_or_create_key",
     "open_storage",
+    "same_browser",
     "schema_status",
     "upgrade_schema",
 ]

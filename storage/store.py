@@ -47,7 +47,12 @@ class Sealed:
     created: float
 
     def belongs_to(self, browser: str | None) -> bool:
-        return browser is not None and secrets.compare_digest(self.browser_digest, browser_digest(browser))
+        return same_browser(self.browser_digest, browser)
+
+
+def same_browser(digest: str, browser: str | None) -> bool:
+    """Whether the browser-binding cookie ``browser`` is the one ``digest`` was stored for (constant time)."""
+    return browser is not None and secrets.compare_digest(digest, browser_digest(browser))
 
 
 def _alembic(connection: Connection) -> Config:
