@@ -27,16 +27,20 @@ def elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
+def client_settings(options: CdsOptions) -> ClientSettings:
+    """The FHIR client's limits for one call: the service's budget and byte caps."""
+    return ClientSettings(budget_s=options.fhir_budget_s, request_timeout_s=options.fhir_budget_s,
+                          max_response_bytes=options.fhir_max_response_bytes,
+                          max_total_bytes=options.fhir_max_total_bytes)
+
+
 async def fetch_data(options: CdsOptions, req: CdsRequest, patient_id: str, searches: Sequence[Search] = SEARCHES,
                      today: dt.date | None = None) -> PatientData:
     """The request's prefetch, and the rest from its FHIR server within the budget and byte caps."""
     token = req.fhirAuthorization.access_token if req.fhirAuthorization else None
     encounter = req.context.get("encounterId")
     return await gather_patient_data(
-        patient_id, req.prefetch, req.fhirServer, token, options.fhir_budget_s, options.http,
-        ClientSettings(budget_s=options.fhir_budget_s, request_timeout_s=options.fhir_budget_s,
-                       max_response_bytes=options.fhir_max_response_bytes,
-                       max_total_bytes=options.fhir_max_total_bytes),
+        patient_id, req.prefetch, req.fhirServer, token, options.fhir_budget_s, options.http, client_settings(options),
         searches=searches, encounter_id=encounter if isinstance(encounter, str) else None, today=today)
 
 

@@ -11,7 +11,6 @@ from fastapi.responses import Response
 from eligibility import Verdict, assess_booking, assess_discharge, assess_pool
 from fhir_mapping import (
     BloodPressureFact,
-    ClientSettings,
     DataDomain,
     FhirClient,
     Query,
@@ -26,10 +25,9 @@ from fhir_mapping import (
     unidentified_administrations,
 )
 
-from .answering import fetch_data, no_cards, require_patient, send_cards
+from .answering import client_settings, fetch_data, no_cards, require_patient, send_cards
 from .cards import CardContext, order_cards
 from .models import FHIR_ID, Card, CdsRequest, Hook
-from .prefetch import PatientData
 from .session_cards import session_cards
 
 if TYPE_CHECKING:
@@ -41,14 +39,18 @@ def _unknown(pool: ResourcePool) -> frozenset[DataDomain]:
     return frozenset(d for g in pool.gaps for d in g.domains)
 
 
-def _appointments(req: CdsRequest, data: PatientData, codes: frozenset[str]) -> list[SessionAppointment]:
+def _booked(req: CdsRequest) -> list[dict[str, Any]]:
+    """The resources of the appointments Bundle being booked (the Appointments, and any orders sent with them)."""
+    entries = req.context["appointments"].get("entry") or []
+    return [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+
+
+def _appointments(req: CdsRequest, pool: ResourcePool, codes: frozenset[str]) -> list[SessionAppointment]:
     """The appointments being booked that are ketamine/esketamine sessions (contained or fetched basedOn orders
     are resolved through the pool)."""
-    pool = data.pool
     found = []
-    for entry in req.context["appointments"].get("entry") or []:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict) or resource.get("resourceType") != "Appointment":
+    for resource in _booked(req):
+        if resource.get("resourceType") != "Appointment":
             continue
         appt = session_appointment(resource, codes, lambda ref, container: pool.resolve(ref, container))
         if appt.is_session:
@@ -56,27 +58,25 @@ def _appointments(req: CdsRequest, data: PatientData, codes: frozenset[str]) -> 
     return found
 
 
-def _with_based_on(req: CdsRequest, data: PatientData) -> None:
+def _with_based_on(req: CdsRequest, pool: ResourcePool) -> None:
     """Orders an appointment is based on, when the request carries them in its appointments Bundle (EHRs send the
     order with the appointment) — added so that ``basedOn`` resolves."""
-    for entry in req.context["appointments"].get("entry") or []:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(resource, dict) and resource.get("resourceType") in ("ServiceRequest", "MedicationRequest"):
-            data.pool.add(resource, "context.appointments")
+    for resource in _booked(req):
+        if resource.get("resourceType") in ("ServiceRequest", "MedicationRequest"):
+            pool.add(resource, "context.appointments")
 
 
 _ORDER_TYPES = {"ServiceRequest": ResourceType.SERVICE_REQUEST, "MedicationRequest": ResourceType.MEDICATION_REQUEST}
 
 
-async def _read_based_on(options: CdsOptions, req: CdsRequest, data: PatientData) -> None:
+async def _read_based_on(options: CdsOptions, req: CdsRequest, pool: ResourcePool) -> None:
     """Read the orders appointments are based on that neither the request nor the prefetch carried (one read each,
     at most 10); one that cannot be read leaves its appointment unrecognised, which the audit line's gaps show."""
     wanted = []
-    for entry in req.context["appointments"].get("entry") or []:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        for ref in resource.get("basedOn") or [] if isinstance(resource, dict) else []:
+    for resource in _booked(req):
+        for ref in resource.get("basedOn") or []:
             target = ref.get("reference") if isinstance(ref, dict) else None
-            if isinstance(target, str) and target.count("/") == 1 and data.pool.resolve(target) is None:
+            if isinstance(target, str) and target.count("/") == 1 and pool.resolve(target) is None:
                 rtype, rid = target.split("/")
                 if rtype in _ORDER_TYPES and FHIR_ID.match(rid):
                     wanted.append(Query(_ORDER_TYPES[rtype], target, (), "basedOn",
@@ -84,10 +84,8 @@ async def _read_based_on(options: CdsOptions, req: CdsRequest, data: PatientData
     if not wanted or not req.fhirServer:
         return
     token = req.fhirAuthorization.access_token if req.fhirAuthorization else None
-    client = FhirClient(req.fhirServer, token=token, http=options.http,
-                        settings=ClientSettings(budget_s=options.fhir_budget_s,
-                                                max_response_bytes=options.fhir_max_response_bytes))
-    await client.fetch(wanted[:10], resolve_medications=False, seed=data.pool)
+    client = FhirClient(req.fhirServer, token=token, http=options.http, settings=client_settings(options))
+    await client.fetch(wanted[:10], resolve_medications=False, seed=pool)
 
 
 async def answer_session(options: CdsOptions, service: ServiceDefinition, req: CdsRequest,
@@ -96,11 +94,9 @@ async def answer_session(options: CdsOptions, service: ServiceDefinition, req: C
     now = options.now()
     if service.hook is Hook.APPOINTMENT_BOOK:
         # Nothing to fetch for a booking that is not a session: answered at once, like a non-ketamine order.
-        probe = PatientData(ResourcePool(), [], [])
+        probe = ResourcePool()
         _with_based_on(req, probe)
-        if not _appointments(req, probe, options.session_codes) and not any(
-                isinstance(e, dict) and isinstance(e.get("resource"), dict)
-                and e["resource"].get("basedOn") for e in req.context["appointments"].get("entry") or []):
+        if not _appointments(req, probe, options.session_codes) and not any(r.get("basedOn") for r in _booked(req)):
             return no_cards(log, started)
     data = await fetch_data(options, req, patient_id, service.searches, now.date())
     gaps = require_patient(data, patient_id, log, started)
@@ -108,9 +104,9 @@ async def answer_session(options: CdsOptions, service: ServiceDefinition, req: C
     cards: list[Card]
     verdict: str | None = None
     if service.hook is Hook.APPOINTMENT_BOOK:
-        _with_based_on(req, data)
-        await _read_based_on(options, req, data)
-        booking = _appointments(req, data, options.session_codes)
+        _with_based_on(req, data.pool)
+        await _read_based_on(options, req, data.pool)
+        booking = _appointments(req, data.pool, options.session_codes)
         if not booking:
             cards = []
         else:
