@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterable
 
 from eligibility import Citation, SessionCheck, SessionFinding, Urgency, cited_source
-from fhir_mapping import TimedBloodPressure
+from fhir_mapping import BloodPressureFact, TimedBloodPressure
 
 from .cards import SUMMARY_MAX, _overrides, _source, _sources_line, _summary
 from .models import Card, CardKind, Indicator
@@ -47,10 +47,12 @@ def _clock(at: dt.datetime, tz: dt.tzinfo | None) -> str:
     return (at.astimezone(tz) if tz is not None else at).strftime("%H:%M")
 
 
-def _reading(b: TimedBloodPressure | object) -> str:
-    systolic = getattr(b, "systolic", None)
-    diastolic = getattr(b, "diastolic", None)
-    return f"{'?' if systolic is None else f'{systolic:g}'}/{'?' if diastolic is None else f'{diastolic:g}'}"
+def _mmhg(value: float | None) -> str:
+    return "?" if value is None else f"{value:g}"
+
+
+def _reading(b: TimedBloodPressure | BloodPressureFact | None) -> str:
+    return "?/?" if b is None else f"{_mmhg(b.systolic)}/{_mmhg(b.diastolic)}"
 
 
 def _basis(citation: Citation) -> str:
