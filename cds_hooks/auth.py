@@ -177,7 +177,9 @@ def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
     value = claims[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise JwtRejected(f"{name} is not a number")
-    if not math.isfinite(value) or abs(value) > 1e11:
+    # The bound is checked before anything converts to float: JSON integers are unbounded, and an int like 10**400
+    # makes math.isfinite (and float()) raise OverflowError.
+    if (isinstance(value, float) and not math.isfinite(value)) or abs(value) > 10**11:
         raise JwtRejected(f"{name} is not a plausible time")
     return float(value)
 

@@ -78,6 +78,13 @@ ATTACKS = {
     "exp NaN (would never expire)": (lambda k: forged_claims(k, exp=float("nan")), "exp is not a plausible time"),
     "exp huge": (lambda k: forged_claims(k, exp=1e300), "exp is not a plausible time"),
     "exp true": (lambda k: forged_claims(k, exp=True), "exp is not a number"),
+    # JSON integers are unbounded: 10**400 once overflowed float conversion (a 500, not a 401).
+    "exp 10**400": (lambda k: forged_claims(k, exp=10**400), "exp is not a plausible time"),
+    "exp -10**400": (lambda k: forged_claims(k, exp=-10**400), "exp is not a plausible time"),
+    "iat 10**400": (lambda k: forged_claims(k, iat=10**400), "iat is not a plausible time"),
+    "iat -10**400": (lambda k: forged_claims(k, iat=-10**400), "iat is not a plausible time"),
+    "nbf 10**400": (lambda k: forged_claims(k, nbf=10**400), "nbf is not a plausible time"),
+    "nbf -10**400": (lambda k: forged_claims(k, nbf=-10**400), "nbf is not a plausible time"),
     "iat as a string": (lambda k: forged_claims(k, iat="yesterday"), "iat is not a number"),
     "lifetime of an hour": (lambda k: forged_claims(k, exp=int(time.time()) + 3600), "lifetime too long"),
     "jti an object": (lambda k: forged_claims(k, jti={"a": 1}), "jti is not a string"),

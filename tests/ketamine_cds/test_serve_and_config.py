@@ -132,6 +132,11 @@ jwks_url = "{url}"
         assert r.status_code == 200 and r.json()["cards"][0]["indicator"] == "critical"
         r = httpx.post(base + path, json=body)
         assert r.status_code == 401
+        for claim in ("exp", "iat", "nbf"):  # JSON integers beyond any float once made a 500
+            for huge in (10**400, -10**400):
+                token = keys.token(base + path, **{claim: huge})
+                r = httpx.post(base + path, json=body, headers={"Authorization": f"Bearer {token}"})
+                assert r.status_code == 401, (claim, huge, r.status_code)
     finally:
         proc.terminate()
         out = proc.communicate(timeout=10)[0].decode()
