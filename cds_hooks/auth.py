@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -36,10 +37,44 @@ class JwtRejected(Exception):
 
 @dataclass(frozen=True, slots=True)
 class TrustedClient:
+    """A CDS client whose JWTs are accepted. Its keys come from one of: ``jwks_url`` (fetched), ``jwks_file`` (read,
+    and read again whenever the file changes) or ``jwks`` (given in memory)."""
+
     issuer: str
     jwks_url: str | None = None
     jwks: dict[str, Any] | None = None
     tenant: str | None = None
+    jwks_file: Path | None = None
+
+
+class JwksProblem(ValueError):
+    """Why a client's JWKS cannot be used, as the end of "the JWKS of client X …" ("has no keys")."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def about(self, issuer: str) -> str:
+        return f"the JWKS of client {issuer} {self.detail}"
+
+
+def import_jwks(data: object) -> KeySet:
+    """A JWKS as a key set, or a :class:`JwksProblem` an IT analyst can act on (joserfc's own errors read
+    "missing_key: No keys to import")."""
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise JwksProblem('is not a JWKS (a JSON object with a "keys" array)')
+    if not data["keys"]:
+        raise JwksProblem("has no keys")
+    for number, key in enumerate(data["keys"], start=1):
+        kid = key.get("kid") if isinstance(key, dict) else None
+        name = f"key {number}" + (f" ({kid})" if isinstance(kid, str) else "")
+        try:
+            KeySet.import_key_set({"keys": [key]})
+        except JoseError as exc:
+            raise JwksProblem(f"holds {name}, which cannot be read ({exc.description or exc.error})") from exc
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise JwksProblem(f"holds {name}, which cannot be read (malformed)") from exc
+    return KeySet.import_key_set(data)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +118,16 @@ class ReplayStore:
 class _CachedKeys:
     keys: KeySet | None = None
     fetched_at: float = 0.0
+    #: Why ``keys`` is None (for /readyz and the audit log).
+    problem: str | None = None
+    #: The ``jwks_file`` version the keys were read from (modification time, size, inode).
+    file_stamp: tuple[int, int, int] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class JwksCache:
-    """Each trusted client's JWKS by ``kid``: fetched once, refreshed on an unknown ``kid`` (rate-limited)."""
+    """Each trusted client's JWKS by ``kid``: fetched once, refreshed on an unknown ``kid`` (rate-limited); a JWKS
+    file is read again whenever it changes, so a fixed or rotated file is used without a restart."""
 
     def __init__(self, http: httpx.AsyncClient | None = None, refresh_interval_s: float = 30.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -97,48 +137,93 @@ class JwksCache:
         self._cache: dict[str, _CachedKeys] = {}
 
     async def key_set(self, client: TrustedClient, kid: str) -> KeySet:
-        if client.jwks is not None:
-            entry = self._cache.setdefault(client.issuer, _CachedKeys())
-            if entry.keys is None:  # a JWKS from configuration: imported once
-                entry.keys = KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
-            return entry.keys
         entry = self._cache.setdefault(client.issuer, _CachedKeys())
-        async with entry.lock:
-            stale = entry.keys is None or (
-                not _has_kid(entry.keys, kid) and self._clock() - entry.fetched_at >= self._refresh_interval_s
-            )
-            if stale:
-                entry.keys = await self._fetch(client)
-                entry.fetched_at = self._clock()
-            if entry.keys is None:
-                raise JwtRejected("jwks unavailable")
-            return entry.keys
+        if client.jwks is not None or client.jwks_file is not None:
+            self._load_local(client, entry)
+        else:
+            async with entry.lock:
+                stale = entry.keys is None or (
+                    not _has_kid(entry.keys, kid) and self._clock() - entry.fetched_at >= self._refresh_interval_s
+                )
+                if stale:
+                    await self._fetch(client, entry)
+        if entry.keys is None:
+            raise JwtRejected("jwks unavailable")
+        return entry.keys
 
-    async def ready(self, client: TrustedClient) -> bool:
-        """Whether this client's keys are loaded; keys never fetched (or whose fetch failed more than the refresh
-        interval ago) are fetched now. For ``/readyz``: a replica that cannot verify any caller is not ready."""
+    async def problem(self, client: TrustedClient) -> str | None:
+        """Why this client's keys are not loaded (None: they are); keys never fetched (or whose fetch failed more
+        than the refresh interval ago) are fetched now. For ``/readyz``: a replica that cannot verify a caller is
+        not ready, and says why."""
         entry = self._cache.setdefault(client.issuer, _CachedKeys())
-        if client.jwks is not None:
-            if entry.keys is None:
-                entry.keys = KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
-            return True
-        async with entry.lock:
-            if entry.keys is None and (entry.fetched_at == 0.0
-                                       or self._clock() - entry.fetched_at >= self._refresh_interval_s):
-                entry.keys = await self._fetch(client)
-                entry.fetched_at = self._clock()
-        return entry.keys is not None
+        if client.jwks is not None or client.jwks_file is not None:
+            self._load_local(client, entry)
+        else:
+            async with entry.lock:
+                if entry.keys is None and (entry.fetched_at == 0.0
+                                           or self._clock() - entry.fetched_at >= self._refresh_interval_s):
+                    await self._fetch(client, entry)
+        return None if entry.keys is not None else entry.problem or f"the JWKS of client {client.issuer} is not loaded"
 
-    async def _fetch(self, client: TrustedClient) -> KeySet | None:
+    def _load_local(self, client: TrustedClient, entry: _CachedKeys) -> None:
+        """Keys given in memory are imported once; a file's are read again when its stamp changes (one stat per
+        call, far cheaper than the signature check that follows)."""
+        if client.jwks is not None:
+            if entry.keys is None and entry.problem is None:
+                self._import(client, entry, client.jwks)
+            return
+        assert client.jwks_file is not None
+        try:
+            stat = client.jwks_file.stat()
+        except OSError as exc:
+            entry.keys, entry.file_stamp = None, None
+            entry.problem = (f"the JWKS of client {client.issuer} cannot be read from {client.jwks_file} "
+                             f"({exc.__class__.__name__})")
+            return
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if stamp == entry.file_stamp:
+            return
+        entry.file_stamp = stamp
+        try:
+            data = json.loads(client.jwks_file.read_bytes())
+        except OSError as exc:
+            entry.keys, entry.file_stamp = None, None
+            entry.problem = (f"the JWKS of client {client.issuer} cannot be read from {client.jwks_file} "
+                             f"({exc.__class__.__name__})")
+            return
+        except ValueError:
+            entry.keys = None
+            entry.problem = f"the JWKS of client {client.issuer} in {client.jwks_file} is not JSON"
+            return
+        self._import(client, entry, data)
+
+    @staticmethod
+    def _import(client: TrustedClient, entry: _CachedKeys, data: object) -> None:
+        try:
+            entry.keys, entry.problem = import_jwks(data), None
+        except JwksProblem as exc:
+            entry.keys, entry.problem = None, exc.about(client.issuer)
+
+    async def _fetch(self, client: TrustedClient, entry: _CachedKeys) -> None:
+        entry.fetched_at = self._clock()
         if not client.jwks_url:
-            return None
+            entry.keys, entry.problem = None, f"client {client.issuer} has no JWKS configured"
+            return
         http = self._http or httpx.AsyncClient(timeout=5.0)
         try:
             response = await http.get(client.jwks_url, timeout=5.0)
-            response.raise_for_status()
-            return KeySet.import_key_set(response.json())
-        except (httpx.HTTPError, ValueError, JoseError):
-            return None
+            if response.status_code != 200:
+                entry.keys = None
+                entry.problem = (f"the JWKS of client {client.issuer} could not be fetched "
+                                 f"(HTTP {response.status_code})")
+                return
+            self._import(client, entry, response.json())
+        except httpx.HTTPError as exc:
+            entry.keys = None
+            entry.problem = f"the JWKS of client {client.issuer} could not be fetched ({exc.__class__.__name__})"
+        except ValueError:
+            entry.keys = None
+            entry.problem = f"the JWKS of client {client.issuer} at {client.jwks_url} is not JSON"
         finally:
             if self._http is None:
                 await http.aclose()
@@ -185,9 +270,10 @@ def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
 
 
 class JwtVerifier:
-    async def keys_ready(self) -> list[str]:
-        """The issuers whose keys are not loaded (empty: every trusted client can be verified)."""
-        return [c.issuer for c in self._clients.values() if not await self._jwks.ready(c)]
+    async def key_problems(self) -> list[str]:
+        """Why some trusted clients' keys are not loaded, one line each (empty: every client can be verified)."""
+        found = [await self._jwks.problem(c) for c in self._clients.values()]
+        return [p for p in found if p is not None]
 
     def __init__(self, clients: list[TrustedClient], jwks: JwksCache | None = None,
                  replay: Replays | None = None, clock: Callable[[], float] = time.time,

@@ -40,7 +40,15 @@ from fhir_mapping import CodeSets, GapReason, ResourceType
 from smart_app import ClientCredentials, SmartOptions, Store, csp
 from smart_app import build_router as build_smart_router
 from smart_app.routes import problem_page
-from storage import Sealer, Storage, StorageError, StorageUnavailable, load_or_create_key, open_storage
+from storage import (
+    SchemaBehind,
+    Sealer,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+    load_or_create_key,
+    open_storage,
+)
 
 from . import metrics
 from .health import build_health_router
@@ -49,6 +57,7 @@ from .settings import (
     Settings,
     SettingsError,
     audit_salt,
+    command,
     database_url,
     encryption_key_path,
     load_settings,
@@ -62,17 +71,45 @@ def trusted_clients(settings: Settings) -> list[TrustedClient]:
     clients = []
     for c in settings.cds.clients:
         if c.jwks_file is not None:
+            # A file that is missing or not JSON is a mistake in the configuration: refused at start. Its keys are
+            # read by the JWKS cache, again whenever the file changes, so a JWKS without usable keys makes /readyz
+            # say so (503) and readiness returns once the file is fixed, without a restart.
             try:
-                jwks = json.loads(c.jwks_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise SettingsError(f"client {c.issuer}: cannot read jwks_file {c.jwks_file}: {exc}") from exc
-            clients.append(TrustedClient(c.issuer, jwks=jwks, tenant=c.tenant))
+                json.loads(c.jwks_file.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise SettingsError(f"client {c.issuer}: cannot read jwks_file {c.jwks_file} "
+                                    f"({exc.__class__.__name__})") from exc
+            except ValueError as exc:
+                raise SettingsError(f"client {c.issuer}: jwks_file {c.jwks_file} is not JSON ({exc})") from exc
+            clients.append(TrustedClient(c.issuer, jwks_file=c.jwks_file, tenant=c.tenant))
         else:
             clients.append(TrustedClient(c.issuer, jwks_url=c.jwks_url, tenant=c.tenant))
     return clients
 
 
+def prepare_audit_log(path: Path | None) -> None:
+    """Creates the audit log's directory (as the database file's is) and checks that the file can be appended to.
+
+    ``serve`` calls it once before any worker starts, so a path that cannot be written is one line and exit 2
+    rather than a traceback in every worker.
+    """
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(f"cds.audit_log {path}: cannot create its directory {path.parent} "
+                            f"({exc.strerror or exc.__class__.__name__})") from exc
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise SettingsError(f"cds.audit_log {path}: cannot be written ({exc.strerror or exc.__class__.__name__})"
+                            ) from exc
+
+
 def _configure_audit(path: Path | None) -> None:
+    prepare_audit_log(path)
     logger = logging.getLogger("ketamine_cds.audit")
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -105,10 +142,16 @@ def open_shared_storage(settings: Settings, *, migrate: bool | None = None, chec
     """The shared-state store the settings name. SQLite is created and upgraded in place; PostgreSQL must have been
     migrated (``ketamine-cds migrate``) and needs the encryption key file."""
     key_path = encryption_key_path(settings)
+    if uses_postgresql(settings) and not key_path.exists():
+        raise SettingsError(f"storage.encryption_key_file {key_path} does not exist: create it with "
+                            f"{command(f'generate-key {key_path}')} and give the same file to every replica")
     try:
         key = load_or_create_key(key_path, create=not uses_postgresql(settings))
         return open_storage(database_url(settings), Sealer(key), timeout_s=settings.storage.timeout_s,
                             migrate=migrate, check_schema=check_schema)
+    except SchemaBehind as exc:
+        raise SettingsError(f"the database schema is at revision {exc.current or 'none'}, this release needs "
+                            f"{exc.head}: run {command('migrate --config FILE')} first") from exc
     except StorageError as exc:
         raise SettingsError(str(exc)) from exc
 

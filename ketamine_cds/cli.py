@@ -21,7 +21,7 @@ from eligibility import (
 )
 from fhir_mapping import ClientSettings, CodeSets, FhirClient, GapReason, InputError, read_path
 
-from .settings import Settings, SettingsError, legacy_audit_salt_path, load_settings
+from .settings import Settings, SettingsError, command, legacy_audit_salt_path, load_settings
 from .text_report import render_text
 
 EXIT_USAGE = 2
@@ -169,7 +169,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from .app import open_shared_storage
+    from .app import open_shared_storage, prepare_audit_log
 
     settings = load_settings(args.config)
     host = args.host or settings.server.host
@@ -179,8 +179,11 @@ def _serve(args: argparse.Namespace) -> int:
         raise CliError(f"--port must be between 0 and 65535, not {port}")
     if not 1 <= workers <= 64:
         raise CliError(f"--workers must be between 1 and 64, not {workers}")
-    # Checked once here, before any worker starts: a schema behind this release (or no database) stops serve.
+    # Checked once here, before any worker starts: a schema behind this release (or no database), an audit log that
+    # cannot be written or a port already taken stops serve with one line, where a worker would die in a traceback.
     open_shared_storage(settings).close()
+    prepare_audit_log(settings.cds.audit_log)
+    _check_port_free(host, port)
     if args.insecure_no_auth:
         print("!" * 78 + "\n! --insecure-no-auth: CDS client JWTs are NOT verified. Local development only. !\n"
               + "!" * 78, file=sys.stderr)
@@ -204,6 +207,30 @@ def _serve(args: argparse.Namespace) -> int:
                 log_level="warning", proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None,
                 timeout_graceful_shutdown=int(settings.server.graceful_shutdown_s), server_header=False)
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuses a port another process listens on. Binding the way uvicorn will (SO_REUSEADDR, the host's address
+    family) and releasing at once: uvicorn's own failure is a log line after "listening on", and with several
+    workers the exit status alone is easy to miss."""
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CliError(f"cannot listen on {host}:{port}: the port is already in use (another ketamine-cds "
+                               "serve?); stop it or choose another with --port") from exc
+            if exc.errno == errno.EACCES:
+                raise CliError(f"cannot listen on {host}:{port}: permission denied (ports below 1024 need "
+                               "privileges)") from exc
+            raise CliError(f"cannot listen on {host}:{port} ({exc.strerror or exc.__class__.__name__})") from exc
 
 
 def _jwks_problem(response: Any) -> str | None:
@@ -251,9 +278,9 @@ def _print_registration(settings: Settings) -> None:
 
 async def _check_config(path: Path) -> int:
     import httpx
-    from joserfc.jwk import KeySet
 
     from cds_hooks import SERVICES
+    from cds_hooks.auth import JwksProblem, import_jwks
 
     settings = load_settings(path)
     load_policy(settings.cds.policy)
@@ -273,15 +300,22 @@ async def _check_config(path: Path) -> int:
     _print_registration(settings)
     print(f"CORS allowed origins: {', '.join(settings.cds.cors_allow_origins) or '(none)'}")
     problems += _check_storage(settings)
+    problems += _check_audit_log(settings.cds.audit_log)
     print("trusted CDS clients:")
     if not settings.cds.clients:
         print("  (none: every service call will get 401)")
         problems += 1
     async with httpx.AsyncClient(timeout=5.0) as http:
         for c in settings.cds.clients:
+            where = f"file {c.jwks_file}" if c.jwks_file is not None else str(c.jwks_url)
             try:
                 if c.jwks_file is not None:
-                    data = json.loads(c.jwks_file.read_text(encoding="utf-8"))
+                    try:
+                        data = json.loads(c.jwks_file.read_text(encoding="utf-8"))
+                    except OSError as exc:
+                        raise JwksProblem(f"cannot be read ({exc.__class__.__name__})") from exc
+                    except ValueError as exc:
+                        raise JwksProblem("is not JSON") from exc
                 else:
                     response = await http.get(str(c.jwks_url), headers={"Accept": "application/json"})
                     problem = _jwks_problem(response)
@@ -290,11 +324,14 @@ async def _check_config(path: Path) -> int:
                         problems += 1
                         continue
                     data = response.json()
-                keys = KeySet.import_key_set(data)
+                keys = import_jwks(data)
                 kids = ", ".join(f"{k.kid} ({k.key_type})" for k in keys.keys)
                 print(f"  {c.issuer}: JWKS ok, keys: {kids}" + (f", tenant {c.tenant}" if c.tenant else ""))
+            except JwksProblem as exc:
+                print(f"  {c.issuer}: JWKS FAILED: {exc.about(c.issuer)} ({where})")
+                problems += 1
             except Exception as exc:  # report every failure of a JWKS the same way, then carry on
-                print(f"  {c.issuer}: JWKS FAILED ({exc.__class__.__name__}: {exc})")
+                print(f"  {c.issuer}: JWKS FAILED at {where} ({exc.__class__.__name__}: {exc})")
                 problems += 1
     warnings = config_warnings(settings)
     for warning in warnings:
@@ -302,6 +339,34 @@ async def _check_config(path: Path) -> int:
     if problems:
         print(f"{problems} problem(s) found")
         return 1
+    return 0
+
+
+def _check_audit_log(path: Path | None) -> int:
+    """Whether ``serve`` will be able to write the audit log (0 or 1 problem); nothing is created here."""
+    import os
+
+    if path is None:
+        print("audit log: standard error")
+        return 0
+    if path.is_dir():
+        print(f"audit log {path}: FAILED (a directory, not a file)")
+        return 1
+    if path.exists():
+        writable = os.access(path, os.W_OK)
+        print(f"audit log {path}: " + ("writable" if writable else "FAILED (not writable)"))
+        return 0 if writable else 1
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        print(f"audit log {path}: FAILED ({existing} is a file, not a directory)")
+        return 1
+    if not os.access(existing, os.W_OK | os.X_OK):
+        print(f"audit log {path}: FAILED (cannot create it in {existing}: not writable)")
+        return 1
+    created = "" if existing == path.parent else f" and its directory {path.parent}"
+    print(f"audit log {path}: created at first start{created}")
     return 0
 
 
@@ -330,15 +395,55 @@ def _check_storage(settings: Settings) -> int:
     finally:
         store.close()
     if current != head and not url.startswith("sqlite"):
-        print(f"database {shown}: schema at {current or 'none'}, needs {head}: run `ketamine-cds migrate`")
+        print(f"database {shown}: schema at {current or 'none'}, needs {head}: run {command('migrate --config FILE')}")
         return 1
     print(f"database {shown}: reachable, schema {current or 'new (created at first start)'}")
     return 0
 
 
+#: Hosts reserved for documentation (RFC 2606): a value still naming one was copied from an example, not set.
+_EXAMPLE_HOSTS = ("example.org", "example.com", "example.net")
+#: Settings whose value is a secret: named in a warning, never printed.
+_SECRET_KEYS = frozenset({"storage.database_url", "smart.client_secret", "cds.audit_salt"})
+
+
+def _is_placeholder(value: str) -> bool:
+    from urllib.parse import urlsplit
+
+    if "CHANGE" in value:
+        return True
+    try:
+        host = urlsplit(value).hostname if "://" in value else None
+    except ValueError:
+        return False
+    return host is not None and any(host == h or host.endswith("." + h) for h in _EXAMPLE_HOSTS)
+
+
+def placeholder_warnings(settings: Settings) -> list[str]:
+    """Values still as ``ketamine-cds.example.toml`` ships them (``https://cds.example.org``, ``CHANGE…``): allowed,
+    so that the example is a valid file, but a service configured with them answers no real EHR."""
+    from pydantic import BaseModel
+
+    found: list[str] = []
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(f"{prefix}.{name}" if prefix else name, getattr(value, name))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(f"{prefix}[{index}]", item)
+        elif isinstance(value, str | Path) and _is_placeholder(str(value)):
+            shown = "" if prefix in _SECRET_KEYS else f" {str(value)!r}"
+            found.append(f"{prefix}{shown} is a placeholder from the example configuration: set your site's value")
+
+    walk("", settings)
+    return found
+
+
 def config_warnings(settings: Settings) -> list[str]:
     """What is allowed but unsafe in production."""
-    found = []
+    found = placeholder_warnings(settings)
     if not settings.cds.public_base_url.startswith("https://"):
         found.append(f"cds.public_base_url {settings.cds.public_base_url} is http: tokens, cookies and PHI cross "
                      "the network in clear; use https outside a loopback demo")

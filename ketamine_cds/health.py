@@ -2,7 +2,8 @@
 
 - ``GET /healthz``: 200 while the process serves requests (liveness; no dependency is checked).
 - ``GET /readyz``: 200 when the database answers and every trusted client's keys are loaded; 503 with an
-  OperationOutcome naming what is not ready (a replica that cannot store or verify should get no traffic).
+  OperationOutcome naming what is not ready (a replica that cannot store or verify should get no traffic). Each
+  check runs again on every call, so readiness returns by itself once the cause is fixed.
 - ``GET /metrics``: the Prometheus text format (see ``metrics.py``).
 """
 
@@ -33,9 +34,7 @@ def build_health_router(storage: Storage, verifier: JwtVerifier | None) -> APIRo
         except StorageUnavailable:
             problems.append("database: did not answer")
         if verifier is not None:
-            missing = await verifier.keys_ready()
-            if missing:
-                problems.append(f"keys not loaded for trusted client(s): {', '.join(sorted(missing))}")
+            problems.extend(f"keys not loaded: {problem}" for problem in sorted(await verifier.key_problems()))
         if problems:
             return JSONResponse(operation_outcome("transient", "; ".join(problems)), status_code=503,
                                 media_type="application/fhir+json",

@@ -248,6 +248,12 @@ def _read_secret_files(settings: Settings) -> None:
         settings.smart.client_secret = _read_secret_file(settings.smart.client_secret_file, "smart.client_secret_file")
 
 
+def command(arguments: str) -> str:
+    """A command as the operator types it: installed (the container, a package) or from a source checkout (the
+    README's ``./dev run``). Every message and guide names both, in this one form."""
+    return f"`ketamine-cds {arguments}` (from a source checkout: `./dev run {arguments}`)"
+
+
 def database_url(settings: Settings) -> str:
     """The shared-state database: ``storage.database_url``, else the embedded SQLite file ``cds.feedback_db``."""
     return settings.storage.database_url or f"sqlite:///{settings.cds.feedback_db}"
@@ -263,7 +269,7 @@ def encryption_key_path(settings: Settings) -> Path:
         return settings.storage.encryption_key_file
     if uses_postgresql(settings):
         raise SettingsError("storage.encryption_key_file is required with PostgreSQL: SMART tokens are encrypted at "
-                            "rest with it (create one with `ketamine-cds generate-key FILE`)")
+                            f"rest with it; create one with {command('generate-key FILE')} and name it there")
     return settings.cds.feedback_db.with_name("ketamine-cds-storage.key")
 
 

@@ -14,6 +14,11 @@ class StorageUnavailable(StorageError):
 class SchemaBehind(StorageError):
     """The database schema is older than this release: run ``ketamine-cds migrate``."""
 
+    def __init__(self, message: str, current: str | None = None, head: str | None = None) -> None:
+        super().__init__(message)
+        self.current = current
+        self.head = head
+
 
 class CardNotIssued(StorageError):
     """Feedback named a card this service did not issue to this client."""

@@ -138,7 +138,7 @@ def open_storage(url: str, sealer: Sealer, *, timeout_s: float = 2.5, migrate: b
             current, head = schema_status(engine)
             if current != head:
                 raise SchemaBehind(f"the database schema is at revision {current or 'none'}, this release needs "
-                                   f"{head}: run `ketamine-cds migrate --config FILE` first")
+                                   f"{head}: run `ketamine-cds migrate --config FILE` first", current, head)
     except sa.exc.OperationalError as exc:
         engine.dispose()
         raise StorageUnavailable(f"the database did not answer ({exc.__class__.__name__})") from exc

@@ -29,7 +29,7 @@ async def test_readyz_is_503_with_a_reason_when_a_clients_keys_cannot_be_loaded(
         r = await client.get("/readyz")
         await close_app(client)
     assert r.status_code == 503 and r.json()["resourceType"] == "OperationOutcome"
-    assert "keys not loaded for trusted client(s): https://other-ehr.test" in r.text
+    assert "keys not loaded: the JWKS of client https://other-ehr.test could not be fetched (ConnectError)" in r.text
 
 
 async def test_readyz_is_503_when_the_database_does_not_answer(settings: Settings) -> None:
