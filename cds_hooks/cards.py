@@ -30,6 +30,7 @@ from eligibility import (
     Policy,
     Presence,
     ReasonKind,
+    ResponseClass,
     Verdict,
     Warning,
     WarningId,
@@ -37,6 +38,8 @@ from eligibility import (
     WorkupKind,
     cited_source,
     contraindication_label,
+    course_summary,
+    product_word,
 )
 from eligibility import Source as PolicySource
 from fhir_mapping import KetamineOrder
@@ -101,7 +104,8 @@ def _source(citation: Citation | None, fallback: PolicySource | None = None) -> 
 
 def _sources_line(*source_ids: str) -> str:
     """The primary citations behind a card's statements, as Markdown links (label: the FDA label; REMS: the REMS)."""
-    names = {"S1": "label", "S3": "REMS", "S4": "REMS program", "S8": "EU SmPC"}
+    names = {"S1": "label", "S3": "REMS", "S4": "REMS program", "S8": "EU SmPC", "S62": "US dosing",
+             "S31": "response", "S25": "remission"}
     links = [f"[{names.get(sid, sid)}: {cited_source(sid).label}]({cited_source(sid).url})" for sid in source_ids]
     return "Sources: " + "; ".join(links)
 
@@ -171,11 +175,23 @@ def _gaps_block(a: Assessment) -> list[str]:
             *[f"- {g}" for g in a.data_gaps]]
 
 
+def _course_block(a: Assessment) -> list[str]:
+    """The course leads every card of a patient already treated: what was given, and the response since."""
+    if a.course is None:
+        return []
+    c = a.course
+    line = course_summary(c)
+    if not c.current:
+        line += " — ended; this order is judged as a new start"
+    return [f"**{line}**", ""]
+
+
 #: The review page's section that shows what each kind of card speaks to (the app scrolls there).
 REVIEW_SECTION = {
     CardKind.CONTRAINDICATED: "checklist", CardKind.WORK_UP_NEEDED: "workup", CardKind.NOT_INDICATED: "trials",
     CardKind.CRITERIA_MET: "verdict", CardKind.FDA_WARNS: "verdict", CardKind.CAUTION: "warnings",
-    CardKind.ACTIVE_THERAPY: "verdict", CardKind.TREATMENT_RESISTANT: "trials",
+    CardKind.ACTIVE_THERAPY: "course", CardKind.TREATMENT_RESISTANT: "trials",
+    CardKind.COURSE_CONTINUES: "course", CardKind.COURSE_REASSESS: "course",
 }
 
 
@@ -203,7 +219,7 @@ def _contraindicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Ca
                if f.status is Presence.PRESENT and policy.contraindications[cid].mode is Mode.EXCLUDE]
     names = [contraindication_label(cid) for cid, _ in present]
     card_id = str(uuid.uuid4())
-    detail = [f"**{_product(ctx, policy)} is contraindicated** under policy *{policy.title}*:", ""]
+    detail = [*_course_block(a), f"**{_product(ctx, policy)} is contraindicated** under policy *{policy.title}*:", ""]
     for cid, finding in present:
         rule = policy.contraindications[cid]
         kind = ("a contraindication in the esketamine label" if cid in LABEL_CONTRAINDICATIONS
@@ -267,8 +283,6 @@ def _warning_phrase(w: Warning) -> str:
         return f"suicide-risk review ({named})"
     if w.id in (WarningId.BP_MONITORING_MAOI, WarningId.BP_MONITORING_PSYCHOSTIMULANT):
         return f"monitor blood pressure closely ({named})"
-    if w.id is WarningId.ACTIVE_KETAMINE_THERAPY:
-        return f"ketamine/esketamine therapy already active ({named})"
     if w.id is WarningId.OLDER_ADULT:
         return "older adult: the label's starting dose is 28 mg"
     if w.contraindication is not None:
@@ -297,7 +311,7 @@ def _workup_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
     card_id = str(uuid.uuid4())
     unknown = [r for r in a.reasons if r.kind is ReasonKind.UNKNOWN]
     first = _workup_phrase(a, a.workup[0]) if a.workup else "information is missing"
-    detail = [f"**Before deciding on {_product(ctx, policy).lower()}, obtain:**", ""]
+    detail = [*_course_block(a), f"**Before deciding on {_product(ctx, policy).lower()}, obtain:**", ""]
     detail += [f"- {w.text}" + ("" if w.required else " *(suggested)*") for w in a.workup]
     detail += ["", "**Why:**", *[f"- {r.text}" for r in unknown]]
     tr = a.treatment_resistance
@@ -323,7 +337,8 @@ def _not_indicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card
     card_id = str(uuid.uuid4())
     main = a.reasons[0]
     citation = policy.cite("severity_phq9_min" if main.kind is ReasonKind.SEVERITY_NOT_MET else "min_failed_trials")
-    detail = [f"**{_product(ctx, policy)} does not appear indicated** under policy *{policy.title}*:", ""]
+    detail = [*_course_block(a), f"**{_product(ctx, policy)} does not appear indicated** under policy "
+                                  f"*{policy.title}*:", ""]
     detail += [f"- {r.text}" for r in a.reasons]
     tr = a.treatment_resistance
     if tr.trials:
@@ -354,6 +369,7 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
     tr = a.treatment_resistance
     phq = a.severity.phq9
     detail = [
+        *_course_block(a),
         f"**Criteria met** under policy *{policy.title}*: major depression, "
         f"{tr.failed_adequate_trials} failed adequate antidepressant trials"
         + (f", PHQ-9 {phq.value:g} on {phq.day.isoformat()}" if phq else "") + "; no contraindication documented.",
@@ -380,6 +396,86 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
         indicator=Indicator.INFO,
         source=_source(None, cited_source("S3")),
     )
+
+
+_SESSION_REMINDERS = [
+    "- Blood pressure before each dose (> 140/90: weigh delaying) and about 40 minutes after (label)",
+    "- Monitor at least 2 hours, until sedation, dissociation and respiratory depression resolve (REMS)",
+]
+
+
+def _course_card_head(a: Assessment) -> tuple[str, Any]:
+    course = a.course
+    assert course is not None and course.current
+    return course_summary(course), course
+
+
+def _continue_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
+    line, course = _course_card_head(a)
+    t = policy.thresholds
+    if course.response is ResponseClass.NOT_YET_DUE:
+        plan = (f"- Induction (weeks 1-{t.session_induction_weeks}) ends on {course.induction_end.isoformat()}: the "
+                "label asks that the evidence of therapeutic benefit be evaluated then, to decide on continued "
+                "treatment. A PHQ-9 at that visit documents it.")
+    else:
+        plan = ("- Maintenance: weekly in weeks 5-8, then every 2 weeks or weekly, at the least frequent dosing that "
+                "maintains the response or remission (manufacturer's summary of the US label).")
+    detail = [
+        f"**{line}** — continue under policy *{policy.title}*.",
+        "",
+        f"- Indication when the course began: {a.severity.explanation}; {a.treatment_resistance.explanation}",
+        "- No contraindication documented now",
+        plan,
+        *_SESSION_REMINDERS,
+        "",
+        _sources_line("S62", "S1", "S3"),
+    ]
+    suggested = [w for w in a.workup if not w.required]
+    if suggested:
+        detail += ["", "**Suggested:**", *[f"- {w.text}" for w in suggested]]
+    return Card(
+        kind=CardKind.COURSE_CONTINUES,
+        uuid=str(uuid.uuid4()),
+        summary=_summary(f"{line} — continue"),
+        detail="\n".join(detail),
+        indicator=Indicator.INFO,
+        source=_source(policy.cite("session_induction_weeks")),
+    )
+
+
+def _reassess_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
+    line, course = _course_card_head(a)
+    latest = course.latest_phq9
+    detail = [
+        f"**{line}** — reassess before continuing.",
+        "",
+        f"- Induction ended on {course.induction_end.isoformat()} with a "
+        f"{'partial response' if course.response is ResponseClass.PARTIAL else 'fall of less than 25 %'}"
+        + (f" (latest PHQ-9 {latest.value:g} on {latest.day.isoformat()}, `{latest.reference}`)" if latest else ""),
+        "- The label asks that the evidence of therapeutic benefit be evaluated at the end of induction to determine "
+        "the need for continued treatment (manufacturer's summary of the US label).",
+        "- Response is a PHQ-9 fall of at least 50 %, remission a PHQ-9 below 5 (CMS measures); under 25 % is no "
+        "response (consensus definition).",
+        "",
+        _sources_line("S62", "S31", "S25"),
+    ]
+    return Card(
+        kind=CardKind.COURSE_REASSESS,
+        uuid=str(uuid.uuid4()),
+        summary=_summary(f"{product_word(course.product)} course: {_reassess_phrase(course)} — reassess benefit"),
+        detail="\n".join(detail),
+        indicator=Indicator.WARNING,
+        source=_source(policy.cite("session_induction_weeks")),
+        overrideReasons=_overrides(("specialist-decision", "chart-data-incorrect", "benefit-outweighs-risk")),
+    )
+
+
+def _reassess_phrase(course: Any) -> str:
+    b, latest = course.baseline_phq9, course.latest_phq9
+    words = "partial response" if course.response is ResponseClass.PARTIAL else "no response"
+    if b is None or latest is None or course.reduction is None:
+        return words
+    return f"PHQ-9 {b.value:g} \u2192 {latest.value:g} after induction ({words})"
 
 
 def _compounded_card(order: KetamineOrder, a: Assessment, ctx: CardContext) -> Card:
@@ -436,6 +532,8 @@ def order_cards(a: Assessment, policy: Policy, ctx: CardContext) -> list[Card]:
         Verdict.NOT_INDICATED: _not_indicated_card,
         Verdict.NEEDS_WORKUP: _workup_card,
         Verdict.CANDIDATE: _candidate_card,
+        Verdict.CONTINUE: _continue_card,
+        Verdict.REASSESS: _reassess_card,
     }
     cards = [builders[a.verdict](a, policy, ctx)]
     cards += [_compounded_card(o, a, ctx) for o in ctx.orders if o.outside_label]
@@ -448,10 +546,16 @@ def order_cards(a: Assessment, policy: Policy, ctx: CardContext) -> list[Card]:
 
 def assessment_extension(a: Assessment) -> dict[str, Any]:
     """What every card carries of the assessment it renders, so EHR analytics and tests can check agreement."""
-    return {"ketamine-cds": {"verdict": a.verdict.value, "policy": a.policy, "as_of": a.as_of.isoformat(),
+    found: dict[str, Any] = {"verdict": a.verdict.value, "policy": a.policy, "as_of": a.as_of.isoformat(),
                              "treatment_resistance": a.treatment_resistance.status.value,
                              "contraindications": {cid.value: f.status.value
-                                                   for cid, f in a.contraindications.items()}}}
+                                                   for cid, f in a.contraindications.items()}}
+    if a.course is not None:
+        # CDS Hooks allows no null element: a course's unknown phase or dose count is left out.
+        course = {"current": a.course.current, "phase": a.course.phase.value if a.course.phase else None,
+                  "response": a.course.response.value, "doses": a.course.doses}
+        found["course"] = {k: v for k, v in course.items() if v is not None}
+    return {"ketamine-cds": found}
 
 
 def _with_assessment(card: Card, a: Assessment, ctx: CardContext) -> Card:
@@ -467,26 +571,30 @@ def patient_view_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card |
 
 
 def _patient_view_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card | None:
-    # Active therapy is decided once, by the rules (the "active_ketamine_therapy" warning).
-    active_therapy = [e.description for w in a.warnings if w.id is WarningId.ACTIVE_KETAMINE_THERAPY
-                      for e in w.evidence]
+    # Active therapy is decided once, by the rules (the current course).
     card_id = str(uuid.uuid4())
-    if active_therapy:
+    if a.course is not None and a.course.current:
+        line = course_summary(a.course)
+        verdict = {Verdict.CONTINUE: "continue", Verdict.REASSESS: "reassess benefit",
+                   Verdict.CONTRAINDICATED: "contraindication on record",
+                   Verdict.NEEDS_WORKUP: "work-up needed", Verdict.NOT_INDICATED: "indication not established"}
         return Card(
             kind=CardKind.ACTIVE_THERAPY,
             uuid=card_id,
-            summary=_summary(f"Active {active_therapy[0]} therapy: REMS monitoring, BP before and ~40 min after"),
+            summary=_summary(f"{line} — {verdict.get(a.verdict, a.verdict.value)}"),
             detail="\n".join([
-                f"Active ketamine/esketamine therapy on record: {', '.join(active_therapy)}.",
+                f"**{line}**",
                 "",
-                "- Blood pressure before each dose and about 40 minutes after (label)",
-                "- Monitor at least 2 hours, until sedation, dissociation and respiratory depression resolve (REMS)",
-                "- Repeat PHQ-9 to follow the response",
+                *[f"- {r.text}" for r in a.reasons],
+                *_SESSION_REMINDERS,
+                "- Repeat the PHQ-9 to follow the response",
                 "",
-                _sources_line("S1", "S3"),
+                _sources_line("S62", "S1", "S3"),
             ]),
-            indicator=Indicator.INFO,
-            source=_source(None, cited_source("S3")),
+            indicator=Indicator.WARNING if a.verdict in (Verdict.CONTRAINDICATED, Verdict.REASSESS,
+                                                         Verdict.NEEDS_WORKUP, Verdict.NOT_INDICATED)
+            else Indicator.INFO,
+            source=_source(policy.cite("session_induction_weeks")),
         )
     if policy.patient_view_notify_trd and a.treatment_resistance.status is Criterion.MET:
         return Card(

@@ -71,6 +71,9 @@ class CardKind(StrEnum):
     FDA_WARNS = "fda_warns"
     CAUTION = "caution"
     ACTIVE_THERAPY = "active"
+    #: A current ketamine/esketamine course: continue it, or reassess its benefit (issue #23).
+    COURSE_CONTINUES = "course_continues"
+    COURSE_REASSESS = "course_reassess"
     TREATMENT_RESISTANT = "treatment_resistant"
     # Treatment sessions (one per session check).
     SESSION_SLOT_TOO_SHORT = "session_slot_too_short"

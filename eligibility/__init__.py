@@ -2,6 +2,16 @@
 
 from .assess import assess, assess_depression, assess_pool, assess_severity, contraindication_label
 from .contraindications import assess_contraindications
+from .course import (
+    CoursePhase,
+    ResponseClass,
+    TreatmentCourse,
+    assess_course,
+    classify_response,
+    course_summary,
+    product_word,
+    response_words,
+)
 from .dates import months_before
 from .model import (
     LABEL_CONTRAINDICATIONS,
@@ -63,6 +73,7 @@ __all__ = [
     "ContraindicationFinding",
     "ContraindicationId",
     "ContraindicationRule",
+    "CoursePhase",
     "Criterion",
     "DepressionFinding",
     "DischargeAssessment",
@@ -74,12 +85,14 @@ __all__ = [
     "Presence",
     "Reason",
     "ReasonKind",
+    "ResponseClass",
     "Score",
     "SessionCheck",
     "SessionFinding",
     "Severity",
     "Source",
     "Thresholds",
+    "TreatmentCourse",
     "TreatmentResistance",
     "TrialAssessment",
     "Urgency",
@@ -91,6 +104,7 @@ __all__ = [
     "assess",
     "assess_booking",
     "assess_contraindications",
+    "assess_course",
     "assess_depression",
     "assess_discharge",
     "assess_pool",
@@ -100,9 +114,13 @@ __all__ = [
     "assessment_to_json",
     "available_policies",
     "cited_source",
+    "classify_response",
     "contraindication_label",
+    "course_summary",
     "load_policy",
     "load_policy_file",
     "months_before",
     "parse_policy",
+    "product_word",
+    "response_words",
 ]

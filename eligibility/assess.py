@@ -19,6 +19,7 @@ from fhir_mapping import (
 )
 
 from .contraindications import assess_contraindications, condition_evidence
+from .course import ResponseClass, TreatmentCourse, assess_course, course_summary, response_words
 from .model import (
     Adequacy,
     AssessedCriterion,
@@ -59,6 +60,7 @@ def assess_depression(facts: ClinicalFacts) -> DepressionFinding:
 
 
 def assess_severity(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Severity:
+    """Severity for a first start: the latest PHQ-9 of the policy's window."""
     t = policy.thresholds
     lo = as_of - dt.timedelta(days=t.severity_window_days)
     recent = [s for s in facts.scores if s.kind is ObservationKind.PHQ9_TOTAL and lo <= s.day <= as_of]
@@ -72,8 +74,30 @@ def assess_severity(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Sev
     if latest.value >= t.severity_phq9_min:
         return Severity(Criterion.MET, t.severity_phq9_min, score,
                         f"PHQ-9 {latest.value:g} on {latest.day.isoformat()} (>= {t.severity_phq9_min:g})")
+    if facts.lacks(DataDomain.TREATMENT_COURSE):
+        # A low score may be a response to a course whose doses could not be read: never "not indicated" then.
+        return Severity(Criterion.UNKNOWN, t.severity_phq9_min, score,
+                        f"PHQ-9 {latest.value:g} on {latest.day.isoformat()} (< {t.severity_phq9_min:g}), but "
+                        "ketamine/esketamine doses could not be fetched: a low score may be a response to a course "
+                        "in progress")
     return Severity(Criterion.NOT_MET, t.severity_phq9_min, score,
                     f"PHQ-9 {latest.value:g} on {latest.day.isoformat()} (< {t.severity_phq9_min:g})")
+
+
+def assess_baseline_severity(course: TreatmentCourse, facts: ClinicalFacts, policy: Policy) -> Severity:
+    """Severity for a current course: the PHQ-9 before its first dose (a score that fell during the course is its
+    response, never a reason against it)."""
+    t = policy.thresholds
+    b = course.baseline_phq9
+    if b is None:
+        why = ("PHQ-9 scores could not be fetched" if facts.lacks(DataDomain.PHQ9) else
+               f"no PHQ-9 in the {t.severity_window_days} days before the first dose "
+               f"({course.first_dose.isoformat()})")
+        return Severity(Criterion.UNKNOWN, t.severity_phq9_min, None, why)
+    met = b.value >= t.severity_phq9_min
+    return Severity(Criterion.MET if met else Criterion.NOT_MET, t.severity_phq9_min, b,
+                    f"PHQ-9 {b.value:g} on {b.day.isoformat()}, before the first dose "
+                    f"({'>=' if met else '<'} {t.severity_phq9_min:g})")
 
 
 _CI_LABELS = {
@@ -100,10 +124,13 @@ def _workup(
     tr: TreatmentResistance,
     severity: Severity,
     cis: dict[ContraindicationId, ContraindicationFinding],
+    course: TreatmentCourse | None = None,
 ) -> list[WorkupItem]:
     t = policy.thresholds
     items: list[WorkupItem] = []
-    if severity.status is Criterion.UNKNOWN:
+    if course is not None and course.current:
+        items += _course_workup(course, facts, policy, as_of, severity)
+    elif severity.status is Criterion.UNKNOWN:
         items.append(WorkupItem(WorkupKind.PHQ9, f"PHQ-9 within the last {t.severity_window_days} days", True))
     bp = cis[ContraindicationId.UNCONTROLLED_HYPERTENSION]
     if bp.status is Presence.UNKNOWN:
@@ -143,6 +170,26 @@ def _workup(
     return items
 
 
+def _course_workup(course: TreatmentCourse, facts: ClinicalFacts, policy: Policy, as_of: dt.date,
+                   severity: Severity) -> list[WorkupItem]:
+    t = policy.thresholds
+    items: list[WorkupItem] = []
+    if severity.status is Criterion.UNKNOWN and not facts.lacks(DataDomain.PHQ9):
+        items.append(WorkupItem(WorkupKind.BASELINE_PHQ9,
+                                f"Document the PHQ-9 from before the first dose ({course.first_dose.isoformat()}) if "
+                                "it was taken elsewhere: the course's indication and benefit are judged from it", True))
+    recent = course.latest_phq9 is not None and (as_of - course.latest_phq9.day).days <= t.severity_window_days
+    if course.response_due and course.response is ResponseClass.UNKNOWN:
+        items.append(WorkupItem(WorkupKind.PHQ9,
+                                f"PHQ-9 to assess benefit: induction ended on {course.induction_end.isoformat()}, and "
+                                "the label asks for evidence of therapeutic benefit to decide on continued treatment",
+                                True))
+    elif not recent:
+        items.append(WorkupItem(WorkupKind.PHQ9, f"PHQ-9 to follow the response (none in the last "
+                                                 f"{t.severity_window_days} days)", False))
+    return items
+
+
 def _warnings(
     facts: ClinicalFacts,
     policy: Policy,
@@ -167,10 +214,6 @@ def _warnings(
             warnings.append(Warning(WarningId.BP_MONITORING_MAOI if maoi else WarningId.BP_MONITORING_PSYCHOSTIMULANT,
                                     f"Current {med.name} ({'an MAOI' if maoi else 'a psychostimulant'}): monitor "
                                     "blood pressure closely",
-                                    (Evidence(med.evidence, med.name, med.start),)))
-        elif med.category is MedicationCategory.KETAMINE:
-            warnings.append(Warning(WarningId.ACTIVE_KETAMINE_THERAPY,
-                                    f"Active ketamine/esketamine therapy on record: {med.name}",
                                     (Evidence(med.evidence, med.name, med.start),)))
     if facts.patient is not None:
         age = facts.patient.age_on(as_of)
@@ -246,12 +289,79 @@ def _unknowns(
     return found
 
 
+def _since_course(course: TreatmentCourse, finding: ContraindicationFinding) -> str:
+    """' (new since the course began: positive pregnancy test on 2026-11-10, 19 days into the course)'."""
+    dated = sorted((e for e in finding.evidence if e.day is not None and e.day >= course.first_dose),
+                   key=lambda e: e.day or course.first_dose)
+    if not dated:
+        return ""
+    e = dated[-1]
+    assert e.day is not None
+    return (f" (new since the course began: {e.description} on {e.day.isoformat()}, "
+            f"{course.days_into(e.day)} days into the course)")
+
+
+def _decide_course(
+    course: TreatmentCourse,
+    depression: DepressionFinding,
+    tr: TreatmentResistance,
+    severity: Severity,
+    cis: dict[ContraindicationId, ContraindicationFinding],
+    policy: Policy,
+) -> tuple[Verdict, list[Reason]]:
+    """A current course: contraindications now; the indication as it stood before the first dose; then the benefit.
+    A PHQ-9 that fell during the course is its response, never a reason against it."""
+    reasons: list[Reason] = []
+    excluding = [cid for cid, f in cis.items()
+                 if f.status is Presence.PRESENT and policy.contraindications[cid].mode is Mode.EXCLUDE]
+    for cid in excluding:
+        reasons.append(Reason(ReasonKind.CONTRAINDICATION, f"{contraindication_label(cid).capitalize()}: "
+                              f"{cis[cid].explanation}{_since_course(course, cis[cid])}", cid))
+    if depression.status is Presence.ABSENT:
+        reasons.append(Reason(ReasonKind.ANXIETY_WITHOUT_DEPRESSION,
+                              "Anxiety disorder without major depression: not an indication")
+                       if depression.anxiety_evidence else
+                       Reason(ReasonKind.DEPRESSION_ABSENT, "No active major depressive disorder on record"))
+    if tr.status is Criterion.NOT_MET:
+        reasons.append(Reason(ReasonKind.TREATMENT_RESISTANCE_NOT_MET,
+                              f"Not treatment-resistant when the course began: {tr.explanation}"))
+    if severity.status is Criterion.NOT_MET:
+        reasons.append(Reason(ReasonKind.SEVERITY_NOT_MET,
+                              f"Severity below threshold when the course began: {severity.explanation}"))
+    if excluding:
+        return Verdict.CONTRAINDICATED, reasons
+    if reasons:
+        return Verdict.NOT_INDICATED, reasons
+    unknowns = _unknowns(depression, tr, severity, cis)
+    if course.response_due and course.response is ResponseClass.UNKNOWN:
+        why = ("no PHQ-9 before the first dose" if course.baseline_phq9 is None else
+               "no PHQ-9 since the first dose" if course.latest_phq9 is None else
+               f"no PHQ-9 in the last {policy.thresholds.severity_window_days} days")
+        unknowns.append(Reason(ReasonKind.UNKNOWN, f"Benefit at the end of induction unknown: {why}",
+                               AssessedCriterion.RESPONSE))
+    if unknowns:
+        return Verdict.NEEDS_WORKUP, unknowns
+    line = course_summary(course)
+    if course.response_due and course.response in (ResponseClass.PARTIAL, ResponseClass.NONE):
+        return Verdict.REASSESS, [Reason(ReasonKind.REASSESS,
+                                         f"{line}: induction has ended with {response_words(course.response)}; "
+                                         "evaluate the evidence of therapeutic benefit before continuing")]
+    return Verdict.CONTINUE, [Reason(ReasonKind.CONTINUE, f"{line}: no contraindication documented")]
+
+
 def assess(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Assessment:
+    course = assess_course(facts, policy, as_of)
     depression = assess_depression(facts)
-    tr = assess_treatment_resistance(facts, policy, as_of)
-    severity = assess_severity(facts, policy, as_of)
     cis = assess_contraindications(facts, policy, as_of)
-    verdict, reasons = _decide(depression, tr, severity, cis, policy)
+    if course is not None and course.current:
+        # The indication as it stood when the course began; contraindications as they stand now.
+        tr = assess_treatment_resistance(facts, policy, course.first_dose)
+        severity = assess_baseline_severity(course, facts, policy)
+        verdict, reasons = _decide_course(course, depression, tr, severity, cis, policy)
+    else:
+        tr = assess_treatment_resistance(facts, policy, as_of)
+        severity = assess_severity(facts, policy, as_of)
+        verdict, reasons = _decide(depression, tr, severity, cis, policy)
     return Assessment(
         patient=f"Patient/{facts.patient_id or (facts.patient.id if facts.patient else 'unknown')}",
         as_of=as_of,
@@ -262,10 +372,11 @@ def assess(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Assessment:
         treatment_resistance=tr,
         severity=severity,
         contraindications=cis,
-        workup=tuple(_workup(facts, policy, as_of, tr, severity, cis)),
+        workup=tuple(_workup(facts, policy, as_of, tr, severity, cis, course)),
         warnings=tuple(_warnings(facts, policy, as_of, cis)),
         data_gaps=tuple(g.describe() for g in facts.gaps),
         skipped_entries=tuple(f"{s.where}: {s.reason}" for s in facts.skipped),
+        course=course,
     )
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from fhir_mapping import DrugClass, MatchMethod
+
+if TYPE_CHECKING:
+    from .course import TreatmentCourse
 
 
 class Verdict(StrEnum):
@@ -14,6 +18,10 @@ class Verdict(StrEnum):
     NEEDS_WORKUP = "needs_workup"
     NOT_INDICATED = "not_indicated"
     CONTRAINDICATED = "contraindicated"
+    #: A current course without contraindication, responding (or still in induction): continue it.
+    CONTINUE = "continue"
+    #: A current course past induction with a partial or no response: evaluate the benefit before continuing.
+    REASSESS = "reassess"
 
 
 class Criterion(StrEnum):
@@ -59,6 +67,8 @@ class AssessedCriterion(StrEnum):
     DEPRESSION = "depression"
     TREATMENT_RESISTANCE = "treatment_resistance"
     SEVERITY = "severity"
+    #: A current course's benefit (its PHQ-9 response from baseline).
+    RESPONSE = "response"
 
 
 class ReasonKind(StrEnum):
@@ -69,13 +79,14 @@ class ReasonKind(StrEnum):
     SEVERITY_NOT_MET = "severity_not_met"
     UNKNOWN = "unknown"
     CANDIDATE = "candidate"
+    CONTINUE = "continue"
+    REASSESS = "reassess"
 
 
 class WarningId(StrEnum):
     SUICIDE_RISK_REVIEW = "suicide_risk_review"
     BP_MONITORING_MAOI = "bp_monitoring_maoi"
     BP_MONITORING_PSYCHOSTIMULANT = "bp_monitoring_psychostimulant"
-    ACTIVE_KETAMINE_THERAPY = "active_ketamine_therapy"
     OLDER_ADULT = "older_adult"
     #: A contraindication the policy treats as a caution (``Warning.contraindication`` says which).
     CAUTION = "caution"
@@ -173,6 +184,8 @@ class WorkupKind(StrEnum):
     TRIAL_DURATION = "trial_duration"
     CONDITION_REVIEW = "condition_review"
     DATA = "data"
+    #: A current course without a PHQ-9 before its first dose: its indication and benefit cannot be judged.
+    BASELINE_PHQ9 = "baseline_phq9"
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,3 +237,5 @@ class Assessment:
     warnings: tuple[Warning, ...]
     data_gaps: tuple[str, ...]
     skipped_entries: tuple[str, ...] = field(default=())
+    #: The patient's most recent ketamine/esketamine course (current or earlier); None when none is on record.
+    course: TreatmentCourse | None = None

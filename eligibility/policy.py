@@ -72,6 +72,9 @@ class Thresholds:
     session_max_per_week_induction: int
     session_max_per_week_after_induction: int
     rems_form_days: int
+    # The ketamine/esketamine course (issue #23).
+    course_continuity_days: int
+    partial_response_min_reduction: float
 
 
 @dataclass(frozen=True, slots=True)

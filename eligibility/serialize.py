@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from .course import TreatmentCourse
 from .model import Assessment, Evidence, Score, TrialAssessment
 
 
@@ -41,6 +42,28 @@ def _trial(t: TrialAssessment) -> dict[str, Any]:
     }
 
 
+def _course(c: TreatmentCourse | None) -> dict[str, Any] | None:
+    if c is None:
+        return None
+    reduction = c.reduction
+    return {
+        "current": c.current,
+        "phase": c.phase.value if c.phase else None,
+        "week": c.week,
+        "product": c.product.value,
+        "first_dose": c.first_dose.isoformat(),
+        "last_dose": c.last_dose.isoformat(),
+        "doses": c.doses,
+        "induction_end": c.induction_end.isoformat(),
+        "baseline_phq9": _score(c.baseline_phq9),
+        "latest_phq9": _score(c.latest_phq9),
+        "reduction": None if reduction is None else round(reduction, 3),
+        "response": c.response.value,
+        "dose_dates": [d.isoformat() for d in c.dose_days],
+        "evidence": list(c.evidence),
+    }
+
+
 def assessment_to_json(a: Assessment) -> dict[str, Any]:
     tr = a.treatment_resistance
     return {
@@ -48,6 +71,7 @@ def assessment_to_json(a: Assessment) -> dict[str, Any]:
         "as_of": a.as_of.isoformat(),
         "policy": a.policy,
         "verdict": a.verdict.value,
+        "course": _course(a.course),
         "reasons": [{"code": r.code, "text": r.text} for r in a.reasons],
         "depression": {
             "status": a.depression.status.value,

@@ -25,6 +25,8 @@ class ResourceType(StrEnum):
     ENCOUNTER = "Encounter"
     MEDICATION_ADMINISTRATION = "MedicationAdministration"
     SERVICE_REQUEST = "ServiceRequest"
+    #: Read for the ketamine/esketamine course (with MedicationAdministration).
+    MEDICATION_DISPENSE = "MedicationDispense"
 
 
 class DataDomain(StrEnum):
@@ -40,6 +42,8 @@ class DataDomain(StrEnum):
     DRUG_SCREENS = "drug_screens"
     PREGNANCY = "pregnancy"
     ALLERGIES = "allergies"
+    #: Ketamine/esketamine doses given or dispensed: whether the patient is already in a course.
+    TREATMENT_COURSE = "treatment_course"
     # The session services' own searches.
     APPOINTMENTS = "appointments"
     ENCOUNTER = "encounter"
@@ -245,9 +249,9 @@ class DrugClass(StrEnum):
 
 
 class MedicationCategory(StrEnum):
-    """Medications that matter to the rules besides the antidepressant trials."""
+    """Medications that matter to the rules besides the antidepressant trials (ketamine itself is a
+    :class:`KetamineExposure`)."""
 
-    KETAMINE = "ketamine"
     PSYCHOSTIMULANT = "psychostimulant"
     MAOI = "maoi"
 
@@ -348,6 +352,43 @@ class CurrentMedication:
         return self.start is not None and self.start <= as_of and (self.end is None or self.end >= as_of)
 
 
+class KetamineProduct(StrEnum):
+    ESKETAMINE_NASAL = "esketamine_nasal"
+    #: Racemic ketamine in any form (IV infusion, compounded): the label's schedule is esketamine's.
+    KETAMINE = "ketamine"
+
+
+class ExposureKind(StrEnum):
+    """What a ketamine/esketamine record says: a dose given or dispensed (a day), or an order or statement (a span)."""
+
+    ADMINISTRATION = "administration"
+    DISPENSE = "dispense"
+    STATEMENT = "statement"
+    REQUEST = "request"
+
+
+@dataclass(frozen=True, slots=True)
+class KetamineExposure:
+    """One record of ketamine or esketamine treatment.
+
+    A dose (administration, dispense) is one day: ``end`` equals ``start``. An order or a statement is a span:
+    ``end`` None means it is still running (``active``), with no end written.
+    """
+
+    reference: str
+    kind: ExposureKind
+    product: KetamineProduct
+    name: str
+    start: dt.date
+    end: dt.date | None
+    active: bool = False
+    dose_mg: float | None = None
+
+    @property
+    def is_dose(self) -> bool:
+        return self.kind in (ExposureKind.ADMINISTRATION, ExposureKind.DISPENSE)
+
+
 @dataclass(frozen=True, slots=True)
 class ClinicalFacts:
     """Everything the rules need about one patient, plus what could not be obtained."""
@@ -365,6 +406,8 @@ class ClinicalFacts:
     unmatched_medications: tuple[str, ...] = field(default=())
     patient_id: str | None = None
     free_text_problems: tuple[FreeTextProblem, ...] = ()
+    #: Ketamine/esketamine records (doses, orders, statements), oldest first.
+    ketamine: tuple[KetamineExposure, ...] = ()
 
     def lacks(self, *domains: DataDomain) -> bool:
         """True when a gap leaves any of these domains incomplete: the rules reading them say "unknown"."""

@@ -26,6 +26,7 @@ from .facts import (
     ScoreFact,
     SkippedEntry,
 )
+from .ketamine_doses import ketamine_doses
 from .loading import InputError, ResourcePool
 from .medications import DEFAULT_MERGE_GAP_DAYS, map_medications
 
@@ -103,6 +104,8 @@ def to_facts(
         mine(ResourceType.MEDICATION_STATEMENT) + mine(ResourceType.MEDICATION_REQUEST),
         merge_gap_days,
     )
+    doses, dose_gaps = ketamine_doses(pool, codesets, mine(ResourceType.MEDICATION_ADMINISTRATION),
+                                      mine(ResourceType.MEDICATION_DISPENSE))
     scores, pressures, labs = _observations(codesets, pool, mine(ResourceType.OBSERVATION), observation_issues,
                                             observations_since, blood_pressure_since)
     scores += _questionnaire_scores(pool, mine(ResourceType.QUESTIONNAIRE_RESPONSE), observations_since)
@@ -119,12 +122,13 @@ def to_facts(
         blood_pressures=tuple(_one_reading_a_day(pressures)),
         lab_results=tuple(sorted(labs, key=lambda r: r.day)),
         allergies=allergies,
-        gaps=(*pool.gaps, *meds.unresolved),
+        gaps=(*pool.gaps, *meds.unresolved, *dose_gaps),
         # Everything validated above has been reported by now: load problems, invalid entries, odd values.
         skipped=(*pool.skipped, *observation_issues),
         unmatched_medications=meds.unmatched,
         patient_id=patient_id,
         free_text_problems=tuple(free_text),
+        ketamine=tuple(sorted((*meds.ketamine, *doses), key=lambda k: (k.start, k.reference))),
     )
 
 

@@ -25,12 +25,16 @@ from .facts import (
     DoseSegment,
     DoseSource,
     DrugClass,
+    ExposureKind,
     GapReason,
+    KetamineExposure,
+    KetamineProduct,
     MatchMethod,
     MedicationCategory,
     ResourceType,
 )
 from .loading import ResourcePool
+from .orders import ketamine_concept
 
 # Records that do not describe medication actually taken.
 _SKIP_STATEMENT = {"entered-in-error", "not-taken", "intended"}
@@ -64,6 +68,8 @@ class MedicationFacts:
     unmatched: tuple[str, ...]
     #: Records whose referenced Medication could not be resolved and whose display names no drug.
     unresolved: tuple[DataGap, ...] = ()
+    #: Ketamine/esketamine orders and statements: the course they make is the rules' (eligibility.course).
+    ketamine: tuple[KetamineExposure, ...] = ()
 
 
 def map_medications(
@@ -76,6 +82,7 @@ def map_medications(
     other: list[CurrentMedication] = []
     unmatched: list[str] = []
     unresolved: list[DataGap] = []
+    ketamine_records: list[KetamineExposure] = []
     # A chart names few distinct drugs in many records: recognise each distinct drug once.
     recognised: dict[str, tuple[bool, str | None, _Identified | None]] = {}
     for res in resources:
@@ -114,7 +121,12 @@ def map_medications(
             continue
         start, end, length_known = _exposure(res, status)
         if ketamine:
-            other.append(CurrentMedication(label, MedicationCategory.KETAMINE, start, end, status, evidence))
+            if start is not None:
+                esketamine = ketamine_concept(concept, codesets)[1]
+                kind = ExposureKind.STATEMENT if rtype == ResourceType.MEDICATION_STATEMENT else ExposureKind.REQUEST
+                ketamine_records.append(KetamineExposure(
+                    evidence, kind, KetamineProduct.ESKETAMINE_NASAL if esketamine else KetamineProduct.KETAMINE,
+                    label, start, end, active=status in _ONGOING))
             continue
         if stimulant:
             other.append(CurrentMedication(stimulant, MedicationCategory.PSYCHOSTIMULANT, start, end, status,
@@ -130,7 +142,7 @@ def map_medications(
             continue  # as-needed use is not a trial (the spec: PRN doses do not count)
         records.extend(_Record(ident, seg) for seg in _segments(phases, start, end, length_known, evidence))
     return MedicationFacts(_merge(records, merge_gap_days), tuple(other), tuple(dict.fromkeys(unmatched)),
-                           tuple(unresolved))
+                           tuple(unresolved), tuple(ketamine_records))
 
 
 def _segments(phases: list[Any], start: dt.date, end: dt.date | None, length_known: bool,

@@ -27,6 +27,8 @@ _TODAY_MINUS = re.compile(r"\{\{today\(\) - (\d+) days\}\}")
 # medications unless others are asked for (shared/reference/README.md, "EHR quirks").
 _MED_STATEMENT_STATUSES = "active,completed,entered-in-error,intended,stopped,on-hold,unknown,not-taken"
 _MED_REQUEST_STATUSES = "active,on-hold,cancelled,completed,entered-in-error,stopped,draft,unknown"
+# A dose counts only when it was given (administration) or handed over (dispense).
+_GIVEN_STATUSES = "completed,in-progress"
 
 # Observation searches need a code on many EHRs: each search asks for the codes of its groups in
 # data/observation_codes.toml (the codes the mapping reads, clinical.md §5), so search and mapping never drift.
@@ -135,6 +137,14 @@ SEARCHES: tuple[Search, ...] = (
     Search("pregnancyTests", ResourceType.OBSERVATION, "Observation", (_P, ("code", _codes("pregnancyTests"))),
            frozenset({_D.PREGNANCY})),
     Search("allergies", ResourceType.ALLERGY_INTOLERANCE, "AllergyIntolerance", (_P,), frozenset({_D.ALLERGIES})),
+    # The ketamine/esketamine course: doses given and dispensed (issue #23). Every drug, not a code filter: a dose
+    # whose drug sits in a referenced Medication would escape one, and the course would look shorter than it is.
+    Search("medicationAdministrations", ResourceType.MEDICATION_ADMINISTRATION, "MedicationAdministration",
+           (_P, ("status", _GIVEN_STATUSES), ("_include", "MedicationAdministration:medication")),
+           frozenset({_D.TREATMENT_COURSE})),
+    Search("medicationDispenses", ResourceType.MEDICATION_DISPENSE, "MedicationDispense",
+           (_P, ("status", _GIVEN_STATUSES), ("_include", "MedicationDispense:medication")),
+           frozenset({_D.TREATMENT_COURSE})),
 )
 SEARCHES_BY_KEY = {s.key: s for s in SEARCHES}
 
@@ -168,7 +178,7 @@ def domains_of(*types: ResourceType) -> frozenset[DataDomain]:
     """The data domains that rest on these resource types (for a gap known only by type, e.g. a scope not granted)."""
     found = {d for s in SEARCHES if s.resource_type in types for d in s.domains}
     if ResourceType.MEDICATION in types:
-        found.add(DataDomain.MEDICATIONS)
+        found |= {DataDomain.MEDICATIONS, DataDomain.TREATMENT_COURSE}
     return frozenset(found)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eligibility import Assessment, Presence, Verdict, contraindication_label
+from eligibility import Assessment, Presence, Verdict, contraindication_label, course_summary
 from fhir_mapping import ClinicalFacts
 
 _VERDICT_WORDS = {
@@ -10,6 +10,8 @@ _VERDICT_WORDS = {
     Verdict.NEEDS_WORKUP: "NEEDS WORK-UP: information is missing before a decision",
     Verdict.NOT_INDICATED: "NOT INDICATED",
     Verdict.CONTRAINDICATED: "CONTRAINDICATED",
+    Verdict.CONTINUE: "CONTINUE the course: no contraindication, benefit shown or induction under way",
+    Verdict.REASSESS: "REASSESS: induction has ended without a response; evaluate the benefit before continuing",
 }
 _MARK = {Presence.PRESENT: "[!]", Presence.ABSENT: "[ ]", Presence.UNKNOWN: "[?]"}
 
@@ -21,6 +23,9 @@ def render_text(a: Assessment, facts: ClinicalFacts) -> str:
         who = f"{facts.patient.name} ({a.patient})"
     lines.append(f"{who} — as of {a.as_of.isoformat()} — policy {a.policy}")
     lines.append("")
+    if a.course is not None:
+        lines.append(f"Course: {course_summary(a.course)}"
+                     + ("" if a.course.current else " — ended; this order is judged as a new start"))
     lines.append(f"Verdict: {_VERDICT_WORDS[a.verdict]}")
     for r in a.reasons:
         lines.append(f"  - {r.text}")

@@ -66,7 +66,7 @@ async def test_every_fixture_patient_gets_spec_conformant_cards(post: Post, path
     cards = await cards_for(post, path.stem[:2])
     (main,) = [c for c in cards if not c["summary"].startswith("Caution")]  # the verdict's card
     indicator = {"contraindicated": "critical", "not_indicated": "warning", "needs_workup": "warning",
-                 "candidate": "info"}[expected["verdict"]]
+                 "candidate": "info", "continue": "info", "reassess": "warning"}[expected["verdict"]]
     assert main["indicator"] == indicator
     assert len(cards) <= 3  # one per concern, never a wall
     order = {"critical": 0, "warning": 1, "info": 2}
@@ -187,7 +187,11 @@ async def test_patient_view_is_silent_unless_ketamine_therapy_is_active(post: Po
         "subject": {"reference": "Patient/kc-01"}, "effectivePeriod": {"start": "2026-10-01"},
         "medicationCodeableConcept": {"text": "Spravato 56 mg"}}})
     cards = (await post("ketamine-patient-view", body)).json()["cards"]
-    assert len(cards) == 1 and cards[0]["indicator"] == "info" and "Spravato" in cards[0]["summary"]
+    # A course on record for a month: the card leads with it. No PHQ-9 before its start, so its indication and
+    # benefit need work-up (a warning), never a silent "active therapy".
+    assert len(cards) == 1 and cards[0]["indicator"] == "warning"
+    assert cards[0]["summary"].startswith("Esketamine course, week 5: no PHQ-9 before the first dose"), cards
+    assert "Severity unknown: no PHQ-9 in the 30 days before the first dose (2026-10-01)" in cards[0]["detail"]
 
 
 @pytest.mark.parametrize("fixture", ["01", "09", "10", "11", "12", "16", "17", "21", "29", "32"])

@@ -47,7 +47,8 @@ async def test_prefetch_templates_use_only_context_tokens_and_r4_syntax(cds: htt
             # Medication (issue #12); a client that ignores it costs a Medication read, never a dropped record.
             assert re.findall(r"_include=([^&]*)", template) in ([], ["MedicationRequest:medication"],
                                                                  ["MedicationStatement:medication"],
-                                                                 ["MedicationAdministration:medication"])
+                                                                 ["MedicationAdministration:medication"],
+                                                                 ["MedicationDispense:medication"])
     templates = (await cds.get("/cds-services")).json()["services"][0]["prefetch"]
     assert templates == {s.key: s.template() for s in SEARCHES}  # derived from the one search table
     assert "status=active,completed" in templates["medicationRequests"].replace("on-hold,cancelled,", "")

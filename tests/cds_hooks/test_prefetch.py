@@ -133,7 +133,7 @@ async def test_merged_observation_searches_report_the_states_of_their_keys() -> 
 
 
 def _without_medications(prefetch: dict[str, Any]) -> dict[str, Any]:
-    for key in ("medicationRequests", "medicationStatements"):
+    for key in ("medicationRequests", "medicationStatements", "medicationAdministrations", "medicationDispenses"):
         bundle = prefetch[key]
         bundle["entry"] = [e for e in bundle["entry"] if e["resource"]["resourceType"] != "Medication"]
     return prefetch

@@ -17,8 +17,11 @@ from fhir_mapping import (
     DoseSegment,
     DoseSource,
     DrugClass,
+    ExposureKind,
     GapReason,
     Gender,
+    KetamineExposure,
+    KetamineProduct,
     LabResultFact,
     MatchMethod,
     ObservationKind,
@@ -76,6 +79,33 @@ def allergy(status: str = "active") -> AllergyFact:
 def gap(rtype: ResourceType, reason: GapReason = GapReason.TIMEOUT, *domains: DataDomain) -> DataGap:
     """A gap in the searches of ``rtype`` (every domain they carry), or only in ``domains`` when given."""
     return DataGap(rtype, reason, domains=frozenset(domains) or domains_of(rtype))
+
+
+def dose(day: int, kind: ExposureKind = ExposureKind.ADMINISTRATION,
+         product: KetamineProduct = KetamineProduct.ESKETAMINE_NASAL) -> KetamineExposure:
+    """An esketamine dose given ``day`` days before AS_OF."""
+    return KetamineExposure(f"MedicationAdministration/d{day}", kind, product, "Spravato 56 mg", ago(day), ago(day),
+                            dose_mg=56)
+
+
+def doses(*days: int) -> tuple[KetamineExposure, ...]:
+    return tuple(sorted((dose(d) for d in days), key=lambda k: k.start))
+
+
+def twice_weekly(first: int, count: int) -> tuple[KetamineExposure, ...]:
+    """``count`` induction doses from ``first`` days ago, 3 and 4 days apart."""
+    days, day = [], first
+    for i in range(count):
+        days.append(day)
+        day -= (3, 4)[i % 2]
+    return doses(*days)
+
+
+def ketamine_record(start: int, end: int | None, *, kind: ExposureKind = ExposureKind.STATEMENT,
+                    active: bool = True) -> KetamineExposure:
+    """An esketamine order or statement (a span: no end written means still running when active)."""
+    return KetamineExposure(f"MedicationStatement/k{start}", kind, KetamineProduct.ESKETAMINE_NASAL, "Spravato",
+                            ago(start), ago(end) if end is not None else None, active=active)
 
 
 def patient(gender: Gender = Gender.FEMALE, born: str = "1985-01-01") -> PatientFact:

@@ -72,8 +72,6 @@ def test_the_warnings_word_for_word_with_their_evidence() -> None:
             CurrentMedication("phenelzine", MedicationCategory.MAOI, ago(100), None, "active", "MedicationStatement/m"),
             CurrentMedication("methylphenidate", MedicationCategory.PSYCHOSTIMULANT, ago(50), None, "active",
                               "MedicationStatement/s"),
-            CurrentMedication("Spravato", MedicationCategory.KETAMINE, ago(20), None, "active",
-                              "MedicationRequest/k"),
         ))
     assert assess(facts, DEFAULT, AS_OF).warnings == (
         Warning(WarningId.SUICIDE_RISK_REVIEW, f"PHQ-9 item 9 = 2 on {ago(12).isoformat()}: suicide-risk review "
@@ -84,8 +82,6 @@ def test_the_warnings_word_for_word_with_their_evidence() -> None:
         Warning(WarningId.BP_MONITORING_PSYCHOSTIMULANT,
                 "Current methylphenidate (a psychostimulant): monitor blood pressure closely",
                 (Evidence("MedicationStatement/s", "methylphenidate", ago(50)),)),
-        Warning(WarningId.ACTIVE_KETAMINE_THERAPY, "Active ketamine/esketamine therapy on record: Spravato",
-                (Evidence("MedicationRequest/k", "Spravato", ago(20)),)),
     )
 
 

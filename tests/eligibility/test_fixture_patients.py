@@ -44,7 +44,7 @@ def test_fixtures_cover_every_verdict_and_contraindication() -> None:
         verdicts.add(expected["verdict"])
         present |= {k.split(".")[1] for k, v in expected.items()
                     if k.startswith("contraindications.") and k.endswith(".status") and v == "present"}
-    assert verdicts == {"candidate", "needs_workup", "not_indicated", "contraindicated"}
+    assert verdicts == {"candidate", "needs_workup", "not_indicated", "contraindicated", "continue", "reassess"}
     assert len(present) == 9
 
 

@@ -73,6 +73,9 @@ DEFAULT_VALUES = {
     "session_monitoring_minutes": 120, "session_dose_minutes": 15, "session_bp_systolic_above": 140,
     "session_bp_diastolic_above": 90, "session_bp_days": 7, "session_induction_weeks": 4,
     "session_max_per_week_induction": 2, "session_max_per_week_after_induction": 1, "rems_form_days": 7,
+    # The course: current while the last dose is within 28 days (UNVERIFIED clinic policy); a fall under 25 % is
+    # no response (Delphi consensus, payers).
+    "course_continuity_days": 28, "partial_response_min_reduction": 0.25,
 }
 
 
@@ -168,7 +171,7 @@ def test_cited_sources_and_the_observation_horizon() -> None:
 # REMS, linked from the FDA's REMS page (clinical-sources.md S4): where the Patient Monitoring Form lives.
 PRIMARY_HOSTS = {"dailymed.nlm.nih.gov", "www.accessdata.fda.gov", "www.fda.gov", "www.ema.europa.eu",
                  "ecqi.healthit.gov", "p4qm.org", "pubmed.ncbi.nlm.nih.gov", "doi.org", "www.bcbsnd.com",
-                 "www.spravatorems.com"}
+                 "www.spravatorems.com", "www.jnjmedicalconnect.com"}
 
 
 def test_every_primary_source_is_on_its_publishers_domain_and_no_mirror_or_blog_is_cited() -> None:

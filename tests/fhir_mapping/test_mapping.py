@@ -124,8 +124,9 @@ def test_ketamine_stimulants_and_unknown_drugs_are_not_antidepressant_courses() 
                  statement("m", {"text": "methylphenidate 10 mg"}, "2026-01-01", None, status="active"),
                  statement("x", {"text": "lisinopril 10 mg"}, "2026-01-01", None, status="active"))
     assert f.courses == ()
-    assert [(m.category, m.evidence) for m in f.other_medications] == [
-        ("ketamine", "MedicationStatement/k"), ("psychostimulant", "MedicationStatement/m")]
+    assert [(m.category, m.evidence) for m in f.other_medications] == [("psychostimulant", "MedicationStatement/m")]
+    assert [(k.reference, k.kind, k.product, k.active, k.end) for k in f.ketamine] == [
+        ("MedicationStatement/k", "statement", "esketamine_nasal", True, None)]
     assert f.unmatched_medications == ("lisinopril 10 mg",)
 
 

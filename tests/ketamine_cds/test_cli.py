@@ -25,8 +25,9 @@ def test_json_output_has_the_documented_shape(capsys: pytest.CaptureFixture[str]
     code, out, err = run(capsys, "evaluate", str(FIX), "--as-of", "2026-11-01")
     assert code == 0 and err == ""
     data = json.loads(out)
-    assert list(data)[:10] == ["patient", "as_of", "policy", "verdict", "reasons", "depression",
+    assert list(data)[:11] == ["patient", "as_of", "policy", "verdict", "course", "reasons", "depression",
                                "treatment_resistance", "severity", "contraindications", "workup"]
+    assert data["course"] is None  # no ketamine or esketamine dose on record
     assert data["patient"] == "Patient/kc-01" and data["verdict"] == "candidate"
     assert set(data["contraindications"]) == {
         "psychosis", "bipolar", "uncontrolled_hypertension", "cardiovascular_disease", "aneurysm_or_avm",

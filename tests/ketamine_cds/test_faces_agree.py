@@ -29,8 +29,10 @@ AS_OF = dt.date(2026, 11, 1)  # the fixtures' day, and the CDS test app's today
 
 
 def _summary(a: dict[str, Any]) -> dict[str, Any]:
+    course = a["course"] and {k: a["course"][k] for k in ("current", "phase", "response", "doses")
+                              if a["course"][k] is not None}
     return {"verdict": a["verdict"], "treatment_resistance": a["treatment_resistance"]["status"],
-            "contraindications": {k: v["status"] for k, v in a["contraindications"].items()}}
+            "contraindications": {k: v["status"] for k, v in a["contraindications"].items()}, "course": course}
 
 
 def _from_card(cards: list[dict[str, Any]]) -> dict[str, Any]:
@@ -39,7 +41,7 @@ def _from_card(cards: list[dict[str, Any]]) -> dict[str, Any]:
     assert extensions and all(e == extensions[0] for e in extensions)
     e = extensions[0]
     return {"verdict": e["verdict"], "treatment_resistance": e["treatment_resistance"],
-            "contraindications": e["contraindications"]}
+            "contraindications": e["contraindications"], "course": e.get("course")}
 
 
 async def _server_prefetch(sekmet: Sekmet, pid: str) -> dict[str, Any]:
