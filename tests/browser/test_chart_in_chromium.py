@@ -70,3 +70,30 @@ def test_ehr_launch_in_the_chart_iframe_renders_the_review(stack: Stack) -> None
             expect(stranger.locator("h1")).to_have_text("Your session has ended")
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("width", [700, 1400])
+def test_the_app_opened_from_a_card_is_usable_at_a_narrow_window(stack: Stack, width: int) -> None:
+    """Under ~1000 px the app goes below the cards (at 700 px the split once left the app's frame 40 px wide);
+    wider, cards and app stay side by side."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
+            page.goto(f"{stack.base}/sandbox/?patient=kc-10")
+            page.click("#sign-order")
+            page.locator("button.card-link").first.click()
+            expect(page.frame_locator("#app-frame").locator("#verdict")).to_be_visible(timeout=20_000)
+            frame, cards = page.locator("#app-frame").bounding_box(), page.locator("#cards").bounding_box()
+            main = page.locator("main").bounding_box()
+            assert frame is not None and cards is not None and main is not None
+            if width < 1000:
+                assert frame["width"] >= 0.9 * (main["width"] - 32), (frame, main)  # the chart's width, less padding
+                assert frame["y"] >= cards["y"] + cards["height"], (frame, cards)  # below the cards
+            else:
+                assert frame["x"] >= cards["x"] + cards["width"] and frame["width"] >= 500, (frame, cards)
+            page.screenshot(path=str(ARTIFACTS / f"card-and-app-{width}px.png"), full_page=True)
+        finally:
+            browser.close()
