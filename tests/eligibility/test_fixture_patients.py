@@ -75,3 +75,20 @@ def test_what_the_clinician_sees_when_each_search_fails_is_the_approved_answer(p
     approved = json.loads((APPROVED / "degraded" / path.name).read_text())
     for domain, answer in approved.items():
         assert assessment_to_json(assess_with_gap(path, domain)) == answer, domain
+
+
+def test_a_moderate_phq9_shows_the_default_threshold_against_the_vas() -> None:
+    """PHQ-9 12 (moderate): the default and label policies' 10 is met, the VA IV-ketamine policy's 15 is not, with
+    everything else about the chart a candidate's."""
+    path = next(p for p in fixture_bundles() if p.stem == "35-moderate-severity")
+    answers = {}
+    for policy_id in available_policies():
+        a, _ = assess_pool(read_path(path), load_policy(policy_id), dt.date(2026, 11, 1))
+        result = assessment_to_json(a)
+        answers[policy_id] = (result["verdict"], result["severity"]["status"], result["severity"]["explanation"])
+        assert result["treatment_resistance"]["status"] == "met", policy_id
+    assert answers == {
+        "default": ("candidate", "met", "PHQ-9 12 on 2026-10-20 (>= 10)"),
+        "esketamine-us-label": ("candidate", "met", "PHQ-9 12 on 2026-10-20 (>= 10)"),
+        "va-iv-ketamine": ("not_indicated", "not_met", "PHQ-9 12 on 2026-10-20 (< 15)"),
+    }
