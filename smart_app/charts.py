@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-from eligibility import BP_CHART_DAYS, Adequacy, Outcome, TrialAssessment
+from eligibility import BP_CHART_DAYS, Adequacy, Outcome, TreatmentCourse, TrialAssessment, product_word
 from fhir_mapping import BloodPressureFact, ObservationKind, ScoreFact
 
 INK, MUTED, GRID = "#1b1f24", "#4a5561", "#d5dbe1"
@@ -17,6 +17,8 @@ ADEQUATE, INADEQUATE, UNKNOWN = "#0b5cad", "#8a4b00", "#5f6b76"
 PHQ, GAD, SYS, DIA, LIMIT = "#6a1b9a", "#00695c", "#b3261e", "#0b5cad", "#8a4b00"
 W, LEFT, RIGHT = 680, 165, 16
 BP_AXIS_MAX = 260.0
+#: Ketamine/esketamine doses (teal-green, AA contrast on white like the others).
+COURSE = "#1e6b3a"
 
 
 def _x(day: dt.date, start: dt.date, end: dt.date) -> float:
@@ -71,18 +73,42 @@ def _legend(y: float, items: Sequence[tuple[str, str]]) -> str:
     return "".join(parts)
 
 
+def _course_row(course: TreatmentCourse, y: float, bar_h: float, start: dt.date, end: dt.date,
+                bottom: float) -> list[str]:
+    """The ketamine/esketamine course as a row of the timeline: its span, one tick per dose, its baseline PHQ-9."""
+    name = product_word(course.product).lower()
+    doses = f"{course.doses} doses" if course.doses is not None else "doses not charted"
+    x1, x2 = _x(course.first_dose, start, end), _x(course.last_dose, start, end)
+    out = [f'<text x="{LEFT - 8}" y="{y + 15}" font-size="12" fill="{INK}" text-anchor="end">'
+           f'{escape(name)} · {escape(doses)}</text>',
+           f'<rect class="course" x="{x1:.1f}" y="{y + bar_h / 2 - 2}" width="{max(x2 - x1, 2):.1f}" height="4" '
+           f'fill="{COURSE}"><title>{escape(name)}: {course.first_dose} to {course.last_dose}, {escape(doses)}'
+           '</title></rect>']
+    for day in course.dose_days:
+        x = _x(day, start, end)
+        out.append(f'<rect class="dose" x="{x - 1.5:.1f}" y="{y + 3}" width="3" height="{bar_h - 6}" '
+                   f'fill="{COURSE}"><title>dose {day}</title></rect>')
+    if course.baseline_phq9 is not None:
+        sx = _x(course.baseline_phq9.day, start, end)
+        out.append(f'<line x1="{sx:.1f}" y1="{y + bar_h}" x2="{sx:.1f}" y2="{bottom}" stroke="{PHQ}" '
+                   f'stroke-dasharray="2 3"/><text x="{sx:.1f}" y="{y - 1}" font-size="10" fill="{PHQ}" '
+                   'text-anchor="middle">B</text>')
+    return out
+
+
 def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact], as_of: dt.date,
-                 phq9_threshold: float | None = None) -> Markup:
+                 phq9_threshold: float | None = None, course: TreatmentCourse | None = None) -> Markup:
     phq = [s for s in scores if s.kind is ObservationKind.PHQ9_TOTAL]
     gad = [s for s in scores if s.kind is ObservationKind.GAD7_TOTAL]
-    days = [t.start for t in trials] + [s.day for s in phq + gad]
+    days = [t.start for t in trials] + [s.day for s in phq + gad] + ([course.first_dose] if course else [])
     if not days:
         return Markup('<p class="empty">No antidepressant trials or PHQ-9 scores on record.</p>')
     start = min(days) - dt.timedelta(days=14)
     end = max(as_of, *(t.end for t in trials)) + dt.timedelta(days=7) if trials else as_of + dt.timedelta(days=7)
     bar_h, gap = 22, 8
     bars_top = 10
-    plot_top = bars_top + len(trials) * (bar_h + gap) + 20
+    rows = len(trials) + (1 if course else 0)
+    plot_top = bars_top + rows * (bar_h + gap) + 20
     plot_h = 140
     legend_y = plot_top + plot_h + 38
     height = legend_y + 10
@@ -122,6 +148,9 @@ def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact],
                            f'<text x="{sx:.1f}" y="{y - 1}" font-size="10" fill="{PHQ}" text-anchor="middle">'
                            f'{mark}</text>')
 
+    if course is not None:
+        out += _course_row(course, bars_top + len(trials) * (bar_h + gap), bar_h, start, end, plot_top + plot_h)
+
     def y_of(v: float) -> float:
         return plot_top + plot_h - plot_h * v / 27
 
@@ -154,7 +183,8 @@ def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact],
                        f'font-size="11" font-weight="700" fill="{color}" text-anchor="{anchor}">'
                        f'{name} {last.value:g} ({_short(last.day)})</text>')
     legend = [(ADEQUATE, "adequate trial"), (INADEQUATE, "not adequate"), (UNKNOWN, "adequacy unknown"),
-              (PHQ, "PHQ-9 (B baseline, F follow-up)")] + ([(GAD, "GAD-7 (dashed)")] if gad else [])
+              (PHQ, "PHQ-9 (B baseline, F follow-up)")] + ([(GAD, "GAD-7 (dashed)")] if gad else []) + \
+        ([(COURSE, "ketamine/esketamine doses")] if course else [])
     out.append(_legend(legend_y, legend))
     out.append("</svg>")
     return Markup("".join(out))  # noqa: S704 - every text from data is escape()d above; the rest is numbers

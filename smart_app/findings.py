@@ -24,6 +24,7 @@ from eligibility import (
     Verdict,
     WorkupKind,
     contraindication_label,
+    course_summary,
 )
 from fhir_mapping import ClinicalFacts, DoseSource, ObservationKind, ScoreFact
 
@@ -97,6 +98,12 @@ def decisive_findings(a: Assessment, policy: Policy) -> list[Finding]:
             found.append(Finding(f"PHQ-9 {phq.value:g}", f"at or above {policy.thresholds.severity_phq9_min:g}",
                                  Evidence(phq.reference, f"PHQ-9 total {phq.value:g}", phq.day)))
         return found
+    if a.verdict in (Verdict.CONTINUE, Verdict.REASSESS) and a.course is not None:
+        course, latest = a.course, a.course.latest_phq9
+        basis = ("benefit at the end of induction: evaluate before continuing" if a.verdict is Verdict.REASSESS
+                 else "induction under way" if course.response.value == "not_yet_due" else "benefit shown")
+        return [Finding(course_summary(course), basis,
+                        Evidence(latest.reference, f"PHQ-9 total {latest.value:g}", latest.day) if latest else None)]
     wanted = ReasonKind.UNKNOWN if a.verdict is Verdict.NEEDS_WORKUP else None
     return [Finding(r.text, "information missing" if r.kind is ReasonKind.UNKNOWN else "criterion not met")
             for r in a.reasons if wanted is None or r.kind is wanted]

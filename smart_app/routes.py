@@ -21,7 +21,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from eligibility import Policy, available_policies, contraindication_label, load_policy
+from eligibility import Policy, available_policies, contraindication_label, course_summary, load_policy
 from fhir_mapping import ClientSettings, FhirClient
 from storage import same_browser
 
@@ -331,7 +331,8 @@ def build_router(options: SmartOptions) -> APIRouter:
             card_summary=summary[:140] if isinstance(summary, str) else None,
             card_section=_card_section(session.app_context),
             timeline=timeline_svg(assessment.treatment_resistance.trials, facts.scores, as_of,
-                                  policy.thresholds.severity_phq9_min),
+                                  policy.thresholds.severity_phq9_min, assessment.course),
+            course_line=course_summary(assessment.course) if assessment.course else None,
             bp_chart=bp_svg(facts.blood_pressures, as_of, policy.thresholds.bp_systolic_above,
                             policy.thresholds.bp_diastolic_above),
             label=contraindication_label, base=options.public_base_url)
@@ -340,7 +341,7 @@ def build_router(options: SmartOptions) -> APIRouter:
 
 
 #: The sections a card may send the user to (appContext comes through the EHR: only these names are used).
-_SECTIONS = frozenset({"verdict", "warnings", "workup", "trials", "bp", "checklist"})
+_SECTIONS = frozenset({"verdict", "course", "warnings", "workup", "trials", "bp", "checklist"})
 
 
 def _card_section(app_context: dict[str, Any]) -> str | None:

@@ -15,7 +15,8 @@ from .chromium import launch, needs_chromium
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 pytestmark = [pytest.mark.integration, needs_chromium]
-VERDICTS = {"kc-01": "Candidate", "kc-20": "Needs work-up", "kc-05": "Not indicated", "kc-10": "Contraindicated"}
+VERDICTS = {"kc-01": "Candidate", "kc-20": "Needs work-up", "kc-05": "Not indicated", "kc-10": "Contraindicated",
+            "kc-41": "Continue the course", "kc-42": "Reassess"}
 
 
 @pytest.fixture(scope="module")

@@ -64,6 +64,25 @@ def test_ehr_launch_shows_the_assessment_behind_the_verdict(stack: Stack) -> Non
         assert "Observation?patient=kc-10" in text  # provenance: the queries that ran
 
 
+def test_a_patient_in_a_course_sees_the_course_its_doses_and_its_response(stack: Stack) -> None:
+    with stack.browser() as browser:
+        page = launch_from_chart(stack, browser, "kc-41")
+        text = text_of(page)
+        assert "Continue the course" in text
+        assert "Esketamine course, week 5 (9 doses): PHQ-9 19 \u2192 8 (\u221258 %, response)" in text
+        assert "First dose" in text and "2026-09-30" in text and "maintenance, week 5" in text
+        assert "PHQ-9 before the first dose" in text and "Response response" in " ".join(text.split())
+        assert page.text.count('class="dose"') == 9  # each dose on the timeline
+        assert "ketamine/esketamine doses" in page.text  # its legend, in the SVG
+
+
+def test_an_ended_course_is_history_beside_a_first_start(stack: Stack) -> None:
+    with stack.browser() as browser:
+        text = text_of(launch_from_chart(stack, browser, "kc-45"))
+        assert "Earlier ketamine/esketamine course" in text and "this order is judged as a new start" in text
+        assert "Candidate" in text
+
+
 def test_standalone_launch_uses_launch_patient_and_the_default_iss(stack: Stack) -> None:
     with stack.browser() as browser:
         first = browser.get("/smart/launch", follow_redirects=False)
