@@ -22,9 +22,12 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from eligibility import Verdict
 from starlette.requests import Request
 from starlette.responses import Response
 
+_VERDICT_VALUES = frozenset(v.value for v in Verdict)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REQUESTS = Counter("ketamine_cds_http_requests_total", "HTTP requests by route and status", ["route", "status"])
 LATENCY = Histogram("ketamine_cds_http_request_seconds", "HTTP request latency by route and status",
@@ -72,8 +75,7 @@ def observe_audit(event: str, fields: dict[str, Any]) -> None:
         for indicator in fields.get("indicators") or ():
             CARDS.labels(service, _closed(indicator, frozenset({"info", "warning", "critical"}))).inc()
         if fields.get("verdict"):
-            VERDICTS.labels(service, _closed(fields["verdict"], frozenset(
-                {"candidate", "needs_workup", "not_indicated", "contraindicated"}))).inc()
+            VERDICTS.labels(service, _closed(fields["verdict"], _VERDICT_VALUES)).inc()
         if fields.get("fetched"):
             FHIR_FETCHES.labels(service).inc(int(fields["fetched"]))
         for gap in fields.get("data_gaps") or ():
