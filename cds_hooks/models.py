@@ -80,6 +80,7 @@ class CardKind(StrEnum):
     SESSION_TOO_MANY = "session_too_many"
     SESSION_BP_ELEVATED = "session_bp_elevated"
     SESSION_TRANSPORT = "session_transport"
+    SESSION_BENEFIT_NOT_ASSESSED = "session_benefit_not_assessed"
     DISCHARGE_TOO_EARLY = "discharge_too_early"
     DISCHARGE_NO_BP_AFTER_DOSE = "discharge_no_bp_after_dose"
     DISCHARGE_BP_NOT_DECREASING = "discharge_bp_not_decreasing"

@@ -24,6 +24,8 @@ _KIND = {
     SessionCheck.BP_NOT_DECREASING: CardKind.DISCHARGE_BP_NOT_DECREASING,
     SessionCheck.OUTPATIENT_AFTERCARE: CardKind.DISCHARGE_AFTERCARE,
     SessionCheck.CHECKS_NOT_MADE: CardKind.SESSION_CHECKS_NOT_MADE,
+    SessionCheck.SAME_DAY: CardKind.SESSION_TOO_MANY,
+    SessionCheck.BENEFIT_NOT_ASSESSED: CardKind.SESSION_BENEFIT_NOT_ASSESSED,
 }
 # Why a clinician would go on despite the card (none for reminders: nothing to override).
 _OVERRIDES = {
@@ -34,6 +36,8 @@ _OVERRIDES = {
     SessionCheck.SLOT_TOO_SHORT: ("chart-data-incorrect", "specialist-decision"),
     SessionCheck.TOO_MANY_SESSIONS: ("specialist-decision", "chart-data-incorrect"),
     SessionCheck.CHECKS_NOT_MADE: ("assessed-stable", "specialist-decision"),
+    SessionCheck.SAME_DAY: ("chart-data-incorrect", "specialist-decision"),
+    SessionCheck.BENEFIT_NOT_ASSESSED: ("workup-done-elsewhere", "specialist-decision"),
 }
 _DOMAIN_WORDS = {"appointments": "the patient's other appointments", "blood_pressure": "recent blood pressures",
                  "administrations": "the doses given in this encounter",
@@ -69,10 +73,24 @@ def _words(f: SessionFinding, product: str, tz: dt.tzinfo | None) -> tuple[str, 
                 [f"The slot is **{f.minutes:g} minutes**. Each session needs the dose and then **at least 2 hours "
                  "of monitoring**, until sedation, dissociation and respiratory depression have resolved "
                  f"({f.required_minutes:g} minutes in all under this policy). Book a longer slot."], ("S1", "S3"))
+    if f.check is SessionCheck.SAME_DAY:
+        booked = f.dates[0].isoformat() if f.dates else "the booked day"
+        return (f"Two sessions on {booked}: one dose a day",
+                [f"Another session or a dose already given is on record for **{booked}**.",
+                 "The dosing schedule gives one dose per session: twice weekly in weeks 1-4, weekly in weeks 5-8, "
+                 "then weekly or every 2 weeks."], ("S8", "S62"))
+    if f.check is SessionCheck.BENEFIT_NOT_ASSESSED:
+        end = f.dates[0].isoformat() if f.dates else "the end of induction"
+        return ("Maintenance session: benefit at the end of induction not assessed",
+                [f"Induction ended on **{end}** and no current PHQ-9 shows the response since the first dose.",
+                 "The label asks that the evidence of therapeutic benefit be evaluated at the end of induction to "
+                 "determine the need for continued treatment: a PHQ-9 at this visit documents it."], ("S62",))
     if f.check is SessionCheck.TOO_MANY_SESSIONS:
-        dates = ", ".join(sorted({s.start.date().isoformat() for s in f.sessions if s.start is not None}))
+        dates = ", ".join(sorted({d.isoformat() for d in f.dates} | {s.start.date().isoformat() for s in f.sessions
+                                                                     if s.start is not None}))
         phase = "during induction (weeks 1-4)" if f.limit and f.limit > 1 else "after induction"
-        return (f"{len(f.sessions)} sessions in 7 days: the schedule allows {f.limit} {phase}",
+        count = len(f.dates) or len(f.sessions)
+        return (f"{count} sessions in 7 days: the schedule allows {f.limit} {phase}",
                 [f"Sessions in the same 7 days: {dates}.",
                  f"The dosing schedule allows at most **{f.limit}** session(s) in any 7 days {phase}: twice weekly "
                  "in weeks 1-4, weekly in weeks 5-8, then weekly or every 2 weeks."], ("S8",))

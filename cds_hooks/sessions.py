@@ -123,8 +123,8 @@ async def answer_session(options: CdsOptions, service: ServiceDefinition, req: C
             pressures: list[BloodPressureFact] = list(facts.blood_pressures)
             for appt in booking:
                 product = "Esketamine" if appt.esketamine else "Ketamine"
-                cards += session_cards(assess_booking(appt, others, pressures, options.policy, now, unknown),
-                                       product, options.display_tz)
+                cards += session_cards(assess_booking(appt, others, pressures, options.policy, now, unknown,
+                                                      assessment.course), product, options.display_tz)
     else:
         if unidentified_administrations(data.pool):
             unknown |= {DataDomain.ADMINISTRATIONS}  # a dose whose drug cannot be read might be ketamine

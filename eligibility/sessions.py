@@ -21,6 +21,7 @@ from fhir_mapping import (
     TimedBloodPressure,
 )
 
+from .course import ResponseClass, TreatmentCourse
 from .policy import Citation, Policy
 
 
@@ -34,6 +35,10 @@ class SessionCheck(StrEnum):
     BP_NOT_DECREASING = "bp_not_decreasing"
     OUTPATIENT_AFTERCARE = "outpatient_aftercare"
     CHECKS_NOT_MADE = "checks_not_made"
+    #: A second session (or a dose already given) on the booked day.
+    SAME_DAY = "same_day"
+    #: A session after induction while the course's benefit at the end of induction is unknown.
+    BENEFIT_NOT_ASSESSED = "benefit_not_assessed"
 
 
 class Urgency(StrEnum):
@@ -62,6 +67,8 @@ class SessionFinding:
     limit: int | None = None
     unknown: tuple[str, ...] = ()
     outpatient: bool | None = None
+    #: The days of the sessions and doses a schedule finding counts (doses given come from the course).
+    dates: tuple[dt.date, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +102,12 @@ def assess_booking(
     policy: Policy,
     now: dt.datetime,
     unknown: frozenset[DataDomain] = frozenset(),
+    course: TreatmentCourse | None = None,
 ) -> list[SessionFinding]:
     """The session checks for a ketamine/esketamine appointment being booked (the assessment of whether to treat
-    at all is the order-time rules', run beside these)."""
+    at all is the order-time rules', run beside these). With a current course, its first dose dates the phase and
+    its doses already given count in the schedule (label dosing [S8, S62]); without one, the earliest session
+    booked stands for the first dose."""
     t = policy.thresholds
     findings: list[SessionFinding] = []
     required = t.session_dose_minutes + t.session_monitoring_minutes
@@ -106,19 +116,35 @@ def assess_booking(
                                        policy.cite("session_monitoring_minutes"), minutes=appointment.minutes,
                                        required_minutes=required))
     if appointment.start is not None and DataDomain.APPOINTMENTS not in unknown:
+        booked = appointment.start.date()
         others = [s for s in other_sessions if s.start is not None and s.id != appointment.id]
-        first = min([appointment.start, *(s.start for s in others if s.start is not None)])
-        induction = appointment.start < first + dt.timedelta(weeks=t.session_induction_weeks)
+        session_days = [s.start.date() for s in others if s.start is not None]
+        current = course if course is not None and course.current else None
+        # A dose given counts once, whether or not its appointment is also on record.
+        dose_days = [d for d in (current.dose_days if current else ()) if d not in session_days]
+        if current is not None:
+            induction = booked < current.induction_end
+        else:
+            first = min([booked, *session_days])
+            induction = booked < first + dt.timedelta(weeks=t.session_induction_weeks)
         limit = t.session_max_per_week_induction if induction else t.session_max_per_week_after_induction
-        days = [appointment.start.date(), *(s.start.date() for s in others if s.start is not None)]
-        week = _busiest_week(appointment.start.date(), days)
+        days = [booked, *session_days, *dose_days]
+        if booked in days[1:]:
+            findings.append(SessionFinding(SessionCheck.SAME_DAY, Urgency.WARNING,
+                                           policy.cite("session_max_per_week_induction"),
+                                           sessions=(*(s for s in others if s.start and s.start.date() == booked),
+                                                     appointment), dates=(booked,), limit=1))
+        week = _busiest_week(booked, days)
         if len(week) > limit:
             in_week = tuple(s for s in others if s.start is not None and s.start.date() in week)
             findings.append(SessionFinding(
                 SessionCheck.TOO_MANY_SESSIONS, Urgency.WARNING,
                 policy.cite("session_max_per_week_induction" if induction else
                             "session_max_per_week_after_induction"),
-                sessions=(*in_week, appointment), limit=limit))
+                sessions=(*in_week, appointment), limit=limit, dates=tuple(week)))
+        if current is not None and not induction and current.response is ResponseClass.UNKNOWN:
+            findings.append(SessionFinding(SessionCheck.BENEFIT_NOT_ASSESSED, Urgency.WARNING,
+                                           policy.cite("session_induction_weeks"), dates=(current.induction_end,)))
     if DataDomain.BLOOD_PRESSURE not in unknown:
         since = now.date() - dt.timedelta(days=t.session_bp_days)
         recent = [b for b in blood_pressures if b.day >= since]

@@ -22,10 +22,10 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
-
-from eligibility import Verdict
 from starlette.requests import Request
 from starlette.responses import Response
+
+from eligibility import Verdict
 
 _VERDICT_VALUES = frozenset(v.value for v in Verdict)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

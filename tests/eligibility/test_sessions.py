@@ -139,3 +139,68 @@ def test_transport_and_unknown_data_at_booking() -> None:
     found = assess_booking(session("new", 3), [], [], POLICY, NOW, unknown)
     assert checks(found) == [SessionCheck.CHECKS_NOT_MADE] and found[0].unknown == ("appointments",
                                                                                     "blood_pressure")
+
+
+# The schedule of a course already under way (issue #23): its first dose dates the phase, its doses count.
+
+def _session(day: dt.date, sid: str = "appt-new") -> SessionAppointment:
+    start = dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC)
+    return SessionAppointment(sid, start, start + dt.timedelta(minutes=150), "booked", True, True, True, "text")
+
+
+def _course(first_days_ago: int, dose_days_ago: tuple[int, ...], latest: tuple[int, float] | None,
+            baseline: float = 20) -> object:
+    from eligibility import assess_course
+    from fhir_mapping import ClinicalFacts, ExposureKind, KetamineExposure, KetamineProduct, ObservationKind, ScoreFact
+
+    today = T0.date()
+    given = tuple(KetamineExposure(f"MedicationAdministration/a{d}", ExposureKind.ADMINISTRATION,
+                                   KetamineProduct.ESKETAMINE_NASAL, "Spravato", today - dt.timedelta(days=d),
+                                   today - dt.timedelta(days=d)) for d in sorted((first_days_ago, *dose_days_ago),
+                                                                                  reverse=True))
+    scores = [ScoreFact("base", ObservationKind.PHQ9_TOTAL, today - dt.timedelta(days=first_days_ago + 1), baseline)]
+    if latest is not None:
+        scores.append(ScoreFact("late", ObservationKind.PHQ9_TOTAL, today - dt.timedelta(days=latest[0]), latest[1]))
+    return assess_course(ClinicalFacts(None, scores=tuple(scores), ketamine=given), POLICY, today)
+
+
+def test_a_third_dose_in_one_induction_week_counts_the_doses_given() -> None:
+    course = _course(10, (5, 2), None)  # doses 10, 5 and 2 days ago; booking tomorrow: three in 7 days
+    found = assess_booking(_session(T0.date() + dt.timedelta(days=1)), [], [], POLICY, T0,
+                           course=course)  # type: ignore[arg-type]
+    (too_many,) = [f for f in found if f.check is SessionCheck.TOO_MANY_SESSIONS]
+    assert too_many.limit == 2 and len(too_many.dates) == 3
+
+
+def test_twice_weekly_in_induction_is_the_label_schedule() -> None:
+    course = _course(10, (7,), None)
+    found = assess_booking(_session(T0.date() + dt.timedelta(days=1)), [], [], POLICY, T0,
+                           course=course)  # type: ignore[arg-type]
+    assert SessionCheck.TOO_MANY_SESSIONS not in checks(found) and SessionCheck.SAME_DAY not in checks(found)
+
+
+def test_two_sessions_on_one_day_are_warned() -> None:
+    course = _course(10, (7, 0), None)  # a dose already given today
+    found = assess_booking(_session(T0.date()), [], [], POLICY, T0, course=course)  # type: ignore[arg-type]
+    assert SessionCheck.SAME_DAY in checks(found)
+
+
+def test_more_than_weekly_after_induction_is_warned_from_the_course_start() -> None:
+    # First dose 40 days ago (maintenance), one dose 3 days ago; a booking in 2 days makes two in 7 days. The
+    # earliest *appointment* on record would have said induction.
+    course = _course(40, (36, 33, 29, 26, 22, 19, 15, 3), (3, 8))
+    found = assess_booking(_session(T0.date() + dt.timedelta(days=2)), [], [], POLICY, T0,
+                           course=course)  # type: ignore[arg-type]
+    (too_many,) = [f for f in found if f.check is SessionCheck.TOO_MANY_SESSIONS]
+    assert too_many.limit == 1
+
+
+def test_a_maintenance_session_while_the_benefit_is_unknown_is_warned() -> None:
+    unknown = _course(40, (36, 33, 29, 26, 22, 19, 15), None)  # no PHQ-9 since the first dose
+    found = assess_booking(_session(T0.date() + dt.timedelta(days=4)), [], [], POLICY, T0,
+                           course=unknown)  # type: ignore[arg-type]
+    assert SessionCheck.BENEFIT_NOT_ASSESSED in checks(found)
+    responded = _course(40, (36, 33, 29, 26, 22, 19, 15), (5, 8))
+    found = assess_booking(_session(T0.date() + dt.timedelta(days=4)), [], [], POLICY, T0,
+                           course=responded)  # type: ignore[arg-type]
+    assert SessionCheck.BENEFIT_NOT_ASSESSED not in checks(found)
