@@ -39,6 +39,7 @@ from eligibility import (
     cited_source,
     contraindication_label,
     course_summary,
+    esketamine_dose_outside_label,
     product_word,
 )
 from eligibility import Source as PolicySource
@@ -191,7 +192,7 @@ REVIEW_SECTION = {
     CardKind.CONTRAINDICATED: "checklist", CardKind.WORK_UP_NEEDED: "workup", CardKind.NOT_INDICATED: "trials",
     CardKind.CRITERIA_MET: "verdict", CardKind.FDA_WARNS: "verdict", CardKind.CAUTION: "warnings",
     CardKind.ACTIVE_THERAPY: "course", CardKind.TREATMENT_RESISTANT: "trials",
-    CardKind.COURSE_CONTINUES: "course", CardKind.COURSE_REASSESS: "course",
+    CardKind.COURSE_CONTINUES: "course", CardKind.COURSE_REASSESS: "course", CardKind.DOSE_OUTSIDE_LABEL: "course",
 }
 
 
@@ -478,6 +479,29 @@ def _reassess_phrase(course: Any) -> str:
     return f"PHQ-9 {b.value:g} \u2192 {latest.value:g} after induction ({words})"
 
 
+def _dose_cards(a: Assessment, policy: Policy, ctx: CardContext) -> list[Card]:
+    """An esketamine order whose dose per session is outside the label's (56 or 84 mg; 28 mg to start at 65 or
+    older): a warning, never silence, whatever the verdict."""
+    older = any(w.id is WarningId.OLDER_ADULT for w in a.warnings)
+    cards = []
+    for order in ctx.orders:
+        why = (esketamine_dose_outside_label(order.dose_mg, older, a.course, policy)
+               if order.esketamine and order.dose_mg is not None else None)
+        if why is None:
+            continue
+        cards.append(Card(
+            kind=CardKind.DOSE_OUTSIDE_LABEL, uuid=str(uuid.uuid4()),
+            summary=_summary(f"Esketamine dose outside the label: {why}"),
+            detail="\n".join([f"The order `{order.reference}` ({order.name}) states **{order.dose_mg:g} mg** per "
+                              "session.", "",
+                              "- Label dosing: day 1 56 mg (28 mg at 65 or older), then 56 or 84 mg twice weekly in "
+                              "weeks 1-4, weekly in weeks 5-8, then every 2 weeks or weekly.", "",
+                              _sources_line("S8")]),
+            indicator=Indicator.WARNING, source=_source(policy.cite("esketamine_dose_low_mg")),
+            overrideReasons=_overrides(("specialist-decision", "chart-data-incorrect"))))
+    return cards
+
+
 def _compounded_card(order: KetamineOrder, a: Assessment, ctx: CardContext) -> Card:
     card_id = str(uuid.uuid4())
     how = [w for w, flag in (("compounded", order.compounded), ("oral", order.oral),
@@ -537,6 +561,7 @@ def order_cards(a: Assessment, policy: Policy, ctx: CardContext) -> list[Card]:
     }
     cards = [builders[a.verdict](a, policy, ctx)]
     cards += [_compounded_card(o, a, ctx) for o in ctx.orders if o.outside_label]
+    cards += _dose_cards(a, policy, ctx)
     if a.verdict is not Verdict.CONTRAINDICATED and (caution := _cautions_card(a, policy, ctx)) is not None:
         cards.append(caution)
     # Critical first, then warnings, then information: a caution is never below an info card.

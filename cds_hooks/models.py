@@ -74,6 +74,7 @@ class CardKind(StrEnum):
     #: A current ketamine/esketamine course: continue it, or reassess its benefit (issue #23).
     COURSE_CONTINUES = "course_continues"
     COURSE_REASSESS = "course_reassess"
+    DOSE_OUTSIDE_LABEL = "dose_outside_label"
     TREATMENT_RESISTANT = "treatment_resistant"
     # Treatment sessions (one per session check).
     SESSION_SLOT_TOO_SHORT = "session_slot_too_short"

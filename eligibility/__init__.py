@@ -9,6 +9,7 @@ from .course import (
     assess_course,
     classify_response,
     course_summary,
+    esketamine_dose_outside_label,
     product_word,
     response_words,
 )
@@ -117,6 +118,7 @@ __all__ = [
     "classify_response",
     "contraindication_label",
     "course_summary",
+    "esketamine_dose_outside_label",
     "load_policy",
     "load_policy_file",
     "months_before",

@@ -203,3 +203,25 @@ def assess_course(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Treat
         doses=len(dose_days) if dose_days else None, baseline_phq9=baseline, latest_phq9=latest, response=response,
         week=week, phase=phase, induction_end=induction_end, dose_days=dose_days,
         evidence=tuple(r.reference for r in records))
+
+
+def esketamine_dose_outside_label(dose_mg: float, older: bool, course: TreatmentCourse | None,
+                                  policy: Policy) -> str | None:
+    """Why an esketamine dose per session is outside the label's doses, or None: day 1 is 56 mg (28 mg at the
+    policy's older-adult age), then 56 or 84 mg [S8]. A first dose is one with no current course on record."""
+    t = policy.thresholds
+    first = course is None or not course.current
+    ok: tuple[float, ...]
+    if older and first:
+        ok, why = (t.esketamine_older_start_mg,), f"at {t.older_adult_age} or older the label starts at " \
+                                                   f"{t.esketamine_older_start_mg:g} mg"
+    elif first:
+        ok, why = (t.esketamine_dose_low_mg,), f"the label's first dose is {t.esketamine_dose_low_mg:g} mg"
+    elif older:
+        ok = (t.esketamine_older_start_mg, t.esketamine_dose_low_mg, t.esketamine_dose_high_mg)
+        why = f"the label's doses are {t.esketamine_dose_low_mg:g} or {t.esketamine_dose_high_mg:g} mg " \
+              f"({t.esketamine_older_start_mg:g} mg at {t.older_adult_age} or older)"
+    else:
+        ok = (t.esketamine_dose_low_mg, t.esketamine_dose_high_mg)
+        why = f"the label's doses are {t.esketamine_dose_low_mg:g} or {t.esketamine_dose_high_mg:g} mg"
+    return None if dose_mg in ok else f"{dose_mg:g} mg per session: {why}"

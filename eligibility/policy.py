@@ -75,6 +75,9 @@ class Thresholds:
     # The ketamine/esketamine course (issue #23).
     course_continuity_days: int
     partial_response_min_reduction: float
+    esketamine_dose_low_mg: float
+    esketamine_dose_high_mg: float
+    esketamine_older_start_mg: float
 
 
 @dataclass(frozen=True, slots=True)

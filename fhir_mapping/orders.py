@@ -32,6 +32,8 @@ class KetamineOrder:
     oral: bool
     sublingual: bool
     at_home: bool
+    #: The dose the order states per administration, in mg (``doseQuantity`` in mg), when it states one.
+    dose_mg: float | None = None
 
     @property
     def outside_label(self) -> bool:
@@ -95,6 +97,12 @@ def ketamine_order(order: Mapping[str, Any], codesets: CodeSets | None = None) -
         words += " " + text(dosage, "text") + " " + text(dosage, "patientInstruction") + " " + text(route, "text")
         words += " " + " ".join(text(c, "display") for c in codings(route))
     words += " " + " ".join(text(n, "text") for n in arr(order, "note"))
+    dose = next((obj(r, "doseQuantity") for d in arr(order, "dosageInstruction") for r in arr(d, "doseAndRate")
+                 if obj(r, "doseQuantity")), {})
+    value = dose.get("value")
+    unit = (text(dose, "code") or text(dose, "unit")).lower()
+    dose_mg = float(value) if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 10_000 \
+        and unit in ("mg", "milligram", "milligrams") else None
     return KetamineOrder(
         reference=f"MedicationRequest/{text(order, 'id')}",
         name=names[0] if names else "ketamine",
@@ -103,4 +111,5 @@ def ketamine_order(order: Mapping[str, Any], codesets: CodeSets | None = None) -
         oral=bool(_ORAL.search(words)) and not esketamine,
         sublingual=bool(_SUBLINGUAL.search(words)),
         at_home=bool(_AT_HOME.search(words)),
+        dose_mg=dose_mg,
     )

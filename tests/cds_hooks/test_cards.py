@@ -293,3 +293,28 @@ async def test_the_repeat_window_is_configurable_and_zero_always_repeats(setting
         shown, signed = await _select_then_sign(post0, "21")
         await close_app(client)
     assert [c["summary"] for c in signed] == [c["summary"] for c in shown]
+
+
+def _dosed(pid: str, mg: float) -> dict[str, Any]:
+    return draft_order(pid, dosageInstruction=[{"text": f"{mg:g} mg intranasal", "doseAndRate": [
+        {"doseQuantity": {"value": mg, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}]}])
+
+
+@pytest.mark.parametrize(("fixture", "mg", "why"), [
+    ("01", 84, "84 mg per session: the label's first dose is 56 mg"),      # first start, under 65
+    ("21", 56, "56 mg per session: at 65 or older the label starts at 28 mg"),  # first start, age 70
+    ("41", 70, "70 mg per session: the label's doses are 56 or 84 mg"),     # in a course
+])
+async def test_an_esketamine_dose_outside_the_label_is_warned(post: Post, fixture: str, mg: float, why: str) -> None:
+    pid = f"kc-{fixture}"
+    cards = await cards_for(post, fixture, orders=[_dosed(pid, mg)])
+    (dose,) = [c for c in cards if c["summary"].startswith("Esketamine dose outside the label")]
+    assert dose["summary"] == f"Esketamine dose outside the label: {why}"[:89].rstrip() + (
+        "…" if len(f"Esketamine dose outside the label: {why}") > 90 else "")
+    assert dose["indicator"] == "warning" and "EU SmPC" in dose["detail"]
+
+
+@pytest.mark.parametrize(("fixture", "mg"), [("01", 56), ("41", 84), ("41", 56), ("21", 28)])
+async def test_a_label_dose_gets_no_dose_card(post: Post, fixture: str, mg: float) -> None:
+    cards = await cards_for(post, fixture, orders=[_dosed(f"kc-{fixture}", mg)])
+    assert not [c for c in cards if c["summary"].startswith("Esketamine dose outside the label")]

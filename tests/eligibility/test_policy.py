@@ -76,6 +76,8 @@ DEFAULT_VALUES = {
     # The course: current while the last dose is within 28 days (UNVERIFIED clinic policy); a fall under 25 % is
     # no response (Delphi consensus, payers).
     "course_continuity_days": 28, "partial_response_min_reduction": 0.25,
+    # Label doses: 56 or 84 mg, 28 mg to start at 65 or older (EU SmPC §4.2).
+    "esketamine_dose_low_mg": 56, "esketamine_dose_high_mg": 84, "esketamine_older_start_mg": 28,
 }
 
 
