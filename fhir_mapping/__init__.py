@@ -39,7 +39,7 @@ from .loading import (
     read_path,
     unresolved_medication_references,
 )
-from .mapping import patients_in, to_facts
+from .mapping import patient_key, patients_in, to_facts
 from .orders import KetamineOrder, ketamine_concept, ketamine_order
 from .searches import (
     BOOKING_SEARCHES,
@@ -126,6 +126,7 @@ __all__ = [
     "ketamine_concept",
     "ketamine_order",
     "parse_instant",
+    "patient_key",
     "patient_queries",
     "patients_in",
     "read_path",

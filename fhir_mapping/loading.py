@@ -8,6 +8,7 @@ costs about 30x ``json.loads`` and would dominate the time of an assessment.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from collections import OrderedDict
@@ -192,23 +193,35 @@ def read_path(path: Path) -> ResourcePool:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     files: Iterable[Path]
-    files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".ndjson")) if path.is_dir() else [path]
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".ndjson") or p.name.endswith(".ndjson.gz")) \
+        if path.is_dir() else [path]
     seen_any = False
     for file in files:
         if file.name.endswith(".expected.json"):
             continue
+        if path.is_dir() and file.suffix == ".json" and _is_bulk_manifest(file):
+            continue  # a Bulk export's manifest is metadata, not FHIR data
         seen_any |= _read_file(pool, file)
     if not seen_any:
         raise InputError(f"{path}: no FHIR resources found")
     return pool
 
 
+def _is_bulk_manifest(file: Path) -> bool:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, Mapping) and "transactionTime" in data and "output" in data and "resourceType" not in data
+
+
 def _read_file(pool: ResourcePool, file: Path) -> bool:
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = gzip.decompress(file.read_bytes()) if file.name.endswith(".gz") else file.read_bytes()
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(f"{file}: cannot read ({exc.__class__.__name__})") from exc
-    if file.suffix == ".ndjson":
+    if file.suffix == ".ndjson" or file.name.endswith(".ndjson.gz"):
         found = False
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
@@ -218,7 +231,10 @@ def _read_file(pool: ResourcePool, file: Path) -> bool:
             except json.JSONDecodeError as exc:
                 pool.skipped.append(SkippedEntry(f"{file.name}:{n}", "?", f"not JSON: {exc.msg}"))
                 continue
-            found |= _looks_like_fhir(data)
+            if not (isinstance(data, Mapping) and isinstance(data.get("resourceType"), str)):
+                # An NDJSON line is one resource: anything else (a Bulk export's log.ndjson) is not FHIR data.
+                continue
+            found = True
             add_json(pool, data, f"{file.name}:{n}")
         return found
     try:
@@ -246,7 +262,7 @@ def unresolved_medication_references(pool: ResourcePool) -> list[str]:
     server."""
     missing: dict[str, None] = {}
     for rtype in (ResourceType.MEDICATION_STATEMENT, ResourceType.MEDICATION_REQUEST,
-                  ResourceType.MEDICATION_ADMINISTRATION):
+                  ResourceType.MEDICATION_ADMINISTRATION, ResourceType.MEDICATION_DISPENSE):
         for res in pool.of_type(rtype):
             ref = res.get("medicationReference")
             target = ref.get("reference") if isinstance(ref, Mapping) else None

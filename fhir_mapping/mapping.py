@@ -57,11 +57,14 @@ def patients_in(pool: ResourcePool) -> list[str]:
     ids = [r["id"] for r in pool.of_type(ResourceType.PATIENT)]
     if ids:
         return ids
-    subjects = {_subject_id(r) for r in pool.resources if r["resourceType"] != ResourceType.MEDICATION}
+    subjects = {patient_key(r) for r in pool.resources if r["resourceType"] != ResourceType.MEDICATION}
     return sorted(s for s in subjects if s)
 
 
-def _subject_id(resource: dict[str, Any]) -> str | None:
+def patient_key(resource: dict[str, Any]) -> str | None:
+    """The id of the patient a resource is about: its ``subject`` (else ``patient``) reference, relative
+    (``Patient/1``), absolute (``https://…/Patient/1``) or ``urn:uuid:…``. The one rule every reader keys by: the
+    mapping, ``screen``'s partitioning (``population``, whose SQL twin is tested against it)."""
     ref = text(obj(resource, "subject") or obj(resource, "patient"), "reference")
     if not ref:
         return None
@@ -94,7 +97,7 @@ def to_facts(
         raise InputError(f"patient {patient_id!r} is not in the input")
 
     def mine(rtype: ResourceType) -> list[dict[str, Any]]:
-        return [r for r in pool.of_type(rtype) if patient_id is None or _subject_id(r) == patient_id]
+        return [r for r in pool.of_type(rtype) if patient_id is None or patient_key(r) == patient_id]
 
     patient = next((r for r in pool.of_type(ResourceType.PATIENT) if r["id"] == patient_id), None)
     observation_issues: list[SkippedEntry] = []

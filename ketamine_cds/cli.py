@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from eligibility import (
     load_policy,
     load_policy_file,
 )
-from fhir_mapping import ClientSettings, CodeSets, FhirClient, GapReason, InputError, read_path
+from fhir_mapping import ClientSettings, CodeSets, FhirClient, GapReason, InputError, ResourceType, read_path
 
 from .settings import Settings, SettingsError, command, legacy_audit_salt_path, load_settings
 from .text_report import render_text
@@ -80,6 +81,22 @@ def _parser() -> argparse.ArgumentParser:
     key = sub.add_parser("generate-key", help="write a new encryption key for [storage] encryption_key_file (0600)")
     key.add_argument("path", type=Path)
 
+    screen = sub.add_parser("screen", help="the same rules over a whole Bulk FHIR export: a worklist of every patient")
+    screen.add_argument("--bulk", type=Path, action="append", metavar="DIR", default=[],
+                        help="a folder of Bulk Data NDJSON (repeat for several)")
+    screen.add_argument("--out", type=Path, required=True, metavar="OUTDIR", help="where the outputs go (0700)")
+    screen.add_argument("--as-of", type=_date, default=None, metavar="YYYY-MM-DD", help="evaluation date")
+    screen.add_argument("--policy", default="default", help="policy id or a path to a policy TOML file")
+    screen.add_argument("--engine", choices=("local", "dask"), default="local")
+    screen.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N")
+    screen.add_argument("--memory-limit", metavar="SIZE", help="DuckDB's memory limit, e.g. 256MB (spills past it)")
+    screen.add_argument("--buckets", type=int, metavar="N", help="patient buckets (default: from the input size)")
+    screen.add_argument("--resume", action="store_true", help="continue an interrupted run in the same OUTDIR")
+    screen.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto")
+    screen.add_argument("--allow-missing-types", default="", metavar="T[,T...]",
+                        help="resource types the export may lack without making every patient unknown for them")
+    screen.add_argument("--pseudonymize-key", type=Path, metavar="FILE",
+                        help="replace patient ids by HMAC-SHA256 under this key (no assessments.parquet)")
     report = sub.add_parser("feedback-report", help="accept / override rates by card kind and override reason")
     report.add_argument("--config", type=Path)
     return parser
@@ -482,6 +499,45 @@ def _feedback_report(path: Path | None) -> str:
     return "\n".join(lines)
 
 
+def _screen(args: argparse.Namespace) -> int:
+    from population import Interrupted, ScreenError, ScreenOptions, run_screen
+
+    if not args.bulk:
+        raise CliError("screen needs --bulk DIR (or --fhir-server URL)")
+    if args.workers < 1 or (args.buckets is not None and args.buckets < 1):
+        raise CliError("--workers and --buckets must be at least 1")
+    policy_path = Path(args.policy)
+    policy = load_policy_file(policy_path) if args.policy.endswith(".toml") else load_policy(args.policy)
+    policy_text = policy_path.read_bytes() if args.policy.endswith(".toml") else args.policy.encode("utf-8")
+    allowed = frozenset(t.strip() for t in args.allow_missing_types.split(",") if t.strip())
+    unknown = sorted(allowed - set(t.value for t in ResourceType))
+    if unknown:
+        raise CliError(f"--allow-missing-types: unknown resource type {', '.join(unknown)}")
+    key = None
+    if args.pseudonymize_key is not None:
+        try:
+            key = args.pseudonymize_key.read_bytes().strip()
+        except OSError as exc:
+            raise CliError(f"{args.pseudonymize_key}: cannot read the pseudonymisation key "
+                           f"({exc.__class__.__name__})") from exc
+        if len(key) < 16:
+            raise CliError(f"{args.pseudonymize_key}: a pseudonymisation key needs at least 16 bytes")
+    opts = ScreenOptions(bulk=tuple(args.bulk), out=args.out, as_of=args.as_of or dt.date.today(), policy=policy,
+                         policy_text=policy_text, workers=args.workers, buckets=args.buckets,
+                         memory_limit=args.memory_limit, resume=args.resume, progress=args.progress,
+                         allow_missing_types=allowed, pseudonymize_key=key, engine=args.engine)
+    try:
+        summary = run_screen(opts)
+    except ScreenError as exc:
+        raise CliError(str(exc)) from exc
+    except Interrupted:
+        print(f"ketamine-cds screen: interrupted; run the same command with --resume to continue "
+              f"({args.out}/_work holds the state)", file=sys.stderr)
+        return 130
+    print(json.dumps({"patients": summary["patients"], "verdicts": summary["verdicts"], "out": str(args.out)}))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -501,6 +557,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "generate-key":
             print(_generate_key(args.path))
             return 0
+        if args.command == "screen":
+            return _screen(args)
         if args.command == "feedback-report":
             print(_feedback_report(args.config))
             return 0

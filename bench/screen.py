@@ -1,0 +1,119 @@
+"""Benchmark: ``ketamine-cds screen`` over a generated Bulk export, against json.loads and against assess_pool.
+
+    uv run python bench/screen.py [--patients 2000] [--noise 20] [--workers 2] [--memory-limit 256MB]
+
+Builds an export of about N patients (the fixture patients cloned, with rule-neutral noise so a patient weighs tens
+of KB, as an EHR's does), runs the real CLI in a subprocess, and prints: patients per second, the peak PSS of the
+whole process tree (sampled from /proc every 0.1 s), the run's time over json.loads of the same bytes, and the
+per-patient time of the screen against a loop of ``assess_pool(pool, patient_id=...)`` over the whole export
+(sampled on 20 patients). Goals (issue #16): >= 200 patients/s at 6,000 patients with peak PSS <= 800 MB at 256MB,
+and >= 25x faster per patient than the loop at 2,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from eligibility import assess_pool, load_policy
+from fhir_mapping import read_path
+from fixtures.build_bulk import build, fixture_resources
+
+
+def _tree(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        todo += [int(c) for c in children]
+    return found
+
+
+def _pss_mb(pids: list[int]) -> float:
+    total = 0
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def _json_loads_s(folder: Path) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    size = 0
+    for f in sorted(folder.glob("*.ndjson*")):
+        data = gzip.decompress(f.read_bytes()) if f.name.endswith(".gz") else f.read_bytes()
+        size += len(data)
+        for line in data.splitlines():
+            if line.strip():
+                json.loads(line)
+    return time.perf_counter() - t0, size
+
+
+def run(patients: int, noise: int, workers: int, memory_limit: str, sample: int) -> None:
+    clones = max(1, -(-patients // len(fixture_resources())))
+    with tempfile.TemporaryDirectory() as tmp:
+        bulk, out = Path(tmp) / "bulk", Path(tmp) / "out"
+        build(bulk, clones=clones, noise_per_patient=noise)
+        loads_s, size = _json_loads_s(bulk)
+        cmd = [sys.executable, "-m", "ketamine_cds.cli", "screen", "--bulk", str(bulk), "--out", str(out),
+               "--as-of", "2026-11-01", "--workers", str(workers), "--memory-limit", memory_limit,
+               "--progress", "none"]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, _pss_mb(_tree(proc.pid)))
+            time.sleep(0.1)
+        wall = time.perf_counter() - t0
+        stdout, stderr = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"screen failed: {stderr.decode()[-500:]}")
+        n = json.loads(stdout)["patients"]
+        print(f"patients {n}, {size / 1e6:.1f} MB ({size / n / 1e3:.0f} KB per patient), workers {workers}, "
+              f"--memory-limit {memory_limit}")
+        print(f"  screen: {wall:.1f} s, {n / wall:.0f} patients/s, peak PSS of the process tree {peak:.0f} MB")
+        print(f"  json.loads of the same bytes: {loads_s:.2f} s; screen / json.loads = {wall / loads_s:.1f}x")
+        if sample:
+            pool = read_path(bulk)
+            policy = load_policy("default")
+            ids = sorted(r["id"] for r in pool.resources if r["resourceType"] == "Patient")[:sample]
+            t0 = time.perf_counter()
+            for pid in ids:
+                assess_pool(pool, policy, dt.date(2026, 11, 1), pid)
+            loop = (time.perf_counter() - t0) / len(ids)
+            per_patient = wall / n
+            print(f"  assess_pool over the whole export: {loop * 1000:.1f} ms per patient; screen "
+                  f"{per_patient * 1000:.2f} ms per patient; {loop / per_patient:.0f}x faster per patient")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--patients", type=int, nargs="+", default=[2000, 6000])
+    parser.add_argument("--noise", type=int, default=20, help="noise resource sets per patient (5 resources each)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--memory-limit", default="256MB")
+    parser.add_argument("--sample", type=int, default=20, help="patients timed with assess_pool (0: skip)")
+    args = parser.parse_args()
+    for i, n in enumerate(args.patients):
+        run(n, args.noise, args.workers, args.memory_limit, args.sample if i == 0 else 0)
+
+
+if __name__ == "__main__":
+    main()

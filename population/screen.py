@@ -1,0 +1,273 @@
+"""``ketamine-cds screen``: the order-time rules over a whole Bulk FHIR export.
+
+Scan (files by content) → partition (DuckDB: key by patient, push the policy's Observation horizon down, hash into
+Parquet buckets) → assess (a process pool; each bucket by ``population.bucket.assess_bucket``, the card's own core)
+→ write (worklist, assessments, summary, report). Counts only on stderr: never a patient id, name or resource text.
+State under ``OUTDIR/_work`` lets an interrupted run resume; it is deleted when the run succeeds.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import hashlib
+import json
+import multiprocessing
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from eligibility import Policy
+from fhir_mapping import DataGap, GapReason, ResourceType, domains_of
+
+from .bucket import PatientResult, assess_bucket, load_medications
+from .inventory import RULE_TYPES, Inventory, scan
+from .outputs import ordered, summarize, write_private, write_report, write_summary, write_worklists
+from .partition import partition
+
+
+class ScreenError(Exception):
+    """The screen cannot run as asked: one line for the user (exit 2), never a traceback."""
+
+
+class Interrupted(Exception):
+    """Stopped by SIGINT/SIGTERM; the state to resume is kept."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenOptions:
+    bulk: tuple[Path, ...]
+    out: Path
+    as_of: dt.date
+    policy: Policy
+    policy_text: bytes
+    workers: int = 1
+    buckets: int | None = None
+    memory_limit: str | None = None
+    resume: bool = False
+    progress: str = "none"
+    allow_missing_types: frozenset[str] = frozenset()
+    pseudonymize_key: bytes | None = None
+    engine: str = "local"
+    #: For tests of resume: stop (as SIGINT does) after this many buckets are written.
+    stop_after_buckets: int | None = field(default=None, repr=False)
+
+
+def _version() -> str:
+    try:
+        return version("ketamine-cds")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without an install
+        return "unknown"
+
+
+class _Progress:
+    """One stderr line per phase, at most once a second on a TTY (``bar``), or a line every 10 s (``lines``)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = "bar" if mode == "auto" and sys.stderr.isatty() else "none" if mode == "auto" else mode
+        self._last = 0.0
+
+    def __call__(self, message: str, force: bool = False) -> None:
+        if self.mode == "none":
+            return
+        now = time.monotonic()
+        every = 1.0 if self.mode == "bar" else 10.0
+        if not force and now - self._last < every:
+            return
+        self._last = now
+        end = "\r" if self.mode == "bar" and not force else "\n"
+        print(f"ketamine-cds screen: {message}", file=sys.stderr, end=end, flush=True)
+
+
+def _gaps(inventory: Inventory, allowed: frozenset[str]) -> list[DataGap]:
+    """A type the rules read with no file, or one the export reported an error for: unknown for every patient."""
+    gaps = []
+    for rtype in inventory.missing_types():
+        if rtype not in allowed:
+            gaps.append(DataGap(ResourceType(rtype), GapReason.NOT_PROVIDED, "no file of this type in the export",
+                                domains_of(ResourceType(rtype))))
+    errored = set(inventory.errors)
+    for rtype in (RULE_TYPES if "*" in errored else [t for t in RULE_TYPES if t in errored]):
+        if rtype not in allowed:
+            gaps.append(DataGap(ResourceType(rtype), GapReason.SERVER_ERROR,
+                                "the export reported an error for this type", domains_of(ResourceType(rtype))))
+    return gaps
+
+
+def _fingerprint(opts: ScreenOptions, inventory: Inventory, buckets: int) -> dict[str, Any]:
+    return {"input": inventory.fingerprint(), "policy_sha256": hashlib.sha256(opts.policy_text).hexdigest(),
+            "as_of": opts.as_of.isoformat(), "buckets": buckets,
+            "allow_missing_types": sorted(opts.allow_missing_types),
+            "pseudonymized": opts.pseudonymize_key is not None}
+
+
+# Process-pool workers: the broadcast table and the run's settings, loaded once per worker.
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(medications: Path, file_names: list[str], gaps: list[DataGap], policy: Policy, as_of: dt.date,
+                 key: bytes | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; workers finish or are ended
+    _WORKER.update(medications=load_medications(medications), file_names=file_names, gaps=gaps, policy=policy,
+                   as_of=as_of, key=key)
+
+
+def _run_bucket(parts: list[Path], result_file: Path) -> int:
+    results = assess_bucket(parts, _WORKER["file_names"], _WORKER["medications"], _WORKER["gaps"],
+                            _WORKER["policy"], _WORKER["as_of"], _WORKER["key"])
+    data = "".join(json.dumps([r.patient, r.priority, r.row, r.assessment]) + "\n" for r in results)
+    write_private(result_file, data.encode("utf-8"))
+    return len(results)
+
+
+def _read_results(files: Sequence[Path]) -> list[PatientResult]:
+    out = []
+    for f in files:
+        for line in f.read_text(encoding="utf-8").splitlines():
+            patient, prio, row, document = json.loads(line)
+            out.append(PatientResult(patient, prio, row, document))
+    return out
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def run_screen(opts: ScreenOptions) -> dict[str, Any]:
+    """Screen the export; returns the summary. Raises ScreenError (bad input) or Interrupted (resume later)."""
+    if opts.engine != "local":
+        raise ScreenError(f"engine {opts.engine!r} is not available in this installation; use --engine local")
+    for folder in opts.bulk:
+        if not folder.is_dir():
+            raise ScreenError(f"{folder}: no such folder")
+    progress = _Progress(opts.progress)
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    previous = signal.signal(signal.SIGTERM, _on_signal)
+    previous_int = signal.signal(signal.SIGINT, _on_signal)
+    try:
+        opts.out.mkdir(parents=True, exist_ok=True, mode=0o700)
+        opts.out.chmod(0o700)
+        work = opts.out / "_work"
+        inventory = scan(opts.bulk)
+        timings["scan_s"] = round(time.monotonic() - started, 3)
+        data_files = inventory.data_files()
+        progress(f"scan: {len(inventory.files)} files, {len(data_files)} with data the rules read", force=True)
+        total = sum(f.size for f in data_files)
+        buckets = opts.buckets or max(opts.workers * 4, -(-total // (32 << 20)))
+        state_file = work / "state.json"
+        fingerprint = _fingerprint(opts, inventory, buckets)
+        if opts.resume and state_file.exists():
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+            if state.get("fingerprint") != fingerprint:
+                raise ScreenError("the input, policy, date or bucket count changed since the interrupted run: "
+                                  "start again without --resume")
+        else:
+            if opts.resume:
+                progress("resume: no interrupted run found, starting afresh", force=True)
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(mode=0o700)
+            state = {"fingerprint": fingerprint, "partitioned": False}
+            write_private(state_file, json.dumps(state).encode("utf-8"))
+        t0 = time.monotonic()
+        if not state.get("partitioned"):
+            shutil.rmtree(work / "parts", ignore_errors=True)
+            parted = partition(data_files, work, buckets, opts.policy.observation_horizon(opts.as_of),
+                               opts.memory_limit, opts.workers)
+            state.update(partitioned=True, patients=parted.patients,
+                         counts={k: asdict(v) for k, v in parted.counts.items()})
+            write_private(state_file, json.dumps(state).encode("utf-8"))
+        timings["partition_s"] = round(time.monotonic() - t0, 3)
+        progress(f"partition: {total / 1e6:.1f} MB into {buckets} buckets", force=True)
+        results_dir = work / "results"
+        results_dir.mkdir(exist_ok=True, mode=0o700)
+        t0 = time.monotonic()
+        done = _assess(opts, work, results_dir, data_files, inventory, progress, int(state.get("patients", 0)))
+        timings["assess_s"] = round(time.monotonic() - t0, 3)
+        t0 = time.monotonic()
+        results = ordered(_read_results(done))
+        write_worklists(opts.out, results, with_assessments=opts.pseudonymize_key is None)
+        summary = summarize(results)
+        summary["inputs"] = _inputs(inventory, state.get("counts", {}))
+        timings["write_s"] = round(time.monotonic() - t0, 3)
+        timings["total_s"] = round(time.monotonic() - started, 3)
+        summary["run"] = {"version": _version(), "policy": opts.policy.id,
+                          "policy_sha256": fingerprint["policy_sha256"], "as_of": opts.as_of.isoformat(),
+                          "engine": opts.engine, "workers": opts.workers, "buckets": buckets,
+                          "allow_missing_types": sorted(opts.allow_missing_types),
+                          "pseudonymized": opts.pseudonymize_key is not None, "timings": timings}
+        summary["export"] = inventory.export
+        write_summary(opts.out, summary)
+        write_report(opts.out, summary, results)
+        shutil.rmtree(work, ignore_errors=True)
+        progress(f"write: {len(results)} patients in {timings['total_s']:.1f} s", force=True)
+        return summary
+    except KeyboardInterrupt as exc:
+        raise Interrupted("SIGINT") from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+
+
+def _assess(opts: ScreenOptions, work: Path, results_dir: Path, data_files: Sequence[Any], inventory: Inventory,
+            progress: Callable[..., None], patients: int) -> list[Path]:
+    parts = sorted((work / "parts").glob("bucket=*"), key=lambda p: int(p.name.split("=")[1])) \
+        if (work / "parts").exists() else []
+    todo = [(p, results_dir / f"{p.name}.jsonl") for p in parts]
+    pending = [(p, r) for p, r in todo if not r.exists()]
+    file_names = [f.path.name for f in data_files]
+    gaps = _gaps(inventory, opts.allow_missing_types)
+    initargs = (work / "medications.parquet", file_names, gaps, opts.policy, opts.as_of, opts.pseudonymize_key)
+    finished = len(todo) - len(pending)
+    assessed = 0
+    started = time.monotonic()
+    if pending:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, opts.workers), mp_context=context,
+                                                    initializer=_init_worker, initargs=initargs) as pool:
+            futures = {pool.submit(_run_bucket, sorted(p.glob("*.parquet")), r): r for p, r in pending}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    assessed += future.result()
+                    finished += 1
+                    rate = assessed / max(time.monotonic() - started, 1e-6)
+                    eta = (patients - assessed) / rate if rate and patients > assessed else 0
+                    progress(f"assess: {assessed} patients, {rate:.0f}/s, ETA {eta:.0f} s "
+                             f"({finished}/{len(todo)} buckets)")
+                    if opts.stop_after_buckets is not None and finished >= opts.stop_after_buckets:
+                        raise Interrupted("stop_after_buckets")
+            except (Interrupted, KeyboardInterrupt):
+                for f in futures:
+                    f.cancel()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    return [r for _, r in todo]
+
+
+def _inputs(inventory: Inventory, counts: dict[str, dict[str, int]]) -> dict[str, Any]:
+    by_type: dict[str, dict[str, int]] = {}
+    for f in inventory.files:
+        key = f.resource_type or f.kind.value
+        entry = by_type.setdefault(key, {"files": 0, "bytes": 0, "lines": 0})
+        entry["files"] += 1
+        entry["bytes"] += f.size
+        entry["lines"] += counts.get(str(f.path), {}).get("lines", 0)
+    problems = {Path(path).name: {k: v for k, v in c.items() if k != "lines" and v}
+                for path, c in counts.items() if any(v for k, v in c.items() if k != "lines")}
+    return {"files": len(inventory.files), "by_type": by_type, "by_kind": _kinds(inventory),
+            "missing_types": inventory.missing_types(), "error_types": sorted(inventory.errors),
+            "problems": problems}
+
+
+def _kinds(inventory: Inventory) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for f in inventory.files:
+        found[f.kind.value] = found.get(f.kind.value, 0) + 1
+    return found
