@@ -505,3 +505,31 @@ def test_export_types_are_what_the_rules_read() -> None:
     from fhir_mapping import SEARCHED_TYPES
 
     assert (*(t.value for t in SEARCHED_TYPES), "Medication") == EXPORT_TYPES
+
+
+async def test_ctrl_c_while_polling_cancels_the_export(keys: dict[str, Path], tmp_path: Path) -> None:
+    fake = FakeBulk()
+
+    def interrupt(message: str) -> None:
+        if message.startswith("export in progress"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await run(fake, tmp_path / "out", keys["rsa"], progress=interrupt)
+    assert fake.calls("DELETE", "ehr.test/fhir/status/1")
+    _assert_nothing_left(tmp_path / "out")
+
+
+async def test_a_token_refused_during_a_long_export_is_renewed(keys: dict[str, Path], tmp_path: Path) -> None:
+    fake = FakeBulk()
+    done = manifest([])
+
+    def status(n: int) -> Response:
+        # the first poll finds the first token expired; the renewed token is accepted
+        return JSONResponse({"resourceType": "OperationOutcome"}, status_code=401) if n == 1 else done(n)
+
+    fake.status = status
+    await run(fake, tmp_path / "out", keys["rsa"])
+    polls = fake.calls("GET", "ehr.test/fhir/status/1")
+    assert [h["authorization"] for h in polls] == ["Bearer tok-1", "Bearer tok-2"]
+    assert len({f["client_assertion"] for f in fake.token_forms}) == 2
