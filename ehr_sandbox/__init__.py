@@ -4,5 +4,7 @@ behind a token check, and a CDS Hooks client. Production code never imports this
 from .auth_server import LaunchContext, SandboxAuthServer, SandboxClient
 from .fhir_gate import scope_allows
 from .sandbox import Sandbox, SandboxConfig
+from .timeshift import DemoClock, shift_bundle, shift_resource, shift_value
 
-__all__ = ["LaunchContext", "Sandbox", "SandboxAuthServer", "SandboxClient", "SandboxConfig", "scope_allows"]
+__all__ = ["DemoClock", "LaunchContext", "Sandbox", "SandboxAuthServer", "SandboxClient", "SandboxConfig",
+           "scope_allows", "shift_bundle", "shift_resource", "shift_value"]
