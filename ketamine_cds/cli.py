@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -97,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="resource types the export may lack without making every patient unknown for them")
     screen.add_argument("--pseudonymize-key", type=Path, metavar="FILE",
                         help="replace patient ids by HMAC-SHA256 under this key (no assessments.parquet)")
+    screen.add_argument("--fhir-server", metavar="URL", help="export from this FHIR server (Bulk Data $export)")
+    screen.add_argument("--group", metavar="ID", help="export this Group's patients (default: Patient/$export)")
+    screen.add_argument("--client-id", metavar="ID", help="the SMART Backend Services client id")
+    screen.add_argument("--private-key", type=Path, metavar="FILE",
+                        help="the client's private key (PEM or JWK) for its signed assertion")
+    screen.add_argument("--scope", metavar="S", help="scopes to ask for (default: system read of the types read)")
     report = sub.add_parser("feedback-report", help="accept / override rates by card kind and override reason")
     report.add_argument("--config", type=Path)
     return parser
@@ -502,8 +509,10 @@ def _feedback_report(path: Path | None) -> str:
 def _screen(args: argparse.Namespace) -> int:
     from population import Interrupted, ScreenError, ScreenOptions, run_screen
 
-    if not args.bulk:
-        raise CliError("screen needs --bulk DIR (or --fhir-server URL)")
+    if bool(args.bulk) == bool(args.fhir_server):
+        raise CliError("screen needs --bulk DIR or --fhir-server URL (one of them)")
+    if args.fhir_server and (not args.client_id or args.private_key is None):
+        raise CliError("--fhir-server needs --client-id and --private-key (SMART Backend Services)")
     if args.workers < 1 or (args.buckets is not None and args.buckets < 1):
         raise CliError("--workers and --buckets must be at least 1")
     policy_path = Path(args.policy)
@@ -522,7 +531,14 @@ def _screen(args: argparse.Namespace) -> int:
                            f"({exc.__class__.__name__})") from exc
         if len(key) < 16:
             raise CliError(f"{args.pseudonymize_key}: a pseudonymisation key needs at least 16 bytes")
-    opts = ScreenOptions(bulk=tuple(args.bulk), out=args.out, as_of=args.as_of or dt.date.today(), policy=policy,
+    bulk = tuple(args.bulk)
+    export_dir = args.out / "_export"
+    if args.fhir_server:
+        folder, empty = _bulk_export(args, export_dir)
+        bulk = (folder,)
+        # A completed export writes no file for a type the server holds none of: known empty, not unknown.
+        allowed |= empty
+    opts = ScreenOptions(bulk=bulk, out=args.out, as_of=args.as_of or dt.date.today(), policy=policy,
                          policy_text=policy_text, workers=args.workers, buckets=args.buckets,
                          memory_limit=args.memory_limit, resume=args.resume, progress=args.progress,
                          allow_missing_types=allowed, pseudonymize_key=key, engine=args.engine)
@@ -534,8 +550,39 @@ def _screen(args: argparse.Namespace) -> int:
         print(f"ketamine-cds screen: interrupted; run the same command with --resume to continue "
               f"({args.out}/_work holds the state)", file=sys.stderr)
         return 130
+    if args.fhir_server:
+        shutil.rmtree(export_dir, ignore_errors=True)  # the export is PHI: only the outputs stay
+        (args.out / "_export-empty-types.json").unlink(missing_ok=True)
     print(json.dumps({"patients": summary["patients"], "verdicts": summary["verdicts"], "out": str(args.out)}))
     return 0
+
+
+def _bulk_export(args: argparse.Namespace, export_dir: Path) -> tuple[Path, frozenset[str]]:
+    """Download the export into ``OUTDIR/_export`` (kept for ``--resume`` when complete, deleted after the run);
+    returns it and the types the completed export holds none of (within the granted scope)."""
+    from fhir_mapping.bulk_export import BulkExportError, bulk_export
+
+    empty_file = args.out / "_export-empty-types.json"
+    if args.resume and (export_dir / "manifest.json").exists() and empty_file.exists():
+        return export_dir, frozenset(json.loads(empty_file.read_text(encoding="utf-8")))
+    shutil.rmtree(export_dir, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def say(message: str) -> None:
+        if args.progress != "none":
+            print(f"ketamine-cds screen: export: {message}", file=sys.stderr)
+
+    try:
+        result = asyncio.run(bulk_export(args.fhir_server, export_dir, client_id=args.client_id,
+                                         private_key=args.private_key, scope=args.scope, group=args.group,
+                                         progress=say))
+    except BulkExportError as exc:
+        raise CliError(f"bulk export: {exc}") from exc
+    unauthorized = {g.resource_type.value for g in result.gaps}
+    empty = frozenset(t for t in result.empty_types if t not in unauthorized)
+    empty_file.write_text(json.dumps(sorted(empty)), encoding="utf-8")
+    empty_file.chmod(0o600)
+    return export_dir, empty
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -139,5 +139,7 @@ def _error_types(f: BulkFile) -> list[str]:
             raw = fh.read(1 << 22).decode("utf-8", "replace")
     except (OSError, EOFError, gzip.BadGzipFile):
         return ["*"]
-    named = [t for t in RULE_TYPES if t in raw]
+    if not any(f'"{level}"' in raw for level in ("error", "fatal")):
+        return []  # warnings only (a parameter ignored): the data is complete
+    named = [t for t in RULE_TYPES if f"{t} " in raw or f"{t}:" in raw or f'"{t}"' in raw or raw.endswith(t)]
     return named or ["*"]
