@@ -262,3 +262,30 @@ def test_bad_arguments_are_one_line_and_exit_2(export: Path, tmp_path: Path, cap
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_ctrl_c_exits_130_with_how_to_resume_and_resume_finishes_identically(export: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    reference = tmp_path / "reference"
+    screen(export, reference, buckets=48)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "ketamine_cds.cli", "screen", "--bulk", str(export), "--out", str(out),
+           "--as-of", "2026-11-01", "--workers", "1", "--buckets", "48", "--progress", "none"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    results = out / "_work" / "results"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(list(results.glob("*.jsonl"))) < 2:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()
+    assert b"--resume" in err and b"Traceback" not in err
+    assert 2 <= len(list(results.glob("*.jsonl"))) < 48
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert outputs(out) == outputs(reference)
