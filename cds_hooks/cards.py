@@ -284,6 +284,8 @@ def _warning_phrase(w: Warning) -> str:
         return f"suicide-risk review ({named})"
     if w.id in (WarningId.BP_MONITORING_MAOI, WarningId.BP_MONITORING_PSYCHOSTIMULANT):
         return f"monitor blood pressure closely ({named})"
+    if w.id is WarningId.CNS_DEPRESSANT_SEDATION:
+        return f"monitor for sedation ({named}, a CNS depressant)"
     if w.id is WarningId.OLDER_ADULT:
         return "older adult: the label's starting dose is 28 mg"
     if w.contraindication is not None:
@@ -373,7 +375,8 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
         *_course_block(a),
         f"**Criteria met** under policy *{policy.title}*: major depression, "
         f"{tr.failed_adequate_trials} failed adequate antidepressant trials"
-        + (f", PHQ-9 {phq.value:g} on {phq.day.isoformat()}" if phq else "") + "; no contraindication documented.",
+        + (f", PHQ-9 {phq.value:g} on {phq.day.isoformat()}" + (f" ({phq.note})" if phq.note else "") if phq else "")
+        + "; no contraindication documented.",
         "",
         "**Before and during each session (esketamine REMS / supervised setting):**",
         "- Certified healthcare setting; prescriber on site; pulse oximeter available (REMS)",
@@ -537,6 +540,9 @@ def _cautions_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card | No
         detail.extend(_evidence_lines(w.evidence))
     caution_ids = [w.contraindication for w in a.warnings if w.contraindication is not None]
     citation = policy.contraindications[caution_ids[0]].citation if caution_ids else None
+    if citation is None and first.id is WarningId.CNS_DEPRESSANT_SEDATION:
+        # The label's drug interactions (US PI §7.1 [S1, S53]) are the source of this warning, not the age rule.
+        citation = Citation((cited_source("S1"), cited_source("S53")), True, "SPRAVATO PI §7.1 drug interactions")
     return Card(
         kind=CardKind.CAUTION,
         uuid=card_id,

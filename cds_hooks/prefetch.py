@@ -28,6 +28,7 @@ from fhir_mapping import (
     ResourcePool,
     ResourceType,
     Search,
+    SearchScope,
     add_json,
 )
 
@@ -146,7 +147,8 @@ async def gather_patient_data(
         value = prefetch.get(search.key)
         state = states[search.key] = _state(search, value) if search.key in prefetch else PrefetchState.ABSENT
         if state in (PrefetchState.PROVIDED, PrefetchState.PAGED):
-            add_json(pool, value, f"prefetch[{search.key}]")
+            add_json(pool, value, f"prefetch[{search.key}]",
+                     SearchScope(search.resource_type, search.domains, search.key))
         if state is PrefetchState.PAGED and isinstance(value, Mapping):
             next_url = _next_link(value)
             assert next_url is not None

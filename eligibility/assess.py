@@ -70,18 +70,20 @@ def assess_severity(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Sev
         return Severity(Criterion.UNKNOWN, t.severity_phq9_min, None,
                         f"no PHQ-9 in the last {t.severity_window_days} days")
     latest = recent[-1]
-    score = Score(latest.value, latest.day, latest.reference)
+    score = Score(latest.value, latest.day, latest.reference, latest.note)
+    # "PHQ-9 12 on 2026-10-20, computed from the nine items": how a score was obtained is part of its evidence.
+    noted = f", {latest.note}" if latest.note else ""
     if latest.value >= t.severity_phq9_min:
         return Severity(Criterion.MET, t.severity_phq9_min, score,
-                        f"PHQ-9 {latest.value:g} on {latest.day.isoformat()} (>= {t.severity_phq9_min:g})")
+                        f"PHQ-9 {latest.value:g} on {latest.day.isoformat()}{noted} (>= {t.severity_phq9_min:g})")
     if facts.lacks(DataDomain.TREATMENT_COURSE):
         # A low score may be a response to a course whose doses could not be read: never "not indicated" then.
         return Severity(Criterion.UNKNOWN, t.severity_phq9_min, score,
-                        f"PHQ-9 {latest.value:g} on {latest.day.isoformat()} (< {t.severity_phq9_min:g}), but "
+                        f"PHQ-9 {latest.value:g} on {latest.day.isoformat()}{noted} (< {t.severity_phq9_min:g}), but "
                         "ketamine/esketamine doses could not be fetched: a low score may be a response to a course "
                         "in progress")
     return Severity(Criterion.NOT_MET, t.severity_phq9_min, score,
-                    f"PHQ-9 {latest.value:g} on {latest.day.isoformat()} (< {t.severity_phq9_min:g})")
+                    f"PHQ-9 {latest.value:g} on {latest.day.isoformat()}{noted} (< {t.severity_phq9_min:g})")
 
 
 def assess_baseline_severity(course: TreatmentCourse, facts: ClinicalFacts, policy: Policy) -> Severity:
@@ -136,7 +138,12 @@ def _workup(
     if bp.status is Presence.UNKNOWN:
         items.append(WorkupItem(WorkupKind.BLOOD_PRESSURE, f"Blood pressure: {bp.explanation}", True))
     for trial in tr.trials:
-        if trial.adequacy is Adequacy.UNKNOWN and trial.duration_unknown:
+        if trial.adequacy is Adequacy.UNKNOWN and trial.nonadherence:
+            items.append(WorkupItem(WorkupKind.ADHERENCE,
+                                    f"Confirm adherence to {trial.ingredient} ({trial.start.isoformat()} to "
+                                    f"{trial.end.isoformat()}): non-adherence is recorded in "
+                                    f"{', '.join(trial.nonadherence)}", True))
+        elif trial.adequacy is Adequacy.UNKNOWN and trial.duration_unknown:
             items.append(WorkupItem(WorkupKind.TRIAL_DURATION,
                                     f"Document how long {trial.ingredient} was taken (prescribed "
                                     f"{trial.start.isoformat()}; no end or supply on record)", True))
@@ -209,7 +216,14 @@ def _warnings(
     for med in facts.other_medications:
         if not med.is_current(as_of):
             continue
-        if med.category in (MedicationCategory.MAOI, MedicationCategory.PSYCHOSTIMULANT):
+        if med.category is MedicationCategory.CNS_DEPRESSANT:
+            kind = {"benzodiazepine": "a benzodiazepine", "z_drug": "a Z-drug hypnotic", "opioid": "an opioid"}.get(
+                med.drug_class, "a CNS depressant")
+            warnings.append(Warning(WarningId.CNS_DEPRESSANT_SEDATION,
+                                    f"Current {med.name} ({kind}): CNS depressants increase the sedation of "
+                                    "esketamine; monitor for sedation (label §7.1)",
+                                    (Evidence(med.evidence, med.name, med.start),)))
+        elif med.category in (MedicationCategory.MAOI, MedicationCategory.PSYCHOSTIMULANT):
             maoi = med.category is MedicationCategory.MAOI
             warnings.append(Warning(WarningId.BP_MONITORING_MAOI if maoi else WarningId.BP_MONITORING_PSYCHOSTIMULANT,
                                     f"Current {med.name} ({'an MAOI' if maoi else 'a psychostimulant'}): monitor "

@@ -16,7 +16,9 @@ from fhir_mapping import (
     ClinicalStatus,
     ConditionFact,
     DataDomain,
+    GapReason,
     Gender,
+    LabResultFact,
     ObservationKind,
 )
 
@@ -34,7 +36,12 @@ _ANY_HISTORY = {
 
 def condition_evidence(c: ConditionFact) -> Evidence:
     status = c.clinical_status.value if c.clinical_status.value != "unspecified" else "no status"
-    return Evidence(c.reference, f"{c.display} ({c.system} {c.code}; {status})", c.onset or c.recorded)
+    noted = f" — {c.note}" if c.note else ""
+    return Evidence(c.reference, f"{c.display} ({c.system} {c.code}; {status}){noted}", c.onset or c.recorded)
+
+
+def _noted(r: LabResultFact) -> str:
+    return f" — {r.note}" if r.note else ""
 
 
 def _finding(
@@ -53,6 +60,14 @@ def _finding(
     if gap:
         return ContraindicationFinding(cid, Presence.UNKNOWN, mode, (), unknown_why or "data could not be fetched")
     return ContraindicationFinding(cid, Presence.ABSENT, mode, (), absent_why)
+
+
+def _unknown_why(facts: ClinicalFacts, *domains: DataDomain) -> str:
+    """Why a rule's data is incomplete, in the words of a gap that is not a failed fetch (an entry that could not be
+    read, a search that said it was incomplete: issue #20); else the usual words."""
+    said = [g.detail for g in facts.gaps if g.reason in (GapReason.UNREADABLE, GapReason.INCOMPLETE)
+            and any(d in g.domains for d in domains)]
+    return "; ".join(dict.fromkeys(said)) or "data could not be fetched"
 
 
 def _free_text(facts: ClinicalFacts, *concepts: str) -> list[Evidence]:
@@ -134,6 +149,7 @@ def _cardiovascular(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Con
     return _finding(cid, policy, evidence, facts.lacks(DataDomain.CONDITIONS),
                     f"no heart failure, unstable angina or myocardial infarction within {days} days on record",
                     "active heart failure, unstable angina, or a recent myocardial infarction",
+                    unknown_why=_unknown_why(facts, DataDomain.CONDITIONS),
                     to_confirm=_free_text(facts, "heart_failure", "myocardial_infarction", "unstable_angina"))
 
 
@@ -142,13 +158,22 @@ def _substance_use(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Cont
     lo = as_of - dt.timedelta(days=days)
     evidence = [condition_evidence(c) for c in _active(facts, "substance_use")]
     evidence += [
-        Evidence(r.reference, f"positive {r.analyte} screen (LOINC {r.code})", r.day)
+        Evidence(r.reference, f"positive {r.analyte} screen (LOINC {r.code}){_noted(r)}", r.day)
         for r in facts.lab_results
         if r.kind is ObservationKind.DRUG_SCREEN and r.positive and r.interpretable and lo <= r.day <= as_of
     ]
+    # A substance-use status recording current misuse in the same window (US Core's, SNOMED CT 228366006; issue
+    # #20): the latest status decides, so a later one recording none supersedes an earlier misuse.
+    statuses = [r for r in facts.lab_results
+                if r.kind is ObservationKind.SUBSTANCE_USE_STATUS and r.interpretable and lo <= r.day <= as_of]
+    if statuses and statuses[-1].positive:
+        r = statuses[-1]
+        evidence.append(Evidence(r.reference, f"substance use status: current misuse of {r.analyte} (SNOMED CT "
+                                              f"{r.code}){_noted(r)}", r.day))
     gap = facts.lacks(DataDomain.CONDITIONS, DataDomain.DRUG_SCREENS)
     return _finding(_C.SUBSTANCE_USE, policy, evidence, gap,
                     f"no active substance use disorder and no positive drug screen in {days} days on record",
+                    unknown_why=_unknown_why(facts, DataDomain.CONDITIONS, DataDomain.DRUG_SCREENS),
                     to_confirm=_free_text(facts, "substance_use"))
 
 
@@ -219,7 +244,7 @@ def assess_contraindications(
             confirm += _free_text(facts, "subarachnoid_hemorrhage")
         return lambda: _finding(cid, policy, _history(facts, concept), condition_gap,
                                 "none on record (any history searched)", "on record (any history counts)",
-                                to_confirm=confirm)
+                                unknown_why=_unknown_why(facts, DataDomain.CONDITIONS), to_confirm=confirm)
 
     rules = {cid: history_rule(cid, concept) for cid, concept in _ANY_HISTORY.items()}
     rules[_C.UNCONTROLLED_HYPERTENSION] = lambda: _hypertension(facts, policy, as_of)

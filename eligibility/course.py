@@ -145,7 +145,7 @@ def _score(facts: ClinicalFacts, lo: dt.date, hi: dt.date, after: bool = False) 
     if not found:
         return None
     latest = found[-1]
-    return Score(latest.value, latest.day, latest.reference)
+    return Score(latest.value, latest.day, latest.reference, latest.note)
 
 
 def classify_response(baseline: float, latest: float, policy: Policy) -> ResponseClass:

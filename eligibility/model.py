@@ -87,6 +87,8 @@ class WarningId(StrEnum):
     SUICIDE_RISK_REVIEW = "suicide_risk_review"
     BP_MONITORING_MAOI = "bp_monitoring_maoi"
     BP_MONITORING_PSYCHOSTIMULANT = "bp_monitoring_psychostimulant"
+    #: A current benzodiazepine, Z-drug or opioid: CNS depressants add to esketamine's sedation (US PI §7.1).
+    CNS_DEPRESSANT_SEDATION = "cns_depressant_sedation"
     OLDER_ADULT = "older_adult"
     #: A contraindication the policy treats as a caution (``Warning.contraindication`` says which).
     CAUTION = "caution"
@@ -118,6 +120,8 @@ class Score:
     value: float
     day: dt.date
     reference: str
+    #: "computed from the nine items", "from an entry that failed validation" (issue #20), else empty.
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,8 @@ class TrialAssessment:
     notes: tuple[str, ...] = ()
     #: The course's last record gives a date but no length: adequacy waits on its documented duration.
     duration_unknown: bool = False
+    #: Records of non-adherence during the trial (issue #20): its adequacy is unknown until adherence is confirmed.
+    nonadherence: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +192,8 @@ class WorkupKind(StrEnum):
     DATA = "data"
     #: A current course without a PHQ-9 before its first dose: its indication and benefit cannot be judged.
     BASELINE_PHQ9 = "baseline_phq9"
+    #: A trial recorded as not taken as prescribed (issue #20).
+    ADHERENCE = "adherence"
 
 
 @dataclass(frozen=True, slots=True)

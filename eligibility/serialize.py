@@ -18,7 +18,13 @@ def _evidence(e: Evidence) -> dict[str, Any]:
 
 
 def _score(s: Score | None) -> dict[str, Any] | None:
-    return None if s is None else {"value": s.value, "date": s.day.isoformat(), "reference": s.reference}
+    if s is None:
+        return None
+    found: dict[str, Any] = {"value": s.value, "date": s.day.isoformat(), "reference": s.reference}
+    if s.note:
+        # Only a score not simply as recorded carries a note (issue #20): every other answer stays as it was.
+        found["note"] = s.note
+    return found
 
 
 def _trial(t: TrialAssessment) -> dict[str, Any]:

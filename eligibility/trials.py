@@ -31,7 +31,7 @@ def _latest_phq9(facts: ClinicalFacts, lo: dt.date, hi: dt.date) -> Score | None
     for s in facts.scores:
         if s.kind is ObservationKind.PHQ9_TOTAL and lo <= s.day <= hi and (best is None or s.day >= best.day):
             best = s
-    return Score(best.value, best.day, best.reference) if best else None
+    return Score(best.value, best.day, best.reference, best.note) if best else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +115,19 @@ def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt
     exposure = _adequacy(course, floor, policy, as_of)
     outcome, baseline, follow_up, outcome_notes = _outcome(course, facts, policy, as_of)
     notes = [*exposure.notes, *outcome_notes]
+    start, end = course.start, course.end(as_of)
+    missed = [n for n in facts.nonadherence if n.ingredient == course.ingredient and start <= n.day <= end]
+    adequacy = exposure.adequacy
+    if missed and adequacy is Adequacy.ADEQUATE:
+        # Prescribed at an adequate dose for long enough, but not taken as prescribed: whether the patient had an
+        # adequate trial is unknown until adherence is confirmed (issue #20). An inadequate prescription stays
+        # inadequate: taking less of it cannot make it adequate.
+        adequacy = Adequacy.UNKNOWN
+    notes += [f"non-adherence recorded on {n.day.isoformat()}: {n.description}" for n in missed]
     if any(s.dose_source is DoseSource.NONE for s in course.segments) and doses:
         notes.append("some records carry no usable dose")
     if any(s.frequency_assumed for s in course.segments):
         notes.append("a dose without any frequency was read as once daily")
-    start, end = course.start, course.end(as_of)
     return TrialAssessment(
         ingredient=course.ingredient,
         drug_class=course.drug_class,
@@ -131,13 +139,14 @@ def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt
         dose_floor_mg=floor,
         weeks_total=round(exposure.total_days / 7, 1),
         weeks_at_adequate_dose=round(exposure.adequate_days / 7, 1),
-        adequacy=exposure.adequacy,
+        adequacy=adequacy,
         baseline=baseline,
         follow_up=follow_up,
         outcome=outcome,
         evidence=course.evidence,
         notes=tuple(notes),
         duration_unknown=exposure.duration_unknown,
+        nonadherence=tuple(dict.fromkeys(n.evidence for n in missed)),
     )
 
 

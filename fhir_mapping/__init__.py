@@ -3,6 +3,8 @@
 from .client import ClientSettings, FetchResult, FhirClient, QueryReport
 from .codesets import CodeSets
 from .facts import (
+    COMPUTED_FROM_ITEMS,
+    FROM_INVALID_ENTRY,
     AllergyFact,
     AllergyStatus,
     BloodPressureFact,
@@ -25,6 +27,7 @@ from .facts import (
     LabResultFact,
     MatchMethod,
     MedicationCategory,
+    NonAdherence,
     ObservationKind,
     PatientFact,
     ResourceType,
@@ -34,6 +37,7 @@ from .facts import (
 from .loading import (
     InputError,
     ResourcePool,
+    SearchScope,
     add_json,
     clear_validation_cache,
     read_path,
@@ -70,7 +74,9 @@ from .sessions import (
 
 __all__ = [
     "BOOKING_SEARCHES",
+    "COMPUTED_FROM_ITEMS",
     "DISCHARGE_SEARCHES",
+    "FROM_INVALID_ENTRY",
     "PATIENT_TOKEN",
     "SEARCHED_TYPES",
     "SEARCHES",
@@ -105,6 +111,7 @@ __all__ = [
     "LabResultFact",
     "MatchMethod",
     "MedicationCategory",
+    "NonAdherence",
     "ObservationKind",
     "OnFailure",
     "PatientFact",
@@ -114,6 +121,7 @@ __all__ = [
     "ResourceType",
     "ScoreFact",
     "Search",
+    "SearchScope",
     "SessionAppointment",
     "SkippedEntry",
     "TimedBloodPressure",

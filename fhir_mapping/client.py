@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .facts import DataGap, GapReason, ResourceType
-from .loading import ResourcePool, add_bundle, unresolved_medication_references
+from .loading import ResourcePool, SearchScope, add_bundle, unresolved_medication_references
 from .searches import OnFailure, Query, domains_of, patient_queries
 
 # Parsing JSON this large on the event loop would stall every other request: it moves to a worker thread.
@@ -140,7 +140,8 @@ class FhirClient:
                 report, bundles = QueryReport(query.resource_type, query.path, query.params, 0, 0,
                                               self.settings.budget_s * 1000, gap, query.key), []
             for i, bundle in enumerate(bundles):
-                add_bundle(result.pool, bundle, f"{query.path} page {i + 1}")
+                add_bundle(result.pool, bundle, f"{query.path} page {i + 1}",
+                           SearchScope(query.resource_type, query.domains, query.key))
             if report.gap is not None and query.resource_type is not ResourceType.MEDICATION:
                 # A Medication that cannot be read is reported by the mapping, for the record that needs it (the
                 # same gap as from a file without it): one answer everywhere.

@@ -44,9 +44,23 @@ _SYSTEM_ALIASES = {
 }
 
 
+_WHITESPACE = re.compile(r"\s+")
+
+
 def system_key(system: str | None) -> str | None:
-    """The short name of a code system URI (``SNOMEDCT``, ``ICD10CM`` …), or None when unknown."""
-    return _SYSTEM_ALIASES.get(system or "")
+    """The short name of a code system URI (``SNOMEDCT``, ``ICD10CM`` …), or None when unknown.
+
+    A URI with whitespace in it (``"http://snomed.info/ sct"``, a pasted line break) is invalid FHIR, but it still
+    names its system once the whitespace is removed (issue #20: read what can be read)."""
+    found = _SYSTEM_ALIASES.get(system or "")
+    if found is None and system and _WHITESPACE.search(system):
+        found = _SYSTEM_ALIASES.get(_WHITESPACE.sub("", system))
+    return found
+
+
+#: ATC groups of the CNS depressants the Spravato label's interactions name (US PI §7.1 [S1, S53]): anxiolytic
+#: benzodiazepines, benzodiazepine hypnotics, benzodiazepine-related hypnotics (Z-drugs), opioids.
+CNS_DEPRESSANT_ATC = {"N05BA": "benzodiazepine", "N05CD": "benzodiazepine", "N05CF": "z_drug", "N02A": "opioid"}
 
 
 def icd10_key(code: str) -> str:
@@ -67,6 +81,15 @@ class ClinicalDrug:
 
     rxcui: str
     display: str
+
+
+@dataclass(frozen=True, slots=True)
+class CnsDepressant:
+    """A benzodiazepine, Z-drug or opioid (``data/cns_depressants.csv``)."""
+
+    ingredient: str
+    rxcui: str
+    drug_class: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +114,9 @@ class CodeSets:
         observation_codes: dict[tuple[str, str], str],
         medication_names: dict[str, Any],
         brand_names: dict[str, str] | None = None,
+        score_answers: dict[str, int] | None = None,
+        cns_depressants: tuple[CnsDepressant, ...] = (),
+        adherence: dict[str, Any] | None = None,
     ) -> None:
         self._concepts = concepts
         self._concept_codes = concept_codes
@@ -115,6 +141,17 @@ class CodeSets:
         self._antidepressant_name_re = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b", re.I)
         self._ketamine_name_re = _word_re(self.ketamine_names)
         self._psychostimulant_name_re = _word_re(self.psychostimulant_names)
+        #: LOINC answer code → item score (``data/score_answers.toml``).
+        self.score_answers = dict(score_answers or {})
+        self.cns_depressants = {d.ingredient: d for d in cns_depressants}
+        self._cns_by_rxcui = {d.rxcui: d for d in cns_depressants if d.rxcui}
+        self._cns_name_re = _word_re(tuple(self.cns_depressants)) if cns_depressants else None
+        adherence = adherence or {}
+        self.adherence_extension_url = str(adherence.get("us_core_extension", {}).get("url", ""))
+        non = adherence.get("non_adherence", {})
+        self.non_adherence_snomed = frozenset(non.get("snomed", []))
+        self.non_adherence_statuses = frozenset(non.get("statement_status", []))
+        self._non_adherence_words = tuple(w.lower() for w in non.get("words", []))
 
     # -- conditions -------------------------------------------------------------------------------------------
 
@@ -188,6 +225,28 @@ class CodeSets:
     def psychostimulant_in_name(self, text: str) -> str | None:
         m = self._psychostimulant_name_re.search(text)
         return m.group(1).lower() if m else None
+
+    def cns_depressant(self, concept: Any, names: list[str]) -> CnsDepressant | None:
+        """The benzodiazepine, Z-drug or opioid a medication is, by RxNorm ingredient, ATC group, or name."""
+        atc_class = None
+        for coding in codings(concept):
+            key, code = system_key(text(coding, "system")), text(coding, "code").strip().upper()
+            if key == "RXNORM" and code in self._cns_by_rxcui:
+                return self._cns_by_rxcui[code]
+            if key == "ATC":
+                atc_class = atc_class or next((c for p, c in CNS_DEPRESSANT_ATC.items() if code.startswith(p)), None)
+        for name in names:
+            m = self._cns_name_re.search(name) if self._cns_name_re else None
+            if m:
+                return self.cns_depressants[m.group(1).lower()]
+        if atc_class is not None:
+            # Coded by class only: the name is what the record calls it.
+            return CnsDepressant(next((n for n in names if n), atc_class.replace("_", "-")), "", atc_class)
+        return None
+
+    def says_non_adherence(self, label: str) -> bool:
+        low = label.lower()
+        return any(w in low for w in self._non_adherence_words)
 
     @classmethod
     def load(cls, additions: Path | None = None) -> CodeSets:
@@ -288,4 +347,9 @@ def _build(additions: dict[str, Any]) -> CodeSets:
         medication_names=tomllib.loads(_data_text("medication_names.toml")),
         brand_names={row["brand"]: row["ingredient"] for row in csv.DictReader(
             line for line in _data_text("brand_names.csv").splitlines() if not line.startswith("#"))},
+        score_answers={code: int(v) for table in tomllib.loads(_data_text("score_answers.toml")).values()
+                       for code, v in table.get("answers", {}).items()},
+        cns_depressants=tuple(CnsDepressant(row["ingredient"], row["rxcui"], row["class"]) for row in csv.DictReader(
+            line for line in _data_text("cns_depressants.csv").splitlines() if not line.startswith("#"))),
+        adherence=tomllib.loads(_data_text("adherence_codes.toml")),
     )

@@ -67,6 +67,10 @@ class GapReason(StrEnum):
     NOT_FOUND = "not_found"
     UNRESOLVED_REFERENCE = "unresolved_reference"
     TOO_LARGE = "too_large"
+    #: The server answered, but its searchset says the results were suppressed, cut or not expressible (issue #20).
+    INCOMPLETE = "incomplete"
+    #: An entry failed validation and not even its code could be read (issue #20): its type is incomplete.
+    UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,8 @@ class DataGap:
 
     def describe(self) -> str:
         suffix = f": {self.detail}" if self.detail else ""
+        if self.reason is GapReason.UNREADABLE:
+            return f"{self.resource_type.value} incomplete{suffix}"
         what = f"{self.resource_type.value} ({self.search})" if self.search else self.resource_type.value
         return f"{what} could not be obtained ({self.reason.value}){suffix}"
 
@@ -143,6 +149,8 @@ class ConditionFact:
     onset: dt.date | None
     abatement: dt.date | None
     recorded: dt.date | None
+    #: Why the finding needs a second look: "from an entry that failed validation" (issue #20), else empty.
+    note: str = ""
 
     @property
     def reference(self) -> str:
@@ -158,6 +166,14 @@ class ObservationKind(StrEnum):
     PREGNANCY_TEST = "pregnancy_test"
     #: US Core pregnancy status (LOINC 82810-3): ``positive`` means the value says pregnant.
     PREGNANCY_STATUS = "pregnancy_status"
+    #: A substance-use status (US Core, SNOMED CT 228366006): ``positive`` means it records current misuse.
+    SUBSTANCE_USE_STATUS = "substance_use_status"
+
+
+#: A score's note when no total was recorded and the items were summed (issue #20).
+COMPUTED_FROM_ITEMS = "computed from the nine items"
+#: The note of a finding read leniently from an entry that failed validation (issue #20).
+FROM_INVALID_ENTRY = "from an entry that failed validation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +185,8 @@ class ScoreFact:
     day: dt.date
     value: float
     resource_type: str = "Observation"
+    #: ``COMPUTED_FROM_ITEMS`` or ``FROM_INVALID_ENTRY`` when the score is not simply as recorded, else empty.
+    note: str = ""
 
     @property
     def reference(self) -> str:
@@ -201,6 +219,8 @@ class LabResultFact:
     positive: bool
     #: False for a quantitative result with no interpretation and no reference range: listed, never counted.
     interpretable: bool = True
+    #: ``FROM_INVALID_ENTRY`` when read leniently (issue #20), else empty.
+    note: str = ""
 
     @property
     def reference(self) -> str:
@@ -254,6 +274,8 @@ class MedicationCategory(StrEnum):
 
     PSYCHOSTIMULANT = "psychostimulant"
     MAOI = "maoi"
+    #: A benzodiazepine, Z-drug or opioid: more sedation with esketamine (US PI §7.1 [S1, S53]; issue #20).
+    CNS_DEPRESSANT = "cns_depressant"
 
 
 class AllergyStatus(StrEnum):
@@ -346,10 +368,23 @@ class CurrentMedication:
     end: dt.date | None
     status: str
     evidence: str
+    #: For a CNS depressant: ``benzodiazepine``, ``z_drug`` or ``opioid``.
+    drug_class: str = ""
 
     def is_current(self, as_of: dt.date) -> bool:
         """Taken on ``as_of``: started by then and not ended before it (no end means still running)."""
         return self.start is not None and self.start <= as_of and (self.end is None or self.end >= as_of)
+
+
+@dataclass(frozen=True, slots=True)
+class NonAdherence:
+    """A record that a medication was not taken as prescribed (US Core adherence extension, or a MedicationStatement
+    not-taken or with a non-adherence statusReason): the trial it falls in cannot be judged adequate (issue #20)."""
+
+    ingredient: str
+    day: dt.date
+    evidence: str
+    description: str
 
 
 class KetamineProduct(StrEnum):
@@ -408,6 +443,8 @@ class ClinicalFacts:
     free_text_problems: tuple[FreeTextProblem, ...] = ()
     #: Ketamine/esketamine records (doses, orders, statements), oldest first.
     ketamine: tuple[KetamineExposure, ...] = ()
+    #: Records of antidepressants not taken as prescribed (issue #20).
+    nonadherence: tuple[NonAdherence, ...] = ()
 
     def lacks(self, *domains: DataDomain) -> bool:
         """True when a gap leaves any of these domains incomplete: the rules reading them say "unknown"."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from .facts import DataGap, ResourceType, SkippedEntry
+from .facts import DataDomain, DataGap, GapReason, ResourceType, SkippedEntry
 
 # The resource types the rules read; everything else in the input is ignored without being validated.
 USED_TYPES = frozenset(t.value for t in ResourceType)
@@ -145,24 +146,95 @@ def _validate(resource: Mapping[str, Any]) -> str | None:
     return None
 
 
-def add_json(pool: ResourcePool, data: Any, where: str) -> None:
-    """Add a parsed JSON value: a Bundle, a single resource, or a CDS Hooks prefetch object."""
+@dataclass(frozen=True, slots=True)
+class SearchScope:
+    """The search a Bundle answers: its resource type, data domains and key (a prefetch key, a client query)."""
+
+    resource_type: ResourceType
+    domains: frozenset[DataDomain]
+    key: str = ""
+
+
+# What a searchset's OperationOutcome says when the results it came with are not all there (issue #20): suppressed
+# (access, consent), cut (a limit, a time-out), not expressible (a code the server cannot search by).
+_INCOMPLETE_WORDS = re.compile(
+    r"suppress|withheld|redact|truncat|\bcut\b|incomplete|partial|limit|too many|exceed|not (be )?(expressible|"
+    r"supported|available)|cannot be (expressed|searched)|unable to (express|search)|omitted|not all\b", re.I)
+
+
+def incomplete_search_notice(bundle: Mapping[str, Any]) -> str | None:
+    """What a searchset Bundle's own OperationOutcome entry (``search.mode`` ``outcome``, severity warning or error)
+    says about results suppressed, cut or not expressible; None when it says nothing of the kind."""
+    if bundle.get("type") != "searchset":
+        return None
+    for entry in bundle.get("entry") or []:
+        if not isinstance(entry, Mapping):
+            continue
+        search = entry.get("search")
+        resource = entry.get("resource")
+        if not (isinstance(search, Mapping) and search.get("mode") == "outcome" and isinstance(resource, Mapping)
+                and resource.get("resourceType") == "OperationOutcome"):
+            continue
+        for issue in resource.get("issue") or []:
+            if not isinstance(issue, Mapping) or issue.get("severity") not in ("warning", "error", "fatal"):
+                continue
+            words = " ".join(_issue_words(issue))
+            if _INCOMPLETE_WORDS.search(words):
+                return words.strip()[:200]
+    return None
+
+
+def _issue_words(issue: Mapping[str, Any]) -> list[str]:
+    details = issue.get("details")
+    details = details if isinstance(details, Mapping) else {}
+    found = [issue.get("diagnostics"), details.get("text")]
+    found += [c.get("display") for c in details.get("coding") or [] if isinstance(c, Mapping)]
+    return [w for w in found if isinstance(w, str)]
+
+
+def _incomplete_gaps(pool: ResourcePool, bundle: Mapping[str, Any], notice: str,
+                     scope: SearchScope | None) -> None:
+    """The search's type is a gap; in a file (no scope known), the types that Bundle holds (every searched type when
+    it holds none: nothing in it says what is missing)."""
+    from .searches import SEARCHED_TYPES, domains_of
+
+    if scope is not None:
+        scopes = [scope]
+    else:
+        held = {r.get("resourceType") for e in bundle.get("entry") or [] if isinstance(e, Mapping)
+                and isinstance(r := e.get("resource"), Mapping)}
+        # The Patient is read, not searched: an outcome of a search says nothing about it.
+        searched = [t for t in SEARCHED_TYPES if t is not ResourceType.PATIENT]
+        types = [t for t in searched if t.value in held] or searched
+        scopes = [SearchScope(t, domains_of(t)) for t in types]
+    for s in scopes:
+        gap = DataGap(s.resource_type, GapReason.INCOMPLETE, f"the server says: {notice}", s.domains, s.key)
+        if gap not in pool.gaps:
+            pool.gaps.append(gap)
+
+
+def add_json(pool: ResourcePool, data: Any, where: str, scope: SearchScope | None = None) -> None:
+    """Add a parsed JSON value: a Bundle, a single resource, or a CDS Hooks prefetch object. ``scope``: the search
+    the value answers, when known (a prefetch key)."""
     if isinstance(data, Mapping) and "resourceType" not in data:
         add_prefetch(pool, data, where)
         return
     if isinstance(data, Mapping) and data.get("resourceType") == "Bundle":
-        add_bundle(pool, data, where)
+        add_bundle(pool, data, where, scope)
         return
     if isinstance(data, Mapping) and data.get("resourceType") == "OperationOutcome":
         return
     pool.add(data, where)
 
 
-def add_bundle(pool: ResourcePool, bundle: Mapping[str, Any], where: str) -> None:
+def add_bundle(pool: ResourcePool, bundle: Mapping[str, Any], where: str, scope: SearchScope | None = None) -> None:
     entries = bundle.get("entry") or []
     if not isinstance(entries, list):
         pool.skipped.append(SkippedEntry(where, "Bundle", "Bundle.entry is not a list"))
         return
+    if (notice := incomplete_search_notice(bundle)) is not None:
+        # A search that says it is incomplete is a gap, as a failed search is (issue #12 §3, issue #20).
+        _incomplete_gaps(pool, bundle, notice, scope)
     for i, entry in enumerate(entries):
         here = f"{where} entry[{i}]"
         if not isinstance(entry, Mapping):

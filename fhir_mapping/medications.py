@@ -31,6 +31,7 @@ from .facts import (
     KetamineProduct,
     MatchMethod,
     MedicationCategory,
+    NonAdherence,
     ResourceType,
 )
 from .loading import ResourcePool
@@ -70,6 +71,10 @@ class MedicationFacts:
     unresolved: tuple[DataGap, ...] = ()
     #: Ketamine/esketamine orders and statements: the course they make is the rules' (eligibility.course).
     ketamine: tuple[KetamineExposure, ...] = ()
+    #: Antidepressants recorded as not taken as prescribed (issue #20).
+    nonadherence: tuple[NonAdherence, ...] = ()
+    #: Records that failed validation with no drug to read, by type (issue #20: their type is incomplete).
+    unreadable: tuple[tuple[ResourceType, int], ...] = ()
 
 
 def map_medications(
@@ -83,11 +88,18 @@ def map_medications(
     unmatched: list[str] = []
     unresolved: list[DataGap] = []
     ketamine_records: list[KetamineExposure] = []
+    nonadherence: list[NonAdherence] = []
+    unreadable: dict[ResourceType, int] = {}
     # A chart names few distinct drugs in many records: recognise each distinct drug once.
     recognised: dict[str, tuple[bool, str | None, _Identified | None]] = {}
     for res in resources:
         rtype = res["resourceType"]
         status = text(res, "status") or "unknown"
+        if rtype == ResourceType.MEDICATION_STATEMENT and status in codesets.non_adherence_statuses:
+            # "Not taken" is no exposure, but during a trial it says the trial was not taken as prescribed.
+            if (note := _statement_not_taken(pool, codesets, res)) is not None:
+                nonadherence.append(note)
+            continue
         if rtype == ResourceType.MEDICATION_STATEMENT and status in _SKIP_STATEMENT:
             continue
         if rtype == ResourceType.MEDICATION_REQUEST and (
@@ -98,6 +110,11 @@ def map_medications(
         names = _names(concept)
         evidence = f"{rtype}/{res['id']}"
         label = names[0] if names else "(unnamed medication)"
+        if not names and not any(text(c, "code").strip() for c in codings(concept)) and \
+                not text(obj(res, "medicationReference"), "reference") and not pool.valid(res):
+            # Not valid, and no drug to read at all: the medication history is incomplete, never silently shorter.
+            unreadable[ResourceType(rtype)] = unreadable.get(ResourceType(rtype), 0) + 1
+            continue
         # Recognise the drug on the raw JSON first: only the records the rules use are validated.
         key = json.dumps([concept, medication.get("ingredient") if medication else None], sort_keys=True)
         if key not in recognised:
@@ -107,6 +124,17 @@ def map_medications(
             recognised[key] = (ketamine, stimulant, None if ketamine or stimulant else
                                _identify(codesets, concept, names, medication))
         ketamine, stimulant, ident = recognised[key]
+        depressant = None if ketamine or stimulant or ident else codesets.cns_depressant(concept, names)
+        if depressant is not None:
+            # A benzodiazepine, Z-drug or opioid: more sedation with esketamine (US PI §7.1 [S1, S53]). PRN use
+            # counts too: a dose taken before a session sedates as much as a scheduled one.
+            if pool.valid(res) and (medication is None or _valid_medication(pool, res, medication)):
+                start, end, length_known = _exposure(res, status)
+                if not length_known and status in _ONGOING:
+                    end = None  # an active order with no supply or end written is taken until it is stopped
+                other.append(CurrentMedication(depressant.ingredient, MedicationCategory.CNS_DEPRESSANT, start, end,
+                                               status, evidence, depressant.drug_class))
+            continue
         if not (ketamine or stimulant or ident):
             reference = text(obj(res, "medicationReference"), "reference")
             if medication is None and reference:
@@ -136,13 +164,53 @@ def map_medications(
             continue
         if ident.drug_class is DrugClass.MAOI:
             other.append(CurrentMedication(ident.ingredient, MedicationCategory.MAOI, start, end, status, evidence))
+        if (why := _non_adherence(codesets, res)) is not None:
+            nonadherence.append(NonAdherence(ident.ingredient, why[0] or start, evidence, why[1]))
         dosages = res.get("dosage") if rtype == ResourceType.MEDICATION_STATEMENT else res.get("dosageInstruction")
         phases = dose_phases(dosages if isinstance(dosages, list) else [], ident.strength)
         if all(ph.dose.prn for ph in phases):
             continue  # as-needed use is not a trial (the spec: PRN doses do not count)
         records.extend(_Record(ident, seg) for seg in _segments(phases, start, end, length_known, evidence))
     return MedicationFacts(_merge(records, merge_gap_days), tuple(other), tuple(dict.fromkeys(unmatched)),
-                           tuple(unresolved), tuple(ketamine_records))
+                           tuple(unresolved), tuple(ketamine_records), tuple(nonadherence),
+                           tuple(unreadable.items()))
+
+
+def _non_adherence(codesets: CodeSets, res: dict[str, Any]) -> tuple[dt.date | None, str] | None:
+    """(the day asserted, what it says) when a record says its drug was not taken as prescribed: a US Core
+    medication-adherence extension coded for non-adherence, or a statusReason naming it."""
+    for ext in res.get("extension") or []:
+        if not isinstance(ext, dict) or text(ext, "url") != codesets.adherence_extension_url:
+            continue
+        parts = {text(e, "url"): e for e in ext.get("extension") or [] if isinstance(e, dict)}
+        concept = obj(parts.get("medicationAdherence"), "valueCodeableConcept")
+        coded = [c for c in codings(concept) if system_key(text(c, "system")) == "SNOMEDCT"
+                 and text(c, "code").strip() in codesets.non_adherence_snomed]
+        if coded:
+            said = text(coded[0], "display") or text(concept, "text") or f"SNOMED CT {text(coded[0], 'code')}"
+            return parse_day(parts.get("dateAsserted", {}).get("valueDateTime")), said
+    for reason in res.get("statusReason") or []:
+        label = " ".join([text(reason, "text"), *(text(c, "display") for c in codings(reason))])
+        if codesets.says_non_adherence(label) or any(
+                text(c, "code").strip() in codesets.non_adherence_snomed for c in codings(reason)):
+            return None, label.strip() or "non-adherence"
+    return None
+
+
+def _statement_not_taken(pool: ResourcePool, codesets: CodeSets, res: dict[str, Any]) -> NonAdherence | None:
+    """A MedicationStatement 'not-taken' of an antidepressant: the days it covers were not taken as prescribed."""
+    concept, medication = _medication_concept(pool, res)
+    ident = _identify(codesets, concept, _names(concept), medication)
+    if ident is None or not pool.valid(res):
+        return None
+    start, _, _ = _exposure(res, "not-taken")
+    day = start or parse_day(res.get("dateAsserted"))
+    if day is None:
+        return None
+    reasons = [text(r, "text") or next((text(c, "display") for c in codings(r) if text(c, "display")), "")
+               for r in res.get("statusReason") or [] if isinstance(r, dict)]
+    said = "; ".join(r for r in reasons if r) or "not taken"
+    return NonAdherence(ident.ingredient, day, f"MedicationStatement/{res['id']}", f"recorded as not taken ({said})")
 
 
 def _segments(phases: list[Any], start: dt.date, end: dt.date | None, length_known: bool,

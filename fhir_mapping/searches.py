@@ -33,10 +33,13 @@ _GIVEN_STATUSES = "completed,in-progress"
 # Observation searches need a code on many EHRs: each search asks for the codes of its groups in
 # data/observation_codes.toml (the codes the mapping reads, clinical.md §5), so search and mapping never drift.
 OBSERVATION_GROUPS: dict[str, tuple[str, ...]] = {
-    "phq9": ("phq9_total", "phq9_item9", "phq9_panel"),
+    # Items 1-8 too: a PHQ-9 sent as its nine items without a total is summed (issue #20).
+    "phq9": ("phq9_total", "phq9_item9", "phq9_panel", "phq9_item"),
     "gad7": ("gad7_total",),
     "bloodPressure": ("bp_panel", "systolic", "diastolic"),
-    "drugScreens": ("drug_screen_cocaine", "drug_screen_amphetamines", "drug_screen_pcp", "drug_screen_ketamine"),
+    # With the substance-use status (US Core, SNOMED CT 228366006): current misuse is read from it (issue #20).
+    "drugScreens": ("drug_screen_cocaine", "drug_screen_amphetamines", "drug_screen_pcp", "drug_screen_ketamine",
+                    "substance_use_status"),
     "pregnancyTests": ("pregnancy_test", "pregnancy_status"),
 }
 

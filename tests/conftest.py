@@ -28,6 +28,16 @@ def fixture_bundles() -> list[Path]:
     return sorted(p for p in PATIENTS.glob("*.json") if not p.name.endswith(".expected.json"))
 
 
+def server_comparable_bundles() -> list[Path]:
+    """The fixtures a FHIR server (or a prefetch built from their resources) can answer as the file does: all but a
+    searchset carrying its own OperationOutcome entry (search.mode "outcome", issue #20). That outcome is the
+    file's alone; a server searching the same resources answers completely. ``tests/cds_hooks/
+    test_published_shapes_cards.py`` gives the cards such an outcome in a prefetch."""
+    def has_outcome(path: Path) -> bool:
+        return any((e.get("search") or {}).get("mode") == "outcome" for e in json.loads(path.read_text())["entry"])
+    return [p for p in fixture_bundles() if not has_outcome(p)]
+
+
 def load_bundle(name: str) -> dict[str, Any]:
     path = next(p for p in fixture_bundles() if p.stem.startswith(name))
     return json.loads(path.read_text())

@@ -10,7 +10,7 @@ import pytest
 from eligibility import assess, assessment_to_json, load_policy
 from fhir_mapping import ClientSettings, FhirClient, ResourcePool, add_json, to_facts
 
-from ..conftest import Sekmet, fixture_bundles
+from ..conftest import Sekmet, server_comparable_bundles
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 async def test_every_fixture_patient_assesses_the_same_from_the_server_as_from_the_file(sekmet: Sekmet) -> None:
     policy = load_policy("default")
     client = FhirClient(sekmet.base_url, settings=ClientSettings(budget_s=20))
-    for path in fixture_bundles():
+    for path in server_comparable_bundles():
         expected = json.loads(path.with_name(path.stem + ".expected.json").read_text())
         pid = expected["patient"].removeprefix("Patient/")
         as_of = dt.date.fromisoformat(expected["as_of"])
