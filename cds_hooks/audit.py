@@ -24,6 +24,17 @@ def patient_hash(patient_id: str, salt: str) -> str:
     return hashlib.sha256(f"{salt}:{patient_id}".encode()).hexdigest()[:16]
 
 
+def bounded(value: object, limit: int = 80) -> str | None:
+    """A caller-supplied string for the log: as it is when short, else its start and a hash (so that equal values
+    still group), so that an unauthenticated caller cannot write kilobytes into the audit log per request."""
+    if value is None:
+        return None
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 20]}…#{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
+
+
 def audit(event: str, **fields: Any) -> None:
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event, **fields}
     logger.info(json.dumps(record, separators=(",", ":"), default=str))

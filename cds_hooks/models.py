@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from storage import storable
 
 #: FHIR R4 id grammar (http://hl7.org/fhir/R4/datatypes.html#id) and a relative reference to one resource.
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 FHIR_REFERENCE = re.compile(r"^[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}$")
+
+
+def _storable(value: str) -> str:
+    # The store's own rule (NUL, lone surrogates); the length is the Field's.
+    if not storable(value):
+        raise ValueError("must not contain NUL or unpaired surrogate characters")  # never echo the value
+    return value
+
+
+# Strings the shared state keeps: at most their column's size (``storage/schema.py``, the same limit on SQLite and
+# PostgreSQL) and nothing a database refuses. Checked at the edge, so both stores see only what they can store.
+HookInstance = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
+CardUuid = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable)]
+OutcomeTimestamp = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable)]
+#: Free text (override reasons and comments) is stored whole: bounded, so that one call cannot fill the store.
+FreeText = Annotated[str, Field(max_length=2000), AfterValidator(_storable)]
 
 
 class _Wire(BaseModel):
@@ -33,7 +51,7 @@ class FhirAuthorization(_Wire):
 
 class CdsRequest(_Wire):
     hook: str = Field(min_length=1)
-    hookInstance: str = Field(min_length=1)
+    hookInstance: HookInstance
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
     context: dict[str, Any]
@@ -87,6 +105,10 @@ class CardKind(StrEnum):
     DISCHARGE_BP_NOT_DECREASING = "discharge_bp_not_decreasing"
     DISCHARGE_AFTERCARE = "discharge_aftercare"
     SESSION_CHECKS_NOT_MADE = "session_checks_not_made"
+    #: Records of another patient or encounter, or invalid ones, left out of the session checks.
+    SESSION_RECORDS_LEFT_OUT = "session_records_left_out"
+    #: Cards left out of an answer over the cap (``max_cards``).
+    CARDS_LEFT_OUT = "cards_left_out"
     OTHER = "other"
 
 
@@ -162,21 +184,36 @@ class CdsResponse(BaseModel):
     cards: list[Card]
 
 
+class OverrideReason(_Wire):
+    code: FreeText | None = None
+    display: FreeText | None = None
+    system: str | None = None
+
+
 class FeedbackOverride(_Wire):
     reason: dict[str, Any] | None = None
-    userComment: str | None = None
+    userComment: FreeText | None = None
+
+    @field_validator("reason")
+    @classmethod
+    def _storable_reason(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # The code and display are stored (as text, when they are text); any other member is not.
+        if value is not None:
+            OverrideReason.model_validate({k: v for k, v in value.items() if k in ("code", "display")
+                                           and isinstance(v, str) and v})
+        return value
 
 
 class AcceptedSuggestion(_Wire):
-    id: str
+    id: CardUuid
 
 
 class FeedbackItem(_Wire):
-    card: str = Field(min_length=1)
+    card: CardUuid
     outcome: Literal["accepted", "overridden"]
-    acceptedSuggestions: list[AcceptedSuggestion] | None = None
+    acceptedSuggestions: list[AcceptedSuggestion] | None = Field(default=None, max_length=50)
     overrideReason: FeedbackOverride | None = None
-    outcomeTimestamp: str = Field(min_length=1)
+    outcomeTimestamp: OutcomeTimestamp
 
     @model_validator(mode="after")
     def _accepted_needs_suggestions(self) -> FeedbackItem:
@@ -186,4 +223,4 @@ class FeedbackItem(_Wire):
 
 
 class FeedbackRequest(_Wire):
-    feedback: list[FeedbackItem] = Field(min_length=1)
+    feedback: list[FeedbackItem] = Field(min_length=1, max_length=100)

@@ -33,7 +33,7 @@ from fhir_mapping import (
 from storage import CardNotIssued, FeedbackRecord, Storage, StorageUnavailable
 
 from .answering import fetch_data, no_cards, require_patient, send_cards
-from .audit import audit, patient_hash
+from .audit import audit, bounded, patient_hash
 from .auth import JwtRejected, JwtVerifier, VerifiedCaller
 from .cards import CardContext, order_cards, patient_view_card
 from .errors import (
@@ -122,6 +122,11 @@ class CdsOptions:
     session_codes: frozenset[str] = frozenset()
     #: The time zone of the times written on session cards (None: the offset each time was recorded with).
     display_tz: dt.tzinfo | None = None
+    #: At most this many entries in an appointment-book request's ``context.appointments`` (over it: 400). Each
+    #: appointment is validated and read, and each can give several cards: unbounded, one request stalled a replica.
+    max_session_appointments: int = 50
+    #: At most this many cards in one answer (over it: the most urgent, and one card saying what was left out).
+    max_cards: int = 20
 
     def endpoint(self, path: str) -> str:
         return self.public_base_url.rstrip("/") + path
@@ -198,7 +203,7 @@ def _validation_message(exc: ValidationError) -> str:
 
 
 
-def _check_context(req: CdsRequest, service: ServiceDefinition) -> None:
+def _check_context(req: CdsRequest, service: ServiceDefinition, max_appointments: int = 50) -> None:
     if req.hook != service.hook:
         raise BadRequest(400, "invalid", f"service {service.id} answers hook {service.hook}, not {req.hook}")
     context = req.context
@@ -220,6 +225,9 @@ def _check_context(req: CdsRequest, service: ServiceDefinition) -> None:
         if not isinstance(appointments, dict) or appointments.get("resourceType") != "Bundle" or not isinstance(
                 appointments.get("entry", []), list):
             raise BadRequest(400, "invalid", "context.appointments must be a Bundle of Appointments")
+        if len(appointments.get("entry", [])) > max_appointments:
+            raise BadRequest(400, "too-costly", f"context.appointments holds {len(appointments['entry'])} entries; "
+                                                f"at most {max_appointments} are accepted in one request")
     if service.hook is Hook.ENCOUNTER_DISCHARGE and not isinstance(context.get("encounterId"), str):
         raise BadRequest(400, "invalid", "context.encounterId must be a FHIR id")
     if service.hook in _ORDER_HOOKS:
@@ -282,7 +290,10 @@ async def handle_cds_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CdsError)
     event = {Unauthorized: "auth_rejected", UnknownCard: "feedback_refused"}.get(type(exc), "bad_request")
     if not isinstance(exc, RequiredDataMissing):  # audited where it is decided, with the data gaps
-        audit(event, service=request.path_params.get("service_id"), path=request.url.path, **exc.audit_fields())
+        # The service id and path come from the caller, often unauthenticated: bounded (and hashed past the bound).
+        fields = {k: bounded(v, 200) if isinstance(v, str) else v for k, v in exc.audit_fields().items()}
+        audit(event, service=bounded(request.path_params.get("service_id")), path=bounded(request.url.path, 120),
+              **fields)
     return error_response(exc)
 
 
@@ -308,13 +319,13 @@ def build_router(options: CdsOptions) -> APIRouter:
         except ValidationError as exc:
             raise BadRequest(400, "invalid", _validation_message(exc)) from exc
         if isinstance(body, CdsRequest):
-            _check_context(body, SERVICES[service_id])
+            _check_context(body, SERVICES[service_id], options.max_session_appointments)
         return caller, body
 
     def service_named(service_id: str) -> ServiceDefinition:
         service = SERVICES.get(service_id)
         if service is None:
-            raise UnknownService(f"no CDS service {service_id!r}")
+            raise UnknownService(f"no CDS service {bounded(service_id)!r}")
         return service
 
     @router.get("/cds-services", response_model=None)

@@ -7,7 +7,7 @@ driver. See ``docs/deployment.md`` for why SQLAlchemy Core and Alembic.
 """
 
 from .errors import CardNotIssued, SchemaBehind, StorageError, StorageUnavailable
-from .records import FeedbackRecord, IssuedCard
+from .records import FeedbackRecord, IssuedCard, storable
 from .sealing import Sealer, load_or_create_key
 from .store import (
     Sealed,
@@ -34,5 +34,6 @@ __all__ = [
     "open_storage",
     "same_browser",
     "schema_status",
+    "storable",
     "upgrade_schema",
 ]

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+#: A NUL byte or a lone surrogate (JSON's "\u0000", "\ud800"): PostgreSQL refuses NUL in text and neither
+#: database can encode a lone surrogate as UTF-8, so either fails the write after the request was accepted.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: str, max_length: int | None = None) -> bool:
+    """Whether both stores keep ``value`` as it is: no NUL, no lone surrogate, and (when given) at most its column's
+    ``max_length`` characters. The CDS face checks every string it stores at the edge with this rule; the replay
+    store checks the ``jti`` itself."""
+    return (max_length is None or len(value) <= max_length) and not _UNSTORABLE.search(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from sqlalchemy import Column, Float, Index, LargeBinary, MetaData, String, Table, Text
 
 metadata = MetaData()
+#: The JWT replay store's key sizes (the verifier's strings are checked against them before they are stored).
+ISSUER_MAX, JTI_MAX = 500, 500
 
 issued_card = Table(
     "issued_card", metadata,
@@ -36,8 +38,8 @@ feedback = Table(
 
 jwt_replay = Table(
     "jwt_replay", metadata,
-    Column("issuer", String(500), primary_key=True),
-    Column("jti", String(500), primary_key=True),
+    Column("issuer", String(ISSUER_MAX), primary_key=True),
+    Column("jti", String(JTI_MAX), primary_key=True),
     Column("expires_at", Float, nullable=False),
     Index("ix_jwt_replay_expires_at", "expires_at"),
 )

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from . import schema as t
 from .errors import CardNotIssued, SchemaBehind, StorageError, StorageUnavailable
-from .records import FeedbackRecord, IssuedCard
+from .records import FeedbackRecord, IssuedCard, storable
 from .sealing import Sealer
 
 _T = TypeVar("_T")
@@ -270,7 +270,12 @@ class Storage:
 
     # -- JWT replay ---------------------------------------------------------------------------------------------
     async def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
-        """True the first time (issuer, jti) is seen before ``expires_at``; False for a replay, on any replica."""
+        """True the first time (issuer, jti) is seen before ``expires_at``; False for a replay, on any replica.
+
+        A ``jti`` the store cannot keep (over its column's size, a NUL, a lone surrogate) is False: a token whose
+        single use cannot be recorded is refused, never a database error."""
+        if not (storable(jti, t.JTI_MAX) and storable(issuer, t.ISSUER_MAX)):
+            return False
         now = self._clock()
         prune = self._prune_due(t.jwt_replay, now)
 
