@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +17,9 @@ from storage import IssuedCard
 
 from .audit import audit
 from .errors import RequiredDataMissing
-from .models import Card, CdsRequest
+from .models import Card, CardKind, CdsRequest, Indicator, Source
 from .prefetch import PatientData, gather_patient_data
+from .session_cards import markdown_text
 
 if TYPE_CHECKING:
     from .auth import VerifiedCaller
@@ -58,9 +61,35 @@ def require_patient(data: PatientData, patient_id: str, log: dict[str, Any], sta
     return gaps
 
 
+_RANK = {Indicator.CRITICAL: 0, Indicator.WARNING: 1, Indicator.INFO: 2}
+
+
+def capped(cards: list[Card], limit: int) -> list[Card]:
+    """At most ``limit`` cards: over it, the most urgent ``limit - 1`` (critical first, in their order) and one card
+    that says what was left out, so that an answer stays bounded however many appointments or findings there are."""
+    if len(cards) <= limit:
+        return cards
+    ranked = sorted(cards, key=lambda c: _RANK[c.indicator])
+    kept, dropped = ranked[:limit - 1], ranked[limit - 1:]
+    counts = Counter(c.summary for c in dropped)
+    lines = [f"- {n} x {markdown_text(summary, 140)}" for summary, n in counts.most_common(10)]
+    if len(counts) > 10:
+        lines.append(f"- and {len(counts) - 10} other kinds of card")
+    worst = min((c.indicator for c in dropped), key=lambda i: _RANK[i])
+    return [*kept, Card(
+        kind=CardKind.CARDS_LEFT_OUT, uuid=str(uuid.uuid4()),
+        summary=f"{len(dropped)} more cards left out (at most {limit} per answer)",
+        detail="\n".join([f"This answer is limited to {limit} cards; the least urgent {len(dropped)} were left out:",
+                          "", *lines]),
+        indicator=Indicator.INFO if worst is Indicator.INFO else Indicator.WARNING,
+        source=Source(label="ketamine-cds (answer size limit)"))]
+
+
 async def send_cards(options: CdsOptions, service: ServiceDefinition, req: CdsRequest, caller: VerifiedCaller | None,
                      cards: list[Card], log: dict[str, Any], started: float, **audit_fields: Any) -> Response:
-    """Record the cards as issued (feedback is accepted only for them), audit the call, answer."""
+    """Record the cards as issued (feedback is accepted only for them), audit the call, answer (at most
+    ``options.max_cards`` cards)."""
+    cards = capped(cards, options.max_cards)
     await options.storage.record_cards([
         IssuedCard(c.uuid, service.id, req.hookInstance, c.kind, c.indicator,
                    tuple(s.uuid for s in c.suggestions or []), caller.issuer if caller else None)

@@ -4,14 +4,15 @@ reading that decides it and the label or REMS as the source."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Iterable
 
 from eligibility import Citation, SessionCheck, SessionFinding, Urgency, cited_source
-from fhir_mapping import BloodPressureFact, TimedBloodPressure
+from fhir_mapping import BloodPressureFact, GapReason, LeftOut, TimedBloodPressure
 
 from .cards import SUMMARY_MAX, _overrides, _source, _sources_line, _summary
-from .models import Card, CardKind, Indicator
+from .models import Card, CardKind, Hook, Indicator
 
 _INDICATOR = {Urgency.CRITICAL: Indicator.CRITICAL, Urgency.WARNING: Indicator.WARNING, Urgency.INFO: Indicator.INFO}
 _KIND = {
@@ -26,6 +27,7 @@ _KIND = {
     SessionCheck.CHECKS_NOT_MADE: CardKind.SESSION_CHECKS_NOT_MADE,
     SessionCheck.SAME_DAY: CardKind.SESSION_TOO_MANY,
     SessionCheck.BENEFIT_NOT_ASSESSED: CardKind.SESSION_BENEFIT_NOT_ASSESSED,
+    SessionCheck.RECORDS_LEFT_OUT: CardKind.SESSION_RECORDS_LEFT_OUT,
 }
 # Why a clinician would go on despite the card (none for reminders: nothing to override).
 _OVERRIDES = {
@@ -38,11 +40,44 @@ _OVERRIDES = {
     SessionCheck.CHECKS_NOT_MADE: ("assessed-stable", "specialist-decision"),
     SessionCheck.SAME_DAY: ("chart-data-incorrect", "specialist-decision"),
     SessionCheck.BENEFIT_NOT_ASSESSED: ("workup-done-elsewhere", "specialist-decision"),
+    SessionCheck.RECORDS_LEFT_OUT: ("chart-data-incorrect", "assessed-stable"),
 }
 _DOMAIN_WORDS = {"appointments": "the patient's other appointments", "blood_pressure": "recent blood pressures",
                  "administrations": "the doses given in this encounter",
                  "session_blood_pressure": "the blood pressures taken in this encounter",
                  "encounter": "the encounter (inpatient or outpatient)"}
+
+
+# Every character CommonMark gives a meaning to (links, emphasis, code, HTML, headings, lists, tables), and ":" and
+# "." so that a bare "https://…" or "www.…" is not made a link by a renderer that links URLs in text (GFM).
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.:!|~&])")
+
+
+def _flat(value: str, limit: int) -> str:
+    flat = " ".join(value.split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+
+
+def markdown_text(value: str, limit: int = 120) -> str:
+    """FHIR text (a drug's name as the chart wrote it) as literal Markdown: every special character escaped and line
+    breaks flattened, so that a chart cannot put a link, an image or HTML into a card; cut at ``limit``."""
+    return _MARKDOWN.sub(r"\\\1", _flat(value, limit))
+
+
+def markdown_code(value: str, limit: int = 120) -> str:
+    """Text for inside a code span (a record reference): backslash escapes do not work there, so a backtick, which
+    would end the span, is removed instead."""
+    return _flat(value, limit).replace("`", "")
+
+
+def _left_out_words(left_out: LeftOut) -> str:
+    parts = []
+    for count, what in ((left_out.other_patient, "not about this patient"),
+                        (left_out.other_encounter, "of another encounter"),
+                        (left_out.invalid, "invalid (not valid FHIR, or a date that cannot be right)")):
+        if count:
+            parts.append(f"{count} record{'s' if count > 1 else ''} {what}")
+    return "; ".join(parts)
 
 
 def _clock(at: dt.datetime, tz: dt.tzinfo | None) -> str:
@@ -108,9 +143,13 @@ def _words(f: SessionFinding, product: str, tz: dt.tzinfo | None) -> tuple[str, 
     if f.check is SessionCheck.DISCHARGE_TOO_EARLY:
         assert f.dose is not None and f.earliest is not None
         given, earliest = _clock(f.dose.at, tz), _clock(f.earliest, tz)
+        # The encounter a dose of the patient was charted in, when it is not the one being discharged: it counts
+        # all the same (the 2-hour rule protects the patient whatever the bookkeeping), and the card says where.
+        where = (f", recorded in another encounter (`{markdown_code(f.dose.other_encounter)}`)"
+                 if f.dose.other_encounter else "")
         return (f"{product} given {given}: discharge not before {earliest} (2 h monitoring)",
-                [f"The last dose (**{f.dose.name}**, `{f.dose.reference}`) was given at **{_clock(f.dose.at, tz)}** "
-                 f"({f.minutes:.0f} minutes ago).",
+                [f"The last dose (**{markdown_text(f.dose.name)}**, `{markdown_code(f.dose.reference)}`{where}) was "
+                 f"given at **{_clock(f.dose.at, tz)}** ({f.minutes:.0f} minutes ago).",
                  f"Monitor for at least 2 hours after the dose, until sedation, dissociation and respiratory "
                  f"depression have resolved and the patient is clinically stable: **earliest discharge "
                  f"{_clock(f.earliest, tz)}**."], ("S1", "S3"))
@@ -136,6 +175,15 @@ def _words(f: SessionFinding, product: str, tz: dt.tzinfo | None) -> tuple[str, 
                 ["- Complete and submit the **REMS Patient Monitoring Form** for this session within 7 days "
                  "(outpatient settings; inpatient settings do not need it).",
                  "- The patient must not drive until the next day after a restful sleep."], ("S3", "S4", "S1"))
+    if f.check is SessionCheck.RECORDS_LEFT_OUT:
+        assert f.left_out is not None
+        n = f.left_out.total
+        return (f"{n} record{'s' if n > 1 else ''} left out of the session checks: check the chart's data",
+                [f"Left out: {_left_out_words(f.left_out)}. They were not used for these checks and are not quoted "
+                 "here.",
+                 "Records of another patient or encounter in this patient's data point to a charting or interface "
+                 "error: check the doses and blood pressures in the chart before relying on these cards."],
+                ("S1",))
     missing = ", ".join(_DOMAIN_WORDS.get(d, d) for d in f.unknown)
     return ("Session checks could not be made: data could not be fetched",
             [f"Could not obtain: {missing}. The checks that need them were **not made** (unknown, not passed): "
@@ -157,3 +205,41 @@ def session_cards(findings: Iterable[SessionFinding], product: str, tz: dt.tzinf
             overrideReasons=_overrides(_OVERRIDES[f.check]) if f.check in _OVERRIDES else None))
     assert all(len(c.summary) <= SUMMARY_MAX for c in cards)
     return cards
+
+
+#: Why the data could not be had, as the card says it (the failures of fetching; "not found" is a 412).
+BLIND_REASONS: dict[GapReason, str] = {
+    GapReason.NETWORK_ERROR: "FHIR server unreachable",
+    GapReason.TIMEOUT: "FHIR server did not answer in time",
+    GapReason.BUDGET_EXCEEDED: "FHIR server did not answer in time",
+    GapReason.UNAUTHORIZED: "access to the FHIR server refused",
+    GapReason.FORBIDDEN: "access to the FHIR server refused",
+    GapReason.SERVER_ERROR: "FHIR server error",
+    GapReason.MALFORMED: "FHIR server's answer unreadable",
+    GapReason.REJECTED: "FHIR server refused the search",
+    GapReason.TOO_LARGE: "FHIR server's answer too large",
+}
+_BLIND_CHECKS = {
+    Hook.ENCOUNTER_DISCHARGE: ("Discharge", "The 2-hour observation and blood-pressure checks could not be made",
+                               "the time of the last dose (at least 2 hours of monitoring before discharge), blood "
+                               "pressure after the dose until it declines, and the REMS monitoring form for an "
+                               "outpatient session"),
+    Hook.APPOINTMENT_BOOK: ("Session", "The session checks and the patient's assessment could not be made",
+                            "the slot (the dose and 2 hours of monitoring), the dosing schedule, the blood pressure "
+                            "before dosing, transport home, and the contraindications"),
+}
+
+
+def blind_card(hook: Hook, reasons: Iterable[GapReason], citation: Citation) -> Card:
+    """The one card of a session service that could not get the patient's data: a warning that the checks were not
+    made and why, never a 412 the EHR shows as nothing."""
+    words = list(dict.fromkeys(BLIND_REASONS.get(r, "data could not be fetched") for r in reasons)) or [
+        "data could not be fetched"]
+    what, lead, manual = _BLIND_CHECKS.get(hook, _BLIND_CHECKS[Hook.APPOINTMENT_BOOK])
+    return Card(
+        kind=CardKind.SESSION_CHECKS_NOT_MADE, uuid=str(uuid.uuid4()),
+        summary=_summary(f"{what} checks not made: {words[0]} — check manually"),
+        detail="\n\n".join([f"{lead}: **{', '.join(words)}** — check manually: {manual}.",
+                            "These checks were **not made** (unknown, not passed).", _sources_line("S1", "S3")]),
+        indicator=Indicator.WARNING, source=_source(citation, cited_source("S1")),
+        overrideReasons=_overrides(_OVERRIDES[SessionCheck.CHECKS_NOT_MADE]))

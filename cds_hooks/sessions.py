@@ -8,27 +8,27 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import Response
 
-from eligibility import Verdict, assess_booking, assess_discharge, assess_pool
+from eligibility import Verdict, assess_booking, assess_discharge, assess_pool, left_out_finding
 from fhir_mapping import (
+    SEARCHES,
     BloodPressureFact,
     DataDomain,
     FhirClient,
+    GapReason,
+    OnFailure,
     Query,
     ResourcePool,
     ResourceType,
     SessionAppointment,
-    booked_sessions,
-    encounter_fact,
-    ketamine_administrations,
-    session_appointment,
-    timed_blood_pressures,
-    unidentified_administrations,
+    SessionRecords,
+    add_json,
 )
 
 from .answering import client_settings, fetch_data, no_cards, require_patient, send_cards
 from .cards import CardContext, order_cards
 from .models import FHIR_ID, Card, CdsRequest, Hook
-from .session_cards import session_cards
+from .prefetch import PatientData
+from .session_cards import BLIND_REASONS, blind_card, session_cards
 
 if TYPE_CHECKING:
     from .auth import VerifiedCaller
@@ -45,38 +45,38 @@ def _booked(req: CdsRequest) -> list[dict[str, Any]]:
     return [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
 
 
-def _appointments(req: CdsRequest, pool: ResourcePool, codes: frozenset[str]) -> list[SessionAppointment]:
-    """The appointments being booked that are ketamine/esketamine sessions (contained or fetched basedOn orders
-    are resolved through the pool)."""
-    found = []
+def _booking_pool(req: CdsRequest) -> ResourcePool:
+    """The request's appointments Bundle as a pool of its own: validated and resolved like fetched data, but kept
+    apart, so that an appointment being booked never replaces the stored one of the same id (or the reverse)."""
+    pool = ResourcePool()
     for resource in _booked(req):
-        if resource.get("resourceType") != "Appointment":
-            continue
-        appt = session_appointment(resource, codes, lambda ref, container: pool.resolve(ref, container))
-        if appt.is_session:
+        add_json(pool, resource, "context.appointments")
+    return pool
+
+
+def _appointments(records: SessionRecords, booking: ResourcePool, codes: frozenset[str]) -> list[SessionAppointment]:
+    """The appointments being booked that are the patient's ketamine/esketamine sessions (their basedOn orders
+    resolve in the request's Bundle, then in the fetched data; another patient's are left out and counted)."""
+    found = []
+    for resource in booking.of_type(ResourceType.APPOINTMENT):
+        appt = records.appointment(resource, codes, booking)
+        if appt is not None and appt.is_session:
             found.append(appt)
     return found
-
-
-def _with_based_on(req: CdsRequest, pool: ResourcePool) -> None:
-    """Orders an appointment is based on, when the request carries them in its appointments Bundle (EHRs send the
-    order with the appointment) — added so that ``basedOn`` resolves."""
-    for resource in _booked(req):
-        if resource.get("resourceType") in ("ServiceRequest", "MedicationRequest"):
-            pool.add(resource, "context.appointments")
 
 
 _ORDER_TYPES = {"ServiceRequest": ResourceType.SERVICE_REQUEST, "MedicationRequest": ResourceType.MEDICATION_REQUEST}
 
 
-async def _read_based_on(options: CdsOptions, req: CdsRequest, pool: ResourcePool) -> None:
+async def _read_based_on(options: CdsOptions, req: CdsRequest, pool: ResourcePool, booking: ResourcePool) -> None:
     """Read the orders appointments are based on that neither the request nor the prefetch carried (one read each,
     at most 10); one that cannot be read leaves its appointment unrecognised, which the audit line's gaps show."""
     wanted = []
-    for resource in _booked(req):
+    for resource in booking.of_type(ResourceType.APPOINTMENT):
         for ref in resource.get("basedOn") or []:
             target = ref.get("reference") if isinstance(ref, dict) else None
-            if isinstance(target, str) and target.count("/") == 1 and pool.resolve(target) is None:
+            if isinstance(target, str) and target.count("/") == 1 and pool.resolve(target) is None \
+                    and booking.resolve(target) is None:
                 rtype, rid = target.split("/")
                 if rtype in _ORDER_TYPES and FHIR_ID.match(rid):
                     wanted.append(Query(_ORDER_TYPES[rtype], target, (), "basedOn",
@@ -88,28 +88,49 @@ async def _read_based_on(options: CdsOptions, req: CdsRequest, pool: ResourcePoo
     await client.fetch(wanted[:10], resolve_medications=False, seed=pool)
 
 
+_REQUIRED = frozenset(s.key for s in SEARCHES if s.on_failure is OnFailure.REQUIRED)
+
+
+def _blind(data: PatientData) -> set[GapReason]:
+    """Why the required data could not be fetched, when it could not and only because fetching failed (the server
+    unreachable, slow, refusing): the session services then warn that their checks were not made. Data that is
+    simply not there (not found, or neither sent nor fetchable) stays a 412."""
+    if not data.missing_required():
+        return set()
+    reasons = {g.reason for g in data.pool.gaps if set(g.search.split("+")) & _REQUIRED}
+    return reasons if reasons and reasons <= BLIND_REASONS.keys() else set()
+
+
 async def answer_session(options: CdsOptions, service: ServiceDefinition, req: CdsRequest,
                          caller: VerifiedCaller | None, started: float, log: dict[str, Any]) -> Response:
     patient_id = str(req.context["patientId"])
     now = options.now()
+    booking = _booking_pool(req) if service.hook is Hook.APPOINTMENT_BOOK else ResourcePool()
     if service.hook is Hook.APPOINTMENT_BOOK:
         # Nothing to fetch for a booking that is not a session: answered at once, like a non-ketamine order.
-        probe = ResourcePool()
-        _with_based_on(req, probe)
-        if not _appointments(req, probe, options.session_codes) and not any(r.get("basedOn") for r in _booked(req)):
+        # A booking that names another patient is not that: it goes on, to be reported.
+        probe = SessionRecords(ResourcePool(), patient_id)
+        if not _appointments(probe, booking, options.session_codes) and not probe.left_out.other_patient and not any(
+                r.get("basedOn") for r in booking.of_type(ResourceType.APPOINTMENT)):
             return no_cards(log, started)
     data = await fetch_data(options, req, patient_id, service.searches, now.date())
+    blind = _blind(data)
+    if blind:
+        gaps = [f"{g.resource_type.value}:{g.reason.value}" for g in data.pool.gaps]
+        card = blind_card(service.hook, sorted(blind), options.policy.cite("session_monitoring_minutes"))
+        return await send_cards(options, service, req, caller, [card], log, started, data_gaps=gaps,
+                                checks_not_made=True, fetched=len(data.queries))
     gaps = require_patient(data, patient_id, log, started)
     unknown = _unknown(data.pool)
     cards: list[Card]
     verdict: str | None = None
+    encounter_id = req.context.get("encounterId") if service.hook is Hook.ENCOUNTER_DISCHARGE else None
+    records = SessionRecords(data.pool, patient_id, encounter_id if isinstance(encounter_id, str) else None)
     if service.hook is Hook.APPOINTMENT_BOOK:
-        _with_based_on(req, data.pool)
-        await _read_based_on(options, req, data.pool)
-        booking = _appointments(req, data.pool, options.session_codes)
-        if not booking:
-            cards = []
-        else:
+        await _read_based_on(options, req, data.pool, booking)
+        appointments = _appointments(records, booking, options.session_codes)
+        cards = []
+        if appointments:
             assessment, facts = assess_pool(data.pool, options.policy, now.date(), patient_id)
             verdict = assessment.verdict.value
             ctx = CardContext(hook_instance=req.hookInstance, patient_id=patient_id,
@@ -119,21 +140,33 @@ async def answer_session(options: CdsOptions, service: ServiceDefinition, req: C
             # what matters for the session).
             cards = [] if assessment.verdict is Verdict.CANDIDATE else [
                 c for c in order_cards(assessment, options.policy, ctx)]
-            others = booked_sessions(data.pool, options.session_codes, exclude=[a.id for a in booking])
+            others = records.booked_sessions(options.session_codes, exclude=[a.id for a in appointments])
             pressures: list[BloodPressureFact] = list(facts.blood_pressures)
-            for appt in booking:
+            for appt in appointments:
                 product = "Esketamine" if appt.esketamine else "Ketamine"
                 cards += session_cards(assess_booking(appt, others, pressures, options.policy, now, unknown,
                                                       assessment.course), product, options.display_tz)
+            # The records the session rules read (sessions, blood pressures, doses of the course); the rest of the
+            # order-time data is the assessment's, which keeps the patient's own as at order time.
+            records.count_other_patients((ResourceType.APPOINTMENT, ResourceType.OBSERVATION,
+                                          ResourceType.MEDICATION_ADMINISTRATION))
+        # Said even when nothing was recognised: a booking left out (another patient's) is not a silent booking.
+        quality = left_out_finding(records.left_out, options.policy)
+        if quality is not None:
+            cards += session_cards([quality], "Ketamine", options.display_tz)
     else:
-        if unidentified_administrations(data.pool):
+        if records.unidentified_administrations():
             unknown |= {DataDomain.ADMINISTRATIONS}  # a dose whose drug cannot be read might be ketamine
-        administrations = ketamine_administrations(data.pool)
-        encounter = encounter_fact(data.pool, str(req.context["encounterId"]))
-        discharge = assess_discharge(administrations, timed_blood_pressures(data.pool), encounter, options.policy,
-                                     now, unknown)
+        administrations = records.ketamine_administrations()
+        encounter = records.encounter()
+        pressures_at = records.timed_blood_pressures()
+        records.count_other_patients()
+        discharge = assess_discharge(administrations, pressures_at, encounter, options.policy, now, unknown,
+                                     records.left_out)
         product = "Esketamine" if discharge.last_dose is None or discharge.last_dose.esketamine else "Ketamine"
         cards = session_cards(discharge.findings, product, options.display_tz)
+    left_out = records.left_out
     return await send_cards(options, service, req, caller, cards, log, started, verdict=verdict, data_gaps=gaps,
-                            fetched=len(data.queries))
-
+                            fetched=len(data.queries), left_out={"other_patient": left_out.other_patient,
+                                                                 "other_encounter": left_out.other_encounter,
+                                                                 "invalid": left_out.invalid})

@@ -61,6 +61,7 @@ from .sessions import (
     Urgency,
     assess_booking,
     assess_discharge,
+    left_out_finding,
 )
 from .trials import assess_treatment_resistance, assess_trial
 
@@ -119,6 +120,7 @@ __all__ = [
     "contraindication_label",
     "course_summary",
     "esketamine_dose_outside_label",
+    "left_out_finding",
     "load_policy",
     "load_policy_file",
     "months_before",

@@ -17,6 +17,7 @@ from fhir_mapping import (
     BloodPressureFact,
     DataDomain,
     EncounterFact,
+    LeftOut,
     SessionAppointment,
     TimedBloodPressure,
 )
@@ -39,6 +40,8 @@ class SessionCheck(StrEnum):
     SAME_DAY = "same_day"
     #: A session after induction while the course's benefit at the end of induction is unknown.
     BENEFIT_NOT_ASSESSED = "benefit_not_assessed"
+    #: Records left out of the checks: another patient's or encounter's, or invalid (a data-quality problem).
+    RECORDS_LEFT_OUT = "records_left_out"
 
 
 class Urgency(StrEnum):
@@ -69,6 +72,8 @@ class SessionFinding:
     outpatient: bool | None = None
     #: The days of the sessions and doses a schedule finding counts (doses given come from the course).
     dates: tuple[dt.date, ...] = ()
+    #: What ``RECORDS_LEFT_OUT`` reports (counts only).
+    left_out: LeftOut | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +89,36 @@ def _above(policy: Policy, systolic: float | None, diastolic: float | None) -> b
         diastolic is not None and diastolic > t.session_bp_diastolic_above)
 
 
+def _plus(at: dt.datetime, delta: dt.timedelta) -> dt.datetime:
+    """``at + delta``, held at the last representable instant: a fact built from a date near year 9999 must give a
+    far-future answer, not an OverflowError (the mapping already refuses such dates; the rules do not rely on it)."""
+    try:
+        return at + delta
+    except OverflowError:
+        return dt.datetime.max.replace(tzinfo=at.tzinfo)
+
+
+def _plus_days(day: dt.date, delta: dt.timedelta) -> dt.date:
+    try:
+        return day + delta
+    except OverflowError:
+        return dt.date.max if delta > dt.timedelta(0) else dt.date.min
+
+
+def left_out_finding(left_out: LeftOut, policy: Policy) -> SessionFinding | None:
+    """A data-quality finding when records were left out of the session checks (None when none were)."""
+    if not left_out.total:
+        return None
+    return SessionFinding(SessionCheck.RECORDS_LEFT_OUT, Urgency.WARNING, policy.cite("session_monitoring_minutes"),
+                          left_out=left_out)
+
+
 def _busiest_week(start: dt.date, days: Sequence[dt.date]) -> list[dt.date]:
     """The most sessions in any 7 consecutive days that contain ``start``."""
     best: list[dt.date] = []
     for offset in range(7):
-        first = start - dt.timedelta(days=6 - offset)
-        inside = sorted(d for d in days if first <= d < first + dt.timedelta(days=7))
+        first = _plus_days(start, -dt.timedelta(days=6 - offset))
+        inside = sorted(d for d in days if first <= d < _plus_days(first, dt.timedelta(days=7)))
         if len(inside) > len(best):
             best = inside
     return best
@@ -126,7 +155,7 @@ def assess_booking(
             induction = booked < current.induction_end
         else:
             first = min([booked, *session_days])
-            induction = booked < first + dt.timedelta(weeks=t.session_induction_weeks)
+            induction = booked < _plus_days(first, dt.timedelta(weeks=t.session_induction_weeks))
         limit = t.session_max_per_week_induction if induction else t.session_max_per_week_after_induction
         days = [booked, *session_days, *dose_days]
         if booked in days[1:]:
@@ -146,7 +175,7 @@ def assess_booking(
             findings.append(SessionFinding(SessionCheck.BENEFIT_NOT_ASSESSED, Urgency.WARNING,
                                            policy.cite("session_induction_weeks"), dates=(current.induction_end,)))
     if DataDomain.BLOOD_PRESSURE not in unknown:
-        since = now.date() - dt.timedelta(days=t.session_bp_days)
+        since = _plus_days(now.date(), -dt.timedelta(days=t.session_bp_days))
         recent = [b for b in blood_pressures if b.day >= since]
         latest = max(recent, key=lambda b: b.day) if recent else None
         if latest is not None and _above(policy, latest.systolic, latest.diastolic):
@@ -169,24 +198,34 @@ def assess_discharge(
     policy: Policy,
     now: dt.datetime,
     unknown: frozenset[DataDomain] = frozenset(),
+    left_out: LeftOut | None = None,
 ) -> DischargeAssessment:
-    """The checks before discharging a patient from a session: none when nothing was given (and that is known)."""
+    """The checks before discharging a patient from a session: none when nothing was given (and that is known).
+
+    A dose of the patient recorded in another encounter counts when it was given within the monitoring window (the
+    2-hour rule protects the patient whatever encounter the dose was charted in); an older one is left out and
+    counted in ``left_out``, like the records the mapping left out."""
     t = policy.thresholds
+    window = dt.timedelta(minutes=t.session_monitoring_minutes)
+    counted = [a for a in administrations if a.other_encounter is None or now - a.at < window]
+    left_out = (left_out or LeftOut()) + LeftOut(other_encounter=len(administrations) - len(counted))
+    quality = left_out_finding(left_out, policy)
+    extra = (quality,) if quality is not None else ()
     if DataDomain.ADMINISTRATIONS in unknown:
         gaps = tuple(d.value for d in (DataDomain.ADMINISTRATIONS, DataDomain.SESSION_BLOOD_PRESSURE,
                                        DataDomain.ENCOUNTER) if d in unknown)
         return DischargeAssessment((SessionFinding(SessionCheck.CHECKS_NOT_MADE, Urgency.WARNING,
-                                                   policy.cite("session_monitoring_minutes"), unknown=gaps),))
-    if not administrations:
-        return DischargeAssessment(())
-    last = max(administrations, key=lambda a: a.at)
+                                                   policy.cite("session_monitoring_minutes"), unknown=gaps), *extra))
+    if not counted:
+        return DischargeAssessment(extra)
+    last = max(counted, key=lambda a: a.at)
     findings: list[SessionFinding] = []
     elapsed = (now - last.at).total_seconds() / 60
     if elapsed < t.session_monitoring_minutes:
         findings.append(SessionFinding(
             SessionCheck.DISCHARGE_TOO_EARLY, Urgency.CRITICAL, policy.cite("session_monitoring_minutes"),
             minutes=max(elapsed, 0.0), required_minutes=t.session_monitoring_minutes, dose=last,
-            earliest=last.at + dt.timedelta(minutes=t.session_monitoring_minutes)))
+            earliest=_plus(last.at, window)))
     if DataDomain.SESSION_BLOOD_PRESSURE in unknown:
         findings.append(SessionFinding(SessionCheck.CHECKS_NOT_MADE, Urgency.WARNING,
                                        policy.cite("session_bp_systolic_above"),
@@ -215,4 +254,4 @@ def assess_discharge(
     elif encounter is None or encounter.outpatient is not False:
         findings.append(SessionFinding(SessionCheck.OUTPATIENT_AFTERCARE, Urgency.INFO, policy.cite("rems_form_days"),
                                        outpatient=None if encounter is None else encounter.outpatient))
-    return DischargeAssessment(tuple(findings), last, tuple(administrations))
+    return DischargeAssessment((*findings, *extra), last, tuple(counted))

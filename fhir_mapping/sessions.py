@@ -3,6 +3,10 @@ or esketamine given in an encounter, the blood pressures taken in it (with their
 
 The session rules reason in minutes, so these facts keep instants (timezone-aware), unlike the order-time facts,
 which reason in days.
+
+Every record is read through :class:`SessionRecords`, which keeps only the context's patient's records (and, for
+blood pressures, the context's encounter), validates each entry before reading it, and counts what it left out
+(:class:`LeftOut`) so that the card can say so without quoting another patient's data.
 """
 
 from __future__ import annotations
@@ -10,14 +14,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from ._json import arr, codings, obj, text
 from .codesets import CodeSets
-from .facts import ResourceType
+from .facts import ResourceType, SkippedEntry
 from .loading import ResourcePool
-from .mapping import number_value, plausible_mmhg
+from .mapping import number_value, patient_key, plausible_mmhg
 from .orders import ketamine_concept, medication_concept
 
 _SESSION_WORDS = re.compile(r"\b(es)?ketamine\b|\bspravato\b", re.I)
@@ -36,16 +41,40 @@ _OUTPATIENT_CLASSES = {"amb", "obsenc", "hh", "vr", "ambulatory", "outpatient", 
 _INPATIENT_CLASSES = {"imp", "acute", "nonac", "emer", "prenc", "ss", "inpatient", "emergency", "observation"}
 
 
-def parse_instant(value: Any) -> dt.datetime | None:
-    """A FHIR dateTime or instant with a time, as an aware datetime (no zone written: read as UTC). A date alone
-    is not an instant: None."""
+#: The years an instant may fall in. The rules add hours and weeks to instants and convert them between zones;
+#: Python's datetime ends at years 1 and 9999, so "9999-12-31T23:00Z" + 2 hours or "0001-01-01T00:00+14:00" in UTC
+#: overflow. No session is booked or dose given outside these years: such a date is an invalid entry.
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2999
+#: The longest slot ``minutesDuration`` may give (a week): longer is not a session slot but a corrupt value.
+_MAX_SLOT_MINUTES = 7 * 24 * 60
+
+
+class OutOfRange(ValueError):
+    """A date the session rules cannot compute with (outside ``EARLIEST_YEAR``-``LATEST_YEAR``)."""
+
+
+def _instant(value: Any) -> dt.datetime | None:
+    """:func:`parse_instant`, raising :class:`OutOfRange` for a well-formed instant outside the years the rules
+    compute with."""
     if not isinstance(value, str) or "T" not in value:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
+    # The year of the written (local) time is checked before any conversion: converting is what overflows.
+    if not EARLIEST_YEAR <= parsed.year <= LATEST_YEAR:
+        raise OutOfRange(value)
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+
+
+def parse_instant(value: Any) -> dt.datetime | None:
+    """A FHIR dateTime or instant with a time, as an aware datetime (no zone written: read as UTC). A date alone
+    is not an instant, and one outside the years the rules compute with is none either: None."""
+    try:
+        return _instant(value)
+    except OutOfRange:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,23 +163,10 @@ def _transport_noted(notes: str) -> bool:
 def _end_from_duration(appointment: Mapping[str, Any]) -> dt.datetime | None:
     start = parse_instant(appointment.get("start"))
     minutes = appointment.get("minutesDuration")
-    if start is None or not isinstance(minutes, int) or isinstance(minutes, bool) or minutes <= 0:
+    if start is None or not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 < minutes <= \
+            _MAX_SLOT_MINUTES:
         return None
     return start + dt.timedelta(minutes=minutes)
-
-
-def booked_sessions(pool: ResourcePool, session_codes: frozenset[str], exclude: Iterable[str] = (),
-                    codesets: CodeSets | None = None) -> list[SessionAppointment]:
-    """The patient's other ketamine/esketamine sessions on record (not cancelled), by start."""
-    skip = set(exclude)
-    found = []
-    for res in pool.of_type(ResourceType.APPOINTMENT):
-        if res.get("id") in skip or res.get("status") not in _ACTIVE_APPOINTMENT or not pool.valid(res):
-            continue
-        appt = session_appointment(res, session_codes, lambda ref, container: pool.resolve(ref, container), codesets)
-        if appt.is_session and appt.start is not None:
-            found.append(appt)
-    return sorted(found, key=lambda a: a.start or dt.datetime.min.replace(tzinfo=dt.UTC))
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,51 +177,13 @@ class Administration:
     at: dt.datetime
     name: str
     esketamine: bool
+    #: The encounter the dose was recorded in, when it is not the context's (``Encounter/…``); None: the context's
+    #: encounter, or none recorded.
+    other_encounter: str | None = None
 
     @property
     def reference(self) -> str:
         return f"MedicationAdministration/{self.id}"
-
-
-def unidentified_administrations(pool: ResourcePool) -> list[str]:
-    """Administrations given whose drug cannot be read (a Medication reference that did not resolve and no name):
-    they might be ketamine, so the doses of the encounter are unknown, never "none given"."""
-    found = []
-    for res in pool.of_type(ResourceType.MEDICATION_ADMINISTRATION):
-        if res.get("status") not in _GIVEN or not pool.valid(res) or _administered_concept(pool, res):
-            continue
-        found.append(f"MedicationAdministration/{text(res, 'id')}")
-    return found
-
-
-def _administered_concept(pool: ResourcePool, res: dict[str, Any]) -> dict[str, Any]:
-    concept = obj(res, "medicationCodeableConcept")
-    reference = text(obj(res, "medicationReference"), "reference")
-    if not concept and reference:
-        target = pool.resolve(reference, res)
-        concept = obj(target, "code") if target else {}
-    return concept or medication_concept(res)
-
-
-def ketamine_administrations(pool: ResourcePool, codesets: CodeSets | None = None) -> list[Administration]:
-    """The ketamine/esketamine doses given, by time (a period's end: the last device of a dose is what counts)."""
-    found = []
-    for res in pool.of_type(ResourceType.MEDICATION_ADMINISTRATION):
-        if res.get("status") not in _GIVEN or not pool.valid(res):
-            continue
-        concept = _administered_concept(pool, res)
-        is_ketamine, esketamine = ketamine_concept(concept, codesets)
-        if not is_ketamine:
-            continue
-        period = obj(res, "effectivePeriod")
-        at = (parse_instant(res.get("effectiveDateTime")) or parse_instant(period.get("end"))
-              or parse_instant(period.get("start")))
-        if at is None:
-            continue
-        name = text(concept, "text") or next((text(c, "display") for c in codings(concept) if text(c, "display")),
-                                             "ketamine")
-        found.append(Administration(text(res, "id"), at, name, esketamine))
-    return sorted(found, key=lambda a: a.at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,34 +207,6 @@ def _component_value(res: Mapping[str, Any], groups: set[str], codesets: CodeSet
     return None
 
 
-def timed_blood_pressures(pool: ResourcePool, codesets: CodeSets | None = None) -> list[TimedBloodPressure]:
-    """Blood pressure panels and paired systolic/diastolic readings with a time, in order."""
-    codesets = codesets or CodeSets.load()
-    readings: dict[tuple[str, dt.datetime], dict[str, Any]] = {}
-    for res in pool.of_type(ResourceType.OBSERVATION):
-        groups = codesets.observation_groups(obj(res, "code"))
-        if not groups & {"bp_panel", "systolic", "diastolic"} or res.get("status") not in _FINAL_OBSERVATION:
-            continue
-        at = parse_instant(res.get("effectiveDateTime")) or parse_instant(obj(res, "effectivePeriod").get("start"))
-        if at is None or not pool.valid(res):
-            continue
-        if "bp_panel" in groups:
-            reading = readings.setdefault((text(res, "id"), at), {"id": text(res, "id")})
-            reading["systolic"] = _component_value(res, {"systolic"}, codesets)
-            reading["diastolic"] = _component_value(res, {"diastolic"}, codesets)
-            continue
-        value = number_value(res)
-        if value is None:
-            continue
-        half = readings.setdefault(("pair", at), {"id": text(res, "id")})
-        half["systolic" if "systolic" in groups else "diastolic"] = value
-    plausible = [TimedBloodPressure(r["id"], at, r.get("systolic"), r.get("diastolic"))
-                 for (_, at), r in readings.items()
-                 if all(plausible_mmhg(v) for v in (r.get("systolic"), r.get("diastolic")) if v is not None)
-                 and (r.get("systolic") is not None or r.get("diastolic") is not None)]
-    return sorted(plausible, key=lambda b: b.at)
-
-
 @dataclass(frozen=True, slots=True)
 class EncounterFact:
     id: str
@@ -264,12 +214,256 @@ class EncounterFact:
     class_code: str
 
 
-def encounter_fact(pool: ResourcePool, encounter_id: str) -> EncounterFact | None:
-    res = pool.resolve(f"Encounter/{encounter_id}")
-    if res is None or not pool.valid(res):
+class LeftOutReason(StrEnum):
+    """Why the session services left a record out."""
+
+    #: About another patient, or about none (a dose or reading must name its patient to count).
+    OTHER_PATIENT = "other_patient"
+    #: Recorded in another encounter than the one being discharged (a reading; a dose outside the monitoring
+    #: window, which the rules decide).
+    OTHER_ENCOUNTER = "other_encounter"
+    #: Not valid FHIR, or a date the rules cannot compute with.
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class LeftOut:
+    """How many records the session checks left out, by reason: counts only, so that a card can report a data
+    problem without quoting another patient's record."""
+
+    other_patient: int = 0
+    other_encounter: int = 0
+    invalid: int = 0
+
+    def __add__(self, other: LeftOut) -> LeftOut:
+        return LeftOut(self.other_patient + other.other_patient, self.other_encounter + other.other_encounter,
+                       self.invalid + other.invalid)
+
+    @property
+    def total(self) -> int:
+        return self.other_patient + self.other_encounter + self.invalid
+
+
+def _reference_id(value: Any, rtype: str) -> str | None:
+    """The id of a ``rtype`` reference (relative or absolute); None when there is none or it is of another type."""
+    ref = text(value, "reference")
+    parts = ref.rstrip("/").split("/")
+    return parts[-1] if len(parts) >= 2 and parts[-2] == rtype else None
+
+
+def _appointment_patients(appointment: Mapping[str, Any]) -> set[str]:
+    return {pid for p in arr(appointment, "participant") if isinstance(p, dict)
+            if (pid := _reference_id(obj(p, "actor"), "Patient"))}
+
+
+@dataclass(slots=True)
+class SessionRecords:
+    """The session records of one call, read for ``patient_id`` (and ``encounter_id`` at discharge).
+
+    Every reader keeps only the patient's records (as the order-time mapping does), validates an entry before it
+    reads its status, dates and references, and counts what it leaves out; :attr:`left_out` gives the counts. A
+    record is counted once, however many readers look at it.
+    """
+
+    pool: ResourcePool
+    patient_id: str
+    encounter_id: str | None = None
+    codesets: CodeSets = field(default_factory=CodeSets.load)
+    #: Why each record left out was left out, by ``Type/id`` (so that it is counted once).
+    _left_out: dict[str, LeftOutReason] = field(default_factory=dict)
+
+    @property
+    def left_out(self) -> LeftOut:
+        reasons = list(self._left_out.values())
+        return LeftOut(*(reasons.count(r) for r in (LeftOutReason.OTHER_PATIENT, LeftOutReason.OTHER_ENCOUNTER,
+                                                    LeftOutReason.INVALID)))
+
+    def _leave_out(self, res: Mapping[str, Any], reason: LeftOutReason) -> None:
+        self._left_out.setdefault(f"{res.get('resourceType')}/{res.get('id')}", reason)
+
+    def _mine(self, res: dict[str, Any], *, subject_optional: bool = False) -> bool:
+        """Whether ``res`` is the patient's: its subject (patient, or the Patient participants of an Appointment)
+        names the patient. A resource whose subject is optional in FHIR (Encounter, Appointment) and names no
+        patient is the context's; a dose or reading must name its patient."""
+        if res.get("resourceType") == "Appointment":
+            patients = _appointment_patients(res)
+            owned = not patients or self.patient_id in patients
+        else:
+            owner = patient_key(res)
+            owned = owner == self.patient_id or (owner is None and subject_optional)
+        if not owned:
+            self._leave_out(res, LeftOutReason.OTHER_PATIENT)
+        return owned
+
+    def _valid(self, res: dict[str, Any], pool: ResourcePool | None = None) -> bool:
+        if (pool or self.pool).valid(res):
+            return True
+        self._leave_out(res, LeftOutReason.INVALID)
+        return False
+
+    def _time(self, res: dict[str, Any], value: Any, pool: ResourcePool | None = None) -> dt.datetime | None:
+        try:
+            return _instant(value)
+        except OutOfRange:
+            self._leave_out(res, LeftOutReason.INVALID)
+            (pool or self.pool).skipped.append(SkippedEntry(
+                f"{res.get('resourceType')}/{res.get('id')}", str(res.get("resourceType")),
+                f"a date outside the years {EARLIEST_YEAR}-{LATEST_YEAR}"))
+            raise
+
+    def _resolve_order(self, reference: str, container: Mapping[str, Any],
+                       *pools: ResourcePool) -> dict[str, Any] | None:
+        """An order ``basedOn`` points to, when it is valid and the patient's (contained orders are the container's,
+        so they need no subject of their own; any they state must be the patient's)."""
+        for pool in pools:
+            target = pool.resolve(reference, container)
+            if target is None:
+                continue
+            contained = reference.startswith("#")
+            if not self._mine(target, subject_optional=contained):
+                return None
+            return target if contained or self._valid(target, pool) else None
         return None
-    cls = obj(res, "class")
-    code = text(cls, "code")
-    words = {code.lower(), text(cls, "display").lower()} - {""}
-    outpatient = True if words & _OUTPATIENT_CLASSES else False if words & _INPATIENT_CLASSES else None
-    return EncounterFact(encounter_id, outpatient, code)
+
+    def appointment(self, res: dict[str, Any], session_codes: frozenset[str], pool: ResourcePool | None = None,
+                    ) -> SessionAppointment | None:
+        """One appointment, read when it is the patient's, valid and its times computable; else None (counted).
+        ``pool``: where it came from, when not the call's pool (the appointments being booked); its ``basedOn``
+        orders resolve there first, then in the call's pool."""
+        home = pool or self.pool
+        if not self._mine(res) or not self._valid(res, home):
+            return None
+        try:
+            for key in ("start", "end"):
+                self._time(res, res.get(key), home)
+        except OutOfRange:
+            return None
+        pools = (home, self.pool) if pool is not None else (self.pool,)
+        return session_appointment(res, session_codes, lambda ref, container: self._resolve_order(
+            ref, container, *pools), self.codesets)
+
+    def booked_sessions(self, session_codes: frozenset[str], exclude: Iterable[str] = ()) -> list[SessionAppointment]:
+        """The patient's other ketamine/esketamine sessions on record (not cancelled), by start."""
+        skip = set(exclude)
+        found = []
+        for res in self.pool.of_type(ResourceType.APPOINTMENT):
+            if res.get("id") in skip:
+                continue
+            appt = self.appointment(res, session_codes)
+            if appt is not None and appt.status in _ACTIVE_APPOINTMENT and appt.is_session and appt.start is not None:
+                found.append(appt)
+        return sorted(found, key=lambda a: a.start or dt.datetime.min.replace(tzinfo=dt.UTC))
+
+    def _given(self) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
+        """The patient's valid administrations given, with the drug concept each names (empty: unreadable)."""
+        for res in self.pool.of_type(ResourceType.MEDICATION_ADMINISTRATION):
+            if not self._mine(res) or not self._valid(res) or text(res, "status") not in _GIVEN:
+                continue
+            yield res, self._administered_concept(res)
+
+    def _administered_concept(self, res: dict[str, Any]) -> dict[str, Any]:
+        concept = obj(res, "medicationCodeableConcept")
+        reference = text(obj(res, "medicationReference"), "reference")
+        if not concept and reference:
+            target = self.pool.resolve(reference, res)
+            concept = obj(target, "code") if target else {}
+        return concept or medication_concept(res)
+
+    def unidentified_administrations(self) -> list[str]:
+        """Administrations given whose drug cannot be read (a Medication reference that did not resolve and no
+        name): they might be ketamine, so the doses of the encounter are unknown, never "none given"."""
+        return [f"MedicationAdministration/{text(res, 'id')}" for res, concept in self._given() if not concept]
+
+    def ketamine_administrations(self) -> list[Administration]:
+        """The patient's ketamine/esketamine doses given, by time (a period's end: the last device of a dose is
+        what counts). A dose recorded in another encounter is kept with that encounter named: whether it still
+        counts (within the monitoring window) is the rules' decision."""
+        found = []
+        for res, concept in self._given():
+            is_ketamine, esketamine = ketamine_concept(concept, self.codesets)
+            if not is_ketamine:
+                continue
+            period = obj(res, "effectivePeriod")
+            try:
+                at = (self._time(res, res.get("effectiveDateTime")) or self._time(res, period.get("end"))
+                      or self._time(res, period.get("start")))
+            except OutOfRange:
+                continue
+            if at is None:
+                continue
+            name = text(concept, "text") or next((text(c, "display") for c in codings(concept) if text(c, "display")),
+                                                 "ketamine")
+            encounter = _reference_id(obj(res, "context"), "Encounter")
+            other = f"Encounter/{encounter}" if encounter and self.encounter_id and encounter != self.encounter_id \
+                else None
+            found.append(Administration(text(res, "id"), at, name, esketamine, other))
+        return sorted(found, key=lambda a: a.at)
+
+    def timed_blood_pressures(self) -> list[TimedBloodPressure]:
+        """The patient's blood pressure panels and paired systolic/diastolic readings with a time, in order; at
+        discharge, only the encounter's (one of another encounter is left out: its time says nothing of this
+        session)."""
+        codesets = self.codesets
+        readings: dict[tuple[str, dt.datetime], dict[str, Any]] = {}
+        for res in self.pool.of_type(ResourceType.OBSERVATION):
+            groups = codesets.observation_groups(obj(res, "code"))
+            if not groups & {"bp_panel", "systolic", "diastolic"}:
+                continue
+            if not self._mine(res) or not self._valid(res) or text(res, "status") not in _FINAL_OBSERVATION:
+                continue
+            encounter = _reference_id(obj(res, "encounter"), "Encounter")
+            if self.encounter_id and encounter and encounter != self.encounter_id:
+                self._leave_out(res, LeftOutReason.OTHER_ENCOUNTER)
+                continue
+            try:
+                at = self._time(res, res.get("effectiveDateTime")) or self._time(
+                    res, obj(res, "effectivePeriod").get("start"))
+            except OutOfRange:
+                continue
+            if at is None:
+                continue
+            if "bp_panel" in groups:
+                reading = readings.setdefault((text(res, "id"), at), {"id": text(res, "id")})
+                reading["systolic"] = _component_value(res, {"systolic"}, codesets)
+                reading["diastolic"] = _component_value(res, {"diastolic"}, codesets)
+                continue
+            value = number_value(res)
+            if value is None:
+                continue
+            half = readings.setdefault(("pair", at), {"id": text(res, "id")})
+            half["systolic" if "systolic" in groups else "diastolic"] = value
+        plausible = [TimedBloodPressure(r["id"], at, r.get("systolic"), r.get("diastolic"))
+                     for (_, at), r in readings.items()
+                     if all(plausible_mmhg(v) for v in (r.get("systolic"), r.get("diastolic")) if v is not None)
+                     and (r.get("systolic") is not None or r.get("diastolic") is not None)]
+        return sorted(plausible, key=lambda b: b.at)
+
+    def encounter(self) -> EncounterFact | None:
+        """The context's encounter, when it is valid and the patient's (or names no patient)."""
+        if self.encounter_id is None:
+            return None
+        res = self.pool.resolve(f"Encounter/{self.encounter_id}")
+        if res is None or not self._mine(res, subject_optional=True) or not self._valid(res):
+            return None
+        cls = obj(res, "class")
+        code = text(cls, "code")
+        words = {code.lower(), text(cls, "display").lower()} - {""}
+        outpatient = True if words & _OUTPATIENT_CLASSES else False if words & _INPATIENT_CLASSES else None
+        return EncounterFact(self.encounter_id, outpatient, code)
+
+    def count_other_patients(self, types: Iterable[ResourceType] | None = None) -> None:
+        """Count the records in the pool (of ``types``; None: all) that are about another patient: the readers count
+        only those they read, this covers the rest (another patient's Encounter, a Patient beside the context's)."""
+        wanted = None if types is None else {t.value for t in types}
+        for res in self.pool.resources:
+            rtype = res.get("resourceType")
+            if rtype == ResourceType.MEDICATION or (wanted is not None and rtype not in wanted):
+                continue
+            if rtype == ResourceType.PATIENT:
+                if res.get("id") != self.patient_id:
+                    self._leave_out(res, LeftOutReason.OTHER_PATIENT)
+                continue
+            owner = (_appointment_patients(res) if rtype == ResourceType.APPOINTMENT
+                     else {patient_key(res)} - {None})
+            if owner and self.patient_id not in owner:
+                self._leave_out(res, LeftOutReason.OTHER_PATIENT)

@@ -204,6 +204,8 @@ def create_app(
         now=now or (lambda: dt.datetime.now(dt.UTC)),
         session_codes=frozenset(settings.sessions.appointment_codes),
         display_tz=ZoneInfo(settings.sessions.display_timezone) if settings.sessions.display_timezone else None,
+        max_session_appointments=settings.sessions.max_appointments,
+        max_cards=settings.cds.max_cards,
         fhir_max_response_bytes=settings.cds.fhir_max_response_bytes,
         fhir_max_total_bytes=settings.cds.fhir_max_total_bytes,
         http=client,

@@ -59,6 +59,8 @@ class CdsSettings(BaseModel):
     #: order-sign leaves out a non-critical card order-select showed, unchanged, for the same draft order within
     #: this many seconds (0: always repeat).
     repeat_window_s: float = Field(default=300, ge=0)
+    #: At most this many cards in one answer; over it, the most urgent and one card saying what was left out.
+    max_cards: int = Field(default=20, ge=2, le=200)
 
     @model_validator(mode="after")
     def _url(self) -> CdsSettings:
@@ -102,6 +104,9 @@ class SessionSettings(BaseModel):
     #: The IANA time zone of the times on session cards ("Europe/Berlin"); empty: the offset the EHR recorded (an
     #: EHR that records in UTC would otherwise show clinicians UTC clock times).
     display_timezone: str = ""
+    #: At most this many entries (appointments and the orders sent with them) in one appointment-book request's
+    #: ``context.appointments``; over it, a 400. Each is validated and read and can give several cards.
+    max_appointments: int = Field(default=50, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _system_and_code(self) -> SessionSettings:

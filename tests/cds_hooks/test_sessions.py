@@ -214,3 +214,170 @@ def test_an_unknown_display_time_zone_is_a_clear_settings_error(tmp_path: Path) 
     (tmp_path / "k.toml").write_text('[sessions]\ndisplay_timezone = "Mars/Olympus"\n')
     with pytest.raises(SettingsError, match="not an IANA time zone"):
         load_settings(tmp_path / "k.toml")
+
+
+# -- the right patient and encounter (issue 21 item 1) -----------------------------------------------------------
+def _discharge_prefetch(name: str, *extra: dict[str, Any], encounter: dict[str, Any] | None = None) -> tuple[
+        dict[str, Any], dt.datetime]:
+    """A scenario's discharge request with a complete prefetch (no FHIR server), ``extra`` records added to the
+    administrations and blood-pressure keys, and optionally another encounter in the encounter key."""
+    s = scenario(name)
+    now = dt.datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    resources = [e["resource"] for e in s["resources"]["entry"]]
+    def bundle(items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in items]}
+    patient = next(r for r in resources if r["resourceType"] == "Patient")
+    own_encounter = next(r for r in resources if r["resourceType"] == "Encounter")
+    doses = [r for r in resources if r["resourceType"] == "MedicationAdministration"]
+    bps = [r for r in resources if r["resourceType"] == "Observation" and "encounter" in r]
+    doses += [r for r in extra if r["resourceType"] == "MedicationAdministration"]
+    bps += [r for r in extra if r["resourceType"] == "Observation"]
+    body = {"hook": s["hook"], "hookInstance": f"scope-{name}", "context": s["context"],
+            "prefetch": {"patient": patient, "encounter": encounter or own_encounter,
+                         "administrations": bundle(doses), "encounterBloodPressures": bundle(bps)}}
+    return body, now
+
+
+def _dose(mid: str, patient: str, encounter: str, at: str, name: str = "Spravato (esketamine) 56 mg") -> dict[str, Any]:
+    return {"resourceType": "MedicationAdministration", "id": mid, "status": "completed",
+            "medicationCodeableConcept": {"text": name}, "subject": {"reference": f"Patient/{patient}"},
+            "context": {"reference": f"Encounter/{encounter}"}, "effectiveDateTime": at}
+
+
+async def test_another_patients_dose_and_encounter_are_left_out_counted_and_never_quoted(
+        session_settings: Settings, keys: Keys) -> None:
+    # discharge-ready (ks-04): dose at 09:00, discharge at 11:30. Patient B's dose at 11:00, B's encounter.
+    intruder = _dose("patient-b-dose", "patient-b", "sess-ready", "2026-11-01T11:00:00Z", "Ketamine for Patient-B")
+    their_encounter = {"resourceType": "Encounter", "id": "sess-ready", "status": "in-progress",
+                       "class": {"code": "IMP"}, "subject": {"reference": "Patient/patient-b"}}
+    body, now = _discharge_prefetch("discharge-ready", intruder, encounter=their_encounter)
+    r = await call(session_settings, keys, body, now)
+    assert r.status_code == 200, r.text
+    cards = r.json()["cards"]
+    assert [(c["indicator"], c["summary"]) for c in cards] == [
+        ("warning", "2 records left out of the session checks: check the chart's data"),
+        ("info", "If outpatient: REMS monitoring form within 7 days; no driving until the next day")]
+    assert "2 records not about this patient" in cards[0]["detail"]
+    assert "patient-b" not in r.text.lower() and "11:00" not in r.text
+
+
+async def test_a_dose_in_another_encounter_counts_within_the_window_and_the_card_names_it(
+        session_settings: Settings, keys: Keys) -> None:
+    # discharge-ready (ks-04) at 11:30: its own dose at 09:00; another encounter's dose of the same patient at 10:30.
+    recent = _dose("ks-04-clinic-dose", "ks-04", "clinic-visit", "2026-11-01T10:30:00Z")
+    body, now = _discharge_prefetch("discharge-ready", recent)
+    cards = (await call(session_settings, keys, body, now)).json()["cards"]
+    assert cards[0]["summary"] == "Esketamine given 10:30: discharge not before 12:30 (2 h monitoring)"
+    assert "recorded in another encounter (`Encounter/clinic-visit`)" in cards[0]["detail"]
+
+
+async def test_a_dose_in_another_encounter_outside_the_window_is_left_out_and_counted(
+        session_settings: Settings, keys: Keys) -> None:
+    old = _dose("ks-04-yesterday", "ks-04", "yesterday", "2026-10-31T10:30:00Z")
+    other_bp = {"resourceType": "Observation", "id": "ks-04-other-bp", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+                "subject": {"reference": "Patient/ks-04"}, "encounter": {"reference": "Encounter/yesterday"},
+                "effectiveDateTime": "2026-11-01T11:20:00Z",
+                "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                               "valueQuantity": {"value": 170, "unit": "mmHg"}},
+                              {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+                               "valueQuantity": {"value": 105, "unit": "mmHg"}}]}
+    body, now = _discharge_prefetch("discharge-ready", old, other_bp)
+    cards = (await call(session_settings, keys, body, now)).json()["cards"]
+    assert [c["summary"] for c in cards] == [
+        "2 records left out of the session checks: check the chart's data", OUTPATIENT[1]]
+    assert "2 records of another encounter" in cards[0]["detail"]
+
+
+async def test_a_booking_based_on_another_patients_order_is_not_a_session(
+        loaded: Sekmet, session_settings: Settings, keys: Keys) -> None:
+    s = scenario("book-based-on-order")
+    now = dt.datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    theirs = {"resourceType": "ServiceRequest", "id": "their-order", "status": "active", "intent": "order",
+              "code": {"text": "Esketamine nasal spray administration, 56 mg"},
+              "subject": {"reference": "Patient/patient-b"}}
+    appointment = dict(s["context"]["appointments"]["entry"][0]["resource"])
+    appointment["basedOn"] = [{"reference": "ServiceRequest/their-order"}]
+    context = {**s["context"], "appointments": {"resourceType": "Bundle", "type": "collection",
+                                                "entry": [{"resource": appointment}, {"resource": theirs}]}}
+    body = {"hook": s["hook"], "hookInstance": "their-order", "context": context, "fhirServer": loaded.base_url,
+            "fhirAuthorization": AUTH}
+    cards = (await call(session_settings, keys, body, now)).json()["cards"]
+    assert [c["summary"] for c in cards] == ["1 record left out of the session checks: check the chart's data"]
+    assert "their-order" not in json.dumps(cards)
+
+
+async def test_another_patients_appointment_in_the_booking_is_left_out(
+        loaded: Sekmet, session_settings: Settings, keys: Keys) -> None:
+    s = scenario("book-short-slot")
+    now = dt.datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    appointment = dict(s["context"]["appointments"]["entry"][0]["resource"])
+    appointment["participant"] = [{"actor": {"reference": "Patient/patient-b"}, "status": "accepted"}]
+    context = {**s["context"], "appointments": {"resourceType": "Bundle", "entry": [{"resource": appointment}]}}
+    body = {"hook": s["hook"], "hookInstance": "their-appt", "context": context, "fhirServer": loaded.base_url,
+            "fhirAuthorization": AUTH}
+    cards = (await call(session_settings, keys, body, now)).json()["cards"]
+    assert [c["summary"] for c in cards] == ["1 record left out of the session checks: check the chart's data"]
+
+
+async def test_fhir_text_in_a_session_card_cannot_inject_markdown(session_settings: Settings, keys: Keys) -> None:
+    hostile = _dose("ks-04-md", "ks-04", "sess-ready", "2026-11-01T11:00:00Z",
+                    "ketamine [click here](https://evil.example/x) <img src=x onerror=alert(1)> ![i](http://e/i.png)")
+    body, now = _discharge_prefetch("discharge-ready", hostile)
+    cards = (await call(session_settings, keys, body, now)).json()["cards"]
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("commonmark", {"html": False}).render(cards[0]["detail"])
+    assert "evil.example" in cards[0]["detail"].replace("\\", "")  # shown, as text
+    assert 'href="https://evil' not in html and "<img" not in html
+
+
+# -- blind: a warning card, never a 412 the EHR shows as nothing (issue 21 item 4) -------------------------------
+@pytest.mark.parametrize(("name", "summary", "words"), [
+    ("discharge-too-early", "Discharge checks not made: FHIR server unreachable — check manually",
+     "The 2-hour observation and blood-pressure checks could not be made: **FHIR server unreachable**"),
+    ("book-short-slot", "Session checks not made: FHIR server unreachable — check manually",
+     "The session checks and the patient's assessment could not be made: **FHIR server unreachable**"),
+])
+async def test_an_unreachable_fhir_server_without_prefetch_is_a_warning_card_not_412(
+        session_settings: Settings, keys: Keys, name: str, summary: str, words: str) -> None:
+    s = scenario(name)
+    now = dt.datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    # Port 9 (discard) on loopback: nothing listens, the connection is refused, as from a server that is down.
+    body = {"hook": s["hook"], "hookInstance": f"blind-{name}", "context": s["context"],
+            "fhirServer": "http://127.0.0.1:9/fhir", "fhirAuthorization": AUTH}
+    r = await call(session_settings, keys, body, now)
+    assert r.status_code == 200, r.text
+    cards = r.json()["cards"]
+    assert [(c["indicator"], c["summary"]) for c in cards] == [("warning", summary)]
+    assert words in cards[0]["detail"] and "check manually" in cards[0]["detail"]
+
+
+# -- bounded (issue 21 item 3) -------------------------------------------------------------------------------------
+def _appointments(n: int, patient: str) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {
+        "resourceType": "Appointment", "id": f"bulk-{i}", "status": "proposed", "serviceType": [{"text": "Spravato"}],
+        "start": f"2026-11-{3 + i % 20:02d}T09:00:00Z", "end": f"2026-11-{3 + i % 20:02d}T10:00:00Z",
+        "participant": [{"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"}]}} for i in range(n)]}
+
+
+async def test_more_appointments_than_the_cap_in_one_request_is_400(session_settings: Settings, keys: Keys) -> None:
+    context = {"userId": "Practitioner/1", "patientId": "ks-08", "appointments": _appointments(51, "ks-08")}
+    r = await call(session_settings, keys, {"hook": "appointment-book", "hookInstance": "bulk", "context": context},
+                   dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC))
+    assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
+    assert "at most 50" in r.text
+
+
+async def test_an_answer_holds_at_most_max_cards_and_says_what_it_left_out(
+        loaded: Sekmet, session_settings: Settings, keys: Keys) -> None:
+    session_settings.cds.max_cards = 10
+    context = {"userId": "Practitioner/1", "patientId": "ks-08", "appointments": _appointments(20, "ks-08")}
+    body = {"hook": "appointment-book", "hookInstance": "many-cards", "context": context,
+            "fhirServer": loaded.base_url, "fhirAuthorization": AUTH}
+    r = await call(session_settings, keys, body, dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC))
+    cards = r.json()["cards"]
+    assert len(cards) == 10
+    last = cards[-1]
+    assert last["summary"].endswith("more cards left out (at most 10 per answer)")
+    assert "Session slot 60 min" in last["detail"] or "arrange transport" in last["detail"]

@@ -204,3 +204,44 @@ def test_a_maintenance_session_while_the_benefit_is_unknown_is_warned() -> None:
     found = assess_booking(_session(T0.date() + dt.timedelta(days=4)), [], [], POLICY, T0,
                            course=responded)  # type: ignore[arg-type]
     assert SessionCheck.BENEFIT_NOT_ASSESSED not in checks(found)
+
+
+# -- other encounters, left-out records, the edges of time (issue 21 items 1-2) -----------------------------------
+@pytest.mark.parametrize(("minutes_before", "counts"), [(0, True), (119.9, True), (120, False), (600, False),
+                                                        (-30, True)])
+def test_a_dose_of_another_encounter_counts_only_within_the_monitoring_window(minutes_before: float,
+                                                                           counts: bool) -> None:
+    now = at(300)
+    other = Administration("elsewhere", now - dt.timedelta(minutes=minutes_before), "Spravato", True,
+                           other_encounter="Encounter/e2")
+    result = assess_discharge([other], [], OUTPATIENT, POLICY, now)
+    assert (result.last_dose == other) is counts
+    assert (SessionCheck.DISCHARGE_TOO_EARLY in checks(result)) is counts
+    left_out = next((f.left_out for f in result.findings if f.check is SessionCheck.RECORDS_LEFT_OUT), None)
+    assert (left_out is None) is counts
+    if not counts:
+        assert left_out is not None and left_out.other_encounter == 1 and left_out.total == 1
+
+
+def test_records_left_out_by_the_mapping_are_one_warning_beside_the_checks() -> None:
+    from fhir_mapping import LeftOut
+
+    result = assess_discharge([DOSE], [bp(40, 130, 80)], OUTPATIENT, POLICY, at(30), left_out=LeftOut(2, 0, 1))
+    quality = [f for f in result.findings if f.check is SessionCheck.RECORDS_LEFT_OUT]
+    assert len(quality) == 1 and quality[0].urgency is Urgency.WARNING and quality[0].left_out == LeftOut(2, 0, 1)
+    assert SessionCheck.DISCHARGE_TOO_EARLY in checks(result)
+    none_given = assess_discharge([], [], OUTPATIENT, POLICY, at(30), left_out=LeftOut(1))
+    assert checks(none_given) == [SessionCheck.RECORDS_LEFT_OUT]  # not silent: a record was dropped
+    unknown = assess_discharge([], [], None, POLICY, at(30), frozenset({DataDomain.ADMINISTRATIONS}), LeftOut(1))
+    assert checks(unknown) == [SessionCheck.CHECKS_NOT_MADE, SessionCheck.RECORDS_LEFT_OUT]
+
+
+@pytest.mark.parametrize("when", [dt.datetime(9999, 12, 31, 23, 30, tzinfo=dt.UTC),
+                                  dt.datetime(1, 1, 1, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=14)))])
+def test_instants_at_the_ends_of_the_calendar_never_overflow(when: dt.datetime) -> None:
+    dose = Administration("edge", when, "Spravato", True)
+    result = assess_discharge([dose], [], OUTPATIENT, POLICY, at(0))
+    assert result.last_dose == dose
+    edge = SessionAppointment("a", when, None, "booked", True, True, True, "appointment text")
+    assess_booking(edge, [SessionAppointment("b", when, None, "booked", True, True, True, "appointment text")], [],
+                   POLICY, when)

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from fhir_mapping import (
+    LeftOut,
     ResourcePool,
+    SessionRecords,
     add_json,
-    ketamine_administrations,
     parse_instant,
     session_appointment,
-    timed_blood_pressures,
 )
 
 CODE = "https://ehr.example.org/appointment-type|TRD-NASAL"
@@ -94,7 +94,7 @@ def test_only_given_ketamine_doses_count() -> None:
         _administration("other", "completed", {"text": "ondansetron 4 mg"}, effectiveDateTime="2026-11-01T10:00:00Z"),
     ):
         add_json(pool, res, "test")
-    doses = ketamine_administrations(pool)
+    doses = SessionRecords(pool, "p").ketamine_administrations()
     assert [(d.id, d.at.strftime("%H:%M"), d.esketamine) for d in doses] == [
         ("period", "08:40", False), ("given", "09:40", True)]
 
@@ -109,23 +109,21 @@ def test_blood_pressures_keep_their_time_and_pair_split_readings() -> None:
     for res in (obs("s", "8480-6", 150, "2026-11-01T09:40:00Z"), obs("d", "8462-4", 95, "2026-11-01T09:40:00Z"),
                 obs("s2", "8480-6", 500, "2026-11-01T10:40:00Z")):
         add_json(pool, res, "test")
-    readings = timed_blood_pressures(pool)
+    readings = SessionRecords(pool, "p").timed_blood_pressures()
     assert [(r.at.strftime("%H:%M"), r.systolic, r.diastolic) for r in readings] == [("09:40", 150, 95)]
 
 
 def test_a_dose_whose_drug_cannot_be_read_is_unidentified_not_ignored() -> None:
-    from fhir_mapping import unidentified_administrations
-
     pool = ResourcePool()
     by_reference = {"resourceType": "MedicationAdministration", "id": "ref", "status": "completed",
                     "medicationReference": {"reference": "Medication/m1"}, "subject": {"reference": "Patient/p"},
                     "effectiveDateTime": "2026-11-01T09:40:00Z"}
     add_json(pool, by_reference, "test")
-    assert unidentified_administrations(pool) == ["MedicationAdministration/ref"]
-    assert ketamine_administrations(pool) == []
+    assert SessionRecords(pool, "p").unidentified_administrations() == ["MedicationAdministration/ref"]
+    assert SessionRecords(pool, "p").ketamine_administrations() == []
     add_json(pool, {"resourceType": "Medication", "id": "m1", "code": {"text": "Spravato 56 mg nasal spray"}}, "t")
-    assert unidentified_administrations(pool) == []
-    assert [d.id for d in ketamine_administrations(pool)] == ["ref"]
+    assert SessionRecords(pool, "p").unidentified_administrations() == []
+    assert [d.id for d in SessionRecords(pool, "p").ketamine_administrations()] == ["ref"]
 
 
 @pytest.mark.parametrize(("cls", "outpatient"), [
@@ -136,10 +134,82 @@ def test_a_dose_whose_drug_cannot_be_read_is_unidentified_not_ignored() -> None:
 ])
 def test_the_encounter_class_says_outpatient_or_inpatient_in_codes_or_words(cls: dict[str, Any],
                                                                           outpatient: bool | None) -> None:
-    from fhir_mapping import encounter_fact
-
     pool = ResourcePool()
     add_json(pool, {"resourceType": "Encounter", "id": "e1", "status": "in-progress", "class": cls,
                     "subject": {"reference": "Patient/p"}}, "test")
-    found = encounter_fact(pool, "e1")
+    found = SessionRecords(pool, "p", "e1").encounter()
     assert found is not None and found.outpatient is outpatient
+
+
+# -- validate before reading; hostile values are invalid entries, skipped and reported (issue 21 item 2) ----------
+@pytest.mark.parametrize("status", [[], {}, ["completed"], 7, None])
+def test_a_status_that_is_not_a_code_is_an_invalid_entry_never_a_crash(status: Any) -> None:
+    pool = ResourcePool()
+    for res in (_administration("d", "completed", {"text": "Spravato 56 mg"}, effectiveDateTime="2026-11-01T09:40Z")
+                | {"status": status},
+                {"resourceType": "Observation", "id": "o", "status": status, "subject": {"reference": "Patient/p"},
+                 "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                 "effectiveDateTime": "2026-11-01T09:40:00Z", "valueQuantity": {"value": 150, "unit": "mmHg"}},
+                appt(serviceType=[{"text": "Spravato"}], status=status, participant=[
+                    {"actor": {"reference": "Patient/p"}, "status": "accepted"}])):
+        add_json(pool, res, "test")
+    records = SessionRecords(pool, "p")
+    assert records.ketamine_administrations() == [] and records.timed_blood_pressures() == []
+    assert records.booked_sessions(frozenset()) == [] and records.unidentified_administrations() == []
+    assert records.left_out == LeftOut(invalid=3)
+
+
+@pytest.mark.parametrize("at", ["9999-12-31T23:30:00Z", "0001-01-01T00:00:00+14:00", "1066-10-14T09:00:00Z"])
+def test_a_date_the_rules_cannot_compute_with_is_skipped_and_reported(at: str) -> None:
+    pool = ResourcePool()
+    add_json(pool, _administration("d", "completed", {"text": "Spravato 56 mg"}, effectiveDateTime=at), "test")
+    add_json(pool, appt(serviceType=[{"text": "Spravato"}], start=at, end=at, status="booked"), "test")
+    records = SessionRecords(pool, "p")
+    assert records.ketamine_administrations() == [] and records.booked_sessions(frozenset()) == []
+    assert records.left_out == LeftOut(invalid=2)
+    assert [s.reason for s in pool.skipped] == ["a date outside the years 1900-2999"] * 2
+    assert parse_instant(at) is None
+
+
+def test_a_slot_length_beyond_a_week_is_no_slot_length() -> None:
+    long = appt(serviceType=[{"text": "Spravato"}], minutesDuration=2**31 - 1, start="9000-01-01T00:00:00Z")
+    del long["end"]
+    assert recognise(long).minutes is None
+
+
+def test_records_of_another_patient_or_encounter_are_left_out_and_counted_once() -> None:
+    pool = ResourcePool()
+    for res in (
+        _administration("mine", "completed", {"text": "Spravato"}, effectiveDateTime="2026-11-01T09:40:00Z",
+                        context={"reference": "Encounter/e1"}),
+        _administration("elsewhere", "completed", {"text": "Spravato"}, effectiveDateTime="2026-11-01T09:50:00Z",
+                        context={"reference": "Encounter/e2"}),
+        _administration("theirs", "completed", {"text": "Spravato"}, effectiveDateTime="2026-11-01T10:00:00Z")
+        | {"subject": {"reference": "Patient/q"}},
+        _administration("nobody", "completed", {"text": "Spravato"}, effectiveDateTime="2026-11-01T10:00:00Z")
+        | {"subject": {}},
+        {"resourceType": "Encounter", "id": "e1", "status": "in-progress", "class": {"code": "AMB"},
+         "subject": {"reference": "https://ehr.example/fhir/Patient/q"}},
+    ):
+        add_json(pool, res, "test")
+    records = SessionRecords(pool, "p", "e1")
+    doses = records.ketamine_administrations()
+    assert [(d.id, d.other_encounter) for d in doses] == [("mine", None), ("elsewhere", "Encounter/e2")]
+    assert records.encounter() is None  # another patient's encounter, though it has the context's id
+    records.ketamine_administrations()
+    records.count_other_patients()
+    assert records.left_out == LeftOut(other_patient=3)
+
+
+def test_a_based_on_order_of_another_patient_does_not_make_a_session() -> None:
+    pool = ResourcePool()
+    add_json(pool, {"resourceType": "ServiceRequest", "id": "o1", "status": "active", "intent": "order",
+                    "subject": {"reference": "Patient/q"}, "code": {"text": "Esketamine 84 mg"}}, "test")
+    records = SessionRecords(pool, "p")
+    found = records.appointment(appt(basedOn=[{"reference": "ServiceRequest/o1"}]), frozenset(), ResourcePool())
+    assert found is not None and not found.is_session and records.left_out == LeftOut(other_patient=1)
+    theirs_contained = appt(contained=[{"resourceType": "ServiceRequest", "id": "o", "status": "active",
+                                        "intent": "order", "subject": {"reference": "Patient/q"},
+                                        "code": {"text": "Esketamine"}}], basedOn=[{"reference": "#o"}])
+    contained = SessionRecords(pool, "p").appointment(theirs_contained, frozenset(), ResourcePool())
+    assert contained is not None and not contained.is_session
