@@ -31,6 +31,8 @@ class FileKind(StrEnum):
 
 #: The resource types the rules read (the order-time searches' types and the Medications they reference).
 RULE_TYPES: tuple[str, ...] = (*(t.value for t in SEARCHED_TYPES), ResourceType.MEDICATION.value)
+#: A file of several types (``organizeOutputBy=Patient``: a Parameters header before each patient's resources).
+MIXED = "*"
 #: Read by the rules, but only ever as a supplement (PHQ-9 answers also come as Observations): no gap when absent.
 SUPPLEMENTARY_TYPES = frozenset({ResourceType.QUESTIONNAIRE_RESPONSE.value, ResourceType.MEDICATION.value})
 
@@ -59,15 +61,15 @@ class Inventory:
     errors: dict[str, int] = field(default_factory=dict)
 
     def data_files(self, types: Iterable[str] = RULE_TYPES) -> list[BulkFile]:
-        wanted = set(types)
+        wanted = {*types, MIXED}
         return [f for f in self.files if f.kind is FileKind.DATA and f.resource_type in wanted]
 
     def present_types(self) -> set[str]:
         return {f.resource_type for f in self.files if f.kind is FileKind.DATA and f.resource_type}
 
-    def missing_types(self) -> list[str]:
-        """The types the rules read that the export holds no file of."""
-        present = self.present_types()
+    def missing_types(self, seen_in_mixed: Iterable[str] = ()) -> list[str]:
+        """The types the rules read that the export holds no file of (nor any line of, in its mixed files)."""
+        present = self.present_types() | set(seen_in_mixed)
         return [t for t in RULE_TYPES if t not in present and t not in SUPPLEMENTARY_TYPES]
 
     def fingerprint(self) -> list[Any]:
@@ -92,6 +94,8 @@ def _kind_of(path: Path, root: Path, first: Any) -> tuple[FileKind, str | None]:
                 return FileKind.ERROR, rtype
             if "deleted" in parts:
                 return FileKind.DELETED, rtype
+            if rtype == "Parameters":
+                return FileKind.DATA, MIXED
             return FileKind.DATA, rtype
         if "output" in first and "transactionTime" in first:
             return FileKind.MANIFEST, None

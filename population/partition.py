@@ -37,6 +37,8 @@ class Partitioned:
     medications: Path
     patients: int
     counts: dict[str, FileCounts] = field(default_factory=dict)
+    #: The rule types with at least one valid line (what a mixed, patient-organised file holds).
+    types_seen: tuple[str, ...] = ()
 
 
 def _quote(value: str) -> str:
@@ -164,12 +166,14 @@ def partition(
         row = con.execute("SELECT count(DISTINCT pkey) FROM keyed WHERE ok AND used AND pkey IS NOT NULL "
                           "AND rtype <> 'Medication'").fetchone()
         patients = int(row[0]) if row else 0
+        seen = tuple(sorted(str(r[0]) for r in con.execute(
+            "SELECT DISTINCT rtype FROM keyed WHERE ok AND used").fetchall()))
     finally:
         con.close()
     (work / "partition.duckdb").unlink(missing_ok=True)
     (work / "partition.duckdb.wal").unlink(missing_ok=True)
     found = tuple(sorted(parts.glob("bucket=*"), key=lambda p: int(p.name.split("=")[1]))) if parts.exists() else ()
-    return Partitioned(found, medications, patients, counts)
+    return Partitioned(found, medications, patients, counts, seen)
 
 
 def _counts(con: duckdb.DuckDBPyConnection, files: Sequence[BulkFile],

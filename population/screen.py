@@ -86,10 +86,10 @@ class _Progress:
         print(f"ketamine-cds screen: {message}", file=sys.stderr, end=end, flush=True)
 
 
-def _gaps(inventory: Inventory, allowed: frozenset[str]) -> list[DataGap]:
+def _gaps(inventory: Inventory, allowed: frozenset[str], seen: Sequence[str] = ()) -> list[DataGap]:
     """A type the rules read with no file, or one the export reported an error for: unknown for every patient."""
     gaps = []
-    for rtype in inventory.missing_types():
+    for rtype in inventory.missing_types(seen):
         if rtype not in allowed:
             gaps.append(DataGap(ResourceType(rtype), GapReason.NOT_PROVIDED, "no file of this type in the export",
                                 domains_of(ResourceType(rtype))))
@@ -181,7 +181,7 @@ def run_screen(opts: ScreenOptions) -> dict[str, Any]:
             shutil.rmtree(work / "parts", ignore_errors=True)
             parted = partition(data_files, work, buckets, opts.policy.observation_horizon(opts.as_of),
                                opts.memory_limit, opts.workers)
-            state.update(partitioned=True, patients=parted.patients,
+            state.update(partitioned=True, patients=parted.patients, types_seen=list(parted.types_seen),
                          counts={k: asdict(v) for k, v in parted.counts.items()})
             write_private(state_file, json.dumps(state).encode("utf-8"))
         timings["partition_s"] = round(time.monotonic() - t0, 3)
@@ -195,7 +195,7 @@ def run_screen(opts: ScreenOptions) -> dict[str, Any]:
         results = ordered(_read_results(done))
         write_worklists(opts.out, results, with_assessments=opts.pseudonymize_key is None)
         summary = summarize(results)
-        summary["inputs"] = _inputs(inventory, state.get("counts", {}))
+        summary["inputs"] = _inputs(inventory, state.get("counts", {}), state.get("types_seen", []))
         timings["write_s"] = round(time.monotonic() - t0, 3)
         timings["total_s"] = round(time.monotonic() - started, 3)
         summary["run"] = {"version": _version(), "policy": opts.policy.id,
@@ -223,7 +223,8 @@ def _assess(opts: ScreenOptions, work: Path, results_dir: Path, data_files: Sequ
     todo = [(p, results_dir / f"{p.name}.jsonl") for p in parts]
     pending = [(p, r) for p, r in todo if not r.exists()]
     file_names = [f.path.name for f in data_files]
-    gaps = _gaps(inventory, opts.allow_missing_types)
+    state = json.loads((work / "state.json").read_text(encoding="utf-8"))
+    gaps = _gaps(inventory, opts.allow_missing_types, state.get("types_seen", []))
     initargs = (work / "medications.parquet", file_names, gaps, opts.policy, opts.as_of, opts.pseudonymize_key)
     finished = len(todo) - len(pending)
     assessed = 0
@@ -251,7 +252,7 @@ def _assess(opts: ScreenOptions, work: Path, results_dir: Path, data_files: Sequ
     return [r for _, r in todo]
 
 
-def _inputs(inventory: Inventory, counts: dict[str, dict[str, int]]) -> dict[str, Any]:
+def _inputs(inventory: Inventory, counts: dict[str, dict[str, int]], seen: Sequence[str]) -> dict[str, Any]:
     by_type: dict[str, dict[str, int]] = {}
     for f in inventory.files:
         key = f.resource_type or f.kind.value
@@ -262,7 +263,7 @@ def _inputs(inventory: Inventory, counts: dict[str, dict[str, int]]) -> dict[str
     problems = {Path(path).name: {k: v for k, v in c.items() if k != "lines" and v}
                 for path, c in counts.items() if any(v for k, v in c.items() if k != "lines")}
     return {"files": len(inventory.files), "by_type": by_type, "by_kind": _kinds(inventory),
-            "missing_types": inventory.missing_types(), "error_types": sorted(inventory.errors),
+            "missing_types": inventory.missing_types(seen), "error_types": sorted(inventory.errors),
             "problems": problems}
 
 
