@@ -39,9 +39,13 @@ class HostileRequest:
     query: dict[str, str]
 
 
+#: Values that broke the session services (issue 21): instants at the ends of the calendar, strings no database
+#: stores (NUL, a lone surrogate), a status that is not a code.
+_EDGES = st.sampled_from(["9999-12-31T23:59:59Z", "0001-01-01T00:00:00+14:00", "9999-12-31", "a\u0000b", "\ud800",
+                          "x" * 201, "completed", "booked", "2026-11-01T09:40:00Z"])
 _scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False,
                                                                                        allow_infinity=False),
-                     st.text(max_size=50), st.text(min_size=5000, max_size=20000).filter(bool))
+                     st.text(max_size=50), st.text(min_size=5000, max_size=20000).filter(bool), _EDGES)
 _json = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=5),
                                                        st.dictionaries(st.text(max_size=12), inner, max_size=5)),
                      max_leaves=25)
@@ -49,7 +53,8 @@ _ids = st.one_of(st.just("kc-01"), st.text(max_size=80), st.sampled_from(["../..
                                                                          "a" * 65, "", " ", "kc-01?x=1"]))
 _resource_types = st.one_of(st.sampled_from(["Patient", "Condition", "Observation", "MedicationRequest",
                                              "MedicationStatement", "Medication", "Bundle", "OperationOutcome",
-                                             "QuestionnaireResponse", "AllergyIntolerance"]), _json)
+                                             "QuestionnaireResponse", "AllergyIntolerance", "MedicationAdministration",
+                                             "Appointment", "Encounter", "ServiceRequest"]), _json)
 
 
 @st.composite
@@ -58,7 +63,9 @@ def _fhir_resource(draw: st.DrawFn) -> Any:
     for key in draw(st.lists(st.sampled_from(["id", "subject", "patient", "code", "status", "valueQuantity",
                                               "component", "effectiveDateTime", "medicationReference", "dosage",
                                               "dosageInstruction", "entry", "link", "contained", "authoredOn",
-                                              "medicationCodeableConcept", "clinicalStatus", "item"]),
+                                              "medicationCodeableConcept", "clinicalStatus", "item", "context",
+                                              "encounter", "start", "end", "minutesDuration", "participant",
+                                              "basedOn", "class", "effectivePeriod", "serviceType"]),
                              max_size=6)):
         resource[key] = draw(_json)
     return resource
@@ -85,6 +92,43 @@ _SESSION_APPOINTMENT = {"resourceType": "Appointment", "id": "a-1", "status": "p
                         "end": "2026-11-03T10:00:00Z", "participant": [{"status": "accepted"}]}
 
 
+_SESSION_TEMPLATES: tuple[dict[str, Any], ...] = (
+    _SESSION_APPOINTMENT | {"participant": [{"actor": {"reference": "Patient/kc-01"}, "status": "accepted"}]},
+    {"resourceType": "MedicationAdministration", "id": "d-1", "status": "completed",
+     "medicationCodeableConcept": {"text": "Spravato 56 mg"}, "subject": {"reference": "Patient/kc-01"},
+     "context": {"reference": "Encounter/enc-1"}, "effectiveDateTime": "2026-11-01T09:40:00Z"},
+    {"resourceType": "Observation", "id": "bp-1", "status": "final", "subject": {"reference": "Patient/kc-01"},
+     "encounter": {"reference": "Encounter/enc-1"}, "effectiveDateTime": "2026-11-01T10:20:00Z",
+     "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+     "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                    "valueQuantity": {"value": 150, "unit": "mmHg"}}]},
+    {"resourceType": "Encounter", "id": "enc-1", "status": "in-progress", "class": {"code": "AMB"},
+     "subject": {"reference": "Patient/kc-01"}},
+    {"resourceType": "ServiceRequest", "id": "o-1", "status": "active", "intent": "order",
+     "subject": {"reference": "Patient/kc-01"}, "code": {"text": "Esketamine 56 mg"}},
+)
+_SESSION_FIELDS = ("status", "start", "end", "minutesDuration", "effectiveDateTime", "effectivePeriod", "subject",
+                   "context", "encounter", "participant", "basedOn", "id", "class", "medicationCodeableConcept")
+
+
+@st.composite
+def _session_resource(draw: st.DrawFn) -> dict[str, Any]:
+    """A plausible session record (appointment, dose, reading, encounter, order) with a field or two hostile: the
+    shapes that reached the session mapping and rules and broke them ([] and {} statuses, year 9999, another
+    patient's subject)."""
+    resource = dict(draw(st.sampled_from(_SESSION_TEMPLATES)))
+    hostile = st.one_of(_EDGES, st.just([]), st.just({}), st.just({"reference": "Patient/someone-else"}),
+                        st.just({"start": "9999-12-31T23:59:59Z", "end": "0001-01-01T00:00:00+14:00"}), _json)
+    for key in draw(st.lists(st.sampled_from(_SESSION_FIELDS), max_size=2)):
+        resource[key] = draw(hostile)
+    return resource
+
+
+def _searchset(entries: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.builds(lambda e: {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in e]},
+                     st.lists(entries, max_size=4))
+
+
 @st.composite
 def _cds_body(draw: st.DrawFn, service: str) -> Any:
     hook = {"ketamine-order-select": "order-select", "ketamine-order-sign": "order-sign",
@@ -100,7 +144,8 @@ def _cds_body(draw: st.DrawFn, service: str) -> Any:
         context["selections"] = draw(_mostly(["MedicationRequest/draft-1"],
                                              st.one_of(_json, st.lists(st.text(max_size=40), max_size=3))))
     if hook == "appointment-book":
-        appointments = st.lists(st.one_of(st.just(_SESSION_APPOINTMENT), _fhir_resource()), min_size=1, max_size=3)
+        appointments = st.lists(st.one_of(st.just(_SESSION_APPOINTMENT), _session_resource(), _fhir_resource()),
+                                min_size=1, max_size=3)
         context["appointments"] = draw(_mostly({"resourceType": "Bundle", "type": "collection",
                                                 "entry": [{"resource": _SESSION_APPOINTMENT}]},
                                                st.one_of(_json, st.builds(lambda entries: {
@@ -119,6 +164,12 @@ def _cds_body(draw: st.DrawFn, service: str) -> Any:
                                                                    "gender": "female"}))
     # Mostly a whole, valid prefetch with a few keys replaced by hostile values: the mapping and rules get them.
     changed = draw(st.dictionaries(st.sampled_from(keys), values, max_size=3))
+    if hook in ("appointment-book", "encounter-discharge"):
+        # The session services' own keys, with session records a field or two hostile.
+        records = _searchset(_session_resource())
+        changed |= draw(st.fixed_dictionaries({}, optional={
+            "encounter": st.one_of(_session_resource(), _json), "administrations": records,
+            "encounterBloodPressures": records, "appointments": records}))
     body["prefetch"] = draw(_mostly({**_valid_prefetch(), **changed},
                                     st.one_of(_json, st.dictionaries(st.sampled_from(keys), values, max_size=6)), 7))
     if draw(st.booleans()):
@@ -134,7 +185,11 @@ def _feedback_body(draw: st.DrawFn) -> Any:
     items = st.fixed_dictionaries({"card": st.one_of(st.uuids().map(str), _json),
                                    "outcome": st.one_of(st.sampled_from(["accepted", "overridden"]), _json),
                                    "outcomeTimestamp": st.one_of(st.just("2026-11-01T10:00:00Z"), _json)},
-                                  optional={"overrideReason": _json, "acceptedSuggestions": _json})
+                                  optional={"overrideReason": st.one_of(_json, st.fixed_dictionaries(
+                                      {"reason": st.fixed_dictionaries({"code": _EDGES}, optional={
+                                          "display": _EDGES})}, optional={"userComment": _EDGES})),
+                                      "acceptedSuggestions": st.one_of(_json, st.lists(st.fixed_dictionaries(
+                                          {"id": _EDGES}), max_size=2))})
     return draw(st.one_of(st.fixed_dictionaries({"feedback": st.one_of(st.lists(items, max_size=3), _json)}), _json))
 
 
@@ -177,10 +232,21 @@ KEY = ECKey.generate_key("P-384", parameters={"kid": "fuzz", "use": "sig"})
 
 
 class Target:
-    """The app in-process on one event loop; each request carries a fresh, valid JWT so the body is what is tested."""
+    """The app in-process on one event loop; each request carries a fresh, valid JWT so the body is what is tested.
+    ``database_url``: a PostgreSQL database for the shared state (migrated here), else the embedded SQLite file."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, database_url: str | None = None) -> None:
         (work / "jwks.json").write_text(json.dumps({"keys": [KEY.as_dict(private=False)]}))
+        storage = ""
+        if database_url:
+            from cryptography.fernet import Fernet
+
+            from storage import Sealer, open_storage
+
+            (work / "storage.key").write_bytes(Fernet.generate_key())
+            open_storage(database_url, Sealer((work / "storage.key").read_bytes()), migrate=True).close()
+            storage = f'[storage]\ndatabase_url = "{database_url}"\nencryption_key_file = "storage.key"\n'
+
         (work / "ketamine-cds.toml").write_text(f"""
 [cds]
 public_base_url = "{BASE}"
@@ -192,7 +258,7 @@ issuer = "{ISSUER}"
 jwks_file = "jwks.json"
 [smart]
 allowed_issuers = ["http://127.0.0.1:9/fhir"]
-""")
+{storage}""")
         self.app = create_app(load_settings(work / "ketamine-cds.toml"), configure_logging=False)
         self.loop = asyncio.new_event_loop()
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=BASE)
@@ -213,5 +279,5 @@ allowed_issuers = ["http://127.0.0.1:9/fhir"]
     def close(self) -> None:
         self.loop.run_until_complete(self.client.aclose())
         self.loop.run_until_complete(self.app.state.options.http.aclose())
-        self.app.state.storage.close()
+        self.loop.run_until_complete(self.app.state.storage.aclose())
         self.loop.close()

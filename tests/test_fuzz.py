@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -55,6 +56,28 @@ def test_smart_endpoints_never_answer_5xx(target: Target, path: str) -> None:
     @given(hostile_smart_request(path))
     def run(req: HostileRequest) -> None:
         check(target.send(req), req)
+
+    run()
+
+
+SESSION_ENDPOINTS = tuple(p for p in CDS_ENDPOINTS if "session" in p)
+
+
+@pytest.fixture(scope="module")
+def postgres_target(tmp_path_factory: pytest.TempPathFactory, postgres: Any) -> Iterator[Target]:
+    t = Target(tmp_path_factory.mktemp("fuzz-pg"), postgres.create_database("fuzz_sessions"))
+    yield t
+    t.close()
+
+
+@pytest.mark.parametrize("path", SESSION_ENDPOINTS)
+def test_session_endpoints_and_their_feedback_never_answer_5xx_on_postgresql(postgres_target: Target,
+                                                                             path: str) -> None:
+    # The strings PostgreSQL refuses (NUL, over-length) and SQLite does not: the same generated requests, both stores.
+    @FUZZ
+    @given(hostile_cds_request(path))
+    def run(req: HostileRequest) -> None:
+        check(postgres_target.send(req), req)
 
     run()
 
