@@ -26,6 +26,7 @@ from starlette.routing import Mount
 
 from .auth_server import LaunchContext, SandboxAuthServer, SandboxClient
 from .fhir_gate import FhirGate
+from .timeshift import DemoClock, shift_bundle
 
 _TEMPLATES = Environment(loader=PackageLoader("ehr_sandbox", "templates"), autoescape=select_autoescape())
 # Card detail is GitHub-flavoured Markdown (CDS Hooks); rendered as an EHR would, raw HTML disabled.
@@ -39,12 +40,12 @@ _COMPOUNDED = {"text": "Ketamine HCl 100 mg compounded oral troche"}
 _TODAY_MINUS = re.compile(r"\{\{today\(\) - (\d+) days\}\}")
 
 
-def _resolve_tokens(template: str, context: dict[str, Any]) -> str:
+def _resolve_tokens(template: str, context: dict[str, Any], today: dt.date) -> str:
     """A prefetch template with its tokens filled in, as an EHR would: context fields and ``today() - N days``."""
     for name, value in context.items():
         if isinstance(value, str):
             template = template.replace(f"{{{{context.{name}}}}}", value)
-    return _TODAY_MINUS.sub(lambda m: (dt.date.today() - dt.timedelta(days=int(m.group(1)))).isoformat(), template)
+    return _TODAY_MINUS.sub(lambda m: (today - dt.timedelta(days=int(m.group(1)))).isoformat(), template)
 
 
 class Scenario(StrEnum):
@@ -104,6 +105,12 @@ class SandboxConfig:
     cds_base_url: str | None = None
     authorize_post: bool = True
     access_token_ttl_s: int = 3600
+    #: The sandbox's today and now: its scenarios (a session booked tomorrow, a dose 50 minutes ago) and the day
+    #: the fixtures are moved to.
+    clock: DemoClock = field(default_factory=DemoClock)
+    #: The day the fixtures describe their patients on: when set, every date of every fixture is moved at load by
+    #: (the clock's today - this day), so the charts are as recent on the day the sandbox runs. None: as written.
+    fixtures_as_of: dt.date | None = None
 
     @property
     def base(self) -> str:
@@ -136,18 +143,27 @@ class Sandbox:
             log_inbound=False))
         self.internal = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.sekmet), base_url="http://sekmet")
         self.patients: list[dict[str, Any]] = []
+        #: How many days the loaded fixtures' dates were moved (0 until load, or when they are kept as written).
+        self.shift_days = 0
         self.charts: dict[str, ChartState] = {}
         self.app = self._build()
 
     # -- data ---------------------------------------------------------------------------------------------------
 
+    def fixture_shift_days(self) -> int:
+        """By how many days the fixtures move at load: today (the sandbox's clock) - the fixtures' own day."""
+        if self.config.fixtures_as_of is None:
+            return 0
+        return (self.config.clock.today() - self.config.fixtures_as_of).days
+
     async def load_fixtures(self) -> int:
-        """Load every fixture patient into SEKMET (idempotent: PUT with fixed ids)."""
+        """Load every fixture patient into SEKMET (idempotent: PUT with fixed ids), its dates moved to today."""
         count = 0
+        self.shift_days = self.fixture_shift_days()
         for path in sorted(self.config.fixtures.glob("[0-9]*.json")):
             if path.name.endswith(".expected.json"):
                 continue
-            bundle = json.loads(path.read_text())
+            bundle = shift_bundle(json.loads(path.read_text()), self.shift_days)
             entries = [e["resource"] for e in bundle["entry"]]
             tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
                 {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
@@ -224,7 +240,7 @@ class Sandbox:
     async def book_session(self, patient_id: str) -> dict[str, Any]:
         """Book an esketamine session tomorrow at 09:00 in a one-hour slot, nothing noted about getting home: the
         session service's slot and transport cards (and the patient's assessment, when it is not 'criteria met')."""
-        start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+        start = (self.config.clock.now() + dt.timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
         appointment = {"resourceType": "Appointment", "id": f"appt-{uuid.uuid4().hex[:8]}", "status": "proposed",
                        "serviceType": [{"text": "Spravato (esketamine) treatment session"}],
                        "start": start.isoformat().replace("+00:00", "Z"),
@@ -238,7 +254,7 @@ class Sandbox:
     async def discharge_session(self, patient_id: str, minutes_since_dose: int) -> dict[str, Any]:
         """Record an outpatient esketamine session in the FHIR server (a dose ``minutes_since_dose`` ago, BP before
         and, when 40 minutes have passed, after it), then discharge the encounter."""
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        now = self.config.clock.now().replace(microsecond=0)
         dose_at = now - dt.timedelta(minutes=minutes_since_dose)
         eid = f"sess-{uuid.uuid4().hex[:8]}"
 
@@ -288,7 +304,7 @@ class Sandbox:
                     continue
                 if scenario is Scenario.RESTRICTED_SCOPES and template.startswith("Observation"):
                     continue
-                r = await self.internal.get("/fhir/" + _resolve_tokens(template, context))
+                r = await self.internal.get("/fhir/" + _resolve_tokens(template, context, self.config.clock.today()))
                 prefetch[key] = r.json() if r.status_code == 200 else None
             url = f"{cds}/cds-services/{service['id']}"
             body: dict[str, Any] = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context,
@@ -351,7 +367,8 @@ class Sandbox:
         return next((p for p in self.patients if p["id"] == patient_id), None)
 
     def _page(self, name: str, **values: Any) -> HTMLResponse:
-        html = _TEMPLATES.get_template(name).render(base=self.config.base, patients=self.patients, **values)
+        html = _TEMPLATES.get_template(name).render(base=self.config.base, patients=self.patients,
+                                                    today=self.config.clock.today(), **values)
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     def _build(self) -> FastAPI:

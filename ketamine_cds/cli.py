@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--timeout", type=float, default=10.0, help="total time budget for the FHIR server (s)")
     demo = sub.add_parser("demo", help="run the service, the SMART app and a sandbox EHR on 127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--as-of", type=_date, default=None, metavar="YYYY-MM-DD",
+                      help="judge on this day instead of today (the fixtures' dates move to it)")
 
     serve = sub.add_parser("serve", help="run the CDS Hooks service (and the SMART app)")
     serve.add_argument("--config", type=Path, help="ketamine-cds.toml")
@@ -118,7 +120,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise CliError(f"--port must be between 1 and 65535, not {args.port}")
-    return run_demo(args.port)
+    return run_demo(args.port, args.as_of)
 
 
 def _local_codes(path: Path) -> CodeSets:
