@@ -1,1 +1,2 @@
-"""Composition root of ketamine-cds: the command line, settings and (later) the application factory."""
+"""Composition root of ketamine-cds: the command line (``cli``), settings (``settings``), the application factory
+(``app.create_app``: the CDS Hooks service and the SMART app, with health and metrics) and the demo (``demo``)."""
