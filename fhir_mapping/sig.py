@@ -81,10 +81,11 @@ def frequency(text: str) -> Frequency:
     if m := _EVERY_HOURS_RANGE.search(t):
         # "every 4 to 6 hours": the longer interval, so no dose is credited that may not have been given.
         hours = max(float(m.group(1)), float(m.group(2)))
-        return Frequency(24.0 / hours if hours > 0 else None, True)
+        return Frequency(24.0 / hours if hours >= 1 else None, True)
     if m := _EVERY_HOURS.search(t):
         hours = float(m.group(1) or m.group(2))
-        return Frequency(24.0 / hours if hours > 0 else None, True)
+        # Under an hour apart ("every 0.5 hours") is no oral antidepressant schedule: named, not understood.
+        return Frequency(24.0 / hours if hours >= 1 else None, True)
     if _EVERY_OTHER_DAY.search(t):
         return Frequency(0.5, True)
     if m := _EVERY_DAYS.search(t):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fhir_mapping import sig
@@ -139,6 +139,7 @@ _WORDS = st.sampled_from(["take", "1", "2", "tablet", "tablets", "by", "mouth", 
 
 
 @given(st.lists(_WORDS, max_size=14).map(" ".join))
+@example(text="every 0.5 hours")  # found by hypothesis: 48 a day
 def test_any_sig_is_read_or_left_unknown_never_negative(text: str) -> None:
     f = sig.frequency(text)
     assert f.per_day is None or 0 < f.per_day <= 24
