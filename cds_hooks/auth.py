@@ -23,6 +23,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from storage import storable
+
 ALLOWED_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256")
 LEEWAY_S = 60
 
@@ -325,6 +327,9 @@ class JwtVerifier:
         assert exp is not None and iat is not None  # both required above
         if not isinstance(claims["jti"], str) or not claims["jti"] or len(claims["jti"]) > 256:
             raise JwtRejected("jti is not a string")
+        if not storable(claims["jti"]):
+            # A NUL or a lone surrogate: no store can remember it, so its replay could not be detected.
+            raise JwtRejected("jti cannot be stored")
         if exp - iat > self._max_lifetime_s + LEEWAY_S:
             raise JwtRejected("lifetime too long")
         if exp + LEEWAY_S < now:

@@ -88,6 +88,8 @@ ATTACKS = {
     "iat as a string": (lambda k: forged_claims(k, iat="yesterday"), "iat is not a number"),
     "lifetime of an hour": (lambda k: forged_claims(k, exp=int(time.time()) + 3600), "lifetime too long"),
     "jti an object": (lambda k: forged_claims(k, jti={"a": 1}), "jti is not a string"),
+    "jti with a NUL": (lambda k: forged_claims(k, jti="abc\x00def"), "jti cannot be stored"),
+    "jti with a lone surrogate": (lambda k: forged_claims(k, jti="abc\ud800"), "jti cannot be stored"),
     "not a JWT": (lambda k: "not-a-jwt", "not a compact JWS"),
     "empty": (lambda k: "", "not a compact JWS"),
 }
