@@ -164,15 +164,22 @@ ADMINISTRATIONS = Search(
     "administrations", ResourceType.MEDICATION_ADMINISTRATION, "MedicationAdministration",
     (_P, ("context", f"Encounter/{ENCOUNTER_TOKEN}"), ("_include", "MedicationAdministration:medication")),
     frozenset({_D.ADMINISTRATIONS}))
+#: The patient's doses of the last day, in any encounter: a dose charted in another encounter (a clinic visit before
+#: the session's) still starts the 2-hour clock (issue #21); the rules keep those within the monitoring window.
+RECENT_ADMINISTRATIONS = Search(
+    "recentAdministrations", ResourceType.MEDICATION_ADMINISTRATION, "MedicationAdministration",
+    (_P, ("effective-time", "ge{{today() - 1 days}}"), ("_include", "MedicationAdministration:medication")),
+    frozenset({_D.ADMINISTRATIONS}))
 ENCOUNTER_BLOOD_PRESSURES = Search(
     "encounterBloodPressures", ResourceType.OBSERVATION, "Observation",
     (_P, ("encounter", f"Encounter/{ENCOUNTER_TOKEN}"), ("code", _codes("bloodPressure"))),
     frozenset({_D.SESSION_BLOOD_PRESSURE}))
 #: appointment-book: the order-time searches (the same assessment) plus the patient's appointments.
 BOOKING_SEARCHES: tuple[Search, ...] = (*SEARCHES, APPOINTMENTS)
-#: encounter-discharge: the patient, the encounter, what was given in it and the blood pressures taken in it.
+#: encounter-discharge: the patient, the encounter, what was given in it (and to the patient in the last day) and
+#: the blood pressures taken in it.
 DISCHARGE_SEARCHES: tuple[Search, ...] = (SEARCHES_BY_KEY["patient"], ENCOUNTER, ADMINISTRATIONS,
-                                          ENCOUNTER_BLOOD_PRESSURES)
+                                          RECENT_ADMINISTRATIONS, ENCOUNTER_BLOOD_PRESSURES)
 #: The resource types the searches read (Medication comes with them, by _include or a read).
 SEARCHED_TYPES = tuple(dict.fromkeys(s.resource_type for s in SEARCHES))
 

@@ -48,7 +48,8 @@ SMART_LAUNCHES = Counter("ketamine_cds_smart_launches_total", "SMART launches by
 #: The JWT refusal reasons (cds_hooks/auth.py); anything else (a reason quoting the token) is counted as "other".
 _JWT_REASONS = frozenset({
     "no bearer token", "not a compact JWS", "no kid", "issuer not trusted", "unknown kid", "bad signature",
-    "jti replayed", "issuer mismatch", "wrong audience", "jti is not a string", "jti cannot be stored", "lifetime too long", "expired",
+    "jti replayed", "issuer mismatch", "wrong audience", "jti is not a string", "jti cannot be stored",
+    "lifetime too long", "expired",
     "issued in the future", "not yet valid", "tenant mismatch", "jwks unavailable", "missing iss", "missing aud",
     "missing exp", "missing iat", "missing jti"})
 _SERVICES: frozenset[str] = frozenset()

@@ -26,7 +26,8 @@ async def test_discovery_lists_five_services_with_prefetch(cds: httpx.AsyncClien
     for sid, s in services.items():
         assert s["title"] and s["description"] and s["usageRequirements"]
         if sid == "ketamine-session-discharge":
-            assert set(s["prefetch"]) == {"patient", "encounter", "administrations", "encounterBloodPressures"}
+            assert set(s["prefetch"]) == {"patient", "encounter", "administrations", "recentAdministrations",
+                                          "encounterBloodPressures"}
             continue
         assert set(s["prefetch"]) >= {"patient", "conditions", "medicationStatements", "medicationRequests",
                                       "phq9", "gad7", "bloodPressure", "drugScreens", "pregnancyTests", "allergies"}
@@ -36,7 +37,9 @@ async def test_prefetch_templates_use_only_context_tokens_and_r4_syntax(cds: htt
     for service in (await cds.get("/cds-services")).json()["services"]:
         for key, template in service["prefetch"].items():
             tokens = set(re.findall(r"{{(.*?)}}", template))
-            if service["hook"] == "encounter-discharge" and key != "patient":
+            if key == "recentAdministrations":  # the patient's doses of the last day, in any encounter
+                assert tokens == {"context.patientId", "today() - 1 days"}
+            elif service["hook"] == "encounter-discharge" and key != "patient":
                 assert tokens <= {"context.patientId", "context.encounterId"} and "context.encounterId" in tokens
             elif key == "appointments":  # the one date bound: a client that cannot resolve it leaves it out
                 assert tokens == {"context.patientId", "today() - 56 days"}

@@ -234,7 +234,8 @@ def _discharge_prefetch(name: str, *extra: dict[str, Any], encounter: dict[str, 
     bps += [r for r in extra if r["resourceType"] == "Observation"]
     body = {"hook": s["hook"], "hookInstance": f"scope-{name}", "context": s["context"],
             "prefetch": {"patient": patient, "encounter": encounter or own_encounter,
-                         "administrations": bundle(doses), "encounterBloodPressures": bundle(bps)}}
+                         "administrations": bundle(doses), "recentAdministrations": bundle(doses),
+                         "encounterBloodPressures": bundle(bps)}}
     return body, now
 
 
@@ -381,3 +382,23 @@ async def test_an_answer_holds_at_most_max_cards_and_says_what_it_left_out(
     last = cards[-1]
     assert last["summary"].endswith("more cards left out (at most 10 per answer)")
     assert "Session slot 60 min" in last["detail"] or "arrange transport" in last["detail"]
+
+
+@pytest.mark.integration
+async def test_without_prefetch_a_dose_charted_in_another_encounter_is_found_and_counts(
+        sekmet: Sekmet, session_settings: Settings, keys: Keys) -> None:
+    """The service's own searches find it: the patient's doses of the last day, in any encounter (issue #21)."""
+    s = scenario("discharge-ready")  # its own dose at 09:00, discharge at 11:30: ready, as far as this encounter goes
+    text = json.dumps(s["resources"]).replace("ks-04", "ks-77").replace("sess-ready", "sess-77")
+    resources = json.loads(text)
+    resources["entry"].append({"resource": _dose("ks-77-clinic-dose", "ks-77", "clinic-77", "2026-11-01T10:30:00Z")})
+    resources["entry"].append({"resource": {"resourceType": "Encounter", "id": "clinic-77", "status": "finished",
+                                            "class": {"code": "AMB"}, "subject": {"reference": "Patient/ks-77"}}})
+    sekmet.load(resources)
+    context = {**s["context"], "patientId": "ks-77", "encounterId": "sess-77"}
+    body = {"hook": s["hook"], "hookInstance": "other-encounter", "context": context, "fhirServer": sekmet.base_url,
+            "fhirAuthorization": AUTH}
+    now = dt.datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    cards = (await call(session_settings, keys, body, now)).json()["cards"]
+    assert cards[0]["summary"] == "Esketamine given 10:30: discharge not before 12:30 (2 h monitoring)"
+    assert "recorded in another encounter (`Encounter/clinic-77`)" in cards[0]["detail"]
