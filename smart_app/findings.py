@@ -95,7 +95,9 @@ def decisive_findings(a: Assessment, policy: Policy) -> list[Finding]:
         found = [Finding(f"{tr.failed_adequate_trials} failed adequate antidepressant trials",
                          f"at least {policy.thresholds.min_failed_trials} required")]
         if phq is not None:
-            found.append(Finding(f"PHQ-9 {phq.value:g}", f"at or above {policy.thresholds.severity_phq9_min:g}",
+            # How the score was read ("computed from the nine items") is part of the finding a clinician weighs.
+            note = f" ({phq.note})" if phq.note else ""
+            found.append(Finding(f"PHQ-9 {phq.value:g}{note}", f"at or above {policy.thresholds.severity_phq9_min:g}",
                                  Evidence(phq.reference, f"PHQ-9 total {phq.value:g}", phq.day)))
         return found
     if a.verdict in (Verdict.CONTINUE, Verdict.REASSESS) and a.course is not None:

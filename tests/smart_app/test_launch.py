@@ -76,6 +76,16 @@ def test_a_patient_in_a_course_sees_the_course_its_doses_and_its_response(stack:
         assert "ketamine/esketamine doses" in page.text  # its legend, in the SVG
 
 
+@pytest.mark.parametrize(("patient", "shown"), [
+    ("kc-57", "CNS depressants increase the sedation of esketamine; monitor for sedation"),  # issue 20, decision 7
+    ("kc-51", "computed from the nine items"),                                              # decision 2
+    ("kc-56", "Confirm adherence to escitalopram"),                                         # decision 6
+])
+def test_the_review_shows_what_charts_as_ehrs_publish_them_say(stack: Stack, patient: str, shown: str) -> None:
+    with stack.browser() as browser:
+        assert shown in text_of(launch_from_chart(stack, browser, patient))
+
+
 def test_an_ended_course_is_history_beside_a_first_start(stack: Stack) -> None:
     with stack.browser() as browser:
         text = text_of(launch_from_chart(stack, browser, "kc-45"))
