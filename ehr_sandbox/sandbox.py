@@ -274,7 +274,10 @@ class Sandbox:
             {"resourceType": "Encounter", "id": eid, "status": "in-progress",
              "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
              "subject": {"reference": f"Patient/{patient_id}"}, "period": {"start": stamp(dose_at)}},
-            {"resourceType": "MedicationAdministration", "id": f"{eid}-dose", "status": "completed",
+            # One demo session's dose per patient: a second press replaces the first (a patient is not dosed twice
+            # in an hour, and the discharge service counts every dose of the last day, in any encounter).
+            {"resourceType": "MedicationAdministration", "id": f"sandbox-session-dose-{patient_id}"[:64],
+             "status": "completed",
              "medicationCodeableConcept": _ESKETAMINE, "subject": {"reference": f"Patient/{patient_id}"},
              "context": {"reference": f"Encounter/{eid}"}, "effectiveDateTime": stamp(dose_at)},
             bp(f"{eid}-bp0", dose_at - dt.timedelta(minutes=10), 138, 86)]
