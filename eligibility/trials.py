@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from fhir_mapping import ClinicalFacts, Course, DataDomain, DoseSource, ObservationKind
+from fhir_mapping import ClinicalFacts, Course, DataDomain, DoseSource, GapReason, ObservationKind
 
 from .dates import months_before
 from .model import Adequacy, Criterion, Outcome, Score, TreatmentResistance, TrialAssessment
@@ -168,7 +168,15 @@ def assess_treatment_resistance(facts: ClinicalFacts, policy: Policy, as_of: dt.
     latest = max(adequate, key=lambda t: (t.end, t.start), default=None)
 
     if facts.lacks(DataDomain.MEDICATIONS):
-        status, why = Criterion.UNKNOWN, "medication history could not be fetched"
+        unreadable = [g for g in facts.gaps if DataDomain.MEDICATIONS in g.domains]
+        if unreadable and all(g.reason is GapReason.UNRESOLVED_REFERENCE for g in unreadable):
+            # The clinical reason, not the bookkeeping: the unread order may be the latest trial, and it may have
+            # responded (issue #18, item 7).
+            status, why = Criterion.UNKNOWN, (
+                f"{len(failed)} failed adequate trial(s) on record, but an antidepressant order whose drug could not "
+                "be read may be a more recent trial")
+        else:
+            status, why = Criterion.UNKNOWN, "medication history could not be fetched"
     elif latest is not None and latest.outcome is Outcome.RESPONSE:
         status, why = Criterion.NOT_MET, f"the most recent adequate trial ({latest.ingredient}) responded"
     elif len(failed) >= needed:

@@ -318,3 +318,10 @@ async def test_an_esketamine_dose_outside_the_label_is_warned(post: Post, fixtur
 async def test_a_label_dose_gets_no_dose_card(post: Post, fixture: str, mg: float) -> None:
     cards = await cards_for(post, fixture, orders=[_dosed(f"kc-{fixture}", mg)])
     assert not [c for c in cards if c["summary"].startswith("Esketamine dose outside the label")]
+
+
+async def test_an_unreadable_antidepressant_order_is_explained_clinically(post: Post) -> None:
+    """Issue 18 item 7: two failed trials on record, yet resistance unknown, and the card says why in clinical words."""
+    card = (await cards_for(post, "31"))[0]
+    assert ("Treatment resistance unknown: 2 failed adequate trial(s) on record, but an antidepressant order whose "
+            "drug could not be read may be a more recent trial") in card["detail"]
