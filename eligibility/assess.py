@@ -243,6 +243,38 @@ def _warnings(
     return warnings
 
 
+def _reasons_against(
+    depression: DepressionFinding,
+    tr: TreatmentResistance,
+    severity: Severity,
+    cis: dict[ContraindicationId, ContraindicationFinding],
+    policy: Policy,
+    course: TreatmentCourse | None = None,
+) -> tuple[bool, list[Reason]]:
+    """Whether an excluding contraindication is present, and every reason against treating: the contraindications
+    (dated in the course when there is one), then the indication not met (as it stood when a course began)."""
+    began = " when the course began" if course is not None else ""
+    reasons: list[Reason] = []
+    excluding = [cid for cid, f in cis.items()
+                 if f.status is Presence.PRESENT and policy.contraindications[cid].mode is Mode.EXCLUDE]
+    for cid in excluding:
+        since = _since_course(course, cis[cid]) if course is not None else ""
+        reasons.append(Reason(ReasonKind.CONTRAINDICATION,
+                              f"{contraindication_label(cid).capitalize()}: {cis[cid].explanation}{since}", cid))
+    if depression.status is Presence.ABSENT:
+        if depression.anxiety_evidence:
+            reasons.append(Reason(ReasonKind.ANXIETY_WITHOUT_DEPRESSION,
+                                  "Anxiety disorder without major depression: not an indication"))
+        else:
+            reasons.append(Reason(ReasonKind.DEPRESSION_ABSENT, "No active major depressive disorder on record"))
+    if tr.status is Criterion.NOT_MET:
+        reasons.append(Reason(ReasonKind.TREATMENT_RESISTANCE_NOT_MET,
+                              f"Not treatment-resistant{began}: {tr.explanation}"))
+    if severity.status is Criterion.NOT_MET:
+        reasons.append(Reason(ReasonKind.SEVERITY_NOT_MET, f"Severity below threshold{began}: {severity.explanation}"))
+    return bool(excluding), reasons
+
+
 def _decide(
     depression: DepressionFinding,
     tr: TreatmentResistance,
@@ -252,22 +284,7 @@ def _decide(
 ) -> tuple[Verdict, list[Reason]]:
     """The verdict and the reasons for it: an excluding contraindication, else a criterion not met, else anything
     unknown, else candidate."""
-    reasons: list[Reason] = []
-    excluding = [cid for cid, f in cis.items()
-                 if f.status is Presence.PRESENT and policy.contraindications[cid].mode is Mode.EXCLUDE]
-    for cid in excluding:
-        reasons.append(Reason(ReasonKind.CONTRAINDICATION,
-                              f"{contraindication_label(cid).capitalize()}: {cis[cid].explanation}", cid))
-    if depression.status is Presence.ABSENT:
-        if depression.anxiety_evidence:
-            reasons.append(Reason(ReasonKind.ANXIETY_WITHOUT_DEPRESSION,
-                                  "Anxiety disorder without major depression: not an indication"))
-        else:
-            reasons.append(Reason(ReasonKind.DEPRESSION_ABSENT, "No active major depressive disorder on record"))
-    if tr.status is Criterion.NOT_MET:
-        reasons.append(Reason(ReasonKind.TREATMENT_RESISTANCE_NOT_MET, f"Not treatment-resistant: {tr.explanation}"))
-    if severity.status is Criterion.NOT_MET:
-        reasons.append(Reason(ReasonKind.SEVERITY_NOT_MET, f"Severity below threshold: {severity.explanation}"))
+    excluding, reasons = _reasons_against(depression, tr, severity, cis, policy)
     if excluding:
         return Verdict.CONTRAINDICATED, reasons
     if reasons:
@@ -325,23 +342,7 @@ def _decide_course(
 ) -> tuple[Verdict, list[Reason]]:
     """A current course: contraindications now; the indication as it stood before the first dose; then the benefit.
     A PHQ-9 that fell during the course is its response, never a reason against it."""
-    reasons: list[Reason] = []
-    excluding = [cid for cid, f in cis.items()
-                 if f.status is Presence.PRESENT and policy.contraindications[cid].mode is Mode.EXCLUDE]
-    for cid in excluding:
-        reasons.append(Reason(ReasonKind.CONTRAINDICATION, f"{contraindication_label(cid).capitalize()}: "
-                              f"{cis[cid].explanation}{_since_course(course, cis[cid])}", cid))
-    if depression.status is Presence.ABSENT:
-        reasons.append(Reason(ReasonKind.ANXIETY_WITHOUT_DEPRESSION,
-                              "Anxiety disorder without major depression: not an indication")
-                       if depression.anxiety_evidence else
-                       Reason(ReasonKind.DEPRESSION_ABSENT, "No active major depressive disorder on record"))
-    if tr.status is Criterion.NOT_MET:
-        reasons.append(Reason(ReasonKind.TREATMENT_RESISTANCE_NOT_MET,
-                              f"Not treatment-resistant when the course began: {tr.explanation}"))
-    if severity.status is Criterion.NOT_MET:
-        reasons.append(Reason(ReasonKind.SEVERITY_NOT_MET,
-                              f"Severity below threshold when the course began: {severity.explanation}"))
+    excluding, reasons = _reasons_against(depression, tr, severity, cis, policy, course)
     if excluding:
         return Verdict.CONTRAINDICATED, reasons
     if reasons:

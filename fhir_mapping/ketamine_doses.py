@@ -17,33 +17,15 @@ from .codesets import CodeSets
 from .dates import effective_day, parse_day
 from .facts import DataDomain, DataGap, ExposureKind, GapReason, KetamineExposure, KetamineProduct, ResourceType
 from .loading import ResourcePool
-from .orders import ketamine_concept
+from .medications import referenced_medication
+from .orders import ketamine_concept, quantity_mg
 
 _GIVEN = {"completed", "in-progress"}
-_MG = {"mg", "milligram", "milligrams"}
-
-
-def _concept(pool: ResourcePool, res: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The drug of the record, and whether it could be read at all (a reference that resolves nowhere cannot)."""
-    concept = obj(res, "medicationCodeableConcept")
-    if concept:
-        return concept, True
-    reference = obj(res, "medicationReference")
-    medication = pool.resolve(text(reference, "reference") or None, res)
-    if medication is not None:
-        return obj(medication, "code"), True
-    display = text(reference, "display")
-    return ({"text": display} if display else {}), not text(reference, "reference")
 
 
 def _dose_mg(res: dict[str, Any]) -> float | None:
     """The dose given, when the record states it in mg (MedicationAdministration.dosage.dose)."""
-    dose = obj(obj(res, "dosage"), "dose")
-    value = dose.get("value")
-    unit = (text(dose, "code") or text(dose, "unit")).lower()
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 10_000 and unit in _MG:
-        return float(value)
-    return None
+    return quantity_mg(obj(obj(res, "dosage"), "dose"))
 
 
 def ketamine_doses(
@@ -60,7 +42,10 @@ def ketamine_doses(
         for res in records:
             if text(res, "status") not in _GIVEN:
                 continue
-            concept, readable = _concept(pool, res)
+            concept, medication = referenced_medication(pool, res)
+            # A reference that resolves nowhere cannot be read (its display alone may still name a drug).
+            readable = medication is not None or bool(obj(res, "medicationCodeableConcept")) \
+                or not text(obj(res, "medicationReference"), "reference")
             reference = f"{res['resourceType']}/{res['id']}"
             if not readable:
                 gaps.append(DataGap(ResourceType.MEDICATION, GapReason.UNRESOLVED_REFERENCE,

@@ -106,7 +106,7 @@ def map_medications(
             status in _SKIP_REQUEST or text(res, "intent") in _SKIP_REQUEST_INTENT
         ):
             continue
-        concept, medication = _medication_concept(pool, res)
+        concept, medication = referenced_medication(pool, res)
         names = _names(concept)
         evidence = f"{rtype}/{res['id']}"
         label = names[0] if names else "(unnamed medication)"
@@ -199,7 +199,7 @@ def _non_adherence(codesets: CodeSets, res: dict[str, Any]) -> tuple[dt.date | N
 
 def _statement_not_taken(pool: ResourcePool, codesets: CodeSets, res: dict[str, Any]) -> NonAdherence | None:
     """A MedicationStatement 'not-taken' of an antidepressant: the days it covers were not taken as prescribed."""
-    concept, medication = _medication_concept(pool, res)
+    concept, medication = referenced_medication(pool, res)
     ident = _identify(codesets, concept, _names(concept), medication)
     if ident is None or not pool.valid(res):
         return None
@@ -232,7 +232,8 @@ def _segments(phases: list[Any], start: dt.date, end: dt.date | None, length_kno
     return segments
 
 
-def _medication_concept(pool: ResourcePool, res: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def referenced_medication(pool: ResourcePool, res: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The drug of a record (its concept, or its referenced Medication's code) and that Medication when resolved."""
     concept = obj(res, "medicationCodeableConcept")
     if concept:
         return concept, None

@@ -72,6 +72,18 @@ def ketamine_concept(concept: Mapping[str, Any], codesets: CodeSets | None = Non
     return found, esketamine
 
 
+_MG_UNITS = ("mg", "milligram", "milligrams")
+
+
+def quantity_mg(quantity: Mapping[str, Any]) -> float | None:
+    """A dose Quantity in mg (``code`` or ``unit``), when finite and sane; else None (no unit conversion)."""
+    value = quantity.get("value")
+    unit = (text(quantity, "code") or text(quantity, "unit")).lower()
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 10_000 and unit in _MG_UNITS:
+        return float(value)
+    return None
+
+
 def medication_concept(resource: Mapping[str, Any]) -> dict[str, Any]:
     """The drug of a MedicationRequest or MedicationAdministration: its concept, a contained Medication's code, or a
     reference's display."""
@@ -99,10 +111,7 @@ def ketamine_order(order: Mapping[str, Any], codesets: CodeSets | None = None) -
     words += " " + " ".join(text(n, "text") for n in arr(order, "note"))
     dose = next((obj(r, "doseQuantity") for d in arr(order, "dosageInstruction") for r in arr(d, "doseAndRate")
                  if obj(r, "doseQuantity")), {})
-    value = dose.get("value")
-    unit = (text(dose, "code") or text(dose, "unit")).lower()
-    dose_mg = float(value) if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 10_000 \
-        and unit in ("mg", "milligram", "milligrams") else None
+    dose_mg = quantity_mg(dose)
     return KetamineOrder(
         reference=f"MedicationRequest/{text(order, 'id')}",
         name=names[0] if names else "ketamine",

@@ -189,7 +189,9 @@ def run_screen(opts: ScreenOptions) -> dict[str, Any]:
         results_dir = work / "results"
         results_dir.mkdir(exist_ok=True, mode=0o700)
         t0 = time.monotonic()
-        done = _assess(opts, work, results_dir, data_files, inventory, progress, int(state.get("patients", 0)))
+        done = _assess(opts, work, results_dir, data_files, _gaps(inventory, opts.allow_missing_types,
+                                                                  state.get("types_seen", [])),
+                       progress, int(state.get("patients", 0)))
         timings["assess_s"] = round(time.monotonic() - t0, 3)
         t0 = time.monotonic()
         results = ordered(_read_results(done))
@@ -216,15 +218,13 @@ def run_screen(opts: ScreenOptions) -> dict[str, Any]:
         signal.signal(signal.SIGINT, previous_int)
 
 
-def _assess(opts: ScreenOptions, work: Path, results_dir: Path, data_files: Sequence[Any], inventory: Inventory,
+def _assess(opts: ScreenOptions, work: Path, results_dir: Path, data_files: Sequence[Any], gaps: list[DataGap],
             progress: Callable[..., None], patients: int) -> list[Path]:
     parts = sorted((work / "parts").glob("bucket=*"), key=lambda p: int(p.name.split("=")[1])) \
         if (work / "parts").exists() else []
     todo = [(p, results_dir / f"{p.name}.jsonl") for p in parts]
     pending = [(p, r) for p, r in todo if not r.exists()]
     file_names = [f.path.name for f in data_files]
-    state = json.loads((work / "state.json").read_text(encoding="utf-8"))
-    gaps = _gaps(inventory, opts.allow_missing_types, state.get("types_seen", []))
     initargs = (work / "medications.parquet", file_names, gaps, opts.policy, opts.as_of, opts.pseudonymize_key)
     finished = len(todo) - len(pending)
     assessed = 0
