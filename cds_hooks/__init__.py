@@ -2,10 +2,11 @@
 
 from .auth import JwksCache, JwtRejected, JwtVerifier, ReplayStore, TrustedClient, VerifiedCaller
 from .cards import OVERRIDE_REASONS, CardContext, order_cards, patient_view_card
+from .definitions import SERVICES, CdsOptions, ServiceDefinition
 from .errors import CdsError
 from .models import Card, CdsRequest, CdsResponse, FeedbackRequest
 from .prefetch import PREFETCH_KEYS, TEMPLATES, gather_patient_data
-from .service import SERVICES, CdsOptions, build_router, handle_cds_error
+from .router import build_router, handle_cds_error
 
 __all__ = [
     "OVERRIDE_REASONS",
@@ -23,6 +24,7 @@ __all__ = [
     "JwtRejected",
     "JwtVerifier",
     "ReplayStore",
+    "ServiceDefinition",
     "TrustedClient",
     "VerifiedCaller",
     "build_router",

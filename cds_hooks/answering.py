@@ -1,5 +1,6 @@
-"""The steps every service's answer shares: fetch what prefetch did not send, refuse (412) without the patient,
-record the issued cards, write the audit line, send the cards."""
+"""The steps every service's answer shares: the call's audit fields, fetch what prefetch did not send, refuse (412)
+without the patient, record the issued cards, write the audit line, send the cards. Below the services
+(``orders.py``, ``sessions.py``), which use them; it imports none of them."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from fhir_mapping import SEARCHES, ClientSettings, Search
 from storage import IssuedCard
 
-from .audit import audit
+from .audit import audit, patient_hash
 from .errors import RequiredDataMissing
 from .models import Card, CardKind, CdsRequest, Indicator, Source
 from .prefetch import PatientData, gather_patient_data
@@ -23,11 +24,21 @@ from .session_cards import markdown_text
 
 if TYPE_CHECKING:
     from .auth import VerifiedCaller
-    from .service import CdsOptions, ServiceDefinition
+    from .definitions import CdsOptions, ServiceDefinition
 
 
 def elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
+
+
+def call_log(options: CdsOptions, service: ServiceDefinition, req: CdsRequest,
+             caller: VerifiedCaller | None) -> dict[str, Any]:
+    """The fields every audit line of this call carries (the patient only as a salted hash)."""
+    return {
+        "service": service.id, "hookInstance": req.hookInstance, "issuer": caller.issuer if caller else None,
+        "tenant": caller.tenant if caller else None,
+        "patient": patient_hash(str(req.context["patientId"]), options.audit_salt),
+    }
 
 
 def client_settings(options: CdsOptions) -> ClientSettings:

@@ -1,6 +1,7 @@
 """The session services: ``ketamine-session-book`` (appointment-book) and ``ketamine-session-discharge``
-(encounter-discharge). Same intake, JWT, 412, prefetch, feedback and audit as the order services (``service.py``);
-their own searches, rules (``eligibility.sessions``) and cards (``session_cards.py``)."""
+(encounter-discharge). The same intake, JWT, feedback (``router.py``) and answering steps (412, prefetch, audit:
+``answering.py``) as the order services; their own searches, rules (``eligibility.sessions``) and cards
+(``session_cards.py``). A peer of ``orders.py``: neither imports the other."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from .session_cards import BLIND_REASONS, blind_card, session_cards
 
 if TYPE_CHECKING:
     from .auth import VerifiedCaller
-    from .service import CdsOptions, ServiceDefinition
+    from .definitions import CdsOptions, ServiceDefinition
 
 
 def _unknown(pool: ResourcePool) -> frozenset[DataDomain]:

@@ -72,12 +72,12 @@ async def test_a_body_that_is_not_json_by_its_content_type_is_415(cds: Any, keys
 
 async def test_an_unexpected_failure_is_a_500_whose_log_holds_no_phi(
         settings: Settings, keys: Keys, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    import cds_hooks.service
+    import cds_hooks.orders
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise KeyError("Patient/kc-01 Alma Rivera 1986-04-12")
 
-    monkeypatch.setattr(cds_hooks.service, "assess_pool", boom)
+    monkeypatch.setattr(cds_hooks.orders, "assess_pool", boom)
     async with make_client(settings) as client:
         path = "/cds-services/ketamine-order-sign"
         with caplog.at_level(logging.DEBUG):

@@ -1,41 +1,28 @@
-"""The CDS Hooks HTTP face: discovery, the three services, and feedback.
+"""The CDS Hooks HTTP routes: discovery, the five services, and feedback. The router reads and checks a call,
+then dispatches it to its service's answer (``orders.py`` or ``sessions.py``); it answers nothing itself.
 
 Request handling, in order: unknown service → 404; the caller's JWT → 401 with no detail; body over the limit →
-413; malformed JSON, a wrong hook or missing context → 400; Patient or Conditions unobtainable → 412. Every error
-body is an OperationOutcome. An order that is not for ketamine or esketamine gets ``{"cards": []}`` at once.
+413; malformed JSON, a wrong hook or missing context → 400; then the service's answer (Patient or Conditions
+unobtainable → 412). Every error body is an OperationOutcome.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import json
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from eligibility import Policy, assess_pool
-from fhir_mapping import (
-    BOOKING_SEARCHES,
-    DISCHARGE_SEARCHES,
-    SEARCHES,
-    KetamineOrder,
-    Search,
-    ketamine_order,
-)
-from storage import CardNotIssued, FeedbackRecord, Storage, StorageUnavailable
+from storage import CardNotIssued, FeedbackRecord, StorageUnavailable
 
-from .answering import fetch_data, no_cards, require_patient, send_cards
-from .audit import audit, bounded, patient_hash
-from .auth import JwtRejected, JwtVerifier, VerifiedCaller
-from .cards import CardContext, order_cards, patient_view_card
+from .answering import call_log
+from .audit import audit, bounded
+from .auth import JwtRejected, VerifiedCaller
+from .definitions import SERVICES, CdsOptions, ServiceDefinition
 from .errors import (
     BadRequest,
     CdsError,
@@ -46,49 +33,10 @@ from .errors import (
     UnknownService,
     error_response,
 )
-from .models import FHIR_ID, FHIR_REFERENCE, Card, CdsRequest, FeedbackRequest, Hook, Indicator
+from .models import FHIR_ID, FHIR_REFERENCE, CdsRequest, FeedbackRequest, Hook
+from .orders import answer_order
 from .sessions import answer_session
 
-
-@dataclass(frozen=True, slots=True)
-class ServiceDefinition:
-    id: str
-    hook: Hook
-    title: str
-    description: str
-    usage_requirements: str
-    searches: tuple[Search, ...] = SEARCHES
-
-    def discovery(self) -> dict[str, Any]:
-        return {"hook": self.hook, "id": self.id, "title": self.title, "description": self.description,
-                "usageRequirements": self.usage_requirements,
-                "prefetch": {s.key: s.template() for s in self.searches}}
-
-
-_USAGE = ("Grant read access to Patient, Condition, MedicationStatement, MedicationRequest, Observation and "
-          "AllergyIntolerance for the patient (prefetch or fhirAuthorization). Without Patient and Condition the "
-          "service answers 412.")
-SERVICES: dict[str, ServiceDefinition] = {s.id: s for s in (
-    ServiceDefinition("ketamine-order-select", Hook.ORDER_SELECT, "Ketamine/esketamine eligibility (order select)",
-                      "When a ketamine or esketamine order is selected: treatment-resistant depression, severity, "
-                      "contraindications and missing work-up, as guidance cards.", _USAGE),
-    ServiceDefinition("ketamine-order-sign", Hook.ORDER_SIGN, "Ketamine/esketamine eligibility (order sign)",
-                      "When a ketamine or esketamine order is signed: the same checks on every draft order.", _USAGE),
-    ServiceDefinition("ketamine-patient-view", Hook.PATIENT_VIEW, "Ketamine/esketamine monitoring reminders",
-                      "Silent, except a monitoring reminder for active ketamine/esketamine therapy (and, when the "
-                      "policy enables it, a note that treatment-resistant depression criteria are met).", _USAGE),
-    ServiceDefinition("ketamine-session-book", Hook.APPOINTMENT_BOOK, "Esketamine/ketamine session booking",
-                      "When a ketamine or esketamine treatment session is booked: the current assessment when it is "
-                      "not 'criteria met', a slot too short for the dose and 2 hours of monitoring, more sessions "
-                      "than the dosing schedule allows, an elevated recent blood pressure, transport home.",
-                      _USAGE + " Also Appointment (the patient's other sessions).", BOOKING_SEARCHES),
-    ServiceDefinition("ketamine-session-discharge", Hook.ENCOUNTER_DISCHARGE, "Esketamine/ketamine session discharge",
-                      "When a patient is discharged from an encounter in which ketamine or esketamine was given: "
-                      "2 hours of monitoring after the last dose, blood pressure after the dose, the REMS "
-                      "monitoring form and no driving for outpatients. Silent when no dose was given.",
-                      "Grant read access to Patient, Encounter, MedicationAdministration and Observation for the "
-                      "patient. Without Patient the service answers 412.", DISCHARGE_SEARCHES),
-)}
 _REQUIRED_CONTEXT = {
     Hook.PATIENT_VIEW: ("userId", "patientId"),
     Hook.ORDER_SELECT: ("userId", "patientId", "selections", "draftOrders"),
@@ -97,39 +45,6 @@ _REQUIRED_CONTEXT = {
     Hook.ENCOUNTER_DISCHARGE: ("userId", "patientId", "encounterId"),
 }
 _ORDER_HOOKS = frozenset({Hook.ORDER_SELECT, Hook.ORDER_SIGN})
-
-
-@dataclass(slots=True)
-class CdsOptions:
-    public_base_url: str
-    policy: Policy
-    storage: Storage
-    verifier: JwtVerifier | None
-    discovery_requires_auth: bool = False
-    max_body_bytes: int = 5_000_000
-    fhir_budget_s: float = 2.5
-    smart_launch_url: str | None = None
-    audit_salt: str = "ketamine-cds"
-    fhir_max_response_bytes: int = 20_000_000
-    fhir_max_total_bytes: int = 60_000_000
-    http: httpx.AsyncClient | None = None
-    today: Callable[[], dt.date] = field(default=dt.date.today)
-    #: order-sign leaves out a non-critical card that order-select showed, unchanged, this recently.
-    repeat_window_s: float = 300.0
-    #: "Now" for the session rules: the request time (tests pass a clock).
-    now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
-    #: ``system|code`` of appointment types that are ketamine/esketamine treatment sessions ([sessions] settings).
-    session_codes: frozenset[str] = frozenset()
-    #: The time zone of the times written on session cards (None: the offset each time was recorded with).
-    display_tz: dt.tzinfo | None = None
-    #: At most this many entries in an appointment-book request's ``context.appointments`` (over it: 400). Each
-    #: appointment is validated and read, and each can give several cards: unbounded, one request stalled a replica.
-    max_session_appointments: int = 50
-    #: At most this many cards in one answer (over it: the most urgent, and one card saying what was left out).
-    max_cards: int = 20
-
-    def endpoint(self, path: str) -> str:
-        return self.public_base_url.rstrip("/") + path
 
 
 _Body = TypeVar("_Body", CdsRequest, FeedbackRequest)
@@ -201,8 +116,6 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-
-
 def _check_context(req: CdsRequest, service: ServiceDefinition, max_appointments: int = 50) -> None:
     if req.hook != service.hook:
         raise BadRequest(400, "invalid", f"service {service.id} answers hook {service.hook}, not {req.hook}")
@@ -240,44 +153,6 @@ def _check_context(req: CdsRequest, service: ServiceDefinition, max_appointments
         selections = context.get("selections")
         if not isinstance(selections, list) or not all(isinstance(x, str) and len(x) <= 200 for x in selections):
             raise BadRequest(400, "invalid", "context.selections must be an array of references")
-
-
-def _ketamine_orders(req: CdsRequest) -> list[KetamineOrder]:
-    entries = req.context["draftOrders"].get("entry") or []
-    resources: list[dict[str, Any]] = [
-        e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)
-    ]
-    if req.hook == Hook.ORDER_SELECT:
-        selected = {str(s) for s in req.context.get("selections") or []}
-        resources = [r for r in resources if f"{r.get('resourceType')}/{r.get('id')}" in selected]
-    return [o for r in resources if (o := ketamine_order(r)) is not None]
-
-
-def _card_digest(caller: VerifiedCaller | None, ctx: CardContext, card: Card) -> str:
-    """Who was shown what, for which draft orders: the same card for the same orders hashes the same (its uuid,
-    links and suggestion ids, fresh on every call, are left out)."""
-    content = json.dumps({
-        "issuer": caller.issuer if caller else None, "tenant": caller.tenant if caller else None,
-        "patient": ctx.patient_id, "orders": sorted(o.reference for o in ctx.orders), "kind": card.kind,
-        "indicator": card.indicator, "summary": card.summary, "detail": card.detail,
-    }, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(content.encode()).hexdigest()
-
-
-async def _without_repeats(options: CdsOptions, service: ServiceDefinition, caller: VerifiedCaller | None,
-                           ctx: CardContext, cards: list[Card]) -> tuple[list[Card], int]:
-    """order-select remembers what it showed; order-sign leaves out those cards when unchanged, except critical
-    ones (a contraindication is shown again at the moment of signing, whatever was shown before)."""
-    if options.repeat_window_s <= 0 or service.hook is Hook.PATIENT_VIEW or not cards:
-        return cards, 0
-    digests = {card.uuid: _card_digest(caller, ctx, card) for card in cards}
-    if service.hook is Hook.ORDER_SELECT:
-        await options.storage.remember_shown(digests.values(), options.repeat_window_s)
-        return cards, 0
-    shown = await options.storage.recently_shown(
-        d for c in cards if c.indicator is not Indicator.CRITICAL for d in (digests[c.uuid],))
-    kept = [c for c in cards if digests[c.uuid] not in shown]
-    return kept, len(cards) - len(kept)
 
 
 def _text_field(value: Any, key: str) -> str | None:
@@ -382,34 +257,11 @@ def build_router(options: CdsOptions) -> APIRouter:
     return router
 
 
+_ANSWERS = {Hook.ORDER_SELECT: answer_order, Hook.ORDER_SIGN: answer_order, Hook.PATIENT_VIEW: answer_order,
+            Hook.APPOINTMENT_BOOK: answer_session, Hook.ENCOUNTER_DISCHARGE: answer_session}
+
+
 async def _answer(options: CdsOptions, service: ServiceDefinition, req: CdsRequest,
                   caller: VerifiedCaller | None, started: float) -> Response:
-    patient_id = str(req.context["patientId"])
-    log: dict[str, Any] = {
-        "service": service.id, "hookInstance": req.hookInstance, "issuer": caller.issuer if caller else None,
-        "tenant": caller.tenant if caller else None, "patient": patient_hash(patient_id, options.audit_salt),
-    }
-    if service.hook in (Hook.APPOINTMENT_BOOK, Hook.ENCOUNTER_DISCHARGE):
-        return await answer_session(options, service, req, caller, started, log)
-    orders: list[KetamineOrder] = []
-    if service.hook is not Hook.PATIENT_VIEW:
-        orders = _ketamine_orders(req)
-        if not orders:
-            return no_cards(log, started)
-    data = await fetch_data(options, req, patient_id)
-    gaps = require_patient(data, patient_id, log, started)
-    as_of = options.today()
-    assessment, _ = assess_pool(data.pool, options.policy, as_of, patient_id)
-    ctx = CardContext(
-        hook_instance=req.hookInstance, patient_id=patient_id, user_id=req.context.get("userId"),
-        encounter_id=req.context.get("encounterId"), orders=tuple(orders),
-        smart_launch_url=options.smart_launch_url,
-    )
-    if service.hook is Hook.PATIENT_VIEW:
-        card = patient_view_card(assessment, options.policy, ctx)
-        cards = [card] if card else []
-    else:
-        cards = order_cards(assessment, options.policy, ctx)
-    cards, repeated = await _without_repeats(options, service, caller, ctx, cards)
-    return await send_cards(options, service, req, caller, cards, log, started, verdict=assessment.verdict.value,
-                            cards_not_repeated=repeated, data_gaps=gaps, fetched=len(data.queries))
+    """Dispatch to the service's answer, with the call's audit fields."""
+    return await _ANSWERS[service.hook](options, service, req, caller, started, call_log(options, service, req, caller))
