@@ -1,13 +1,15 @@
 """Benchmark: ``ketamine-cds screen`` over a generated Bulk export, against json.loads and against assess_pool.
 
-    uv run python bench/screen.py [--patients 2000] [--noise 20] [--workers 2] [--memory-limit 256MB]
+    uv run python bench/screen.py [--patients 2000 6000] [--engine local dask] [--noise 20] [--workers 2]
+                                  [--memory-limit 256MB]
 
 Builds an export of about N patients (the fixture patients cloned, with rule-neutral noise so a patient weighs tens
 of KB, as an EHR's does), runs the real CLI in a subprocess, and prints: patients per second, the peak PSS of the
 whole process tree (sampled from /proc every 0.1 s), the run's time over json.loads of the same bytes, and the
 per-patient time of the screen against a loop of ``assess_pool(pool, patient_id=...)`` over the whole export
 (sampled on 20 patients). Goals (issue #16): >= 200 patients/s at 6,000 patients with peak PSS <= 800 MB at 256MB,
-and >= 25x faster per patient than the loop at 2,000.
+and >= 25x faster per patient than the loop at 2,000; ``--engine dask`` on a 2-worker LocalCluster >= 140
+patients/s; throughput at 6,000 >= 0.9x throughput at 2,000.
 """
 
 from __future__ import annotations
@@ -66,53 +68,72 @@ def _json_loads_s(folder: Path) -> tuple[float, int]:
     return time.perf_counter() - t0, size
 
 
-def run(patients: int, noise: int, workers: int, memory_limit: str, sample: int) -> None:
+def _screen(bulk: Path, out: Path, engine: str, workers: int, memory_limit: str) -> tuple[int, float, float]:
+    """(patients, wall seconds, peak PSS MB) of one real CLI run in a subprocess."""
+    cmd = [sys.executable, "-m", "ketamine_cds.cli", "screen", "--bulk", str(bulk), "--out", str(out),
+           "--as-of", "2026-11-01", "--workers", str(workers), "--memory-limit", memory_limit,
+           "--progress", "none", "--engine", engine]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, _pss_mb(_tree(proc.pid)))
+        time.sleep(0.1)
+    wall = time.perf_counter() - t0
+    stdout, stderr = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"screen failed: {stderr.decode()[-500:]}")
+    return int(json.loads(stdout)["patients"]), wall, peak
+
+
+def run(patients: int, noise: int, engines: list[str], workers: int, memory_limit: str,
+        sample: int) -> dict[str, float]:
+    """Patients per second of each engine on one export of about ``patients`` patients."""
     clones = max(1, -(-patients // len(fixture_resources())))
+    rates: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        bulk, out = Path(tmp) / "bulk", Path(tmp) / "out"
+        bulk = Path(tmp) / "bulk"
         build(bulk, clones=clones, noise_per_patient=noise)
         loads_s, size = _json_loads_s(bulk)
-        cmd = [sys.executable, "-m", "ketamine_cds.cli", "screen", "--bulk", str(bulk), "--out", str(out),
-               "--as-of", "2026-11-01", "--workers", str(workers), "--memory-limit", memory_limit,
-               "--progress", "none"]
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        peak = 0.0
-        while proc.poll() is None:
-            peak = max(peak, _pss_mb(_tree(proc.pid)))
-            time.sleep(0.1)
-        wall = time.perf_counter() - t0
-        stdout, stderr = proc.communicate()
-        if proc.returncode != 0:
-            raise SystemExit(f"screen failed: {stderr.decode()[-500:]}")
-        n = json.loads(stdout)["patients"]
-        print(f"patients {n}, {size / 1e6:.1f} MB ({size / n / 1e3:.0f} KB per patient), workers {workers}, "
-              f"--memory-limit {memory_limit}")
-        print(f"  screen: {wall:.1f} s, {n / wall:.0f} patients/s, peak PSS of the process tree {peak:.0f} MB")
-        print(f"  json.loads of the same bytes: {loads_s:.2f} s; screen / json.loads = {wall / loads_s:.1f}x")
-        if sample:
-            pool = read_path(bulk)
-            policy = load_policy("default")
-            ids = sorted(r["id"] for r in pool.resources if r["resourceType"] == "Patient")[:sample]
-            t0 = time.perf_counter()
-            for pid in ids:
-                assess_pool(pool, policy, dt.date(2026, 11, 1), pid)
-            loop = (time.perf_counter() - t0) / len(ids)
-            per_patient = wall / n
-            print(f"  assess_pool over the whole export: {loop * 1000:.1f} ms per patient; screen "
-                  f"{per_patient * 1000:.2f} ms per patient; {loop / per_patient:.0f}x faster per patient")
+        for engine in engines:
+            n, wall, peak = _screen(bulk, Path(tmp) / f"out-{engine}", engine, workers, memory_limit)
+            rates[engine] = n / wall
+            print(f"patients {n}, {size / 1e6:.1f} MB ({size / n / 1e3:.0f} KB per patient), --engine {engine}, "
+                  f"workers {workers}, --memory-limit {memory_limit}")
+            print(f"  screen: {wall:.1f} s, {n / wall:.0f} patients/s, peak PSS of the process tree {peak:.0f} MB")
+            print(f"  json.loads of the same bytes: {loads_s:.2f} s; screen / json.loads = {wall / loads_s:.1f}x")
+            if sample and engine == engines[0]:
+                _against_the_loop(bulk, sample, wall / n)
+    return rates
+
+
+def _against_the_loop(bulk: Path, sample: int, per_patient: float) -> None:
+    pool = read_path(bulk)
+    policy = load_policy("default")
+    ids = sorted(r["id"] for r in pool.resources if r["resourceType"] == "Patient")[:sample]
+    t0 = time.perf_counter()
+    for pid in ids:
+        assess_pool(pool, policy, dt.date(2026, 11, 1), pid)
+    loop = (time.perf_counter() - t0) / len(ids)
+    print(f"  assess_pool over the whole export: {loop * 1000:.1f} ms per patient; screen "
+          f"{per_patient * 1000:.2f} ms per patient; {loop / per_patient:.0f}x faster per patient")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--patients", type=int, nargs="+", default=[2000, 6000])
+    parser.add_argument("--engine", nargs="+", choices=("local", "dask"), default=["local", "dask"])
     parser.add_argument("--noise", type=int, default=20, help="noise resource sets per patient (5 resources each)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-limit", default="256MB")
     parser.add_argument("--sample", type=int, default=20, help="patients timed with assess_pool (0: skip)")
     args = parser.parse_args()
-    for i, n in enumerate(args.patients):
-        run(n, args.noise, args.workers, args.memory_limit, args.sample if i == 0 else 0)
+    by_size = [run(n, args.noise, args.engine, args.workers, args.memory_limit, args.sample if i == 0 else 0)
+               for i, n in enumerate(args.patients)]
+    if len(by_size) > 1:
+        for engine in args.engine:
+            print(f"linearity, --engine {engine}: throughput at {args.patients[-1]} / at {args.patients[0]} = "
+                  f"{by_size[-1][engine] / by_size[0][engine]:.2f}x")
 
 
 if __name__ == "__main__":

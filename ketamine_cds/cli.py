@@ -90,7 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     screen.add_argument("--out", type=Path, required=True, metavar="OUTDIR", help="where the outputs go (0700)")
     screen.add_argument("--as-of", type=_date, default=None, metavar="YYYY-MM-DD", help="evaluation date")
     screen.add_argument("--policy", default="default", help="policy id or a path to a policy TOML file")
-    screen.add_argument("--engine", choices=("local", "dask"), default="local")
+    screen.add_argument("--engine", choices=("local", "dask"), default="local",
+                        help="local: DuckDB and a process pool (default); dask: a Dask cluster")
+    screen.add_argument("--scheduler", metavar="tcp://HOST:PORT|tls://HOST:PORT",
+                        help="--engine dask: join this scheduler (tcp:// on this machine only); default: start a "
+                             "LocalCluster of --workers on 127.0.0.1")
     screen.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N")
     screen.add_argument("--memory-limit", metavar="SIZE", help="DuckDB's memory limit, e.g. 256MB (spills past it)")
     screen.add_argument("--buckets", type=int, metavar="N", help="patient buckets (default: from the input size)")
@@ -517,6 +521,8 @@ def _screen(args: argparse.Namespace) -> int:
         raise CliError("--fhir-server needs --client-id and --private-key (SMART Backend Services)")
     if args.workers < 1 or (args.buckets is not None and args.buckets < 1):
         raise CliError("--workers and --buckets must be at least 1")
+    if args.scheduler and args.engine != "dask":
+        raise CliError("--scheduler is for --engine dask")
     policy_path = Path(args.policy)
     policy = load_policy_file(policy_path) if args.policy.endswith(".toml") else load_policy(args.policy)
     policy_text = policy_path.read_bytes() if args.policy.endswith(".toml") else args.policy.encode("utf-8")
@@ -543,7 +549,8 @@ def _screen(args: argparse.Namespace) -> int:
     opts = ScreenOptions(bulk=bulk, out=args.out, as_of=args.as_of or dt.date.today(), policy=policy,
                          policy_text=policy_text, workers=args.workers, buckets=args.buckets,
                          memory_limit=args.memory_limit, resume=args.resume, progress=args.progress,
-                         allow_missing_types=allowed, pseudonymize_key=key, engine=args.engine)
+                         allow_missing_types=allowed, pseudonymize_key=key, engine=args.engine,
+                         scheduler=args.scheduler)
     try:
         summary = run_screen(opts)
     except ScreenError as exc:

@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,14 +98,22 @@ def _medication_refs(resources: Sequence[dict[str, Any]]) -> list[str]:
     return found
 
 
-def _patients(paths: Sequence[Path]) -> Iterator[tuple[str, list[tuple[int, int, str]]]]:
-    """(patient key, its lines in (file, line) order), patient by patient in key order."""
+Row = tuple[str, int, int, str]  # (patient key, file index, line number, line)
+
+
+def parquet_rows(paths: Sequence[Path]) -> list[Row]:
+    """The rows of one bucket's Parquet parts (the local engine's buckets), in (patient, file, line) order."""
     con = duckdb.connect()
     try:
         files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
         rows = con.execute(f"SELECT pkey, f, n, line FROM read_parquet([{files}]) ORDER BY pkey, f, n").fetchall()
     finally:
         con.close()
+    return [(str(k), int(f), int(n), str(line)) for k, f, n, line in rows]
+
+
+def _patients(rows: Iterable[Row]) -> Iterator[tuple[str, list[tuple[int, int, str]]]]:
+    """(patient key, its lines in (file, line) order), patient by patient, from rows sorted by (patient, file, line)."""
     current: str | None = None
     lines: list[tuple[int, int, str]] = []
     for pkey, f, n, line in rows:
@@ -113,7 +121,7 @@ def _patients(paths: Sequence[Path]) -> Iterator[tuple[str, list[tuple[int, int,
             if current is not None:
                 yield current, lines
             current, lines = pkey, []
-        lines.append((int(f), int(n), str(line)))
+        lines.append((f, n, line))
     if current is not None:
         yield current, lines
 
@@ -147,14 +155,27 @@ def load_medications(path: Path) -> dict[str, tuple[int, int, str]]:
     return table
 
 
-def assess_bucket(paths: Sequence[Path], file_names: Sequence[str], medications: dict[str, tuple[int, int, str]],
+def assess_bucket(rows: Iterable[Row], file_names: Sequence[str], medications: dict[str, tuple[int, int, str]],
                   gaps: Sequence[DataGap], policy: Policy, as_of: dt.date,
                   pseudonymize_key: bytes | None = None) -> list[PatientResult]:
-    """Every patient of one bucket (its Parquet parts), assessed."""
+    """Every patient of one bucket, assessed: ``rows`` sorted by (patient, file, line), whichever engine made them."""
     results = []
-    for key, lines in _patients(paths):
+    for key, lines in _patients(rows):
         a = assess_patient(key, lines, file_names, medications, gaps, policy, as_of)
         name = pseudonym(key, pseudonymize_key)
         document = "" if pseudonymize_key else json.dumps(assessment_to_json(a), indent=2)
         results.append(PatientResult(name, priority(a), worklist_row(a, name), document))
     return results
+
+
+def result_line(r: PatientResult) -> str:
+    """One patient's result as a line of its bucket's result file (every engine writes the same)."""
+    return json.dumps([r.patient, r.priority, r.row, r.assessment])
+
+
+def result_lines(results: Sequence[PatientResult]) -> bytes:
+    return "".join(result_line(r) + "\n" for r in results).encode("utf-8")
+
+
+def read_results(text: str) -> list[PatientResult]:
+    return [PatientResult(*json.loads(line)) for line in text.splitlines()]

@@ -49,17 +49,27 @@ def _csv(rows: Sequence[dict[str, Any]]) -> bytes:
 
 
 def _parquet(path: Path, columns: dict[str, str], rows: Sequence[Sequence[Any]]) -> None:
+    """Rows to Parquet through DuckDB's NDJSON reader (``executemany`` inserts row by row: 1 s per 1,000 patients),
+    in the order given; the staging file is private and deleted."""
     tmp = path.with_name(path.name + ".tmp")
+    staged = path.with_name(path.name + ".tmp.ndjson")
+    write_private(staged, "".join(json.dumps(dict(zip(columns, row, strict=True))) + "\n"
+                                  for row in rows).encode("utf-8"))
     con = duckdb.connect()
     try:
-        con.execute("CREATE TABLE t (" + ", ".join(f'"{c}" {t}' for c, t in columns.items()) + ")")
-        if rows:
-            con.executemany("INSERT INTO t VALUES (" + ", ".join("?" for _ in columns) + ")", rows)
-        con.execute(f"COPY t TO '{str(tmp).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
+        spec = "{" + ", ".join(f"{_quote(c)}: {_quote(t)}" for c, t in columns.items()) + "}"
+        source = (f"read_json({_quote(str(staged))}, format = 'newline_delimited', columns = {spec})" if rows else
+                  "(SELECT " + ", ".join(f"NULL::{t} AS \"{c}\"" for c, t in columns.items()) + " WHERE false)")
+        con.execute(f"COPY (SELECT * FROM {source}) TO {_quote(str(tmp))} (FORMAT parquet)")
     finally:
         con.close()
+        staged.unlink(missing_ok=True)
     tmp.replace(path)
     path.chmod(0o600)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 _TYPES = {"patient": "VARCHAR", "verdict": "VARCHAR", "treatment_resistance": "VARCHAR", "severity": "VARCHAR",

@@ -15,6 +15,7 @@ import gzip
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -55,14 +56,22 @@ CASE
   ELSE regexp_extract(ref, '[^:]*$')
 END
 """
+# Every field the partition reads, extracted in one parse of the line (each ``json_extract`` of its own would parse
+# the whole resource again): ``x[1]`` … ``x[11]`` below.
+_PATHS = ("$.resourceType", "$.id", "$.subject", "$.subject.reference", "$.patient", "$.patient.reference",
+          "$.effectiveDateTime", "$.effectivePeriod.start", "$.effectivePeriod.end", "$.effectiveInstant",
+          "$.issued")
+_EXTRACT = "json_extract({text}, [" + ", ".join(f"'{p}'" for p in _PATHS) + "])"
+_RTYPE, _RID = "json_extract_string(x[1], '$')", "json_extract_string(x[2], '$')"
 # ``subject`` when it is a non-empty object, else ``patient`` (``obj(r, "subject") or obj(r, "patient")``).
 REF_SQL = """
 CASE
-  WHEN json_type(j, '$.subject') = 'OBJECT' AND json_extract(j, '$.subject')::VARCHAR <> '{}'
-    THEN json_extract_string(j, '$.subject.reference')
-  WHEN json_type(j, '$.patient') = 'OBJECT' THEN json_extract_string(j, '$.patient.reference')
+  WHEN json_type(x[3]) = 'OBJECT' AND x[3]::VARCHAR <> '{}' THEN json_extract_string(x[4], '$')
+  WHEN json_type(x[5]) = 'OBJECT' THEN json_extract_string(x[6], '$')
 END
 """
+# What the effective day of an Observation is read from, first present first.
+_DAY_FIELDS = "coalesce(" + ", ".join(f"json_extract_string(x[{i}], '$')" for i in range(7, 12)) + ")"
 # The day an Observation applies (``fhir_mapping.dates.effective_day``): only a value that parses is compared, and a
 # line is dropped only when it is certainly older than every rule reads; anything doubtful is kept for the mapping.
 _DAY_SQL = """
@@ -77,9 +86,8 @@ END AS DATE)
 def key_sql_function(con: duckdb.DuckDBPyConnection) -> None:
     """``patient_key_of(json_text)``: the key as the partition step computes it (for tests against the mapping)."""
     con.execute(f"""CREATE OR REPLACE MACRO patient_key_of(txt) AS (
-        WITH x AS (SELECT txt::JSON AS j), y AS (
-            SELECT json_extract_string(j, '$.resourceType') AS rtype, json_extract_string(j, '$.id') AS rid,
-                   {REF_SQL} AS ref FROM x)
+        WITH e AS (SELECT {_EXTRACT.format(text="txt")} AS x), y AS (
+            SELECT {_RTYPE} AS rtype, {_RID} AS rid, {REF_SQL} AS ref FROM e)
         SELECT {KEY_SQL} FROM y)""")
 
 
@@ -103,6 +111,59 @@ def _read_python(con: duckdb.DuckDBPyConnection, index: int, f: BulkFile) -> int
     return bad
 
 
+def _connect(work: Path, memory_limit: str | None, threads: int | None) -> duckdb.DuckDBPyConnection:
+    """An in-memory database that spills to ``work/spill`` past the memory limit (a database file would write every
+    table to disk even when it fits)."""
+    con = duckdb.connect(":memory:")
+    spill = work / "spill"
+    spill.mkdir(parents=True, exist_ok=True)
+    con.execute(f"SET temp_directory = {_quote(str(spill))}")
+    con.execute("SET preserve_insertion_order = false")
+    if memory_limit:
+        con.execute(f"SET memory_limit = {_quote(memory_limit)}")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    con.execute("CREATE OR REPLACE TABLE raw (f INTEGER, n BIGINT, line VARCHAR)")
+    return con
+
+
+def _load(con: duckdb.DuckDBPyConnection, index: int, f: BulkFile) -> int:
+    """The non-blank lines of one file into ``raw`` as (file index, line number, text); returns how many lines were
+    not UTF-8 (counted, not loaded)."""
+    con.execute(f"""INSERT INTO raw SELECT {index}, ordinality, line FROM read_csv({_quote(str(f.path))},
+        columns = {{'line': 'VARCHAR'}}, delim = '\\x01', quote = '', escape = '', header = false,
+        auto_detect = false, strict_mode = false, compression = {_quote('gzip' if f.gzipped else 'none')},
+        store_rejects = true, rejects_table = 'rejects_{index}', rejects_scan = 'scans_{index}') WITH ORDINALITY
+        WHERE line IS NOT NULL AND trim(line) <> ''""")
+    rejected = con.execute(f"SELECT count(*) FROM rejects_{index}").fetchone()
+    bad = _read_python(con, index, f) if rejected and rejected[0] else 0
+    con.execute(f"DROP TABLE IF EXISTS rejects_{index}")
+    con.execute(f"DROP TABLE IF EXISTS scans_{index}")
+    return bad
+
+
+def _key(con: duckdb.DuckDBPyConnection, horizon: dt.date) -> None:
+    """``keyed``: every line of ``raw`` with its validity, type, patient key, and whether it is an Observation
+    certainly older than the policy's horizon (pushed down: the rules never read it)."""
+    types = ", ".join(_quote(t) for t in RULE_TYPES)
+    con.execute(f"""CREATE OR REPLACE TABLE keyed AS
+        WITH parsed AS (SELECT f, n, line, json_valid(line) AS ok FROM raw),
+        extracted AS (SELECT f, n, line, ok, CASE WHEN ok THEN {_EXTRACT.format(text="line")} END AS x
+                      FROM parsed),
+        fields AS (SELECT f, n, line, ok, {_RTYPE} AS rtype, {_RID} AS rid, {REF_SQL} AS ref, {_DAY_FIELDS} AS d
+                   FROM extracted)
+        SELECT f, n, line, ok, rtype, rid, {KEY_SQL} AS pkey,
+               rtype = 'Observation' AND {_DAY_SQL} < DATE {_quote(horizon.isoformat())} AS old,
+               rtype IN ({types}) AS used
+        FROM fields""")
+
+
+# What a bucket reads: a valid line of a rule type, with a patient, not before the horizon (Medications apart).
+_USABLE = "ok AND used AND rtype <> 'Medication' AND pkey IS NOT NULL AND NOT coalesce(old, false)"
+_MEDICATIONS = "SELECT rid AS id, f, n, line FROM keyed WHERE ok AND rtype = 'Medication' AND rid IS NOT NULL"
+_TYPES_SEEN = "SELECT DISTINCT rtype FROM keyed WHERE ok AND used"
+
+
 def partition(
     files: Sequence[BulkFile],
     work: Path,
@@ -114,69 +175,58 @@ def partition(
     """Key the lines of ``files`` (the rule types' data files, in the order given) and write ``buckets`` Parquet
     buckets under ``work/parts``, plus the Medications (no patient: a table every bucket reads)."""
     work.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(work / "partition.duckdb"))
+    con = _connect(work, memory_limit, threads)
     try:
-        spill = work / "spill"
-        spill.mkdir(exist_ok=True)
-        con.execute(f"SET temp_directory = {_quote(str(spill))}")
-        con.execute("SET preserve_insertion_order = false")
-        if memory_limit:
-            con.execute(f"SET memory_limit = {_quote(memory_limit)}")
-        if threads:
-            con.execute(f"SET threads = {int(threads)}")
-        con.execute("CREATE OR REPLACE TABLE raw (f INTEGER, n BIGINT, line VARCHAR)")
-        encoding_errors: dict[int, int] = {}
-        for i, f in enumerate(files):
-            con.execute(f"""INSERT INTO raw SELECT {i}, ordinality, line FROM read_csv({_quote(str(f.path))},
-                columns = {{'line': 'VARCHAR'}}, delim = '\\x01', quote = '', escape = '', header = false,
-                auto_detect = false, strict_mode = false, compression = {_quote('gzip' if f.gzipped else 'none')},
-                store_rejects = true, rejects_table = 'rejects_{i}', rejects_scan = 'scans_{i}') WITH ORDINALITY
-                WHERE line IS NOT NULL AND trim(line) <> ''""")
-            rejected = con.execute(f"SELECT count(*) FROM rejects_{i}").fetchone()
-            if rejected and rejected[0]:
-                encoding_errors[i] = _read_python(con, i, f)
-            con.execute(f"DROP TABLE IF EXISTS rejects_{i}")
-            con.execute(f"DROP TABLE IF EXISTS scans_{i}")
-        types = ", ".join(_quote(t) for t in RULE_TYPES)
-        con.execute(f"""CREATE OR REPLACE TABLE keyed AS
-            WITH parsed AS (SELECT f, n, line, json_valid(line) AS ok FROM raw),
-            typed AS (SELECT f, n, line, ok, CASE WHEN ok THEN line::JSON END AS j FROM parsed),
-            fields AS (SELECT f, n, line, ok, j, json_extract_string(j, '$.resourceType') AS rtype,
-                              json_extract_string(j, '$.id') AS rid, {REF_SQL} AS ref,
-                              coalesce(json_extract_string(j, '$.effectiveDateTime'),
-                                       json_extract_string(j, '$.effectivePeriod.start'),
-                                       json_extract_string(j, '$.effectivePeriod.end'),
-                                       json_extract_string(j, '$.effectiveInstant'),
-                                       json_extract_string(j, '$.issued')) AS d
-                       FROM typed)
-            SELECT f, n, line, ok, rtype, rid, {KEY_SQL} AS pkey,
-                   rtype = 'Observation' AND {_DAY_SQL} < DATE {_quote(horizon.isoformat())} AS old,
-                   rtype IN ({types}) AS used
-            FROM fields""")
-        counts = _counts(con, files, encoding_errors)
+        encoding_errors = {i: _load(con, i, f) for i, f in enumerate(files)}
+        _key(con, horizon)
+        counts = _counts(con, list(enumerate(files)), encoding_errors)
         parts = work / "parts"
         con.execute(f"""COPY (SELECT hash(pkey) % {int(buckets)} AS bucket, pkey, f, n, line FROM keyed
-                              WHERE ok AND used AND rtype <> 'Medication' AND pkey IS NOT NULL
-                                AND NOT coalesce(old, false))
+                              WHERE {_USABLE})
                         TO {_quote(str(parts))} (FORMAT parquet, PARTITION_BY (bucket), OVERWRITE_OR_IGNORE true)""")
         medications = work / "medications.parquet"
-        con.execute(f"""COPY (SELECT rid AS id, f, n, line FROM keyed
-                              WHERE ok AND rtype = 'Medication' AND rid IS NOT NULL ORDER BY f, n)
-                        TO {_quote(str(medications))} (FORMAT parquet)""")
+        con.execute(f"COPY ({_MEDICATIONS} ORDER BY f, n) TO {_quote(str(medications))} (FORMAT parquet)")
         row = con.execute("SELECT count(DISTINCT pkey) FROM keyed WHERE ok AND used AND pkey IS NOT NULL "
                           "AND rtype <> 'Medication'").fetchone()
         patients = int(row[0]) if row else 0
-        seen = tuple(sorted(str(r[0]) for r in con.execute(
-            "SELECT DISTINCT rtype FROM keyed WHERE ok AND used").fetchall()))
+        seen = tuple(sorted(str(r[0]) for r in con.execute(_TYPES_SEEN).fetchall()))
     finally:
         con.close()
-    (work / "partition.duckdb").unlink(missing_ok=True)
-    (work / "partition.duckdb.wal").unlink(missing_ok=True)
     found = tuple(sorted(parts.glob("bucket=*"), key=lambda p: int(p.name.split("=")[1]))) if parts.exists() else ()
     return Partitioned(found, medications, patients, counts, seen)
 
 
-def _counts(con: duckdb.DuckDBPyConnection, files: Sequence[BulkFile],
+@dataclass(frozen=True, slots=True)
+class KeyedFile:
+    """One file read and keyed on its own (the Dask engine's unit of reading): the lines a bucket reads as Arrow
+    columns ``pkey, f, n, line``, the file's Medications, its counts, the rule types it holds and how many Patient
+    resources it has (for progress only)."""
+
+    rows: Any
+    medications: tuple[tuple[str, int, int, str], ...]
+    counts: FileCounts
+    types_seen: tuple[str, ...]
+    patient_lines: int
+
+
+def key_file(index: int, f: BulkFile, horizon: dt.date, work: Path, memory_limit: str | None = None) -> KeyedFile:
+    """Read and key one file with the same SQL as ``partition`` (so both engines drop, count and key alike)."""
+    con = _connect(work, memory_limit, 1)
+    try:
+        encoding = {index: _load(con, index, f)}
+        _key(con, horizon)
+        counts = _counts(con, [(index, f)], encoding)[str(f.path)]
+        rows = con.sql(f"SELECT pkey, f, n, line FROM keyed WHERE {_USABLE}").to_arrow_table()
+        medications = tuple((str(r[0]), int(r[1]), int(r[2]), str(r[3]))
+                            for r in con.execute(f"{_MEDICATIONS} ORDER BY f, n").fetchall())
+        seen = tuple(sorted(str(r[0]) for r in con.execute(_TYPES_SEEN).fetchall()))
+        found = con.execute("SELECT count(*) FROM keyed WHERE ok AND rtype = 'Patient'").fetchone()
+    finally:
+        con.close()
+    return KeyedFile(rows, medications, counts, seen, int(found[0]) if found else 0)
+
+
+def _counts(con: duckdb.DuckDBPyConnection, files: Sequence[tuple[int, BulkFile]],
             encoding: dict[int, int]) -> dict[str, FileCounts]:
     rows = con.execute("""SELECT f, count(*), count(*) FILTER (WHERE NOT ok),
                                  count(*) FILTER (WHERE ok AND used AND rtype <> 'Medication' AND pkey IS NULL),
@@ -185,7 +235,7 @@ def _counts(con: duckdb.DuckDBPyConnection, files: Sequence[BulkFile],
                           FROM keyed GROUP BY f""").fetchall()
     by_index = {int(r[0]): r for r in rows}
     out: dict[str, FileCounts] = {}
-    for i, f in enumerate(files):
+    for i, f in files:
         r = by_index.get(i)
         out[str(f.path)] = FileCounts(
             lines=int(r[1]) + encoding.get(i, 0) if r else encoding.get(i, 0),

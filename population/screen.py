@@ -26,9 +26,10 @@ from typing import Any
 
 from eligibility import Policy
 from fhir_mapping import DataGap, GapReason, ResourceType, domains_of
+from fhir_mapping.loading import validate_resource
 
-from .bucket import PatientResult, assess_bucket, load_medications
-from .inventory import RULE_TYPES, Inventory, scan
+from .bucket import PatientResult, assess_bucket, load_medications, parquet_rows, read_results, result_lines
+from .inventory import RULE_TYPES, BulkFile, Inventory, scan
 from .outputs import ordered, summarize, write_private, write_report, write_summary, write_worklists
 from .partition import partition
 
@@ -56,6 +57,8 @@ class ScreenOptions:
     allow_missing_types: frozenset[str] = frozenset()
     pseudonymize_key: bytes | None = None
     engine: str = "local"
+    #: ``--engine dask``: join this scheduler (``tcp://`` on this machine, or ``tls://``); None starts a LocalCluster.
+    scheduler: str | None = None
     #: For tests of resume: stop (as SIGINT does) after this many buckets are written.
     stop_after_buckets: int | None = field(default=None, repr=False)
 
@@ -105,35 +108,32 @@ def _fingerprint(opts: ScreenOptions, inventory: Inventory, buckets: int) -> dic
     return {"input": inventory.fingerprint(), "policy_sha256": hashlib.sha256(opts.policy_text).hexdigest(),
             "as_of": opts.as_of.isoformat(), "buckets": buckets,
             "allow_missing_types": sorted(opts.allow_missing_types),
-            "pseudonymized": opts.pseudonymize_key is not None}
+            "pseudonymized": opts.pseudonymize_key is not None, "engine": opts.engine}
 
 
 # Process-pool workers: the broadcast table and the run's settings, loaded once per worker.
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(medications: Path, file_names: list[str], gaps: list[DataGap], policy: Policy, as_of: dt.date,
-                 key: bytes | None) -> None:
+def _init_worker(medications: Path, file_names: list[str], policy: Policy, as_of: dt.date, key: bytes | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; workers finish or are ended
-    _WORKER.update(medications=load_medications(medications), file_names=file_names, gaps=gaps, policy=policy,
-                   as_of=as_of, key=key)
+    _WORKER.update(medications_path=medications, file_names=file_names, policy=policy, as_of=as_of, key=key)
+    # The pool starts while the parent partitions: load the validation models now rather than in the first bucket.
+    for rtype in RULE_TYPES:
+        validate_resource({"resourceType": rtype})
 
 
-def _run_bucket(parts: list[Path], result_file: Path) -> int:
-    results = assess_bucket(parts, _WORKER["file_names"], _WORKER["medications"], _WORKER["gaps"],
+def _run_bucket(parts: list[Path], result_file: Path, gaps: list[DataGap]) -> int:
+    if "medications" not in _WORKER:  # written by the partition step, which ran after the pool started
+        _WORKER["medications"] = load_medications(_WORKER["medications_path"])
+    results = assess_bucket(parquet_rows(parts), _WORKER["file_names"], _WORKER["medications"], gaps,
                             _WORKER["policy"], _WORKER["as_of"], _WORKER["key"])
-    data = "".join(json.dumps([r.patient, r.priority, r.row, r.assessment]) + "\n" for r in results)
-    write_private(result_file, data.encode("utf-8"))
+    write_private(result_file, result_lines(results))
     return len(results)
 
 
 def _read_results(files: Sequence[Path]) -> list[PatientResult]:
-    out = []
-    for f in files:
-        for line in f.read_text(encoding="utf-8").splitlines():
-            patient, prio, row, document = json.loads(line)
-            out.append(PatientResult(patient, prio, row, document))
-    return out
+    return [r for f in files for r in read_results(f.read_text(encoding="utf-8"))]
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -142,8 +142,13 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def run_screen(opts: ScreenOptions) -> dict[str, Any]:
     """Screen the export; returns the summary. Raises ScreenError (bad input) or Interrupted (resume later)."""
-    if opts.engine != "local":
-        raise ScreenError(f"engine {opts.engine!r} is not available in this installation; use --engine local")
+    if opts.engine not in ("local", "dask"):
+        raise ScreenError(f"engine {opts.engine!r}: use --engine local or --engine dask")
+    if opts.engine == "dask":
+        try:
+            _dask().check_scheduler(opts.scheduler) if opts.scheduler else None
+        except _dask().ClusterProblem as exc:
+            raise ScreenError(str(exc)) from exc
     for folder in opts.bulk:
         if not folder.is_dir():
             raise ScreenError(f"{folder}: no such folder")
@@ -167,7 +172,7 @@ def run_screen(opts: ScreenOptions) -> dict[str, Any]:
         if opts.resume and state_file.exists():
             state = json.loads(state_file.read_text(encoding="utf-8"))
             if state.get("fingerprint") != fingerprint:
-                raise ScreenError("the input, policy, date or bucket count changed since the interrupted run: "
+                raise ScreenError("the input, policy, date, engine or bucket count changed since the interrupted run: "
                                   "start again without --resume")
         else:
             if opts.resume:
@@ -176,23 +181,12 @@ def run_screen(opts: ScreenOptions) -> dict[str, Any]:
             work.mkdir(mode=0o700)
             state = {"fingerprint": fingerprint, "partitioned": False}
             write_private(state_file, json.dumps(state).encode("utf-8"))
-        t0 = time.monotonic()
-        if not state.get("partitioned"):
-            shutil.rmtree(work / "parts", ignore_errors=True)
-            parted = partition(data_files, work, buckets, opts.policy.observation_horizon(opts.as_of),
-                               opts.memory_limit, opts.workers)
-            state.update(partitioned=True, patients=parted.patients, types_seen=list(parted.types_seen),
-                         counts={k: asdict(v) for k, v in parted.counts.items()})
-            write_private(state_file, json.dumps(state).encode("utf-8"))
-        timings["partition_s"] = round(time.monotonic() - t0, 3)
-        progress(f"partition: {total / 1e6:.1f} MB into {buckets} buckets", force=True)
         results_dir = work / "results"
         results_dir.mkdir(exist_ok=True, mode=0o700)
-        t0 = time.monotonic()
-        done = _assess(opts, work, results_dir, data_files, _gaps(inventory, opts.allow_missing_types,
-                                                                  state.get("types_seen", [])),
-                       progress, int(state.get("patients", 0)))
-        timings["assess_s"] = round(time.monotonic() - t0, 3)
+        if opts.engine == "dask":
+            done = _on_dask(opts, inventory, data_files, buckets, state, results_dir, progress, timings)
+        else:
+            done = _locally(opts, inventory, data_files, buckets, state, work, results_dir, progress, timings)
         t0 = time.monotonic()
         results = ordered(_read_results(done))
         write_worklists(opts.out, results, with_assessments=opts.pseudonymize_key is None)
@@ -218,37 +212,109 @@ def run_screen(opts: ScreenOptions) -> dict[str, Any]:
         signal.signal(signal.SIGINT, previous_int)
 
 
-def _assess(opts: ScreenOptions, work: Path, results_dir: Path, data_files: Sequence[Any], gaps: list[DataGap],
-            progress: Callable[..., None], patients: int) -> list[Path]:
+def _dask() -> Any:
+    """The Dask engine's module, or one line saying how to install it."""
+    try:
+        from . import dask_engine
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] in ("dask", "distributed", "pandas", "pyarrow"):
+            raise ScreenError("--engine dask needs the dask extra: pip install 'ketamine-cds[dask]'") from exc
+        raise
+    return dask_engine
+
+
+def _save(state_file: Path, state: dict[str, Any]) -> None:
+    write_private(state_file, json.dumps(state).encode("utf-8"))
+
+
+def _locally(opts: ScreenOptions, inventory: Inventory, data_files: Sequence[BulkFile], buckets: int,
+             state: dict[str, Any], work: Path, results_dir: Path, progress: Callable[..., None],
+             timings: dict[str, float]) -> list[Path]:
+    """DuckDB partitions into Parquet buckets (kept for a resume); a process pool, started first so that its workers
+    load while DuckDB works, assesses them."""
+    initargs = (work / "medications.parquet", [f.path.name for f in data_files], opts.policy, opts.as_of,
+                opts.pseudonymize_key)
+    with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, opts.workers),
+                                                mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_init_worker, initargs=initargs) as pool:
+        t0 = time.monotonic()
+        if not state.get("partitioned"):
+            shutil.rmtree(work / "parts", ignore_errors=True)
+            parted = partition(data_files, work, buckets, opts.policy.observation_horizon(opts.as_of),
+                               opts.memory_limit, opts.workers)
+            state.update(partitioned=True, patients=parted.patients, types_seen=list(parted.types_seen),
+                         counts={k: asdict(v) for k, v in parted.counts.items()})
+            _save(work / "state.json", state)
+        timings["partition_s"] = round(time.monotonic() - t0, 3)
+        progress(f"partition: {sum(f.size for f in data_files) / 1e6:.1f} MB into {buckets} buckets", force=True)
+        t0 = time.monotonic()
+        gaps = _gaps(inventory, opts.allow_missing_types, state.get("types_seen", []))
+        done = _assess(opts, pool, work, results_dir, gaps, progress, int(state.get("patients", 0)))
+        timings["assess_s"] = round(time.monotonic() - t0, 3)
+    return done
+
+
+def _on_dask(opts: ScreenOptions, inventory: Inventory, data_files: Sequence[BulkFile], buckets: int,
+             state: dict[str, Any], results_dir: Path, progress: Callable[..., None],
+             timings: dict[str, float]) -> list[Path]:
+    """Read and key on the cluster, shuffle by patient, assess there; each bucket's result is written here as it
+    comes back (what a resume skips: the keyed lines live in the cluster's memory, so a resume reads again)."""
+    engine = _dask()
+    result_files = [results_dir / f"bucket={i}.jsonl" for i in range(buckets)]
+    todo = [i for i, r in enumerate(result_files) if not r.exists()]
+    try:
+        with engine.open_cluster(opts.scheduler, opts.workers, opts.memory_limit, progress) as cluster:
+            t0 = time.monotonic()
+            read = cluster.read(data_files, opts.policy.observation_horizon(opts.as_of))
+            state.update(patients=read.patients, types_seen=list(read.types_seen),
+                         counts={k: asdict(v) for k, v in read.counts.items()})
+            timings["partition_s"] = round(time.monotonic() - t0, 3)
+            progress(f"read: {sum(f.size for f in data_files) / 1e6:.1f} MB keyed on the cluster", force=True)
+            t0 = time.monotonic()
+            gaps = _gaps(inventory, opts.allow_missing_types, read.types_seen)
+            finished, assessed = buckets - len(todo), 0
+            if todo:
+                for index, lines in cluster.assess(buckets, todo, [f.path.name for f in data_files], gaps,
+                                                   opts.policy, opts.as_of, opts.pseudonymize_key):
+                    write_private(result_files[index], lines)
+                    finished += 1
+                    assessed += lines.count(b"\n")
+                    rate = assessed / max(time.monotonic() - t0, 1e-6)
+                    eta = (read.patients - assessed) / rate if rate and read.patients > assessed else 0
+                    progress(f"assess: {assessed} patients, {rate:.0f}/s, ETA {eta:.0f} s "
+                             f"({finished}/{buckets} buckets)")
+                    if opts.stop_after_buckets is not None and finished >= opts.stop_after_buckets:
+                        raise Interrupted("stop_after_buckets")
+            timings["assess_s"] = round(time.monotonic() - t0, 3)
+    except engine.ClusterProblem as exc:
+        raise ScreenError(str(exc)) from exc
+    return result_files
+
+
+def _assess(opts: ScreenOptions, pool: concurrent.futures.ProcessPoolExecutor, work: Path, results_dir: Path,
+            gaps: list[DataGap], progress: Callable[..., None], patients: int) -> list[Path]:
     parts = sorted((work / "parts").glob("bucket=*"), key=lambda p: int(p.name.split("=")[1])) \
         if (work / "parts").exists() else []
     todo = [(p, results_dir / f"{p.name}.jsonl") for p in parts]
     pending = [(p, r) for p, r in todo if not r.exists()]
-    file_names = [f.path.name for f in data_files]
-    initargs = (work / "medications.parquet", file_names, gaps, opts.policy, opts.as_of, opts.pseudonymize_key)
     finished = len(todo) - len(pending)
     assessed = 0
     started = time.monotonic()
-    if pending:
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, opts.workers), mp_context=context,
-                                                    initializer=_init_worker, initargs=initargs) as pool:
-            futures = {pool.submit(_run_bucket, sorted(p.glob("*.parquet")), r): r for p, r in pending}
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    assessed += future.result()
-                    finished += 1
-                    rate = assessed / max(time.monotonic() - started, 1e-6)
-                    eta = (patients - assessed) / rate if rate and patients > assessed else 0
-                    progress(f"assess: {assessed} patients, {rate:.0f}/s, ETA {eta:.0f} s "
-                             f"({finished}/{len(todo)} buckets)")
-                    if opts.stop_after_buckets is not None and finished >= opts.stop_after_buckets:
-                        raise Interrupted("stop_after_buckets")
-            except (Interrupted, KeyboardInterrupt):
-                for f in futures:
-                    f.cancel()
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+    futures = {pool.submit(_run_bucket, sorted(p.glob("*.parquet")), r, gaps): r for p, r in pending}
+    try:
+        for future in concurrent.futures.as_completed(futures):
+            assessed += future.result()
+            finished += 1
+            rate = assessed / max(time.monotonic() - started, 1e-6)
+            eta = (patients - assessed) / rate if rate and patients > assessed else 0
+            progress(f"assess: {assessed} patients, {rate:.0f}/s, ETA {eta:.0f} s ({finished}/{len(todo)} buckets)")
+            if opts.stop_after_buckets is not None and finished >= opts.stop_after_buckets:
+                raise Interrupted("stop_after_buckets")
+    except (Interrupted, KeyboardInterrupt):
+        for f in futures:
+            f.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     return [r for _, r in todo]
 
 

@@ -257,7 +257,8 @@ def test_awkward_input_is_handled_and_counted(export: Path, tmp_path: Path) -> N
     (["--bulk", "/nonexistent/folder"], "no such folder"),
     (["--bulk", "{export}", "--allow-missing-types", "Nonsense"], "unknown resource type Nonsense"),
     (["--bulk", "{export}", "--workers", "0"], "at least 1"),
-    (["--bulk", "{export}", "--engine", "dask"], "engine 'dask'"),
+    (["--bulk", "{export}", "--engine", "dask", "--scheduler", "tcp://192.0.2.7:8786"], "must be tls://"),
+    (["--bulk", "{export}", "--scheduler", "tcp://127.0.0.1:8786"], "--scheduler is for --engine dask"),
     ([], "needs --bulk"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
