@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -193,7 +194,38 @@ async def token_request(http: httpx.AsyncClient, config: SmartConfiguration, cre
         raise OAuthProblem("The EHR refused to issue an access token",
                            f"The token endpoint answered: {error}. Please relaunch the app; if it persists, ask IT "
                            "to check this app's registration.", 502)
-    return dict(body)
+    token = dict(body)
+    stated = token.get("expires_in")
+    token["expires_in"] = DEFAULT_TOKEN_LIFETIME_S if stated is None else token_lifetime_s(stated)
+    if not isinstance(token["access_token"], str) or not token["access_token"] or not isinstance(
+            token.get("refresh_token", ""), str | None):
+        raise _malformed_token("its access_token or refresh_token is not a string")
+    return token
+
+
+#: The lifetime assumed when the token response states none (RFC 6749 §5.1 makes ``expires_in`` optional).
+DEFAULT_TOKEN_LIFETIME_S = 300
+#: The longest stated lifetime believed: a larger number is no lifetime the app can compute with (``10**400`` in JSON
+#: is a valid integer, and ``float()`` of it overflows).
+MAX_TOKEN_LIFETIME_S = 10**9
+_DIGITS = re.compile(r"^[0-9]{1,10}$")
+
+
+def token_lifetime_s(value: object) -> float:
+    """``expires_in`` in seconds: a JSON number, or a string of digits (some EHRs send "3599"). Anything else (text,
+    a list, a boolean, NaN, a negative or absurd number) is an answer the app cannot use: a page saying so (502),
+    never a 500."""
+    if isinstance(value, str) and _DIGITS.match(value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_TOKEN_LIFETIME_S:
+        raise _malformed_token("its expires_in is not a number of seconds")
+    return float(value)
+
+
+def _malformed_token(what: str) -> OAuthProblem:
+    return OAuthProblem("The EHR's sign-in answer cannot be used",
+                        f"The EHR issued an access token, but {what}. Please relaunch the app; if it persists, ask "
+                        "IT to check the EHR's token endpoint.", 502)
 
 
 async def validate_id_token(http: httpx.AsyncClient, config: SmartConfiguration, id_token: str, client_id: str,
