@@ -153,7 +153,11 @@ class DaskCluster:
             self.close()
             raise ClusterProblem(f"--scheduler {scheduler}: cannot reach the scheduler "
                                  f"({exc.__class__.__name__})") from exc
-        self._check_workers()
+        try:
+            self._check_workers()
+        except TimeoutError as exc:
+            self.close()
+            raise ClusterProblem(f"--scheduler {scheduler}: the scheduler has no worker (waited 30 s)") from exc
 
     def _check_workers(self) -> None:
         if not self.client.scheduler_info().get("workers"):

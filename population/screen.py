@@ -288,6 +288,10 @@ def _on_dask(opts: ScreenOptions, inventory: Inventory, data_files: Sequence[Bul
             timings["assess_s"] = round(time.monotonic() - t0, 3)
     except engine.ClusterProblem as exc:
         raise ScreenError(str(exc)) from exc
+    except (Interrupted, KeyboardInterrupt, ScreenError):
+        raise
+    except Exception as exc:  # a task failed on the cluster past Dask's retries: one line, never its message
+        raise ScreenError(_worker_failed(exc)) from exc
     return result_files
 
 
@@ -315,7 +319,16 @@ def _assess(opts: ScreenOptions, pool: concurrent.futures.ProcessPoolExecutor, w
             f.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
+    except Exception as exc:  # a worker died or failed: say so in one line (its message may quote the chart)
+        for f in futures:
+            f.cancel()
+        raise ScreenError(_worker_failed(exc)) from exc
     return [r for _, r in todo]
+
+
+def _worker_failed(exc: Exception) -> str:
+    return (f"assessment failed in a worker ({exc.__class__.__name__}); the buckets already done are kept in "
+            "OUTDIR/_work: run the same command with --resume")
 
 
 def _inputs(inventory: Inventory, counts: dict[str, dict[str, int]], seen: Sequence[str]) -> dict[str, Any]:

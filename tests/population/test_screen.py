@@ -333,3 +333,35 @@ def test_patient_organised_input_gives_the_same_answers(export: Path, tmp_path: 
 
     assert comparable(tmp_path / "out") == comparable(tmp_path / "flat")
     assert (tmp_path / "out" / "worklist.csv").read_bytes() == (tmp_path / "flat" / "worklist.csv").read_bytes()
+
+
+def test_a_worker_process_that_dies_is_one_line_and_resume_finishes_identically(export: Path,
+                                                                                tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    reference = tmp_path / "reference"
+    screen(export, reference, buckets=48)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "ketamine_cds.cli", "screen", "--bulk", str(export), "--out", str(out),
+           "--as-of", "2026-11-01", "--workers", "1", "--buckets", "48", "--progress", "none"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    results = out / "_work" / "results"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(list(results.glob("*.jsonl"))) < 1:
+        time.sleep(0.05)
+    workers = [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+               if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert workers, "no pool worker to kill: the run ended first"
+    os.kill(workers[0], signal.SIGKILL)  # the pool's only worker (--workers 1)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err.decode()
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and "assessment failed in a worker" in lines[0] and "--resume" in lines[0], lines
+    assert results.exists() and list(results.glob("*.jsonl"))
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert outputs(out) == outputs(reference)
