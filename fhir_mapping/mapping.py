@@ -392,9 +392,12 @@ def _observations(
             pregnant = any(text(c, "code") == _PREGNANT for c in codings(obj(res, "valueCodeableConcept")))
             labs.append(LabResultFact(res["id"], ObservationKind.PREGNANCY_STATUS, "pregnancy status",
                                       _first_code(res), day, pregnant, note=note))
-        elif "substance_use_status" in groups:
+        elif groups & _STATUS_GROUPS:
+            # A social-history Observation coded for drug misuse (US Core's substance-use status) or for alcohol
+            # misuse (issue #20): its value says whether the misuse is current.
             current = _records_use(res)
-            labs.append(LabResultFact(res["id"], ObservationKind.SUBSTANCE_USE_STATUS, _substance(res),
+            substance = "alcohol" if "alcohol_misuse_status" in groups else _substance(res)
+            labs.append(LabResultFact(res["id"], ObservationKind.SUBSTANCE_USE_STATUS, substance,
                                       _first_code(res), day, bool(current), interpretable=current is not None,
                                       note=note))
         elif "pregnancy_test" in groups:
@@ -413,6 +416,7 @@ def _observations(
 
 
 _SCORE_GROUPS = {"phq9_total", "phq9_item9", "gad7_total"}
+_STATUS_GROUPS = {"substance_use_status", "alcohol_misuse_status"}
 # Blood pressures outside this range are recording errors (a unit mix-up, a typo), not readings: reported, not used.
 _PLAUSIBLE_MMHG = (20.0, 350.0)
 _BP_GROUPS = {"bp_panel", "systolic", "diastolic"}

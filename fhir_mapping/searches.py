@@ -37,9 +37,10 @@ OBSERVATION_GROUPS: dict[str, tuple[str, ...]] = {
     "phq9": ("phq9_total", "phq9_item9", "phq9_panel", "phq9_item"),
     "gad7": ("gad7_total",),
     "bloodPressure": ("bp_panel", "systolic", "diastolic"),
-    # With the substance-use status (US Core, SNOMED CT 228366006): current misuse is read from it (issue #20).
+    # With the substance-use status (US Core, SNOMED CT 228366006) and social-history Observations coded for
+    # alcohol misuse: current misuse is read from them (issue #20).
     "drugScreens": ("drug_screen_cocaine", "drug_screen_amphetamines", "drug_screen_pcp", "drug_screen_ketamine",
-                    "substance_use_status"),
+                    "substance_use_status", "alcohol_misuse_status"),
     "pregnancyTests": ("pregnancy_test", "pregnancy_status"),
 }
 

@@ -82,3 +82,10 @@ async def test_a_current_benzodiazepine_gets_a_sedation_caution_citing_the_label
     assert "monitor for sedation" in caution["summary"] and "lorazepam" in caution["summary"]
     assert caution["indicator"] == "warning"
     assert "SPRAVATO" in caution["source"]["label"]
+
+
+async def test_alcohol_misuse_recorded_as_status_contraindicates_on_the_card(post: Post) -> None:
+    cards = await cards_for(post, "58")
+    assert assessed(cards)["contraindications"]["substance_use"] == "present"
+    assert cards[0]["indicator"] == "critical"
+    assert any("current misuse of alcohol" in c.get("detail", "") for c in cards)

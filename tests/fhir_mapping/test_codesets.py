@@ -81,3 +81,29 @@ def test_vsac_clinical_drugs_carry_their_source_columns() -> None:
     assert [a.ingredient for a in CS.antidepressant_in_name("bupropion hydrochloride 105 MG / "
                                                               "dextromethorphan hydrobromide 45 MG")] == ["bupropion"]
     assert CS.antidepressant_in_name("lamotrigine 25 MG Oral Tablet") == []
+
+
+def test_every_alcohol_misuse_status_code_is_an_alcohol_member_of_the_vsac_value_set_it_cites() -> None:
+    # Sourced, never invented: each code is in VSAC Alcohol and Drug Dependence (CMS137) as we hold it, names
+    # alcohol abuse, alcohol dependence or alcoholism, and is not a remission.
+    import csv
+
+    rows = {row["code"]: row for row in csv.DictReader(
+        (Path(__file__).parents[2] / "fhir_mapping" / "data" / "condition_and_observation_valuesets.csv")
+        .read_text(encoding="utf-8").splitlines())
+        if row["value_set"] == "Alcohol and Drug Dependence" and row["code_system"] == "SNOMEDCT"}
+    codes = CS.observation_codes("alcohol_misuse_status")
+    assert len(codes) == 12
+    for system, code in codes:
+        assert system == SNOMED and code in rows
+        display = rows[code]["display"].lower()
+        assert "alcohol" in display and "remission" not in display
+
+
+def test_the_substance_use_search_asks_for_the_alcohol_misuse_codes_too() -> None:
+    # Many EHRs answer an Observation search only for the codes asked: the search and the mapping never drift.
+    from fhir_mapping import SEARCHES
+
+    search = next(s for s in SEARCHES if s.key == "drugScreens")
+    asked = dict(search.query("p1").params)["code"].split(",")
+    assert f"{SNOMED}|15167005" in asked and f"{SNOMED}|228366006" in asked
