@@ -18,9 +18,9 @@ from storage import IssuedCard
 
 from .audit import audit, patient_hash
 from .errors import RequiredDataMissing
+from .markdown import markdown_text
 from .models import Card, CardKind, CdsRequest, Indicator, Source
 from .prefetch import PatientData, gather_patient_data
-from .session_cards import markdown_text
 
 if TYPE_CHECKING:
     from .auth import VerifiedCaller

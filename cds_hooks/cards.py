@@ -45,6 +45,7 @@ from eligibility import (
 from eligibility import Source as PolicySource
 from fhir_mapping import KetamineOrder
 
+from .markdown import markdown_code, markdown_prose
 from .models import Action, Card, CardKind, Coding, Indicator, Link, Source, Suggestion
 
 OVERRIDE_SYSTEM = "https://ketamine-cds.org/CodeSystem/override-reason"
@@ -151,7 +152,8 @@ def _mg(value: float | None) -> str:
 
 
 def _trial_line(t: Any) -> str:
-    return (f"{t.ingredient}: {t.start.isoformat()} to {t.end.isoformat()}, {_mg(t.max_daily_dose_mg)}, "
+    return (f"{markdown_prose(t.ingredient)}: {t.start.isoformat()} to {t.end.isoformat()}, "
+            f"{_mg(t.max_daily_dose_mg)}, "
             f"{t.weeks_at_adequate_dose:g} weeks at an adequate dose — {_ADEQUACY_WORDS[t.adequacy]}, "
             f"{_OUTCOME_WORDS[t.outcome]}")
 
@@ -165,7 +167,7 @@ def _evidence_lines(evidence: Iterable[Evidence]) -> list[str]:
     lines = []
     for e in evidence:
         when = f", {e.day.isoformat()}" if e.day else ""
-        lines.append(f"  - {e.description}{when} (`{e.reference}`)")
+        lines.append(f"  - {markdown_prose(e.description)}{when} (`{markdown_code(e.reference)}`)")
     return lines
 
 
@@ -173,7 +175,7 @@ def _gaps_block(a: Assessment) -> list[str]:
     if not a.data_gaps:
         return []
     return ["", "**Data that could not be obtained (treated as unknown, not absent):**",
-            *[f"- {g}" for g in a.data_gaps]]
+            *[f"- {markdown_prose(g)}" for g in a.data_gaps]]
 
 
 def _course_block(a: Assessment) -> list[str]:
@@ -181,7 +183,7 @@ def _course_block(a: Assessment) -> list[str]:
     if a.course is None:
         return []
     c = a.course
-    line = course_summary(c)
+    line = markdown_prose(course_summary(c))
     if not c.current:
         line += " — ended; this order is judged as a new start"
     return [f"**{line}**", ""]
@@ -225,7 +227,8 @@ def _contraindicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Ca
         rule = policy.contraindications[cid]
         kind = ("a contraindication in the esketamine label" if cid in LABEL_CONTRAINDICATIONS
                 else "an exclusion of this clinic policy")
-        detail.append(f"- **{contraindication_label(cid).capitalize()}** ({kind}): {finding.explanation}")
+        detail.append(f"- **{contraindication_label(cid).capitalize()}** ({kind}): "
+                      f"{markdown_prose(finding.explanation)}")
         detail.extend(_evidence_lines(finding.evidence))
         detail.append(f"  - Source: {rule.citation.sources[0].label}" + ("" if rule.citation.verified else
                                                                             " (not fully verified)"))
@@ -315,8 +318,8 @@ def _workup_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
     unknown = [r for r in a.reasons if r.kind is ReasonKind.UNKNOWN]
     first = _workup_phrase(a, a.workup[0]) if a.workup else "information is missing"
     detail = [*_course_block(a), f"**Before deciding on {_product(ctx, policy).lower()}, obtain:**", ""]
-    detail += [f"- {w.text}" + ("" if w.required else " *(suggested)*") for w in a.workup]
-    detail += ["", "**Why:**", *[f"- {r.text}" for r in unknown]]
+    detail += [f"- {markdown_prose(w.text)}" + ("" if w.required else " *(suggested)*") for w in a.workup]
+    detail += ["", "**Why:**", *[f"- {markdown_prose(r.text)}" for r in unknown]]
     tr = a.treatment_resistance
     if tr.trials:
         detail += ["", f"**Antidepressant trials** ({tr.failed_adequate_trials} failed adequate):"]
@@ -342,12 +345,12 @@ def _not_indicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card
     citation = policy.cite("severity_phq9_min" if main.kind is ReasonKind.SEVERITY_NOT_MET else "min_failed_trials")
     detail = [*_course_block(a), f"**{_product(ctx, policy)} does not appear indicated** under policy "
                                   f"*{policy.title}*:", ""]
-    detail += [f"- {r.text}" for r in a.reasons]
+    detail += [f"- {markdown_prose(r.text)}" for r in a.reasons]
     tr = a.treatment_resistance
     if tr.trials:
         detail += ["", "**Antidepressant trials in the last "
                    f"{policy.thresholds.trial_lookback_months} months:**"]
-        detail += [f"- {_trial_line(t)} (`{', '.join(t.evidence)}`)" for t in tr.trials]
+        detail += [f"- {_trial_line(t)} (`{markdown_code(', '.join(t.evidence), 500)}`)" for t in tr.trials]
     detail += _gaps_block(a)
     short = {ReasonKind.ANXIETY_WITHOUT_DEPRESSION: "anxiety alone is not an indication",
              ReasonKind.DEPRESSION_ABSENT: "no active major depression on record",
@@ -375,7 +378,8 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
         *_course_block(a),
         f"**Criteria met** under policy *{policy.title}*: major depression, "
         f"{tr.failed_adequate_trials} failed adequate antidepressant trials"
-        + (f", PHQ-9 {phq.value:g} on {phq.day.isoformat()}" + (f" ({phq.note})" if phq.note else "") if phq else "")
+        + (f", PHQ-9 {phq.value:g} on {phq.day.isoformat()}"
+           + (f" ({markdown_prose(phq.note)})" if phq.note else "") if phq else "")
         + "; no contraindication documented.",
         "",
         "**Before and during each session (esketamine REMS / supervised setting):**",
@@ -387,11 +391,11 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
         _sources_line("S1", "S3"),
         "",
         "**Trials:**",
-        *[f"- {_trial_line(t)} (`{', '.join(t.evidence)}`)" for t in tr.trials],
+        *[f"- {_trial_line(t)} (`{markdown_code(', '.join(t.evidence), 500)}`)" for t in tr.trials],
     ]
     suggested = [w for w in a.workup if not w.required]
     if suggested:
-        detail += ["", "**Suggested:**", *[f"- {w.text}" for w in suggested]]
+        detail += ["", "**Suggested:**", *[f"- {markdown_prose(w.text)}" for w in suggested]]
     return Card(
         kind=CardKind.CRITERIA_MET,
         uuid=card_id,
@@ -425,9 +429,10 @@ def _continue_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
         plan = ("- Maintenance: weekly in weeks 5-8, then every 2 weeks or weekly, at the least frequent dosing that "
                 "maintains the response or remission (manufacturer's summary of the US label).")
     detail = [
-        f"**{line}** — continue under policy *{policy.title}*.",
+        f"**{markdown_prose(line)}** — continue under policy *{policy.title}*.",
         "",
-        f"- Indication when the course began: {a.severity.explanation}; {a.treatment_resistance.explanation}",
+        f"- Indication when the course began: {markdown_prose(a.severity.explanation)}; "
+        f"{markdown_prose(a.treatment_resistance.explanation)}",
         "- No contraindication documented now",
         plan,
         *_SESSION_REMINDERS,
@@ -436,7 +441,7 @@ def _continue_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
     ]
     suggested = [w for w in a.workup if not w.required]
     if suggested:
-        detail += ["", "**Suggested:**", *[f"- {w.text}" for w in suggested]]
+        detail += ["", "**Suggested:**", *[f"- {markdown_prose(w.text)}" for w in suggested]]
     return Card(
         kind=CardKind.COURSE_CONTINUES,
         uuid=str(uuid.uuid4()),
@@ -451,11 +456,12 @@ def _reassess_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
     line, course = _course_card_head(a)
     latest = course.latest_phq9
     detail = [
-        f"**{line}** — reassess before continuing.",
+        f"**{markdown_prose(line)}** — reassess before continuing.",
         "",
         f"- Induction ended on {course.induction_end.isoformat()} with a "
         f"{'partial response' if course.response is ResponseClass.PARTIAL else 'fall of less than 25 %'}"
-        + (f" (latest PHQ-9 {latest.value:g} on {latest.day.isoformat()}, `{latest.reference}`)" if latest else ""),
+        + (f" (latest PHQ-9 {latest.value:g} on {latest.day.isoformat()}, `{markdown_code(latest.reference)}`)"
+           if latest else ""),
         "- The label asks that the evidence of therapeutic benefit be evaluated at the end of induction to determine "
         "the need for continued treatment (manufacturer's summary of the US label).",
         "- Response is a PHQ-9 fall of at least 50 %, remission a PHQ-9 below 5 (CMS measures); under 25 % is no "
@@ -495,8 +501,8 @@ def _dose_cards(a: Assessment, policy: Policy, ctx: CardContext) -> list[Card]:
         cards.append(Card(
             kind=CardKind.DOSE_OUTSIDE_LABEL, uuid=str(uuid.uuid4()),
             summary=_summary(f"Esketamine dose outside the label: {why}"),
-            detail="\n".join([f"The order `{order.reference}` ({order.name}) states **{order.dose_mg:g} mg** per "
-                              "session.", "",
+            detail="\n".join([f"The order `{markdown_code(order.reference)}` ({markdown_prose(order.name)}) states "
+                              f"**{order.dose_mg:g} mg** per session.", "",
                               "- Label dosing: day 1 56 mg (28 mg at 65 or older), then 56 or 84 mg twice weekly in "
                               "weeks 1-4, weekly in weeks 5-8, then every 2 weeks or weekly.", "",
                               _sources_line("S8")]),
@@ -514,7 +520,8 @@ def _compounded_card(order: KetamineOrder, a: Assessment, ctx: CardContext) -> C
         uuid=card_id,
         summary=_summary(f"{'/'.join(how).capitalize()} ketamine: FDA warns of risks outside monitored settings"),
         detail="\n".join([
-            f"The order `{order.reference}` ({order.name}) reads as **{', '.join(how)}** ketamine.",
+            f"The order `{markdown_code(order.reference)}` ({markdown_prose(order.name)}) reads as "
+            f"**{', '.join(how)}** ketamine.",
             "",
             "The FDA (10 October 2023) warns that compounded ketamine products, including oral formulations, are "
             "not FDA-approved for any psychiatric disorder, are not under the esketamine REMS, and that use at "
@@ -536,7 +543,7 @@ def _cautions_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card | No
     first = a.warnings[0]
     detail = ["**Cautions:**", ""]
     for w in a.warnings:
-        detail.append(f"- {w.text}")
+        detail.append(f"- {markdown_prose(w.text)}")
         detail.extend(_evidence_lines(w.evidence))
     caution_ids = [w.contraindication for w in a.warnings if w.contraindication is not None]
     citation = policy.contraindications[caution_ids[0]].citation if caution_ids else None
@@ -614,9 +621,9 @@ def _patient_view_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card 
             uuid=card_id,
             summary=_summary(f"{line} — {verdict.get(a.verdict, a.verdict.value)}"),
             detail="\n".join([
-                f"**{line}**",
+                f"**{markdown_prose(line)}**",
                 "",
-                *[f"- {r.text}" for r in a.reasons],
+                *[f"- {markdown_prose(r.text)}" for r in a.reasons],
                 *_SESSION_REMINDERS,
                 "- Repeat the PHQ-9 to follow the response",
                 "",
@@ -633,7 +640,7 @@ def _patient_view_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card 
             uuid=card_id,
             summary=_summary(f"Treatment-resistant depression: {a.treatment_resistance.failed_adequate_trials} "
                              "failed adequate antidepressant trials"),
-            detail=a.treatment_resistance.explanation,
+            detail=markdown_prose(a.treatment_resistance.explanation),
             indicator=Indicator.INFO,
             source=_source(policy.cite("min_failed_trials")),
         )

@@ -4,7 +4,6 @@ reading that decides it and the label or REMS as the source."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from collections.abc import Iterable
 
@@ -12,6 +11,7 @@ from eligibility import Citation, SessionCheck, SessionFinding, Urgency, cited_s
 from fhir_mapping import BloodPressureFact, GapReason, LeftOut, TimedBloodPressure
 
 from .cards import SUMMARY_MAX, _overrides, _source, _sources_line, _summary
+from .markdown import markdown_code, markdown_text
 from .models import Card, CardKind, Hook, Indicator
 
 _INDICATOR = {Urgency.CRITICAL: Indicator.CRITICAL, Urgency.WARNING: Indicator.WARNING, Urgency.INFO: Indicator.INFO}
@@ -46,28 +46,6 @@ _DOMAIN_WORDS = {"appointments": "the patient's other appointments", "blood_pres
                  "administrations": "the doses given in this encounter",
                  "session_blood_pressure": "the blood pressures taken in this encounter",
                  "encounter": "the encounter (inpatient or outpatient)"}
-
-
-# Every character CommonMark gives a meaning to (links, emphasis, code, HTML, headings, lists, tables), and ":" and
-# "." so that a bare "https://…" or "www.…" is not made a link by a renderer that links URLs in text (GFM).
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.:!|~&])")
-
-
-def _flat(value: str, limit: int) -> str:
-    flat = " ".join(value.split())
-    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
-
-
-def markdown_text(value: str, limit: int = 120) -> str:
-    """FHIR text (a drug's name as the chart wrote it) as literal Markdown: every special character escaped and line
-    breaks flattened, so that a chart cannot put a link, an image or HTML into a card; cut at ``limit``."""
-    return _MARKDOWN.sub(r"\\\1", _flat(value, limit))
-
-
-def markdown_code(value: str, limit: int = 120) -> str:
-    """Text for inside a code span (a record reference): backslash escapes do not work there, so a backtick, which
-    would end the span, is removed instead."""
-    return _flat(value, limit).replace("`", "")
 
 
 def _left_out_words(left_out: LeftOut) -> str:
