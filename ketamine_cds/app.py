@@ -19,9 +19,10 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from joserfc.jwk import ECKey, RSAKey
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from cds_hooks import (
     SERVICES,
@@ -156,6 +157,20 @@ def open_shared_storage(settings: Settings, *, migrate: bool | None = None, chec
         raise SettingsError(str(exc)) from exc
 
 
+def _slash_redirect(app: FastAPI, request: Request, public_base_url: str) -> Response | None:
+    """A path that names a route but for a trailing slash ("/cds-services/", "/sandbox"): a 307 to that route at
+    ``public_base_url``, never at the request's Host header or X-Forwarded-Host (else None: a plain 404)."""
+    path = request.url.path
+    if path == "/":
+        return None
+    other = (path.rstrip("/") or "/") if path.endswith("/") else path + "/"
+    scope = {**request.scope, "path": other}
+    if not any(route.matches(scope)[0] is not Match.NONE for route in app.router.routes):
+        return None
+    query = request.url.query
+    return RedirectResponse(public_base_url + other + (f"?{query}" if query else ""), status_code=307)
+
+
 def app_from_environment() -> FastAPI:
     """The app ``serve`` runs in each worker (uvicorn's factory): settings from ``KETAMINE_CDS_CONFIG``."""
     config = os.environ.get("KETAMINE_CDS_CONFIG")
@@ -242,6 +257,9 @@ def create_app(
     add_observer(metrics.observe_audit)
     smart_options.on_launch = metrics.smart_launch
     app = FastAPI(title="ketamine-cds", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    # Starlette's own trailing-slash redirect builds its Location from the request's Host header, so a forged Host
+    # made this service redirect a caller to any site; the 404 handler redirects instead (``_slash_redirect``).
+    app.router.redirect_slashes = False
     app.state.storage = storage
     app.state.options = options
     app.state.smart = smart_options
@@ -283,7 +301,9 @@ def create_app(
                             status_code=503, media_type="application/fhir+json", headers={"Retry-After": "5"})
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and (moved := _slash_redirect(app, request, settings.cds.public_base_url)):
+            return moved
         code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
         return JSONResponse(operation_outcome(code, str(exc.detail)), status_code=exc.status_code,
                             media_type="application/fhir+json")
