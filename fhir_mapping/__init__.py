@@ -1,6 +1,12 @@
-"""FHIR R4 JSON → typed clinical facts: input loading, code sets, dose parsing, the FHIR client."""
+"""FHIR R4 JSON → typed clinical facts: input loading, code sets, dose parsing, the FHIR client.
 
-from .client import ClientSettings, FetchResult, FhirClient, QueryReport
+Importing the package loads no HTTP or pydantic module: the pure rules (``eligibility``) import it for its facts
+only. The FHIR client (httpx) is loaded on first use of one of its names (``fhir_mapping.FhirClient``), and the
+FHIR models (pydantic) when an entry is first validated.
+"""
+
+from typing import TYPE_CHECKING, Any
+
 from .codesets import CodeSets
 from .facts import (
     COMPUTED_FROM_ITEMS,
@@ -69,6 +75,23 @@ from .sessions import (
     parse_instant,
     session_appointment,
 )
+
+if TYPE_CHECKING:  # the type checker sees the client's names as they are; the interpreter loads them on demand
+    from .client import ClientSettings, FetchResult, FhirClient, QueryReport
+
+#: The names served by ``client.py``, whose import costs httpx (issue 22 item 5: the core is pure on import).
+_CLIENT_NAMES = frozenset({"ClientSettings", "FetchResult", "FhirClient", "QueryReport"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLIENT_NAMES:
+        from . import client
+
+        value = getattr(client, name)
+        globals()[name] = value  # later look-ups find it without coming here again
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BOOKING_SEARCHES",
