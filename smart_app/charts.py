@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
@@ -96,6 +97,123 @@ def _course_row(course: TreatmentCourse, y: float, bar_h: float, start: dt.date,
     return out
 
 
+def _svg_open(height: float, ident: str, title: str, desc: str) -> list[str]:
+    """The opening of every chart: a labelled, described image (the table beside it holds the same data)."""
+    return [f'<svg viewBox="0 0 {W} {height}" width="100%" role="img" aria-labelledby="{ident}-title {ident}-desc" '
+            f'xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif">',
+            f'<title id="{ident}-title">{title}</title>', f'<desc id="{ident}-desc">{desc}</desc>']
+
+
+@dataclass(frozen=True, slots=True)
+class _Timeline:
+    """The timeline's geometry: its dates, one bar row per trial (and the course), and the score plot below."""
+
+    start: dt.date
+    end: dt.date
+    rows: int
+    bar_h: float = 22
+    gap: float = 8
+    bars_top: float = 10
+    plot_h: float = 140
+
+    @property
+    def plot_top(self) -> float:
+        return self.bars_top + self.rows * (self.bar_h + self.gap) + 20
+
+    @property
+    def plot_bottom(self) -> float:
+        return self.plot_top + self.plot_h
+
+    @property
+    def legend_y(self) -> float:
+        return self.plot_bottom + 38
+
+    def x(self, day: dt.date) -> float:
+        return _x(day, self.start, self.end)
+
+    def row_y(self, i: int) -> float:
+        return self.bars_top + i * (self.bar_h + self.gap)
+
+    def y(self, score: float) -> float:
+        """A PHQ-9 / GAD-7 score's height (0 to 27)."""
+        return self.plot_top + self.plot_h - self.plot_h * score / 27
+
+
+_TRIAL_COLOURS = {Adequacy.ADEQUATE: ADEQUATE, Adequacy.INADEQUATE: INADEQUATE}
+_OUTCOME_WORDS = {Outcome.RESPONSE: "response", Outcome.NO_RESPONSE: "no response"}
+
+
+def _trial_row(t: TrialAssessment, y: float, tl: _Timeline) -> list[str]:
+    """One trial: its name and dose, a bar coloured by adequacy, its weeks and outcome, its B/F scores."""
+    x1, x2 = tl.x(t.start), tl.x(t.end)
+    color = _TRIAL_COLOURS.get(t.adequacy, UNKNOWN)
+    dose = f"{t.max_daily_dose_mg:g} mg/d" if t.max_daily_dose_mg is not None else "dose ?"
+    text = f"{t.ingredient} · {dose}"
+    # The label column holds about 24 characters; the bar's title carries the whole name.
+    label = escape(text if len(text) <= 24 else text[:23] + "…")
+    outcome = _OUTCOME_WORDS.get(t.outcome, "outcome ?")
+    out = [f'<text x="{LEFT - 8}" y="{y + 15}" font-size="12" fill="{INK}" text-anchor="end">{label}</text>',
+           f'<rect class="trial" x="{x1:.1f}" y="{y}" width="{max(x2 - x1, 2):.1f}" height="{tl.bar_h}" rx="3" '
+           f'fill="{color}">'
+           f'<title>{escape(t.ingredient)}: {t.start} to {t.end}, {t.weeks_at_adequate_dose:g} weeks at '
+           f'adequate dose — {t.adequacy.value}, {outcome}</title></rect>']
+    if t.ongoing:  # an open end: the course runs on past the chart's edge
+        out.append(f'<path d="M{x2:.1f},{y} l8,{tl.bar_h / 2} l-8,{tl.bar_h / 2} z" fill="{color}">'
+                   '<title>ongoing</title></path>')
+    inside = f"{t.weeks_at_adequate_dose:g} wk · {outcome}" + (" · ongoing" if t.ongoing else "")
+    if len(inside) * 6.3 + 8 <= x2 - x1:
+        out.append(f'<text x="{x1 + 4:.1f}" y="{y + 15}" font-size="11" fill="#ffffff">{escape(inside)}</text>')
+    else:  # too narrow for its label: write it after the bar, in ink
+        out.append(f'<text x="{x2 + 4:.1f}" y="{y + 15}" font-size="11" fill="{INK}">{escape(inside)}</text>')
+    for score, mark in ((t.baseline, "B"), (t.follow_up, "F")):
+        if score is not None:
+            sx = tl.x(score.day)
+            out.append(f'<line x1="{sx:.1f}" y1="{y + tl.bar_h}" x2="{sx:.1f}" y2="{tl.plot_bottom}" '
+                       f'stroke="{PHQ}" stroke-dasharray="2 3"/>'
+                       f'<text x="{sx:.1f}" y="{y - 1}" font-size="10" fill="{PHQ}" text-anchor="middle">'
+                       f'{mark}</text>')
+    return out
+
+
+def _score_axis(tl: _Timeline, phq9_threshold: float | None, with_gad: bool) -> list[str]:
+    """The PHQ-9 severity bands, the policy's threshold, the 0 to 27 scale and the series' names."""
+    out = []
+    for (low, name, shade), upper in zip(PHQ9_BANDS, [b[0] for b in PHQ9_BANDS[1:]] + [27], strict=True):
+        out.append(f'<rect x="{LEFT}" y="{tl.y(upper):.1f}" width="{W - LEFT - RIGHT}" '
+                   f'height="{tl.y(low) - tl.y(upper):.1f}" fill="{shade}"><title>PHQ-9 {low} to '
+                   f'{upper - 1 if upper < 27 else 27}: {name}</title></rect>'
+                   f'<text x="{LEFT + 4}" y="{tl.y(low) - 3:.1f}" font-size="9" fill="{MUTED}">{name}</text>')
+    if phq9_threshold is not None:
+        y = tl.y(phq9_threshold)
+        out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{LIMIT}" '
+                   f'stroke-width="1.5" stroke-dasharray="6 4"/>'
+                   f'<text x="{(LEFT + W - RIGHT) / 2:.0f}" y="{y - 3:.1f}" font-size="10" '
+                   f'fill="{LIMIT}" text-anchor="middle">policy threshold {phq9_threshold:g}</text>')
+    for v in (0, 5, 10, 15, 20, 27):
+        out.append(f'<text x="{LEFT - 8}" y="{tl.y(v) + 4:.1f}" font-size="10" fill="{MUTED}" '
+                   f'text-anchor="end">{v}</text><line x1="{LEFT}" x2="{W - RIGHT}" y1="{tl.y(v):.1f}" '
+                   f'y2="{tl.y(v):.1f}" stroke="{GRID}"/>')
+    out.append(f'<text x="{LEFT - 40}" y="{tl.plot_top - 6}" font-size="11" fill="{PHQ}">PHQ-9</text>')
+    if with_gad:
+        out.append(f'<text x="{LEFT - 40}" y="{tl.plot_top + 8}" font-size="11" fill="{GAD}">GAD-7 (dashed)</text>')
+    return out
+
+
+def _scores(tl: _Timeline, phq: Sequence[ScoreFact], gad: Sequence[ScoreFact]) -> list[str]:
+    """Both series, then each one's latest value written out with its date (no hovering needed)."""
+    out = [_series([(tl.x(s.day), tl.y(s.value), f"{s.day}: {s.value:g}") for s in series], color, dash)
+           for series, color, dash in ((phq, PHQ, ""), (gad, GAD, "5 4"))]
+    for series, color, name, dy in ((phq, PHQ, "PHQ-9", -8), (gad, GAD, "GAD-7", 14)):
+        if series:
+            last = max(series, key=lambda s: s.day)
+            x = tl.x(last.day)
+            anchor = "end" if x > W - RIGHT - 120 else "start"
+            out.append(f'<text x="{x + (-6 if anchor == "end" else 6):.1f}" y="{tl.y(last.value) + dy:.1f}" '
+                       f'font-size="11" font-weight="700" fill="{color}" text-anchor="{anchor}">'
+                       f'{name} {last.value:g} ({_short(last.day)})</text>')
+    return out
+
+
 def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact], as_of: dt.date,
                  phq9_threshold: float | None = None, course: TreatmentCourse | None = None) -> Markup:
     phq = [s for s in scores if s.kind is ObservationKind.PHQ9_TOTAL]
@@ -103,89 +221,22 @@ def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact],
     days = [t.start for t in trials] + [s.day for s in phq + gad] + ([course.first_dose] if course else [])
     if not days:
         return Markup('<p class="empty">No antidepressant trials or PHQ-9 scores on record.</p>')
-    start = min(days) - dt.timedelta(days=14)
-    end = max(as_of, *(t.end for t in trials)) + dt.timedelta(days=7) if trials else as_of + dt.timedelta(days=7)
-    bar_h, gap = 22, 8
-    bars_top = 10
-    rows = len(trials) + (1 if course else 0)
-    plot_top = bars_top + rows * (bar_h + gap) + 20
-    plot_h = 140
-    legend_y = plot_top + plot_h + 38
-    height = legend_y + 10
-    out = [f'<svg viewBox="0 0 {W} {height}" width="100%" role="img" aria-labelledby="tl-title tl-desc" '
-           f'xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif">',
-           '<title id="tl-title">Antidepressant trials and PHQ-9 over time</title>',
-           f'<desc id="tl-desc">{len(trials)} trial(s); {len(phq)} PHQ-9 and {len(gad)} GAD-7 scores. '
-           'The table below lists the same data.</desc>']
-    out += _year_ticks(start, end, bars_top, plot_top + plot_h)
+    end = max(as_of, *(t.end for t in trials)) if trials else as_of
+    tl = _Timeline(min(days) - dt.timedelta(days=14), end + dt.timedelta(days=7), len(trials) + (1 if course else 0))
+    out = _svg_open(tl.legend_y + 10, "tl", "Antidepressant trials and PHQ-9 over time",
+                    f"{len(trials)} trial(s); {len(phq)} PHQ-9 and {len(gad)} GAD-7 scores. "
+                    "The table below lists the same data.")
+    out += _year_ticks(tl.start, tl.end, tl.bars_top, tl.plot_bottom)
     for i, t in enumerate(trials):
-        y = bars_top + i * (bar_h + gap)
-        x1, x2 = _x(t.start, start, end), _x(t.end, start, end)
-        color = {Adequacy.ADEQUATE: ADEQUATE, Adequacy.INADEQUATE: INADEQUATE}.get(t.adequacy, UNKNOWN)
-        dose = f"{t.max_daily_dose_mg:g} mg/d" if t.max_daily_dose_mg is not None else "dose ?"
-        text = f"{t.ingredient} · {dose}"
-        # The label column holds about 24 characters; the bar's title carries the whole name.
-        label = escape(text if len(text) <= 24 else text[:23] + "…")
-        outcome = {Outcome.RESPONSE: "response", Outcome.NO_RESPONSE: "no response"}.get(t.outcome, "outcome ?")
-        out.append(f'<text x="{LEFT - 8}" y="{y + 15}" font-size="12" fill="{INK}" text-anchor="end">{label}</text>')
-        out.append(f'<rect class="trial" x="{x1:.1f}" y="{y}" width="{max(x2 - x1, 2):.1f}" height="{bar_h}" rx="3" '
-                   f'fill="{color}">'
-                   f'<title>{escape(t.ingredient)}: {t.start} to {t.end}, {t.weeks_at_adequate_dose:g} weeks at '
-                   f'adequate dose — {t.adequacy.value}, {outcome}</title></rect>')
-        if t.ongoing:  # an open end: the course runs on past the chart's edge
-            out.append(f'<path d="M{x2:.1f},{y} l8,{bar_h / 2} l-8,{bar_h / 2} z" fill="{color}">'
-                       '<title>ongoing</title></path>')
-        inside = f"{t.weeks_at_adequate_dose:g} wk · {outcome}" + (" · ongoing" if t.ongoing else "")
-        if len(inside) * 6.3 + 8 <= x2 - x1:
-            out.append(f'<text x="{x1 + 4:.1f}" y="{y + 15}" font-size="11" fill="#ffffff">{escape(inside)}</text>')
-        else:  # too narrow for its label: write it after the bar, in ink
-            out.append(f'<text x="{x2 + 4:.1f}" y="{y + 15}" font-size="11" fill="{INK}">{escape(inside)}</text>')
-        for score, mark in ((t.baseline, "B"), (t.follow_up, "F")):
-            if score is not None:
-                sx = _x(score.day, start, end)
-                out.append(f'<line x1="{sx:.1f}" y1="{y + bar_h}" x2="{sx:.1f}" y2="{plot_top + plot_h}" '
-                           f'stroke="{PHQ}" stroke-dasharray="2 3"/>'
-                           f'<text x="{sx:.1f}" y="{y - 1}" font-size="10" fill="{PHQ}" text-anchor="middle">'
-                           f'{mark}</text>')
-
+        out += _trial_row(t, tl.row_y(i), tl)
     if course is not None:
-        out += _course_row(course, bars_top + len(trials) * (bar_h + gap), bar_h, start, end, plot_top + plot_h)
-
-    def y_of(v: float) -> float:
-        return plot_top + plot_h - plot_h * v / 27
-
-    for (low, name, shade), upper in zip(PHQ9_BANDS, [b[0] for b in PHQ9_BANDS[1:]] + [27], strict=True):
-        out.append(f'<rect x="{LEFT}" y="{y_of(upper):.1f}" width="{W - LEFT - RIGHT}" '
-                   f'height="{y_of(low) - y_of(upper):.1f}" fill="{shade}"><title>PHQ-9 {low} to '
-                   f'{upper - 1 if upper < 27 else 27}: {name}</title></rect>'
-                   f'<text x="{LEFT + 4}" y="{y_of(low) - 3:.1f}" font-size="9" fill="{MUTED}">{name}</text>')
-    if phq9_threshold is not None:
-        out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y_of(phq9_threshold):.1f}" '
-                   f'y2="{y_of(phq9_threshold):.1f}" stroke="{LIMIT}" stroke-width="1.5" stroke-dasharray="6 4"/>'
-                   f'<text x="{(LEFT + W - RIGHT) / 2:.0f}" y="{y_of(phq9_threshold) - 3:.1f}" font-size="10" '
-                   f'fill="{LIMIT}" text-anchor="middle">policy threshold {phq9_threshold:g}</text>')
-    for v in (0, 5, 10, 15, 20, 27):
-        out.append(f'<text x="{LEFT - 8}" y="{y_of(v) + 4:.1f}" font-size="10" fill="{MUTED}" '
-                   f'text-anchor="end">{v}</text><line x1="{LEFT}" x2="{W - RIGHT}" y1="{y_of(v):.1f}" '
-                   f'y2="{y_of(v):.1f}" stroke="{GRID}"/>')
-    out.append(f'<text x="{LEFT - 40}" y="{plot_top - 6}" font-size="11" fill="{PHQ}">PHQ-9</text>')
-    if gad:
-        out.append(f'<text x="{LEFT - 40}" y="{plot_top + 8}" font-size="11" fill="{GAD}">GAD-7 (dashed)</text>')
-    for series, color, dash in ((phq, PHQ, ""), (gad, GAD, "5 4")):
-        out.append(_series([(_x(s.day, start, end), y_of(s.value), f"{s.day}: {s.value:g}") for s in series],
-                           color, dash))
-    for series, color, name, dy in ((phq, PHQ, "PHQ-9", -8), (gad, GAD, "GAD-7", 14)):
-        if series:  # the latest value written out, with its date: no hovering needed
-            last = max(series, key=lambda s: s.day)
-            x = _x(last.day, start, end)
-            anchor = "end" if x > W - RIGHT - 120 else "start"
-            out.append(f'<text x="{x + (-6 if anchor == "end" else 6):.1f}" y="{y_of(last.value) + dy:.1f}" '
-                       f'font-size="11" font-weight="700" fill="{color}" text-anchor="{anchor}">'
-                       f'{name} {last.value:g} ({_short(last.day)})</text>')
+        out += _course_row(course, tl.row_y(len(trials)), tl.bar_h, tl.start, tl.end, tl.plot_bottom)
+    out += _score_axis(tl, phq9_threshold, bool(gad))
+    out += _scores(tl, phq, gad)
     legend = [(ADEQUATE, "adequate trial"), (INADEQUATE, "not adequate"), (UNKNOWN, "adequacy unknown"),
               (PHQ, "PHQ-9 (B baseline, F follow-up)")] + ([(GAD, "GAD-7 (dashed)")] if gad else []) + \
         ([(COURSE, "ketamine/esketamine doses")] if course else [])
-    out.append(_legend(legend_y, legend))
+    out.append(_legend(tl.legend_y, legend))
     out.append("</svg>")
     return Markup("".join(out))  # noqa: S704 - every text from data is escape()d above; the rest is numbers
 
@@ -208,11 +259,9 @@ def bp_svg(readings: Sequence[BloodPressureFact], as_of: dt.date, systolic_limit
         off = " (off the chart's scale)" if not lo <= v <= hi else ""
         return f"{b.day}: {which} {v:g}{off}"
 
-    out = [f'<svg viewBox="0 0 {W} {top + h + 40}" width="100%" role="img" aria-labelledby="bp-title bp-desc" '
-           f'xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif">',
-           '<title id="bp-title">Blood pressure, last 12 months</title>',
-           f'<desc id="bp-desc">{len(shown)} readings against the {systolic_limit:g}/{diastolic_limit:g} mmHg '
-           'threshold. The table below lists the same data.</desc>']
+    out = _svg_open(top + h + 40, "bp", "Blood pressure, last 12 months",
+                    f"{len(shown)} readings against the {systolic_limit:g}/{diastolic_limit:g} mmHg threshold. "
+                    "The table below lists the same data.")
     out += _year_ticks(start, end, top, top + h)
     for v in range(60, int(hi) + 1, 20):
         out.append(f'<text x="{LEFT - 8}" y="{y_of(v) + 4:.1f}" font-size="10" fill="{MUTED}" text-anchor="end">'
