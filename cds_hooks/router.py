@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -44,7 +45,6 @@ _REQUIRED_CONTEXT = {
     Hook.APPOINTMENT_BOOK: ("userId", "patientId", "appointments"),
     Hook.ENCOUNTER_DISCHARGE: ("userId", "patientId", "encounterId"),
 }
-_ORDER_HOOKS = frozenset({Hook.ORDER_SELECT, Hook.ORDER_SIGN})
 
 
 _Body = TypeVar("_Body", CdsRequest, FeedbackRequest)
@@ -116,13 +116,7 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _check_context(req: CdsRequest, service: ServiceDefinition, max_appointments: int = 50) -> None:
-    if req.hook != service.hook:
-        raise BadRequest(400, "invalid", f"service {service.id} answers hook {service.hook}, not {req.hook}")
-    context = req.context
-    missing = [f for f in _REQUIRED_CONTEXT[service.hook] if f not in context]
-    if missing:
-        raise BadRequest(400, "required", f"context is missing {', '.join(missing)}")
+def _check_ids(context: dict[str, Any]) -> None:
     patient = context.get("patientId")
     if not isinstance(patient, str) or not FHIR_ID.match(patient):
         raise BadRequest(400, "invalid", "context.patientId must be a FHIR id ([A-Za-z0-9-.]{1,64})")
@@ -133,26 +127,56 @@ def _check_context(req: CdsRequest, service: ServiceDefinition, max_appointments
     user = context.get("userId")
     if not isinstance(user, str) or not FHIR_REFERENCE.match(user):
         raise BadRequest(400, "invalid", "context.userId must be a FHIR reference such as Practitioner/123")
-    if service.hook is Hook.APPOINTMENT_BOOK:
-        appointments = context.get("appointments")
-        if not isinstance(appointments, dict) or appointments.get("resourceType") != "Bundle" or not isinstance(
-                appointments.get("entry", []), list):
-            raise BadRequest(400, "invalid", "context.appointments must be a Bundle of Appointments")
-        if len(appointments.get("entry", [])) > max_appointments:
-            raise BadRequest(400, "too-costly", f"context.appointments holds {len(appointments['entry'])} entries; "
-                                                f"at most {max_appointments} are accepted in one request")
-    if service.hook is Hook.ENCOUNTER_DISCHARGE and not isinstance(context.get("encounterId"), str):
+
+
+def _check_appointments(context: dict[str, Any], max_appointments: int) -> None:
+    appointments = context.get("appointments")
+    if not isinstance(appointments, dict) or appointments.get("resourceType") != "Bundle" or not isinstance(
+            appointments.get("entry", []), list):
+        raise BadRequest(400, "invalid", "context.appointments must be a Bundle of Appointments")
+    if len(appointments.get("entry", [])) > max_appointments:
+        raise BadRequest(400, "too-costly", f"context.appointments holds {len(appointments['entry'])} entries; "
+                                            f"at most {max_appointments} are accepted in one request")
+
+
+def _check_encounter(context: dict[str, Any], _: int) -> None:
+    if not isinstance(context.get("encounterId"), str):
         raise BadRequest(400, "invalid", "context.encounterId must be a FHIR id")
-    if service.hook in _ORDER_HOOKS:
-        draft = context.get("draftOrders")
-        if not isinstance(draft, dict) or draft.get("resourceType") != "Bundle":
-            raise BadRequest(400, "invalid", "context.draftOrders must be a Bundle")
-        if "entry" in draft and not isinstance(draft["entry"], list):
-            raise BadRequest(400, "invalid", "context.draftOrders.entry must be an array")
-    if service.hook is Hook.ORDER_SELECT:
-        selections = context.get("selections")
-        if not isinstance(selections, list) or not all(isinstance(x, str) and len(x) <= 200 for x in selections):
-            raise BadRequest(400, "invalid", "context.selections must be an array of references")
+
+
+def _check_draft_orders(context: dict[str, Any], _: int) -> None:
+    draft = context.get("draftOrders")
+    if not isinstance(draft, dict) or draft.get("resourceType") != "Bundle":
+        raise BadRequest(400, "invalid", "context.draftOrders must be a Bundle")
+    if "entry" in draft and not isinstance(draft["entry"], list):
+        raise BadRequest(400, "invalid", "context.draftOrders.entry must be an array")
+
+
+def _check_selections(context: dict[str, Any], _: int) -> None:
+    selections = context.get("selections")
+    if not isinstance(selections, list) or not all(isinstance(x, str) and len(x) <= 200 for x in selections):
+        raise BadRequest(400, "invalid", "context.selections must be an array of references")
+
+
+#: What each hook's context must hold beyond the ids every hook carries, checked in this order.
+_HOOK_CHECKS: dict[Hook, tuple[Callable[[dict[str, Any], int], None], ...]] = {
+    Hook.APPOINTMENT_BOOK: (_check_appointments,),
+    Hook.ENCOUNTER_DISCHARGE: (_check_encounter,),
+    Hook.ORDER_SELECT: (_check_draft_orders, _check_selections),
+    Hook.ORDER_SIGN: (_check_draft_orders,),
+}
+
+
+def _check_context(req: CdsRequest, service: ServiceDefinition, max_appointments: int = 50) -> None:
+    if req.hook != service.hook:
+        raise BadRequest(400, "invalid", f"service {service.id} answers hook {service.hook}, not {req.hook}")
+    context = req.context
+    missing = [f for f in _REQUIRED_CONTEXT[service.hook] if f not in context]
+    if missing:
+        raise BadRequest(400, "required", f"context is missing {', '.join(missing)}")
+    _check_ids(context)
+    for check in _HOOK_CHECKS.get(service.hook, ()):
+        check(context, max_appointments)
 
 
 def _text_field(value: Any, key: str) -> str | None:
