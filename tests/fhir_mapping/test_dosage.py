@@ -87,9 +87,17 @@ def test_dosage_text(text: str, strength: Strength | None, expected: float | Non
     assert parse_dosage_text(text, strength).mg == expected
 
 
-@pytest.mark.parametrize("code,per_day", [("QD", 1), ("BID", 2), ("TID", 3), ("QID", 4), ("Q8H", 3), ("QOD", 0.5)])
+# Every HL7 v3 GTSAbbreviation code the parser reads, as its definition says (FHIR value set timing-abbreviation):
+# once a day (QD; AM, PM and HS say when the one dose is taken), 2, 3 and 4 times a day, every other day, every 4,
+# 6, 8 and 12 hours, once a week. A code changed to another count would misjudge every trial dosed by it.
+@pytest.mark.parametrize("code,per_day", [
+    ("QD", 1), ("AM", 1), ("PM", 1), ("HS", 1), ("BID", 2), ("TID", 3), ("QID", 4), ("QOD", 1 / 2),
+    ("Q4H", 24 / 4), ("Q6H", 24 / 6), ("Q8H", 24 / 8), ("Q12H", 24 / 12), ("WK", 1 / 7),
+])
 def test_timing_codes(code: str, per_day: float) -> None:
     assert doses_per_day({"code": {"coding": [{"code": code}]}}) == per_day
+    gts = "http://terminology.hl7.org/CodeSystem/v3-GTSAbbreviation"
+    assert doses_per_day({"code": {"coding": [{"system": gts, "code": code.lower()}]}}) == per_day  # any case
 
 
 @given(value=st.floats(min_value=0.1, max_value=1000, allow_nan=False),
