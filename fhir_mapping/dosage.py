@@ -129,6 +129,49 @@ def doses_per_day(timing: dict[str, Any] | None) -> float | None:
     return None
 
 
+def supply_days(quantity: Any, dosages: list[Any]) -> float | None:
+    """How many days a dispensed quantity lasts at the prescribed rate: ``dispenseRequest.quantity`` ("the amount
+    that is to be dispensed for one fill", FHIR R4) divided by the amount a day the instructions take, in the same
+    unit. Oracle Health orders say their supply so ("650 mg = 2 cap, Oral, every 4 hr … 90 cap", with no
+    ``expectedSupplyDuration``: fhir.cerner.com Millennium R4 MedicationRequest examples, issue #20).
+
+    None unless it is plain: one scheduled dosage (not as needed) with a dose quantity in the quantity's unit and a
+    frequency the timing or the sig states. A tablet count is never read against a mass, nor a guess at the
+    frequency used: a supply that may be too long could credit a trial that was not taken.
+    """
+    if not isinstance(quantity, dict):
+        return None
+    amount = _positive(quantity.get("value"))
+    scheduled = [d for d in dosages if isinstance(d, dict)]
+    if amount is None or len(scheduled) != 1:
+        return None
+    dosage = scheduled[0]
+    if _is_prn(dosage) or sig.is_prn(_instruction_text(dosage)):
+        return None
+    dose = _dose_quantity(dosage)
+    per_dose = None if dose is None else _positive(dose.get("value"))
+    if dose is None or per_dose is None or not _same_unit(_unit(dose), _unit(quantity)):
+        return None
+    per_day = doses_per_day(dosage.get("timing"))
+    if per_day is None:
+        per_day = sig.frequency(_instruction_text(dosage)).per_day
+    if per_day is None or per_day <= 0:
+        return None
+    return amount / (per_dose * per_day)
+
+
+def _same_unit(a: str, b: str) -> bool:
+    """The same unit, however written: UCUM annotations ("{Capsule}") and the words for one tablet or capsule."""
+    def one(unit: str) -> str:
+        unit = unit.strip("{} ").lower()
+        return _UNIT_STEMS.get(unit, unit)
+    return bool(a) and one(a) == one(b)
+
+
+_UNIT_STEMS = {**dict.fromkeys(("tab", "tabs", "tablet", "tablets", "tbl"), "tab"),
+               **dict.fromkeys(("cap", "caps", "capsule", "capsules"), "cap")}
+
+
 def _positive(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and value == value:
         return float(value)

@@ -16,7 +16,7 @@ from typing import Any
 from ._json import codings, obj, text
 from .codesets import CodeSets, system_key
 from .dates import duration_days, parse_day
-from .dosage import Strength, dose_phases, strength_from_medication, strength_in_name
+from .dosage import Strength, dose_phases, strength_from_medication, strength_in_name, supply_days
 from .facts import (
     Course,
     CurrentMedication,
@@ -335,6 +335,9 @@ def _exposure(res: dict[str, Any], status: str) -> tuple[dt.date | None, dt.date
         start = parse_day(validity.get("start")) or parse_day(res.get("authoredOn"))
         end = parse_day(validity.get("end"))
         supply = duration_days(obj(dispense, "expectedSupplyDuration"))
+        if supply is None:
+            # No supply duration: the quantity at the prescribed rate, as Oracle Health sends it (issue #20).
+            supply = supply_days(dispense.get("quantity"), res.get("dosageInstruction") or [])
         if end is None and start is not None and supply is not None:
             repeats = dispense.get("numberOfRepeatsAllowed")
             fills = 1 + (repeats if isinstance(repeats, int) and not isinstance(repeats, bool) and repeats > 0 else 0)

@@ -89,3 +89,9 @@ async def test_alcohol_misuse_recorded_as_status_contraindicates_on_the_card(pos
     assert assessed(cards)["contraindications"]["substance_use"] == "present"
     assert cards[0]["indicator"] == "critical"
     assert any("current misuse of alcohol" in c.get("detail", "") for c in cards)
+
+
+async def test_oracle_health_orders_whose_supply_is_a_quantity_reach_the_card_as_adequate_trials(post: Post) -> None:
+    cards = await cards_for(post, "59")
+    a = assessed(cards)
+    assert (a["verdict"], a["treatment_resistance"]) == ("candidate", "met")

@@ -360,3 +360,37 @@ def test_a_dose_range_low_end_and_a_skipped_rate_entry() -> None:
     assert daily_dose([ranged], None).mg == 50
     no_low = {"doseAndRate": [{"doseRange": {"high": {"value": 100, "unit": "mg"}}}], "text": "daily"}
     assert daily_dose([no_low], None).mg is None
+
+
+# -- the supply a dispensed quantity lasts (issue #20: Oracle Health sends no expectedSupplyDuration) ------------------
+
+def _cap(value: float) -> dict:  # type: ignore[type-arg]
+    return {"value": value, "unit": "cap", "system": "http://unitsofmeasure.org", "code": "{Capsule}"}
+
+
+@pytest.mark.parametrize("quantity,dosage,days", [
+    (_cap(180), {**dose(2, "cap", code="QD"), "doseAndRate": [{"doseQuantity": _cap(2)}]}, 90.0),
+    (_cap(90), {"doseAndRate": [{"doseQuantity": _cap(1)}], "text": "60 mg = 1 cap, Oral, Daily, 90 cap"}, 90.0),
+    ({"value": 60, "unit": "tablet"}, dose(1, "tab", frequency=2), 30.0),     # the same unit, written otherwise
+    ({"value": 28000, "unit": "mg"}, dose(1000, "mg", frequency=4), 7.0),
+])
+def test_a_quantity_lasts_its_amount_over_the_amount_taken_a_day(quantity: dict, dosage: dict,  # type: ignore[type-arg]
+                                                                 days: float) -> None:
+    from fhir_mapping.dosage import supply_days
+
+    assert supply_days(quantity, [dosage]) == days
+
+
+@pytest.mark.parametrize("quantity,dosages", [
+    (_cap(90), [{"doseAndRate": [{"doseQuantity": _cap(2)}], "asNeededCodeableConcept": {"text": "as needed"},
+                 "timing": {"code": {"coding": [{"code": "Q4H"}]}}}]),   # the published example: PRN
+    ({"value": 30, "unit": "mg"}, [dose(1, "tab")]),                     # a mass against a tablet count
+    (_cap(90), [{"doseAndRate": [{"doseQuantity": _cap(1)}]}]),          # no frequency stated: never guessed
+    (_cap(90), [dose(1, "cap"), dose(1, "cap")]),                        # several dosages at once
+    (None, [dose(1, "cap")]),
+    ({"value": 0, "unit": "cap"}, [dose(1, "cap")]),
+])
+def test_a_supply_is_read_only_when_it_is_plain(quantity: dict | None, dosages: list) -> None:  # type: ignore[type-arg]
+    from fhir_mapping.dosage import supply_days
+
+    assert supply_days(quantity, dosages) is None
