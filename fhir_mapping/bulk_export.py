@@ -483,6 +483,8 @@ class _Sink:
         self._buffer = bytearray()
         self.lines = 0
         self.bytes = 0
+        #: What this file took from the export's byte budget (given back when the download is retried).
+        self.taken = 0
         self._last = b"\n"
         self._first_seen = False
 
@@ -528,6 +530,51 @@ class _Sink:
             self._fh.close()
             self._fh = None
 
+    async def put(self, data: bytes, budget: _Budget) -> None:
+        budget.take(len(data))
+        self.taken += len(data)
+        await self.write(data)
+
+
+async def _stream_body(response: httpx.Response, sink: _Sink, budget: _Budget) -> None:
+    """The body into the sink; inflated when the file itself is gzip (served as application/gzip, not as a
+    Content-Encoding, which httpx already undoes)."""
+    await sink.open()
+    inflate: Any = None
+    async for chunk in response.aiter_bytes(_CHUNK):
+        if inflate is None:
+            inflate = zlib.decompressobj(47) if chunk[:2] == b"\x1f\x8b" else False
+        if not inflate:
+            await sink.put(chunk, budget)
+            continue
+        await sink.put(inflate.decompress(chunk, _WRITE_BUFFER), budget)
+        while inflate.unconsumed_tail:  # bounded output per step: a small gzip can inflate enormously
+            await sink.put(inflate.decompress(inflate.unconsumed_tail, _WRITE_BUFFER), budget)
+    if inflate:
+        await sink.put(inflate.flush(), budget)
+    await sink.close()
+
+
+async def _fetch_file(session: _Session, item: _Item, needs_token: bool, sink: _Sink,
+                      budget: _Budget) -> tuple[int, float | None, Any]:
+    """One GET of the file: (status, Retry-After, error body); a 200's body is in the sink when it returns."""
+    headers = {"Accept": "application/fhir+ndjson"}
+    if needs_token:
+        headers["Authorization"] = f"Bearer {await session.bearer()}"
+    # httpx drops the Authorization header on a redirect to another origin.
+    async with session.http.stream("GET", item.url, headers=headers, timeout=session.settings.request_timeout_s,
+                                   follow_redirects=True) as response:
+        if response.status_code == 200:
+            await _stream_body(response, sink, budget)
+            return 200, None, None
+        body: Any = None
+        if response.status_code >= 400:
+            try:
+                body = await session._read_json(response)
+            except BulkExportError:
+                body = None
+        return response.status_code, _retry_after(response.headers.get("Retry-After")), body
+
 
 async def _download(session: _Session, item: _Item, needs_token: bool, budget: _Budget) -> ExportFile:
     settings = session.settings
@@ -536,52 +583,12 @@ async def _download(session: _Session, item: _Item, needs_token: bool, budget: _
     attempt = 0
     renewed = False
     while True:
-        headers = {"Accept": "application/fhir+ndjson"}
-        if needs_token:
-            headers["Authorization"] = f"Bearer {await session.bearer()}"
         sink = _Sink(item.dest)
-        taken = 0
         try:
-            # httpx drops the Authorization header on a redirect to another origin.
-            async with session.http.stream("GET", item.url, headers=headers, timeout=settings.request_timeout_s,
-                                           follow_redirects=True) as response:
-                status = response.status_code
-                if status == 200:
-                    await sink.open()
-                    inflate: Any = None
-                    async for chunk in response.aiter_bytes(_CHUNK):
-                        if inflate is None:
-                            # A file served gzipped as itself (application/gzip), not as a Content-Encoding.
-                            inflate = zlib.decompressobj(47) if chunk[:2] == b"\x1f\x8b" else False
-                        if inflate:
-                            data = inflate.decompress(chunk, _WRITE_BUFFER)
-                            while True:
-                                budget.take(len(data))
-                                taken += len(data)
-                                await sink.write(data)
-                                if not inflate.unconsumed_tail:
-                                    break
-                                data = inflate.decompress(inflate.unconsumed_tail, _WRITE_BUFFER)
-                        else:
-                            budget.take(len(chunk))
-                            taken += len(chunk)
-                            await sink.write(chunk)
-                    if inflate:
-                        data = inflate.flush()
-                        budget.take(len(data))
-                        await sink.write(data)
-                    await sink.close()
-                    return ExportFile(item.resource_type, item.dest, sink.lines, sink.bytes, item.count)
-                retry_after = _retry_after(response.headers.get("Retry-After"))
-                body: Any = None
-                if status >= 400:
-                    try:
-                        body = await session._read_json(response)
-                    except BulkExportError:
-                        body = None
+            status, retry_after, body = await _fetch_file(session, item, needs_token, sink, budget)
         except (httpx.HTTPError, zlib.error) as exc:
             sink.discard()
-            budget.used -= taken
+            budget.used -= sink.taken
             item.dest.unlink(missing_ok=True)
             if isinstance(exc, httpx.HTTPError) and attempt < settings.max_retries:
                 attempt += 1
@@ -597,6 +604,8 @@ async def _download(session: _Session, item: _Item, needs_token: bool, budget: _
         except BaseException:
             sink.discard()
             raise
+        if status == 200:
+            return ExportFile(item.resource_type, item.dest, sink.lines, sink.bytes, item.count)
         sink.discard()
         if status == 401 and needs_token and not renewed:
             renewed = True
@@ -868,29 +877,28 @@ async def _poll(session: _Session, status_url: str, poll_limit_s: float, say: Ca
                               + (f": {reason}" if reason else ""))
 
 
-async def _download_all(session: _Session, manifest: dict[str, Any], staging: Path, out_dir: Path,
-                        types: Sequence[str], say: Callable[[str], None]) -> ExportResult:
+async def _manifest_pages(session: _Session, manifest: dict[str, Any], staging: Path,
+                          ) -> tuple[list[dict[str, Any]], list[_Item]]:
+    """Every page of the manifest (``link`` ``next``, bounded) and the files they list."""
     cfg = session.settings
-    requires_token = manifest.get("requiresAccessToken")
-    if not isinstance(requires_token, bool):
-        raise BulkExportError("the export manifest lacks requiresAccessToken")
-    transaction_time = manifest.get("transactionTime")
-    if not isinstance(transaction_time, str):
-        raise BulkExportError("the export manifest lacks transactionTime")
     counters: dict[tuple[str, str], int] = {}
     items = _manifest_items(manifest, staging, counters, session.base_url)
     pages = [manifest]
-    page = manifest
-    while (next_url := _next_link(page)) is not None:
+    while (next_url := _next_link(pages[-1])) is not None:
         if len(pages) >= cfg.max_manifest_pages:
             raise BulkExportError(f"the export manifest has more than {cfg.max_manifest_pages} pages")
-        next_url = urljoin(session.base_url, next_url)
-        status, _, body = await session.get_json(next_url, accept="application/json")
+        status, _, body = await session.get_json(urljoin(session.base_url, next_url), accept="application/json")
         if status != 200 or not isinstance(body, dict):
             raise BulkExportError(f"a page of the export manifest answered HTTP {status}")
         items += _manifest_items(body, staging, counters, session.base_url)
         pages.append(body)
-        page = body
+    return pages, items
+
+
+async def _fetch_files(session: _Session, items: Sequence[_Item], requires_token: bool, staging: Path,
+                       say: Callable[[str], None]) -> list[ExportFile]:
+    """Download the files, ``parallel_downloads`` at a time, under one byte budget; the first failure ends all."""
+    cfg = session.settings
     for kind in ("error", "deleted"):
         if any(i.kind == kind for i in items):
             (staging / kind).mkdir(mode=0o700, exist_ok=True)
@@ -913,14 +921,27 @@ async def _download_all(session: _Session, manifest: dict[str, Any], staging: Pa
         if first is not None:
             raise first from None
         raise
-    downloaded = [t.result() for t in tasks]
+    return [t.result() for t in tasks]
+
+
+async def _download_all(session: _Session, manifest: dict[str, Any], staging: Path, out_dir: Path,
+                        types: Sequence[str], say: Callable[[str], None]) -> ExportResult:
+    requires_token = manifest.get("requiresAccessToken")
+    if not isinstance(requires_token, bool):
+        raise BulkExportError("the export manifest lacks requiresAccessToken")
+    transaction_time = manifest.get("transactionTime")
+    if not isinstance(transaction_time, str):
+        raise BulkExportError("the export manifest lacks transactionTime")
+    pages, items = await _manifest_pages(session, manifest, staging)
+    downloaded = await _fetch_files(session, items, requires_token, staging, say)
 
     def moved(f: ExportFile) -> ExportFile:
         return ExportFile(f.resource_type, out_dir / f.path.relative_to(staging), f.lines, f.bytes, f.declared_count)
 
-    kinds = [i.kind for i in items]
-    errors = [f for f, k in zip(downloaded, kinds, strict=True) if k == "error"]
-    issues = await asyncio.to_thread(_read_issues, errors, types, out_dir, staging)
+    by_kind: dict[str, list[ExportFile]] = {"output": [], "error": [], "deleted": []}
+    for f, item in zip(downloaded, items, strict=True):
+        by_kind.setdefault(item.kind, []).append(f)
+    issues = await asyncio.to_thread(_read_issues, by_kind["error"], types, out_dir, staging)
     granted = session.granted_scope
     merged = dict(manifest)
     for kind in ("output", "error", "deleted"):
@@ -932,9 +953,9 @@ async def _download_all(session: _Session, manifest: dict[str, Any], staging: Pa
         requires_access_token=requires_token,
         types=tuple(types),
         granted_scope=granted,
-        files=tuple(moved(f) for f, k in zip(downloaded, kinds, strict=True) if k == "output"),
-        error_files=tuple(moved(f) for f in errors),
-        deleted_files=tuple(moved(f) for f, k in zip(downloaded, kinds, strict=True) if k == "deleted"),
+        files=tuple(moved(f) for f in by_kind["output"]),
+        error_files=tuple(moved(f) for f in by_kind["error"]),
+        deleted_files=tuple(moved(f) for f in by_kind["deleted"]),
         issues=tuple(issues),
         gaps=tuple(_gaps(issues, types, granted)),
         manifest=_strip_urls(merged),

@@ -512,9 +512,7 @@ def _feedback_report(path: Path | None) -> str:
     return "\n".join(lines)
 
 
-def _screen(args: argparse.Namespace) -> int:
-    from population import Interrupted, ScreenError, ScreenOptions, run_screen
-
+def _check_screen_arguments(args: argparse.Namespace) -> None:
     if bool(args.bulk) == bool(args.fhir_server):
         raise CliError("screen needs --bulk DIR or --fhir-server URL (one of them)")
     if args.fhir_server and (not args.client_id or args.private_key is None):
@@ -523,22 +521,37 @@ def _screen(args: argparse.Namespace) -> int:
         raise CliError("--workers and --buckets must be at least 1")
     if args.scheduler and args.engine != "dask":
         raise CliError("--scheduler is for --engine dask")
-    policy_path = Path(args.policy)
-    policy = load_policy_file(policy_path) if args.policy.endswith(".toml") else load_policy(args.policy)
-    policy_text = policy_path.read_bytes() if args.policy.endswith(".toml") else args.policy.encode("utf-8")
-    allowed = frozenset(t.strip() for t in args.allow_missing_types.split(",") if t.strip())
+
+
+def _allowed_missing_types(spec: str) -> frozenset[str]:
+    allowed = frozenset(t.strip() for t in spec.split(",") if t.strip())
     unknown = sorted(allowed - set(t.value for t in ResourceType))
     if unknown:
         raise CliError(f"--allow-missing-types: unknown resource type {', '.join(unknown)}")
-    key = None
-    if args.pseudonymize_key is not None:
-        try:
-            key = args.pseudonymize_key.read_bytes().strip()
-        except OSError as exc:
-            raise CliError(f"{args.pseudonymize_key}: cannot read the pseudonymisation key "
-                           f"({exc.__class__.__name__})") from exc
-        if len(key) < 16:
-            raise CliError(f"{args.pseudonymize_key}: a pseudonymisation key needs at least 16 bytes")
+    return allowed
+
+
+def _pseudonymisation_key(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read the pseudonymisation key ({exc.__class__.__name__})") from exc
+    if len(key) < 16:
+        raise CliError(f"{path}: a pseudonymisation key needs at least 16 bytes")
+    return key
+
+
+def _screen(args: argparse.Namespace) -> int:
+    from population import Interrupted, ScreenError, ScreenOptions, run_screen
+
+    _check_screen_arguments(args)
+    policy_path = Path(args.policy)
+    policy = load_policy_file(policy_path) if args.policy.endswith(".toml") else load_policy(args.policy)
+    policy_text = policy_path.read_bytes() if args.policy.endswith(".toml") else args.policy.encode("utf-8")
+    allowed = _allowed_missing_types(args.allow_missing_types)
+    key = _pseudonymisation_key(args.pseudonymize_key)
     bulk = tuple(args.bulk)
     export_dir = args.out / "_export"
     if args.fhir_server:
