@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -77,6 +78,9 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
         # Alembic narrates each step at INFO; the caller reports the upgrade in one line of its own.
         logging.getLogger("alembic").setLevel(logging.WARNING)
         with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # A migration may rewrite a table: the per-request statement timeout does not apply to it.
+                conn.execute(sa.text("SET statement_timeout = 0"))
             command.upgrade(_alembic(conn), "head")
     return before, head
 
@@ -109,8 +113,21 @@ def _engine(url: str, timeout_s: float) -> Engine:
         # reconnects.
         return sa.create_engine(
             parsed.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT", pool_size=10,
-            max_overflow=10, pool_timeout=timeout_s, connect_args={"connect_timeout": max(1, int(timeout_s))})
+            max_overflow=10, pool_timeout=timeout_s, connect_args=_postgresql_limits(timeout_s))
     raise StorageError(f"unsupported database URL scheme {parsed.drivername!r} (use sqlite:/// or postgresql://)")
+
+
+def _postgresql_limits(timeout_s: float) -> dict[str, Any]:
+    """The connection's own limits, so that a database that is slow or gone ends a call near ``timeout_s``.
+
+    - ``connect_timeout``: libpq's, in whole seconds and at least 2 (libpq and psycopg raise anything smaller to 2);
+      the request's own deadline (``Storage._run``) ends a call sooner, the connection attempt ends by itself.
+    - ``statement_timeout`` at 90 % of ``timeout_s``: a statement the server holds (a lock, a slow disk) is cancelled
+      by the server a little before the request gives up, so the request gets a clean error and the connection
+      stays usable, instead of a client-side cancel that must reach a server that may not answer.
+    """
+    statement_ms = max(1, int(timeout_s * 900))
+    return {"connect_timeout": max(2, math.ceil(timeout_s)), "options": f"-c statement_timeout={statement_ms}"}
 
 
 def _async_engine(engine: Engine, timeout_s: float) -> AsyncEngine | None:
@@ -120,7 +137,7 @@ def _async_engine(engine: Engine, timeout_s: float) -> AsyncEngine | None:
         return None
     return create_async_engine(engine.url.set(drivername="postgresql+psycopg_async"), isolation_level="AUTOCOMMIT",
                                pool_size=10, max_overflow=10, pool_timeout=timeout_s,
-                               connect_args={"connect_timeout": max(1, int(timeout_s))})
+                               connect_args=_postgresql_limits(timeout_s))
 
 
 def open_storage(url: str, sealer: Sealer, *, timeout_s: float = 2.5, migrate: bool | None = None,
@@ -164,6 +181,7 @@ class Storage:
         self._timeout_s = timeout_s
         self._clock = clock
         self._last_prune: dict[str, float] = {}
+        self._abandoned: set[asyncio.Future[Any]] = set()
         # The embedded SQLite file is local: a short write costs about what a hop to a worker thread costs (both
         # about 0.3 ms, measured by bench/scale.py), so it runs inline, bounded by the driver's busy timeout
         # (timeout_s). PostgreSQL runs on its asyncio engine when there is one, else in worker threads.
@@ -181,6 +199,8 @@ class Storage:
 
     async def aclose(self) -> None:
         """Close every connection (the asyncio engine's must be closed on the event loop that opened them)."""
+        if self._abandoned:  # attempts abandoned at their deadline, still cleaning up (bounded by the driver)
+            await asyncio.wait(set(self._abandoned), timeout=15)
         if self._async_engine is not None:
             await self._async_engine.dispose()
         self.engine.dispose()
@@ -197,8 +217,7 @@ class Storage:
             if self._inline:
                 return transaction()
             if self._async_engine is not None:
-                async with asyncio.timeout(self._timeout_s), self._async_engine.begin() as conn:
-                    return await conn.run_sync(work)
+                return await self._within_deadline(self._async_engine, work)
             return await asyncio.wait_for(asyncio.to_thread(transaction), self._timeout_s)
         except (TimeoutError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             raise StorageUnavailable(f"the database did not answer ({exc.__class__.__name__})") from exc
@@ -206,6 +225,39 @@ class Storage:
             if exc.connection_invalidated:
                 raise StorageUnavailable("the database connection was lost") from exc
             raise
+
+    async def _within_deadline(self, engine: AsyncEngine, work: Callable[[Connection], _T]) -> _T:
+        """``work`` on the asyncio engine, answered within ``timeout_s`` whatever the database does.
+
+        Cancelling a psycopg query in place is not enough: on cancellation the driver first sends the server a
+        cancel request and waits for the query to end (up to 5 s each), so the first call after a database hang took
+        ``timeout_s`` + 10 s. The attempt runs as its own task instead; at the deadline the call raises at once and the
+        abandoned attempt is cancelled and finishes its clean-up in the background (kept in ``_abandoned`` until it
+        has, and awaited by :meth:`aclose`)."""
+        async def attempt() -> _T:
+            async with engine.begin() as conn:
+                return await conn.run_sync(work)
+
+        task = asyncio.ensure_future(attempt())
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._timeout_s)
+        except asyncio.CancelledError:  # the request itself went away: so does its attempt
+            self._abandon(task)
+            raise
+        if not done:
+            self._abandon(task)
+            raise TimeoutError
+        return task.result()
+
+    def _abandon(self, task: asyncio.Future[Any]) -> None:
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Future[Any]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # no one's any more (the call already answered): retrieved so asyncio does not log it
 
     def _prune_due(self, table: sa.Table, now: float) -> bool:
         # Expired rows of each table are deleted at most once a minute per process: cheap, and no scheduler to run.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -81,3 +83,42 @@ async def test_metrics_count_calls_cards_verdicts_gaps_refusals_and_feedback_wit
     assert grew('ketamine_cds_http_requests_total{route="/cds-services/ketamine-order-sign/feedback",status="200"}')
     assert grew('ketamine_cds_http_request_seconds_count{route="/cds-services/ketamine-order-sign",status="401"}')
     assert "kc-10" not in after and "Practitioner" not in after and "ehr.test" not in after  # no PHI, no callers
+
+
+async def test_after_the_database_hangs_calls_and_readyz_answer_503_within_the_timeout(
+        settings: Settings, keys: Keys, postgres: Any, tmp_path: Path) -> None:
+    import time
+    import uuid
+
+    from storage import load_or_create_key, open_storage
+    from storage.sealing import Sealer
+
+    from ..stalling_proxy import StallingProxy
+
+    url = postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    key_file = tmp_path / "storage.key"
+    open_storage(url, Sealer(load_or_create_key(key_file, create=True)), migrate=True).close()
+    with StallingProxy(("127.0.0.1", postgres.port)) as proxy:
+        settings.storage.database_url = url.replace(f":{postgres.port}/", f":{proxy.port}/")
+        settings.storage.encryption_key_file, settings.storage.timeout_s = key_file, 1.0
+        async with make_client(settings) as client:
+            path = "/cds-services/ketamine-order-sign"
+
+            async def call() -> httpx.Response:
+                return await client.post(path, json=hook_request("10"),
+                                         headers={"Authorization": f"Bearer {keys.token(BASE + path)}"})
+
+            assert (await call()).status_code == 200
+            proxy.stall()
+            for _ in range(2):
+                started = time.monotonic()
+                r = await call()
+                assert r.status_code == 503 and r.json()["resourceType"] == "OperationOutcome"
+                assert time.monotonic() - started < 1.5
+            started = time.monotonic()
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503 and time.monotonic() - started < 1.5
+            proxy.resume()
+            storage = client._transport.app.state.storage  # type: ignore[attr-defined]
+            await close_app(client)
+            await storage.aclose()

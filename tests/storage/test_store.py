@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 from storage import (
@@ -191,3 +193,69 @@ async def test_each_table_is_pruned_on_its_own_turn(store: Storage, key: bytes) 
     await clocked.add_launch("fresh", "browser", {}, created=now[0], ttl_s=600)
     assert await clocked.peek_launch("stale") is None
     assert await clocked.peek_launch("fresh") is not None
+
+
+# -- a database that hangs (issue 21 item 5) -------------------------------------------------------------------------
+def _through(url: str, cluster: Any, proxy: Any) -> str:
+    return url.replace(f"127.0.0.1:{cluster.port}/", f"127.0.0.1:{proxy.port}/")
+
+
+async def test_the_first_calls_after_the_database_hangs_answer_within_the_timeout(postgres: Any, key: bytes) -> None:
+    from storage import StorageUnavailable
+
+    from ..stalling_proxy import StallingProxy
+
+    url = postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    open_storage(url, Sealer(key), migrate=True).close()
+    with StallingProxy(("127.0.0.1", postgres.port)) as proxy:
+        store = open_storage(_through(url, postgres, proxy), Sealer(key), timeout_s=1.0)
+        try:
+            assert await store.first_use("https://ehr", "before", 4_000_000_000.0)  # a pooled connection
+            proxy.stall()
+            # The pooled connection's query gets no answer; the calls after it need a new connection, which the
+            # hung host never completes: each is a StorageUnavailable within the timeout, never a hang.
+            for n in range(3):
+                started = time.monotonic()
+                with pytest.raises(StorageUnavailable):
+                    await store.first_use("https://ehr", f"during-{n}", 4_000_000_000.0)
+                assert time.monotonic() - started < 1.5, n
+            started = time.monotonic()
+            with pytest.raises(StorageUnavailable):
+                await store.ping()
+            assert time.monotonic() - started < 1.5
+            proxy.resume()
+            deadline = time.monotonic() + 30
+            while True:  # and the store recovers by itself
+                try:
+                    assert await store.first_use("https://ehr", "after", 4_000_000_000.0)
+                    break
+                except StorageUnavailable:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.2)
+        finally:
+            proxy.resume()
+            await store.aclose()
+
+
+async def test_a_statement_the_database_holds_is_cancelled_by_the_server_after_the_timeout(
+        postgres: Any, key: bytes) -> None:
+    import psycopg
+
+    from storage import StorageUnavailable
+
+    url = postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    store = open_storage(url, Sealer(key), migrate=True, timeout_s=1.0)
+    try:
+        assert await store._run(lambda conn: conn.execute(sa.text("SHOW statement_timeout")).scalar()) == "900ms"
+        with psycopg.connect(url) as blocker:  # another client holds the replay table locked
+            blocker.execute("LOCK TABLE jwt_replay IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            with pytest.raises(StorageUnavailable):
+                await store.first_use("https://ehr", "locked", 4_000_000_000.0)
+            assert time.monotonic() - started < 1.5
+            waiting = blocker.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            assert waiting.fetchone() == (0,)  # the server gave up the statement too: nothing left queued
+            blocker.rollback()
+        assert await store.first_use("https://ehr", "unlocked", 4_000_000_000.0)
+    finally:
+        await store.aclose()
