@@ -10,6 +10,7 @@ import csv
 import re
 import tomllib
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -268,8 +269,18 @@ def _default_codesets() -> CodeSets:
     return _build({})
 
 
-def _build(additions: dict[str, Any]) -> CodeSets:
-    concept_defs: dict[str, Any] = tomllib.loads(_data_text("condition_concepts.toml"))
+def _csv_rows(name: str) -> list[dict[str, str]]:
+    """A data file's rows; lines starting with ``#`` are its provenance notes."""
+    return list(csv.DictReader(line for line in _data_text(name).splitlines() if not line.startswith("#")))
+
+
+def _toml(name: str) -> dict[str, Any]:
+    return tomllib.loads(_data_text(name))
+
+
+def _concept_definitions(additions: dict[str, Any]) -> dict[str, Any]:
+    """The condition concepts, with a site's additions: lists extended, other keys only where absent."""
+    concept_defs = _toml("condition_concepts.toml")
     for name, extra in additions.items():
         merged = concept_defs.setdefault(name, {"label": name, "source": "local addition"})
         for key, value in extra.items():
@@ -277,79 +288,94 @@ def _build(additions: dict[str, Any]) -> CodeSets:
                 merged[key] = [*merged.get(key, []), *value]
             else:
                 merged.setdefault(key, value)
+    return concept_defs
 
-    value_set_rows: dict[str, list[dict[str, str]]] = defaultdict(list)
-    obs_rows = []
+
+def _value_set_rows() -> dict[str, list[dict[str, str]]]:
+    rows: dict[str, list[dict[str, str]]] = defaultdict(list)
     for row in csv.DictReader(_data_text("condition_and_observation_valuesets.csv").splitlines()):
-        value_set_rows[row["value_set"]].append(row)
-        obs_rows.append(row)
+        rows[row["value_set"]].append(row)
+    return rows
 
+
+def _value_set_codes(name: str, d: dict[str, Any], value_set_rows: dict[str, list[dict[str, str]]],
+                     ) -> Iterator[tuple[str, str]]:
+    """The (system, code) pairs a concept takes from its value sets: its systems only, SNOMED CT members filtered
+    by display (include / exclude patterns), ICD-10-CM codes in their dotless key form."""
+    excludes = [re.compile(p) for p in d.get("snomed_exclude", [])]
+    includes = [re.compile(p) for p in d.get("snomed_include", [])]
+    systems = set(d.get("from_systems", []))
+    for vs in d.get("value_sets", []):
+        if vs not in value_set_rows:
+            raise ValueError(f"condition concept {name!r}: unknown value set {vs!r}")
+        for row in value_set_rows[vs]:
+            system = row["code_system"]
+            if system not in systems:
+                continue
+            if system == "SNOMEDCT" and any(p.search(row["display"]) for p in excludes):
+                continue
+            if system == "SNOMEDCT" and includes and not any(p.search(row["display"]) for p in includes):
+                continue
+            yield system, icd10_key(row["code"]) if system == "ICD10CM" else row["code"]
+
+
+def _concept(name: str, d: dict[str, Any]) -> _Concept:
+    return _Concept(
+        name=name,
+        label=d.get("label", name),
+        source=d.get("source", ""),
+        icd_prefixes=tuple(d.get("icd10cm_prefixes", [])),
+        icd_patterns=tuple(re.compile(p) for p in d.get("icd10cm_patterns", [])),
+        icd_exclude=tuple(re.compile(p) for p in d.get("icd10cm_exclude", [])),
+    )
+
+
+def _concepts(concept_defs: dict[str, Any], value_set_rows: dict[str, list[dict[str, str]]],
+              ) -> tuple[dict[str, _Concept], dict[tuple[str, str], frozenset[str]]]:
     codes: dict[tuple[str, str], set[str]] = defaultdict(set)
     concepts: dict[str, _Concept] = {}
     for name, d in concept_defs.items():
-        excludes = [re.compile(p) for p in d.get("snomed_exclude", [])]
-        includes = [re.compile(p) for p in d.get("snomed_include", [])]
-        systems = set(d.get("from_systems", []))
-        for vs in d.get("value_sets", []):
-            if vs not in value_set_rows:
-                raise ValueError(f"condition concept {name!r}: unknown value set {vs!r}")
-            for row in value_set_rows[vs]:
-                system = row["code_system"]
-                if system not in systems:
-                    continue
-                if system == "SNOMEDCT" and any(p.search(row["display"]) for p in excludes):
-                    continue
-                if system == "SNOMEDCT" and includes and not any(p.search(row["display"]) for p in includes):
-                    continue
-                code = icd10_key(row["code"]) if system == "ICD10CM" else row["code"]
-                codes[(system, code)].add(name)
+        for key in _value_set_codes(name, d, value_set_rows):
+            codes[key].add(name)
         for extra in d.get("extra", []):
             for code in extra["codes"]:
                 codes[(extra["system"], code)].add(name)
-        concepts[name] = _Concept(
-            name=name,
-            label=d.get("label", name),
-            source=d.get("source", ""),
-            icd_prefixes=tuple(d.get("icd10cm_prefixes", [])),
-            icd_patterns=tuple(re.compile(p) for p in d.get("icd10cm_patterns", [])),
-            icd_exclude=tuple(re.compile(p) for p in d.get("icd10cm_exclude", [])),
-        )
+        concepts[name] = _concept(name, d)
+    return concepts, {k: frozenset(v) for k, v in codes.items()}
 
-    obs_defs: dict[str, Any] = tomllib.loads(_data_text("observation_codes.toml"))
+
+def _observation_codes(value_set_rows: dict[str, list[dict[str, str]]]) -> dict[tuple[str, str], str]:
+    """(system, code) → observation group: listed LOINC codes and extras first, then a group's value set."""
     observation_codes: dict[tuple[str, str], str] = {}
-    for group, d in obs_defs.items():
+    for group, d in _toml("observation_codes.toml").items():
         for code in d.get("codes", []):
             observation_codes[("LOINC", code)] = group
         for extra in d.get("extra", []):
             for code in extra["codes"]:
                 observation_codes[(extra["system"], code)] = group
-        vs = d.get("value_set")
-        if vs:
-            for row in value_set_rows[vs]:
-                if row["code_system"] == "LOINC":
-                    observation_codes.setdefault(("LOINC", row["code"]), group)
+        for row in value_set_rows[d["value_set"]] if d.get("value_set") else ():
+            if row["code_system"] == "LOINC":
+                observation_codes.setdefault(("LOINC", row["code"]), group)
+    return observation_codes
 
-    antidepressants = {
-        row["ingredient"]: Antidepressant(row["ingredient"], row["rxcui"], DrugClass(row["class"]),
-                                        row["maoi"] == "true")
-        for row in csv.DictReader(_data_text("antidepressants.csv").splitlines())
-    }
-    clinical_drugs = {
-        row["rxnorm_scd"]: ClinicalDrug(row["rxnorm_scd"], row["display"])
-        for row in csv.DictReader(_data_text("antidepressant_scds_vsac.csv").splitlines())
-    }
+
+def _build(additions: dict[str, Any]) -> CodeSets:
+    value_set_rows = _value_set_rows()
+    concepts, concept_codes = _concepts(_concept_definitions(additions), value_set_rows)
     return CodeSets(
         concepts=concepts,
-        concept_codes={k: frozenset(v) for k, v in codes.items()},
-        antidepressants=antidepressants,
-        clinical_drugs=clinical_drugs,
-        observation_codes=observation_codes,
-        medication_names=tomllib.loads(_data_text("medication_names.toml")),
-        brand_names={row["brand"]: row["ingredient"] for row in csv.DictReader(
-            line for line in _data_text("brand_names.csv").splitlines() if not line.startswith("#"))},
-        score_answers={code: int(v) for table in tomllib.loads(_data_text("score_answers.toml")).values()
+        concept_codes=concept_codes,
+        antidepressants={row["ingredient"]: Antidepressant(row["ingredient"], row["rxcui"], DrugClass(row["class"]),
+                                                           row["maoi"] == "true")
+                         for row in _csv_rows("antidepressants.csv")},
+        clinical_drugs={row["rxnorm_scd"]: ClinicalDrug(row["rxnorm_scd"], row["display"])
+                        for row in _csv_rows("antidepressant_scds_vsac.csv")},
+        observation_codes=_observation_codes(value_set_rows),
+        medication_names=_toml("medication_names.toml"),
+        brand_names={row["brand"]: row["ingredient"] for row in _csv_rows("brand_names.csv")},
+        score_answers={code: int(v) for table in _toml("score_answers.toml").values()
                        for code, v in table.get("answers", {}).items()},
-        cns_depressants=tuple(CnsDepressant(row["ingredient"], row["rxcui"], row["class"]) for row in csv.DictReader(
-            line for line in _data_text("cns_depressants.csv").splitlines() if not line.startswith("#"))),
-        adherence=tomllib.loads(_data_text("adherence_codes.toml")),
+        cns_depressants=tuple(CnsDepressant(row["ingredient"], row["rxcui"], row["class"])
+                              for row in _csv_rows("cns_depressants.csv")),
+        adherence=_toml("adherence_codes.toml"),
     )
