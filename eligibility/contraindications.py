@@ -96,11 +96,15 @@ def _hypertension(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Contr
         return (s is not None and s > t.bp_systolic_above) or (d is not None and d > t.bp_diastolic_above)
 
     def ev(b: BloodPressureFact) -> Evidence:
-        return Evidence(b.reference, f"BP {_num(b.systolic)}/{_num(b.diastolic)} mmHg", b.day)
+        noted = f" — {b.note}" if b.note else ""
+        return Evidence(b.reference, f"BP {_num(b.systolic)}/{_num(b.diastolic)} mmHg{noted}", b.day)
 
     incomplete = facts.lacks(DataDomain.BLOOD_PRESSURE)
+    # A blood-pressure entry that could not be read (issue #20) says so, never "no reading" nor "not fetched".
+    unreadable = "; ".join(g.detail for g in facts.gaps
+                           if g.reason is GapReason.UNREADABLE and DataDomain.BLOOD_PRESSURE in g.domains)
     if not readings:
-        why = ("blood pressure could not be fetched" if incomplete
+        why = ((unreadable or "blood pressure could not be fetched") if incomplete
                else f"no blood pressure reading in the last {t.bp_window_days} days")
         return ContraindicationFinding(cid, Presence.UNKNOWN, mode, (), why)
     latest = readings[-1]
@@ -113,7 +117,7 @@ def _hypertension(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Contr
     if incomplete and not (above(latest) and others):
         # Some readings arrived but the search did not complete: a later reading may be missing.
         return ContraindicationFinding(cid, Presence.UNKNOWN, mode, (ev(latest),),
-                                       "the blood pressure search did not complete: recheck BP")
+                                       f"{unreadable or 'the blood pressure search did not complete'}: recheck BP")
     if not above(latest):
         return ContraindicationFinding(cid, Presence.ABSENT, mode, (ev(latest),),
                                        f"latest reading at or below {_num(t.bp_systolic_above)}/"

@@ -201,6 +201,8 @@ class BloodPressureFact:
     diastolic: float | None
     #: How many readings of that day this one stands for (the lowest systolic and diastolic of them).
     readings: int = 1
+    #: ``FROM_INVALID_ENTRY`` when a value of it was read leniently (issue #20), else empty.
+    note: str = ""
 
     @property
     def reference(self) -> str:

@@ -19,6 +19,7 @@ from .facts import (
     ClinicalFacts,
     ClinicalStatus,
     ConditionFact,
+    DataDomain,
     DataGap,
     FreeTextProblem,
     GapReason,
@@ -35,6 +36,9 @@ from .loading import InputError, ResourcePool
 from .medications import DEFAULT_MERGE_GAP_DAYS, map_medications
 
 _FINAL_OBSERVATION = {"final", "amended", "corrected"}
+#: FHIR R4 ObservationStatus: a status one of these is readable (whether or not it is final).
+_OBSERVATION_STATUSES = {"registered", "preliminary", "final", "amended", "corrected", "cancelled",
+                         "entered-in-error", "unknown"}
 _IGNORED_VERIFICATION = {"refuted", "entered-in-error"}
 _POSITIVE_INTERPRETATION = {"POS", "A", "AA", "H", "HH", "HU", "DET"}
 _NEGATIVE_INTERPRETATION = {"NEG", "N", "ND", "L", "LL"}
@@ -110,6 +114,8 @@ def to_facts(
     observation_issues: list[SkippedEntry] = []
     # Entries that failed validation with not even a code to read: their type is incomplete (issue #20).
     unreadable: dict[ResourceType, int] = {}
+    # Blood-pressure entries that failed validation with no reading left in them: blood pressure is incomplete.
+    unreadable_bp: list[str] = []
     meds = map_medications(
         pool,
         codesets,
@@ -119,7 +125,7 @@ def to_facts(
     doses, dose_gaps = ketamine_doses(pool, codesets, mine(ResourceType.MEDICATION_ADMINISTRATION),
                                       mine(ResourceType.MEDICATION_DISPENSE))
     scores, pressures, labs = _observations(codesets, pool, mine(ResourceType.OBSERVATION), observation_issues,
-                                            observations_since, blood_pressure_since, unreadable)
+                                            observations_since, blood_pressure_since, unreadable, unreadable_bp)
     scores += _questionnaire_scores(codesets, pool, mine(ResourceType.QUESTIONNAIRE_RESPONSE), observations_since,
                                     observation_issues)
     free_text: list[FreeTextProblem] = []
@@ -137,7 +143,8 @@ def to_facts(
         blood_pressures=tuple(_one_reading_a_day(pressures)),
         lab_results=tuple(sorted(labs, key=lambda r: r.day)),
         allergies=allergies,
-        gaps=(*pool.gaps, *meds.unresolved, *dose_gaps, *_unreadable_gaps(unreadable)),
+        gaps=(*pool.gaps, *meds.unresolved, *dose_gaps, *_unreadable_gaps(unreadable),
+              *_unreadable_bp_gaps(unreadable_bp)),
         # Everything validated above has been reported by now: load problems, invalid entries, odd values.
         skipped=(*pool.skipped, *observation_issues),
         unmatched_medications=meds.unmatched,
@@ -156,6 +163,22 @@ def _unreadable_gaps(counts: dict[ResourceType, int]) -> list[DataGap]:
                     f"{n} {rtype.value} entr{'y' if n == 1 else 'ies'} could not be read (failed validation, no "
                     "readable code)", domains_of(rtype))
             for rtype, n in counts.items()]
+
+
+def _unreadable_bp_gaps(references: list[str]) -> list[DataGap]:
+    """'1 blood pressure entry could not be read': blood pressure is unknown, never 'no reading' (issue #20)."""
+    if not references:
+        return []
+    n = len(references)
+    return [DataGap(ResourceType.OBSERVATION, GapReason.UNREADABLE,
+                    f"{n} blood pressure entr{'y' if n == 1 else 'ies'} could not be read (failed validation, no "
+                    f"readable value or date: {', '.join(references[:3])}{' …' if n > 3 else ''})",
+                    frozenset({DataDomain.BLOOD_PRESSURE}))]
+
+
+def _count_unreadable_bp(where: str, references: list[str] | None) -> None:
+    if references is not None:
+        references.append(where)
 
 
 def readable_code(concept: Any) -> bool:
@@ -316,6 +339,7 @@ def _observations(
     since: dt.date | None = None,
     bp_since: dt.date | None = None,
     unreadable: dict[ResourceType, int] | None = None,
+    unreadable_bp: list[str] | None = None,
 ) -> tuple[list[ScoreFact], list[BloodPressureFact], list[LabResultFact]]:
     scores: list[ScoreFact] = []
     pressures: list[BloodPressureFact] = []
@@ -336,17 +360,23 @@ def _observations(
         if bp_since is not None and day is not None and day < bp_since and groups & _BP_GROUPS:
             continue  # blood pressures older than any rule or chart reads are not validated
         valid = pool.valid(res)
-        if text(res, "status").strip().lower() not in _FINAL_OBSERVATION:
+        where = f"Observation/{res['id']}"
+        status = text(res, "status").strip().lower()
+        # A blood pressure in an entry that fails validation is read as leniently as a score (issue #20): its code
+        # and status readable, the values and day that can be read stand, marked so; with none readable (or no
+        # status that says what it is) it is not 'no reading' but blood pressure unknown.
+        lenient_bp = not valid and bool(groups & _BP_GROUPS)
+        if lenient_bp and (status not in _OBSERVATION_STATUSES or day is None):
+            _count_unreadable_bp(where, unreadable_bp)
+            continue
+        if status not in _FINAL_OBSERVATION:
             continue
         # A score or result in an entry that fails validation is still read where its code and status can be
-        # (issue #20), marked so; blood pressures are not: a reading needs every part of its panel to be sound.
+        # (issue #20), marked so.
         note = "" if valid else FROM_INVALID_ENTRY
-        if not valid and groups & _BP_GROUPS:
-            continue
         if day is None:
-            skipped.append(SkippedEntry(f"Observation/{res['id']}", "Observation", "no effective date"))
+            skipped.append(SkippedEntry(where, "Observation", "no effective date"))
             continue
-        where = f"Observation/{res['id']}"
         if "phq9_panel" in groups:
             items.panel(res)
             scores.extend(_panel_scores(codesets, res, day, skipped, note))
@@ -372,22 +402,28 @@ def _observations(
                 elif "diastolic" in comp_groups:
                     diastolic = value
             if systolic is None and diastolic is None:
+                if lenient_bp:
+                    _count_unreadable_bp(where, unreadable_bp)
+                    continue
                 skipped.append(SkippedEntry(where, "Observation", "blood pressure panel without values"))
                 continue
             if not all(plausible_mmhg(v) for v in (systolic, diastolic) if v is not None):
                 skipped.append(SkippedEntry(where, "Observation", "implausible blood pressure value"))
                 continue
-            pressures.append(BloodPressureFact(res["id"], day, systolic, diastolic))
+            pressures.append(BloodPressureFact(res["id"], day, systolic, diastolic, note=note))
         elif groups & {"systolic", "diastolic"}:
             value = number_value(res)
             if value is None:
+                if lenient_bp:
+                    _count_unreadable_bp(where, unreadable_bp)
                 continue
             if not plausible_mmhg(value):
                 skipped.append(SkippedEntry(where, "Observation", "implausible blood pressure value"))
                 continue
             stamp = str(res.get("effectiveDateTime") or day.isoformat())
-            half = halves.setdefault((stamp, _subject_key(res)), {"id": res["id"], "day": day})
+            half = halves.setdefault((stamp, _subject_key(res)), {"id": res["id"], "day": day, "note": ""})
             half["systolic" if "systolic" in groups else "diastolic"] = value
+            half["note"] = half["note"] or note
         elif "pregnancy_status" in groups:
             pregnant = any(text(c, "code") == _PREGNANT for c in codings(obj(res, "valueCodeableConcept")))
             labs.append(LabResultFact(res["id"], ObservationKind.PREGNANCY_STATUS, "pregnancy status",
@@ -410,7 +446,8 @@ def _observations(
             labs.append(LabResultFact(res["id"], ObservationKind.DRUG_SCREEN, analyte, _first_code(res), day,
                                       bool(positive), interpretable=positive is not None, note=note))
     for half in halves.values():
-        pressures.append(BloodPressureFact(half["id"], half["day"], half.get("systolic"), half.get("diastolic")))
+        pressures.append(BloodPressureFact(half["id"], half["day"], half.get("systolic"), half.get("diastolic"),
+                                           note=half["note"]))
     scores.extend(items.computed_totals())
     return scores, pressures, labs
 
@@ -664,8 +701,11 @@ def _one_reading_a_day(pressures: list[BloodPressureFact]) -> list[BloodPressure
         systolics = [b.systolic for b in readings if b.systolic is not None]
         diastolics = [b.diastolic for b in readings if b.diastolic is not None]
         lowest = min(readings, key=lambda b: (b.systolic is None, b.systolic or 0.0))
+        lowest_diastolic = min(readings, key=lambda b: (b.diastolic is None, b.diastolic or 0.0))
+        # The mark of an entry read leniently stays with the value it gave.
+        note = lowest.note or lowest_diastolic.note
         out.append(BloodPressureFact(lowest.id, day, min(systolics, default=None), min(diastolics, default=None),
-                                     len(readings)))
+                                     len(readings), note))
     return out
 
 

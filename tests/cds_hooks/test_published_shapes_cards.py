@@ -95,3 +95,41 @@ async def test_oracle_health_orders_whose_supply_is_a_quantity_reach_the_card_as
     cards = await cards_for(post, "59")
     a = assessed(cards)
     assert (a["verdict"], a["treatment_resistance"]) == ("candidate", "met")
+
+
+def _bp_prefetch(values: tuple[int, int] | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """kc-35's prefetch with its BP panels made invalid ('issued' is no instant): the latest set to ``values``
+    (systolic of the latest and of the earlier reading), or every value made unreadable when None."""
+    _, prefetch = prefetch_for("35")
+    panels = [e["resource"] for e in prefetch["bloodPressure"]["entry"]]
+    for panel in panels:
+        panel["issued"] = "yesterday"
+        if values is None:
+            for c in panel["component"]:
+                c["valueQuantity"] = {"value": "high", "unit": "mmHg"}
+    if values is not None:
+        latest = max(panels, key=lambda p: p["effectiveDateTime"])
+        earlier = min(panels, key=lambda p: p["effectiveDateTime"])
+        latest["component"][0]["valueQuantity"]["value"], earlier["component"][0]["valueQuantity"]["value"] = values
+    return prefetch, panels
+
+
+async def test_blood_pressures_from_invalid_entries_contraindicate_on_the_card_with_their_mark(post: Post) -> None:
+    prefetch, _ = _bp_prefetch((150, 148))
+    r = await post("ketamine-order-sign", hook_request("35", prefetch=prefetch))
+    cards = r.json()["cards"]
+    for card in cards:
+        check_spec_rules(card)
+    assert assessed(cards)["contraindications"]["uncontrolled_hypertension"] == "present"
+    assert any("BP 150/80 mmHg — from an entry that failed validation" in c.get("detail", "") for c in cards)
+
+
+async def test_blood_pressure_entries_with_nothing_readable_are_unknown_on_the_card_never_no_reading(
+        post: Post) -> None:
+    prefetch, _ = _bp_prefetch(None)
+    r = await post("ketamine-order-sign", hook_request("35", prefetch=prefetch))
+    cards = r.json()["cards"]
+    a = assessed(cards)
+    assert a["verdict"] == "needs_workup" and a["contraindications"]["uncontrolled_hypertension"] == "unknown"
+    text = " ".join(c["summary"] + c.get("detail", "") for c in cards)
+    assert "blood pressure entries could not be read" in text and "no blood pressure reading" not in text

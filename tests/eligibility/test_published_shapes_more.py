@@ -105,3 +105,66 @@ def test_a_quantity_as_needed_is_no_supply() -> None:
     for order in _oracle_orders(bundle):
         order["dosageInstruction"][0]["asNeededCodeableConcept"] = {"text": "as needed for low mood"}
     assert evaluate(bundle)["verdict"] != "candidate"
+
+
+# 3. Unreadable is never absent: blood pressure --------------------------------------------------------------------
+
+def _blood_pressures(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """kc-35's two BP panels, latest first (2026-10-20 124/80, 2026-09-02)."""
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
+            and e["resource"]["code"]["coding"][0]["code"] == "85354-9"]
+
+
+def _invalid(panel: dict[str, Any]) -> None:
+    panel["issued"] = "yesterday"  # not an instant: the entry fails validation, its code and values still readable
+
+
+def test_a_blood_pressure_in_an_entry_that_fails_validation_stands_marked_as_such() -> None:
+    bundle = load_bundle("35")
+    latest, _ = _blood_pressures(bundle)
+    _invalid(latest)
+    a = evaluate(bundle)
+    bp = a["contraindications"]["uncontrolled_hypertension"]
+    assert (a["verdict"], bp["status"]) == ("candidate", "absent")
+    described = bp["details"][0]["description"]
+    assert "124/80" in described and described.endswith("from an entry that failed validation")
+    assert any("invalid Observation" in s for s in a["skipped_entries"])  # still reported
+
+
+def test_an_elevated_reading_from_an_invalid_entry_counts_as_any_reading_does() -> None:
+    bundle = load_bundle("35")
+    latest, earlier = _blood_pressures(bundle)
+    _invalid(latest)
+    latest["component"][0]["valueQuantity"]["value"] = 150
+    earlier["component"][0]["valueQuantity"]["value"] = 148
+    bp = evaluate(bundle)["contraindications"]["uncontrolled_hypertension"]
+    assert bp["status"] == "present"
+    assert "from an entry that failed validation" in bp["details"][0]["description"]
+
+
+@pytest.mark.parametrize("break_it", [
+    lambda p: [c.update(valueQuantity={"value": "high", "unit": "mmHg"}) for c in p["component"]],  # no value
+    lambda p: p.update(effectiveDateTime="yesterday"),                                            # no day
+    lambda p: p.update(status=["final"]),                                                        # no status
+], ids=["no value", "no date", "no status"])
+def test_a_blood_pressure_entry_with_nothing_readable_makes_blood_pressure_unknown_never_no_reading(
+        break_it: Any) -> None:
+    bundle = load_bundle("35")
+    for panel in _blood_pressures(bundle):
+        break_it(panel)
+    a = evaluate(bundle)
+    bp = a["contraindications"]["uncontrolled_hypertension"]
+    assert (a["verdict"], bp["status"]) == ("needs_workup", "unknown")
+    assert bp["explanation"].startswith("2 blood pressure entries could not be read")
+    assert "no blood pressure reading" not in bp["explanation"]
+    assert a["workup"][0]["kind"] == "blood_pressure"
+
+
+def test_an_unreadable_blood_pressure_beside_a_readable_one_asks_for_a_recheck() -> None:
+    bundle = load_bundle("35")
+    _, earlier = _blood_pressures(bundle)
+    earlier["effectiveDateTime"] = "last month"
+    bp = evaluate(bundle)["contraindications"]["uncontrolled_hypertension"]
+    assert bp["status"] == "unknown"  # the unreadable one may be the later, higher reading
+    assert bp["explanation"].startswith("1 blood pressure entry could not be read")
+    assert "Observation/kc-35-obs11" in bp["explanation"] and bp["explanation"].endswith("recheck BP")
