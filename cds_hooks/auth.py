@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from joserfc.jwk import KeySet
 
 from storage import storable
 
+log = logging.getLogger("ketamine_cds")
 ALLOWED_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256")
 LEEWAY_S = 60
 
@@ -120,8 +122,10 @@ class ReplayStore:
 class _CachedKeys:
     keys: KeySet | None = None
     fetched_at: float = 0.0
-    #: Why ``keys`` is None (for /readyz and the audit log).
+    #: Why ``keys`` is None (for the service's log: each new problem is logged once).
     problem: str | None = None
+    #: The problem last written to the log (None once keys load again).
+    logged: str | None = None
     #: The ``jwks_file`` version the keys were read from (modification time, size, inode).
     file_stamp: tuple[int, int, int] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -150,22 +154,14 @@ class JwksCache:
                 if stale:
                     await self._fetch(client, entry)
         if entry.keys is None:
+            if entry.problem != entry.logged:
+                # For the operator, once per new problem: /readyz no longer names it (an EHR's outage is not this
+                # replica's, and anonymous callers must not learn the trusted issuers); check-config does too.
+                log.warning(json.dumps({"event": "jwks_unavailable", "problem": entry.problem}))
+                entry.logged = entry.problem
             raise JwtRejected("jwks unavailable")
+        entry.logged = None
         return entry.keys
-
-    async def problem(self, client: TrustedClient) -> str | None:
-        """Why this client's keys are not loaded (None: they are); keys never fetched (or whose fetch failed more
-        than the refresh interval ago) are fetched now. For ``/readyz``: a replica that cannot verify a caller is
-        not ready, and says why."""
-        entry = self._cache.setdefault(client.issuer, _CachedKeys())
-        if client.jwks is not None or client.jwks_file is not None:
-            self._load_local(client, entry)
-        else:
-            async with entry.lock:
-                if entry.keys is None and (entry.fetched_at == 0.0
-                                           or self._clock() - entry.fetched_at >= self._refresh_interval_s):
-                    await self._fetch(client, entry)
-        return None if entry.keys is not None else entry.problem or f"the JWKS of client {client.issuer} is not loaded"
 
     def _load_local(self, client: TrustedClient, entry: _CachedKeys) -> None:
         """Keys given in memory are imported once; a file's are read again when its stamp changes (one stat per
@@ -272,11 +268,6 @@ def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
 
 
 class JwtVerifier:
-    async def key_problems(self) -> list[str]:
-        """Why some trusted clients' keys are not loaded, one line each (empty: every client can be verified)."""
-        found = [await self._jwks.problem(c) for c in self._clients.values()]
-        return [p for p in found if p is not None]
-
     def __init__(self, clients: list[TrustedClient], jwks: JwksCache | None = None,
                  replay: Replays | None = None, clock: Callable[[], float] = time.time,
                  max_lifetime_s: float = DEFAULT_MAX_LIFETIME_S) -> None:

@@ -263,7 +263,7 @@ def create_app(
     app.state.storage = storage
     app.state.options = options
     app.state.smart = smart_options
-    app.include_router(build_health_router(storage, verifier))
+    app.include_router(build_health_router(storage))
     app.include_router(build_router(options))
     app.include_router(build_smart_router(smart_options))
     if sandbox is not None:

@@ -1,9 +1,12 @@
 """Health endpoints for load balancers and orchestrators.
 
 - ``GET /healthz``: 200 while the process serves requests (liveness; no dependency is checked).
-- ``GET /readyz``: 200 when the database answers and every trusted client's keys are loaded; 503 with an
-  OperationOutcome naming what is not ready (a replica that cannot store or verify should get no traffic). Each
-  check runs again on every call, so readiness returns by itself once the cause is fixed.
+- ``GET /readyz``: 200 when this replica's own dependency, the database, answers; 503 with an OperationOutcome
+  saying so otherwise (a replica that cannot store should get no traffic), checked again on every call, so readiness
+  returns by itself. An EHR's keys are not this replica's dependency: a JWKS that cannot be fetched takes every
+  replica out alike and would leave the other EHRs with no service at all, and the list of trusted issuers is not for
+  anonymous callers (``check-config``, the service's log and ``jwt_refusals_total{reason="jwks unavailable"}`` say
+  which client's keys are missing). Nothing here calls out of the replica.
 - ``GET /metrics``: the Prometheus text format (see ``metrics.py``).
 """
 
@@ -12,14 +15,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from cds_hooks import JwtVerifier
 from cds_hooks.errors import operation_outcome
 from storage import Storage, StorageUnavailable
 
 from .metrics import metrics_response
 
 
-def build_health_router(storage: Storage, verifier: JwtVerifier | None) -> APIRouter:
+def build_health_router(storage: Storage) -> APIRouter:
     router = APIRouter()
 
     @router.get("/healthz")
@@ -28,15 +30,10 @@ def build_health_router(storage: Storage, verifier: JwtVerifier | None) -> APIRo
 
     @router.get("/readyz")
     async def readyz() -> JSONResponse:
-        problems = []
         try:
             await storage.ping()
         except StorageUnavailable:
-            problems.append("database: did not answer")
-        if verifier is not None:
-            problems.extend(f"keys not loaded: {problem}" for problem in sorted(await verifier.key_problems()))
-        if problems:
-            return JSONResponse(operation_outcome("transient", "; ".join(problems)), status_code=503,
+            return JSONResponse(operation_outcome("transient", "database: did not answer"), status_code=503,
                                 media_type="application/fhir+json",
                                 headers={"Cache-Control": "no-store", "Retry-After": "5"})
         return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})

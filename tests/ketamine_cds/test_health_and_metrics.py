@@ -22,16 +22,36 @@ async def test_healthz_and_readyz_answer_when_the_database_and_keys_are_there(cd
     assert ready.status_code == 200 and ready.json() == {"status": "ready"}
 
 
-async def test_readyz_is_503_with_a_reason_when_a_clients_keys_cannot_be_loaded(settings: Settings) -> None:
+async def test_readyz_reflects_this_replicas_database_not_an_ehrs_keys_and_names_no_issuer(
+        settings: Settings, keys: Keys, caplog: pytest.LogCaptureFixture) -> None:
     from ketamine_cds.settings import CdsClientSettings
 
-    settings.cds.clients.append(CdsClientSettings(issuer="https://other-ehr.test",
-                                                  jwks_url="http://127.0.0.1:9/jwks.json"))
-    async with make_client(settings) as client:
-        r = await client.get("/readyz")
+    other = "https://other-ehr.test"
+    settings.cds.clients.append(CdsClientSettings(issuer=other, jwks_url="https://other-ehr.test/jwks.json"))
+    outbound: list[str] = []
+
+    def ehr(request: httpx.Request) -> httpx.Response:
+        outbound.append(str(request.url))
+        return httpx.Response(503)  # the other EHR's key server is down
+
+    async with make_client(settings, http=httpx.AsyncClient(transport=httpx.MockTransport(ehr))) as client:
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+        assert outbound == []  # an anonymous GET makes the replica call no one
+        path = "/cds-services/ketamine-order-sign"
+        with caplog.at_level("WARNING", logger="ketamine_cds"):
+            for _ in range(2):  # that EHR's calls are refused; the other clients' are served
+                r = await client.post(path, json=hook_request("10"),
+                                      headers={"Authorization": f"Bearer {keys.token(BASE + path, iss=other)}"})
+                assert r.status_code == 401
+            ok = await client.post(path, json=hook_request("10"),
+                                   headers={"Authorization": f"Bearer {keys.token(BASE + path)}"})
+            assert ok.status_code == 200
+        logged = [r.getMessage() for r in caplog.records if "jwks_unavailable" in r.getMessage()]
+        assert logged == ['{"event": "jwks_unavailable", "problem": "the JWKS of client https://other-ehr.test could '
+                          'not be fetched (HTTP 503)"}']  # for the operator, once
+        assert (await client.get("/readyz")).status_code == 200
         await close_app(client)
-    assert r.status_code == 503 and r.json()["resourceType"] == "OperationOutcome"
-    assert "keys not loaded: the JWKS of client https://other-ehr.test could not be fetched (ConnectError)" in r.text
 
 
 async def test_readyz_is_503_when_the_database_does_not_answer(settings: Settings) -> None:
@@ -43,6 +63,7 @@ async def test_readyz_is_503_when_the_database_does_not_answer(settings: Setting
         r = await client.get("/readyz")
         await close_app(client)
     assert r.status_code == 503 and "database: did not answer" in r.text
+    assert "ehr.test" not in r.text  # never the trusted issuers
 
 
 async def test_metrics_count_calls_cards_verdicts_gaps_refusals_and_feedback_without_phi(
