@@ -66,10 +66,12 @@ class PatientData:
     queries: list[QueryReport]
 
     def missing_required(self) -> list[str]:
-        """The required data (Patient, Conditions) that could not be obtained: the service answers 412."""
+        """The required data (Patient, Conditions) that could not be obtained: the service answers 412. A required
+        search the server answered with some results withheld (its searchset's warning, GapReason.INCOMPLETE) was
+        obtained: the cards say its rules are unknown, as ``evaluate`` and the app do for the same chart."""
         required = {s.key for s in SEARCHES if s.on_failure is OnFailure.REQUIRED}
-        return sorted({g.resource_type.value for g in self.pool.gaps
-                       if any(k in required for k in g.search.split("+"))})
+        return sorted({g.resource_type.value for g in self.pool.gaps if g.reason is not GapReason.INCOMPLETE
+                       and any(k in required for k in g.search.split("+"))})
 
     def patient_found(self, patient_id: str) -> bool:
         """Whether the patient of the call is among the data (a prefetch about another patient is not this one)."""

@@ -26,6 +26,7 @@ from starlette.routing import Mount
 
 from .auth_server import LaunchContext, SandboxAuthServer, SandboxClient
 from .fhir_gate import FhirGate
+from .search_outcomes import SearchOutcome, SearchOutcomes, is_chart_data, search_outcome_of
 from .timeshift import DemoClock, shift_bundle
 
 _TEMPLATES = Environment(loader=PackageLoader("ehr_sandbox", "templates"), autoescape=select_autoescape())
@@ -141,7 +142,11 @@ class Sandbox:
             db_path=str(config.data_dir / "sekmet.db"), own_private_key_path=str(config.data_dir / "sekmet.pem"),
             simulator=SimulatorSettings(enabled=False, auto=[]), validation=ValidationSettings(inbound="warn"),
             log_inbound=False))
-        self.internal = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.sekmet), base_url="http://sekmet")
+        #: A fixture's own search outcome by patient id (fixture 53: results withheld), served again with that
+        #: patient's searches on every path, so that the demo answers as evaluate does on the file (issue #20).
+        self.search_outcomes: dict[str, SearchOutcome] = {}
+        self.served = SearchOutcomes(self.sekmet, self.search_outcomes)
+        self.internal = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.served), base_url="http://sekmet")
         self.patients: list[dict[str, Any]] = []
         #: How many days the loaded fixtures' dates were moved (0 until load, or when they are kept as written).
         self.shift_days = 0
@@ -164,13 +169,15 @@ class Sandbox:
             if path.name.endswith(".expected.json"):
                 continue
             bundle = shift_bundle(json.loads(path.read_text()), self.shift_days)
-            entries = [e["resource"] for e in bundle["entry"]]
+            entries = [e["resource"] for e in bundle["entry"] if is_chart_data(e)]
             tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
                 {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
                 for r in entries]}
             r = await self.internal.post("/fhir", json=tx, headers={"Content-Type": "application/fhir+json"})
             r.raise_for_status()
             patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+            if (outcome := search_outcome_of(bundle)) is not None:
+                self.search_outcomes[patient["id"]] = outcome
             name = patient["name"][0]
             self.patients.append({"id": patient["id"], "name": f"{' '.join(name['given'])} {name['family']}",
                                   "gender": patient.get("gender"), "birthDate": patient.get("birthDate"),
@@ -473,5 +480,5 @@ class Sandbox:
                     self.apply_suggestion(patient, card, chosen.get("actions") or [])
             return chart_page(patient, feedback_status=status, feedback_outcome=outcome)
 
-        app.router.routes.append(Mount("", app=FhirGate(self.sekmet, auth)))
+        app.router.routes.append(Mount("", app=FhirGate(self.served, auth)))
         return app

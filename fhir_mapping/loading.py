@@ -166,8 +166,17 @@ _INCOMPLETE_WORDS = re.compile(
 def incomplete_search_notice(bundle: Mapping[str, Any]) -> str | None:
     """What a searchset Bundle's own OperationOutcome entry (``search.mode`` ``outcome``, severity warning or error)
     says about results suppressed, cut or not expressible; None when it says nothing of the kind."""
+    found = _search_notice(bundle)
+    return None if found is None else found[0]
+
+
+def _search_notice(bundle: Mapping[str, Any]) -> tuple[str, bool] | None:
+    """The notice of :func:`incomplete_search_notice`, and whether an issue saying so is of severity error or fatal:
+    FHIR R4 IssueSeverity's "sufficiently important to cause the action to fail", where a warning's "is not
+    important enough to cause the action to fail"."""
     if bundle.get("type") != "searchset":
         return None
+    notices: list[tuple[str, bool]] = []
     for entry in bundle.get("entry") or []:
         if not isinstance(entry, Mapping):
             continue
@@ -181,8 +190,10 @@ def incomplete_search_notice(bundle: Mapping[str, Any]) -> str | None:
                 continue
             words = " ".join(_issue_words(issue))
             if _INCOMPLETE_WORDS.search(words):
-                return words.strip()[:200]
-    return None
+                notices.append((words.strip()[:200], issue.get("severity") in ("error", "fatal")))
+    if not notices:
+        return None
+    return next((n for n in notices if n[1]), notices[0])
 
 
 def _issue_words(issue: Mapping[str, Any]) -> list[str]:
@@ -193,10 +204,12 @@ def _issue_words(issue: Mapping[str, Any]) -> list[str]:
     return [w for w in found if isinstance(w, str)]
 
 
-def _incomplete_gaps(pool: ResourcePool, bundle: Mapping[str, Any], notice: str,
+def _incomplete_gaps(pool: ResourcePool, bundle: Mapping[str, Any], notice: str, failed: bool,
                      scope: SearchScope | None) -> None:
     """The search's type is a gap; in a file (no scope known), the types that Bundle holds (every searched type when
-    it holds none: nothing in it says what is missing)."""
+    it holds none: nothing in it says what is missing). A search the server says failed (severity error or fatal)
+    is a server error, as a failed fetch is; one it says answered with results withheld (a warning) is incomplete:
+    the data that arrived stands and its rules are unknown, and a required search so answered is no 412."""
     from .searches import SEARCHED_TYPES, domains_of
 
     if scope is not None:
@@ -209,7 +222,8 @@ def _incomplete_gaps(pool: ResourcePool, bundle: Mapping[str, Any], notice: str,
         types = [t for t in searched if t.value in held] or searched
         scopes = [SearchScope(t, domains_of(t)) for t in types]
     for s in scopes:
-        gap = DataGap(s.resource_type, GapReason.INCOMPLETE, f"the server says: {notice}", s.domains, s.key)
+        reason = GapReason.SERVER_ERROR if failed else GapReason.INCOMPLETE
+        gap = DataGap(s.resource_type, reason, f"the server says: {notice}", s.domains, s.key)
         if gap not in pool.gaps:
             pool.gaps.append(gap)
 
@@ -233,9 +247,9 @@ def add_bundle(pool: ResourcePool, bundle: Mapping[str, Any], where: str, scope:
     if not isinstance(entries, list):
         pool.skipped.append(SkippedEntry(where, "Bundle", "Bundle.entry is not a list"))
         return
-    if (notice := incomplete_search_notice(bundle)) is not None:
+    if (notice := _search_notice(bundle)) is not None:
         # A search that says it is incomplete is a gap, as a failed search is (issue #12 §3, issue #20).
-        _incomplete_gaps(pool, bundle, notice, scope)
+        _incomplete_gaps(pool, bundle, notice[0], notice[1], scope)
     for i, entry in enumerate(entries):
         here = f"{where} entry[{i}]"
         if not isinstance(entry, Mapping):

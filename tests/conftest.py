@@ -32,7 +32,8 @@ def server_comparable_bundles() -> list[Path]:
     """The fixtures a FHIR server (or a prefetch built from their resources) can answer as the file does: all but a
     searchset carrying its own OperationOutcome entry (search.mode "outcome", issue #20). That outcome is the
     file's alone; a server searching the same resources answers completely. ``tests/cds_hooks/
-    test_published_shapes_cards.py`` gives the cards such an outcome in a prefetch."""
+    test_published_shapes_cards.py`` gives the cards such an outcome in a prefetch, and the demo's sandbox serves it
+    again with that patient's searches (``ehr_sandbox/search_outcomes.py``, tests/ketamine_cds/test_demo_dates.py)."""
     def has_outcome(path: Path) -> bool:
         return any((e.get("search") or {}).get("mode") == "outcome" for e in json.loads(path.read_text())["entry"])
     return [p for p in fixture_bundles() if not has_outcome(p)]

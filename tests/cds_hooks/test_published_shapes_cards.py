@@ -133,3 +133,18 @@ async def test_blood_pressure_entries_with_nothing_readable_are_unknown_on_the_c
     assert a["verdict"] == "needs_workup" and a["contraindications"]["uncontrolled_hypertension"] == "unknown"
     text = " ".join(c["summary"] + c.get("detail", "") for c in cards)
     assert "blood pressure entries could not be read" in text and "no blood pressure reading" not in text
+
+
+async def test_a_required_search_answered_with_results_withheld_is_answered_with_its_rules_unknown(post: Post) -> None:
+    # Fixture 53's outcome (severity warning: the search did not fail, some results were suppressed) on the
+    # Condition search: the Conditions that came are read and the Condition rules are unknown, as evaluate says of
+    # the same chart; a 412 would leave the clinician with no card at all.
+    _, prefetch = prefetch_for("53")
+    prefetch["conditions"]["entry"].append({"search": {"mode": "outcome"}, "resource": {
+        "resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "suppressed", "details": {
+            "text": "Some results were suppressed: the patient restricted access to sensitive records"}}]}})
+    r = await post("ketamine-order-sign", hook_request("53", prefetch=prefetch))
+    assert r.status_code == 200, r.text
+    a = assessed(r.json()["cards"])
+    assert a["verdict"] == "needs_workup" and a["contraindications"]["bipolar"] == "unknown"
+    assert a["contraindications"]["uncontrolled_hypertension"] == "absent"  # the other searches were complete

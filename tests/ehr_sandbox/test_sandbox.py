@@ -222,3 +222,65 @@ def test_the_sandbox_books_and_discharges_sessions(stack: Stack, action: str, ex
         assert needle in text, needle
     if action == "discharge-later":
         assert "discharge not before" not in text and "not yet decreasing" not in text
+
+
+# -- a fixture's own search outcome (issue #20, fixture 53): every face gives the file's answer ----------------------
+
+def _fhir(stack: Stack, token: str, path: str, **params: str) -> dict[str, object]:
+    r = httpx.get(f"{stack.fhir}/{path}", params=params, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    body: dict[str, object] = r.json()
+    return body
+
+
+def _outcomes(bundle: dict[str, object]) -> list[dict[str, object]]:
+    entries = bundle.get("entry") or []
+    assert isinstance(entries, list)
+    return [e["resource"] for e in entries if (e.get("search") or {}).get("mode") == "outcome"]
+
+
+def test_a_fixtures_own_search_outcome_comes_back_with_that_patients_searches_of_the_types_it_held(
+        stack: Stack) -> None:
+    token = token_for(stack, "launch patient/*.rs", patient="kc-53")
+    for rtype in ("Condition", "MedicationStatement", "Observation"):  # what fixture 53's searchset holds
+        outcome, = _outcomes(_fhir(stack, token, rtype, patient="kc-53"))
+        assert outcome["issue"][0]["severity"] == "warning"  # type: ignore[index]
+        assert "suppressed" in outcome["issue"][0]["details"]["text"]  # type: ignore[index]
+    assert _outcomes(_fhir(stack, token, "MedicationRequest", patient="kc-53")) == []  # a type it did not hold
+    assert _outcomes(_fhir(stack, token_for(stack, "launch patient/*.rs"), "Condition", patient="kc-01")) == []
+    # The outcome is the search's, not a record of the chart: it was never loaded as one.
+    r = httpx.get(f"{stack.fhir}/OperationOutcome/kc-53-outcome", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 404
+
+
+def test_the_chart_whose_search_withheld_results_gets_evaluates_answer_on_the_card_and_in_the_app(
+        stack: Stack) -> None:
+    import asyncio
+    import html
+    import json
+
+    from eligibility import assess_pool, assessment_to_json, load_policy
+    from fhir_mapping import ClientSettings, FhirClient, read_path
+    from smart_app.oauth import RESOURCE_TYPES
+    from smart_app.review import load_review
+
+    from ..conftest import fixture_bundles
+    from ..ketamine_cds.test_faces_agree import _from_card, _summary
+    from ..stack import TODAY, launch_from_chart
+
+    path = next(p for p in fixture_bundles() if p.stem.startswith("53-"))
+    from_file = _summary(assessment_to_json(assess_pool(read_path(path), load_policy("default"), TODAY)[0]))
+    assert from_file["verdict"] == "needs_workup" and from_file["contraindications"]["bipolar"] == "unknown"
+
+    with stack.browser() as browser:
+        page = browser.post("/sandbox/cds", data={"patient": "kc-53", "hook": "order-sign"})
+        pre = re.search(r"<h3>Response \(HTTP 200\)</h3><pre class=\"json\">(.*?)</pre>", page.text, re.S)
+        assert pre is not None, "the chart shows no answer of the CDS service"
+        assert _from_card(json.loads(html.unescape(pre.group(1)))["cards"]) == from_file
+        app = launch_from_chart(stack, browser, "kc-53")
+    assert "Needs work-up" in text_of(app)
+
+    token = token_for(stack, "launch patient/*.rs", patient="kc-53")
+    client = FhirClient(stack.fhir, token=token, settings=ClientSettings(budget_s=20))
+    review = asyncio.run(load_review(client, "kc-53", set(RESOURCE_TYPES), load_policy("default"), TODAY))
+    assert _summary(assessment_to_json(review.assessment)) == from_file

@@ -168,3 +168,15 @@ def test_an_unreadable_blood_pressure_beside_a_readable_one_asks_for_a_recheck()
     assert bp["status"] == "unknown"  # the unreadable one may be the later, higher reading
     assert bp["explanation"].startswith("1 blood pressure entry could not be read")
     assert "Observation/kc-35-obs11" in bp["explanation"] and bp["explanation"].endswith("recheck BP")
+
+
+# 4. A search that says it is incomplete, or that it failed ---------------------------------------------------------
+
+def test_an_outcome_of_severity_error_is_a_search_that_failed_not_one_merely_incomplete() -> None:
+    bundle = load_bundle("53")
+    outcome = next(e for e in bundle["entry"] if e.get("search", {}).get("mode") == "outcome")
+    outcome["resource"]["issue"] = [{"severity": "error", "code": "too-costly",
+                                     "details": {"text": "Results were truncated at 50"}}]
+    a = evaluate(bundle)
+    assert a["verdict"] == "needs_workup" and a["contraindications"]["bipolar"]["status"] == "unknown"
+    assert any("Condition could not be obtained (server_error)" in g and "truncated" in g for g in a["data_gaps"])

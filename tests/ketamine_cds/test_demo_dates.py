@@ -17,7 +17,7 @@ from eligibility import assess_pool, assessment_to_json, load_policy
 from fhir_mapping import read_path
 from ketamine_cds.demo import FIXTURES_DAY, banner_line, build_demo, demo_patients, demo_settings, verdict_table
 
-from ..conftest import fixture_bundles, free_port, server_comparable_bundles
+from ..conftest import fixture_bundles, free_port
 from ..stack import Stack, launch_from_chart, serving, text_of
 from .test_faces_agree import _from_card, _summary
 
@@ -54,9 +54,9 @@ def test_the_demo_judges_on_its_day_and_moved_the_fixtures_there(demo: Stack) ->
         assert f"today in this EHR: {DEMO_DAY}" in text_of(browser.get("/sandbox/"))
 
 
-# Every fixture a FHIR server can answer as the file does (a searchset's own OperationOutcome is the file's alone; see
-# server_comparable_bundles): its dates are moved all the same (tests/ehr_sandbox/test_timeshift.py).
-@pytest.mark.parametrize("path", server_comparable_bundles(), ids=lambda p: p.stem)
+# Every fixture, a searchset with its own OperationOutcome too: the sandbox serves that outcome again with the
+# patient's searches (ehr_sandbox/search_outcomes.py), so the demo answers as the file does (issue #20).
+@pytest.mark.parametrize("path", fixture_bundles(), ids=lambda p: p.stem)
 def test_every_patient_gets_the_verdict_of_its_unmoved_chart_on_the_fixtures_day(demo: Stack, path: Path) -> None:
     expected = json.loads(path.with_name(path.stem + ".expected.json").read_text())
     pid = expected["patient"].removeprefix("Patient/")
