@@ -40,6 +40,7 @@ from eligibility import (
     contraindication_label,
     course_summary,
     esketamine_dose_outside_label,
+    gap_sentences,
     product_word,
 )
 from eligibility import Source as PolicySource
@@ -102,6 +103,17 @@ def _source(citation: Citation | None, fallback: PolicySource | None = None) -> 
     if first is None:
         return Source(label="ketamine-cds clinic policy (see the card's detail for its basis)")
     return Source(label=first.label[:200], url=first.url)
+
+
+def _basis(cid: ContraindicationId, citation: Citation) -> str:
+    """What a contraindication rests on, in words a clinician accepts: its primary sources, and, for an exclusion
+    the sources do not state as such, that it is this clinic's rule (never "not verified" beside a label fact)."""
+    cited = "; ".join(f"[{s.label}]({s.url})" for s in citation.sources if s.primary)
+    if not cited:
+        return "Basis: this clinic's policy (no primary source states it)"
+    if cid in LABEL_CONTRAINDICATIONS or citation.verified:
+        return f"Source: {cited}"
+    return f"Basis: this clinic's policy, informed by {cited}"
 
 
 def _sources_line(*source_ids: str) -> str:
@@ -175,7 +187,7 @@ def _gaps_block(a: Assessment) -> list[str]:
     if not a.data_gaps:
         return []
     return ["", "**Data that could not be obtained (treated as unknown, not absent):**",
-            *[f"- {markdown_prose(g)}" for g in a.data_gaps]]
+            *[f"- {markdown_prose(g)}" for g in gap_sentences(a.gaps)]]
 
 
 def _course_block(a: Assessment) -> list[str]:
@@ -230,8 +242,7 @@ def _contraindicated_card(a: Assessment, policy: Policy, ctx: CardContext) -> Ca
         detail.append(f"- **{contraindication_label(cid).capitalize()}** ({kind}): "
                       f"{markdown_prose(finding.explanation)}")
         detail.extend(_evidence_lines(finding.evidence))
-        detail.append(f"  - Source: {rule.citation.sources[0].label}" + ("" if rule.citation.verified else
-                                                                            " (not fully verified)"))
+        detail.append(f"  - {_basis(cid, rule.citation)}")
     detail += _gaps_block(a)
     suggestions = _remove_orders(ctx.orders, recommended=True)
     first_cid, first = present[0]
@@ -313,6 +324,34 @@ def _workup_phrase(a: Assessment, item: WorkupItem) -> str:
     return item.text[0].lower() + item.text[1:]
 
 
+#: The policy value whose rule asks for each work-up item: the card cites that value's primary source (the label for
+#: blood pressure, the PHQ-9's validation study for a PHQ-9, the antidepressants' labels for a dose).
+_WORKUP_THRESHOLD = {
+    WorkupKind.PHQ9: "severity_phq9_min", WorkupKind.BASELINE_PHQ9: "severity_phq9_min",
+    WorkupKind.BLOOD_PRESSURE: "bp_systolic_above", WorkupKind.TRIAL_RESPONSE: "response_max_fraction",
+    WorkupKind.TRIAL_DURATION: "min_failed_trials", WorkupKind.ADHERENCE: "min_failed_trials",
+}
+_WORKUP_CONTRAINDICATION = {WorkupKind.DRUG_SCREEN: ContraindicationId.SUBSTANCE_USE,
+                            WorkupKind.PREGNANCY_TEST: ContraindicationId.PREGNANCY}
+
+
+def _workup_citation(a: Assessment, policy: Policy) -> Citation | None:
+    """The citation behind the card's first item (what its summary asks for)."""
+    if not a.workup:
+        return None
+    kind = a.workup[0].kind
+    if kind in _WORKUP_THRESHOLD:
+        return policy.cite(_WORKUP_THRESHOLD[kind])
+    if kind is WorkupKind.TRIAL_DOSE:
+        return policy.dose_floor_citation
+    if kind in _WORKUP_CONTRAINDICATION:
+        return policy.contraindications[_WORKUP_CONTRAINDICATION[kind]].citation
+    if kind is WorkupKind.CONDITION_REVIEW:  # the first contraindication left unknown by what is on record
+        cid = next((c for c, f in a.contraindications.items() if f.status is Presence.UNKNOWN and f.evidence), None)
+        return policy.contraindications[cid].citation if cid is not None else None
+    return None
+
+
 def _workup_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
     card_id = str(uuid.uuid4())
     unknown = [r for r in a.reasons if r.kind is ReasonKind.UNKNOWN]
@@ -332,7 +371,7 @@ def _workup_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
         summary=_summary(f"Work-up before {_product(ctx, policy).lower()}: {first}"),
         detail="\n".join(detail),
         indicator=Indicator.WARNING,
-        source=_source(policy.cite("trial_min_weeks")),
+        source=_source(_workup_citation(a, policy)),
         suggestions=suggestions or None,
         selectionBehavior="any" if suggestions else None,
         overrideReasons=_overrides(_WARNING_OVERRIDES),

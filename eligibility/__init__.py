@@ -14,6 +14,7 @@ from .course import (
     response_words,
 )
 from .dates import months_before
+from .gap_words import gap_sentence, gap_sentences
 from .model import (
     LABEL_CONTRAINDICATIONS,
     Adequacy,
@@ -120,6 +121,8 @@ __all__ = [
     "contraindication_label",
     "course_summary",
     "esketamine_dose_outside_label",
+    "gap_sentence",
+    "gap_sentences",
     "left_out_finding",
     "load_policy",
     "load_policy_file",

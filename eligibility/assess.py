@@ -20,6 +20,7 @@ from fhir_mapping import (
 
 from .contraindications import assess_contraindications, condition_evidence
 from .course import ResponseClass, TreatmentCourse, assess_course, course_summary, response_words
+from .gap_words import gap_sentences
 from .model import (
     Adequacy,
     AssessedCriterion,
@@ -172,8 +173,8 @@ def _workup(
         items.append(WorkupItem(WorkupKind.PREGNANCY_TEST,
                                 f"Pregnancy test if of childbearing potential (none in the last "
                                 f"{t.pregnancy_test_window_days} days)", False))
-    for gap in facts.gaps:
-        items.append(WorkupItem(WorkupKind.DATA, f"Retry or review: {gap.describe()}", True))
+    for sentence in gap_sentences(facts.gaps):
+        items.append(WorkupItem(WorkupKind.DATA, f"Retry, or review in the chart: {sentence}", True))
     return items
 
 
@@ -390,6 +391,7 @@ def assess(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Assessment:
         workup=tuple(_workup(facts, policy, as_of, tr, severity, cis, course)),
         warnings=tuple(_warnings(facts, policy, as_of, cis)),
         data_gaps=tuple(g.describe() for g in facts.gaps),
+        gaps=tuple(facts.gaps),
         skipped_entries=tuple(f"{s.where}: {s.reason}" for s in facts.skipped),
         course=course,
     )

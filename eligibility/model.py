@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from fhir_mapping import DrugClass, MatchMethod
+from fhir_mapping import DataGap, DrugClass, MatchMethod
 
 if TYPE_CHECKING:
     from .course import TreatmentCourse
@@ -247,3 +247,5 @@ class Assessment:
     skipped_entries: tuple[str, ...] = field(default=())
     #: The patient's most recent ketamine/esketamine course (current or earlier); None when none is on record.
     course: TreatmentCourse | None = None
+    #: The gaps behind ``data_gaps``, as facts: what the faces word for a clinician (``gap_words``).
+    gaps: tuple[DataGap, ...] = ()

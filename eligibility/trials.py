@@ -150,6 +150,13 @@ def assess_trial(course: Course, facts: ClinicalFacts, policy: Policy, as_of: dt
     )
 
 
+def _without_response(n: int) -> str:
+    """'no adequate antidepressant trial without response', '1 adequate … trial …', '3 adequate … trials …'."""
+    if n == 0:
+        return "no adequate antidepressant trial without response"
+    return f"{n} adequate antidepressant {'trial' if n == 1 else 'trials'} without response"
+
+
 def assess_treatment_resistance(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> TreatmentResistance:
     window_start = months_before(as_of, policy.thresholds.trial_lookback_months)
     trials = tuple(
@@ -173,7 +180,7 @@ def assess_treatment_resistance(facts: ClinicalFacts, policy: Policy, as_of: dt.
             # The clinical reason, not the bookkeeping: the unread order may be the latest trial, and it may have
             # responded (issue #18, item 7).
             status, why = Criterion.UNKNOWN, (
-                f"{len(failed)} failed adequate trial(s) on record, but an antidepressant order whose drug could not "
+                f"{_without_response(len(failed))} on record, but an antidepressant order whose drug could not "
                 "be read may be a more recent trial")
         else:
             status, why = Criterion.UNKNOWN, "medication history could not be fetched"
@@ -184,9 +191,14 @@ def assess_treatment_resistance(facts: ClinicalFacts, policy: Policy, as_of: dt.
         why = f"{len(failed)} antidepressants failed after adequate trials: {', '.join(sorted(failed))}"
     elif len(possible) < needed:
         status = Criterion.NOT_MET
-        why = f"{len(failed)} failed adequate trial(s); fewer than {needed} even counting trials of unknown outcome"
+        undocumented = len(possible) - len(failed)
+        why = f"{_without_response(len(failed))} on record; {needed} are needed" + (
+            f", and even the {undocumented} whose response is not documented would bring it to only {len(possible)}"
+            if undocumented else "")
     else:
         status = Criterion.UNKNOWN
-        why = (f"{len(failed)} failed adequate trial(s); {len(possible) - len(failed)} more need a documented "
-               "dose or PHQ-9 response")
+        more = len(possible) - len(failed)
+        why = (f"{_without_response(len(failed))} on record; {more} more "
+               f"{'trial counts' if more == 1 else 'trials count'} once {'its' if more == 1 else 'their'} dose or "
+               "PHQ-9 response is documented")
     return TreatmentResistance(status, len(failed), trials, why)

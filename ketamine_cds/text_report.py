@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eligibility import Assessment, Presence, Verdict, contraindication_label, course_summary
+from eligibility import Assessment, Presence, Verdict, contraindication_label, course_summary, gap_sentences
 from fhir_mapping import ClinicalFacts
 
 _VERDICT_WORDS = {
@@ -64,7 +64,7 @@ def render_text(a: Assessment, facts: ClinicalFacts) -> str:
     if a.data_gaps:
         lines.append("")
         lines.append("Data gaps (treated as unknown, never as absent):")
-        lines.extend(f"  - {g}" for g in a.data_gaps)
+        lines.extend(f"  - {g}" for g in gap_sentences(a.gaps))
     if a.skipped_entries:
         lines.append("")
         lines.append(f"Skipped {len(a.skipped_entries)} invalid entr{'y' if len(a.skipped_entries) == 1 else 'ies'}:")

@@ -107,8 +107,18 @@ def decisive_findings(a: Assessment, policy: Policy) -> list[Finding]:
         return [Finding(course_summary(course), basis,
                         Evidence(latest.reference, f"PHQ-9 total {latest.value:g}", latest.day) if latest else None)]
     wanted = ReasonKind.UNKNOWN if a.verdict is Verdict.NEEDS_WORKUP else None
-    return [Finding(r.text, "information missing" if r.kind is ReasonKind.UNKNOWN else "criterion not met")
-            for r in a.reasons if wanted is None or r.kind is wanted]
+    return [Finding(r.text, _basis_of(r.kind, policy)) for r in a.reasons if wanted is None or r.kind is wanted]
+
+
+def _basis_of(kind: ReasonKind, policy: Policy) -> str:
+    """What a reason against treating rests on, as a clinician says it (never "criterion not met")."""
+    t = policy.thresholds
+    return {ReasonKind.UNKNOWN: "information missing",
+            ReasonKind.ANXIETY_WITHOUT_DEPRESSION: "the indication is treatment-resistant major depression",
+            ReasonKind.DEPRESSION_ABSENT: "the indication is major depression",
+            ReasonKind.TREATMENT_RESISTANCE_NOT_MET: f"at least {t.min_failed_trials} are needed",
+            ReasonKind.SEVERITY_NOT_MET: f"PHQ-9 of at least {t.severity_phq9_min:g} needed",
+            }.get(kind, "not met under this policy")
 
 
 @dataclass(frozen=True, slots=True)

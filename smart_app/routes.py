@@ -21,7 +21,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from eligibility import Policy, available_policies, contraindication_label, course_summary, load_policy
+from eligibility import (
+    Policy,
+    available_policies,
+    contraindication_label,
+    course_summary,
+    gap_sentences,
+    load_policy,
+)
 from fhir_mapping import ClientSettings, FhirClient
 from storage import same_browser
 
@@ -335,7 +342,7 @@ def build_router(options: SmartOptions) -> APIRouter:
             course_line=course_summary(assessment.course) if assessment.course else None,
             bp_chart=bp_svg(facts.blood_pressures, as_of, policy.thresholds.bp_systolic_above,
                             policy.thresholds.bp_diastolic_above),
-            label=contraindication_label, base=options.public_base_url)
+            label=contraindication_label, base=options.public_base_url, gap_words=gap_sentences(assessment.gaps))
 
     return router
 

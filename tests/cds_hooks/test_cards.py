@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from fhir_mapping import GapReason
+
 from ..conftest import server_comparable_bundles
 from .conftest import Post, draft_order, hook_request
 
@@ -75,6 +77,17 @@ async def test_every_fixture_patient_gets_spec_conformant_cards(post: Post, path
         assert len(card["summary"]) <= 90, card["summary"]
         assert not re.search(r"\b[a-z]+_[a-z_]+\b|\d\.0\b|\.\.|,,|\[S\d+\]", card["summary"]), card["summary"]
         assert not re.search(r"\b(no_response|needs_workup|not_indicated|rxnorm_\w+)\b|\d\.0 mg", card["detail"])
+        # What a clinician reads: no gap reason code, no "not fully verified" beside a fact (issue 18 items 6, 7).
+        assert not re.search(r"\b(" + "|".join(r.value for r in GapReason) + r")\b", card["detail"]), card["detail"]
+        assert "not fully verified" not in card["detail"]
+
+
+async def test_a_drug_that_could_not_be_read_is_said_in_words_without_record_ids(post: Post) -> None:
+    cards = await cards_for(post, "31")
+    detail = "\n".join(c["detail"] for c in cards)
+    assert "A medication that an order or statement names could not be obtained: the record it points to could " \
+           "not be found. Unknown, not absent: antidepressant trials." in detail
+    assert "kc-31-gone" not in detail and "unresolved_reference" not in detail and "Medication/" not in detail
 
 
 async def test_contraindicated_card_names_the_evidence_and_offers_to_remove_the_order(post: Post) -> None:
@@ -323,5 +336,5 @@ async def test_a_label_dose_gets_no_dose_card(post: Post, fixture: str, mg: floa
 async def test_an_unreadable_antidepressant_order_is_explained_clinically(post: Post) -> None:
     """Issue 18 item 7: two failed trials on record, yet resistance unknown, and the card says why in clinical words."""
     card = (await cards_for(post, "31"))[0]
-    assert ("Treatment resistance unknown: 2 failed adequate trial(s) on record, but an antidepressant order whose "
-            "drug could not be read may be a more recent trial") in card["detail"]
+    assert ("Treatment resistance unknown: 2 adequate antidepressant trials without response on record, but an "
+            "antidepressant order whose drug could not be read may be a more recent trial") in card["detail"]

@@ -71,7 +71,8 @@ async def test_other_missing_keys_without_a_server_are_unknown_not_absent(post: 
     assert status == 200
     card = data["cards"][0]
     assert card["indicator"] == "warning" and card["summary"].startswith("Work-up before esketamine: ")
-    assert "AllergyIntolerance (allergies) could not be obtained" in card["detail"]
+    assert "Allergies could not be obtained: they were not sent. Unknown, not absent: ketamine allergy." \
+        in card["detail"]
     assert "treated as unknown, not absent" in card["detail"]
 
 
@@ -117,7 +118,8 @@ async def test_the_budget_bounds_the_wait(post: Post, httpx_mock: HTTPXMock) -> 
     started = time.perf_counter()
     status, data = await verdict_of(post, body)
     assert time.perf_counter() - started < 4  # default budget 2.5 s
-    assert status == 200 and "Observation (phq9+bloodPressure) could not be obtained" in data["cards"][0]["detail"]
+    assert status == 200 and "Observations could not be obtained: there was too much to read in the time allowed. " \
+        "Unknown, not absent: PHQ-9 scores and blood pressure." in data["cards"][0]["detail"]
 
 
 async def test_merged_observation_searches_report_the_states_of_their_keys() -> None:

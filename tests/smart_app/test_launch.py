@@ -62,6 +62,8 @@ def test_ehr_launch_shows_the_assessment_behind_the_verdict(stack: Stack) -> Non
         assert "BP 128/82 mmHg" in text
         assert page.text.count("<svg") == 2  # the timeline and the BP chart, server-rendered
         assert "Observation?patient=kc-10" in text  # provenance: the queries that ran
+        # A source's basis in words beside each rule, never "not fully verified" beside a label fact (issue 18).
+        assert "not fully verified" not in text and "this clinic's rule, informed by the cited source" in text
 
 
 def test_a_patient_in_a_course_sees_the_course_its_doses_and_its_response(stack: Stack) -> None:
@@ -376,7 +378,8 @@ def test_a_grant_narrower_than_the_request_shows_not_authorized(tmp_path: Path) 
         page = launch_from_chart(s, browser, "kc-01")
         text, page_html = text_of(page), page.text
         assert "Not authorized: the EHR did not grant access to Observations" in text
-        assert "Needs work-up" in text and "Observation could not be obtained (not_authorized_scope)" in text
+        assert "Needs work-up" in text
+        assert "Observations could not be obtained: this app or service was not granted access to them" in text
         assert '<span class="status unknown">unknown</span>' in page_html  # blood pressure: unknown, never absent
 
 
