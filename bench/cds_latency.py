@@ -65,7 +65,8 @@ def config(work: Path, base: str, keys: Keys) -> Path:
     (work / "jwks.json").write_text(json.dumps(keys.jwks()))
     path = work / "ketamine-cds.toml"
     path.write_text(f'[cds]\npublic_base_url = "{base}"\nfeedback_db = "fb.sqlite3"\naudit_log = "audit.jsonl"\n'
-                    f'[[cds.clients]]\nissuer = "https://ehr.test"\njwks_file = "jwks.json"\n')
+                    f'[[cds.clients]]\nissuer = "https://ehr.test"\njwks_file = "jwks.json"\n'
+                    'fhir_server_networks = ["127.0.0.0/8"]\n')  # the no-prefetch run's SEKMET is on loopback
     return path
 
 

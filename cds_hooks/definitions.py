@@ -17,6 +17,7 @@ from fhir_mapping import BOOKING_SEARCHES, DISCHARGE_SEARCHES, SEARCHES, Search
 from storage import Storage
 
 from .auth import JwtVerifier
+from .fhir_servers import FhirServerCheck
 from .models import Hook
 
 
@@ -89,6 +90,8 @@ class CdsOptions:
     max_session_appointments: int = 50
     #: At most this many cards in one answer (over it: the most urgent, and one card saying what was left out).
     max_cards: int = 20
+    #: Which ``fhirServer`` each client may send (origins, and the non-public networks it may resolve to).
+    fhir_servers: FhirServerCheck = field(default_factory=FhirServerCheck)
 
     def endpoint(self, path: str) -> str:
         return self.public_base_url.rstrip("/") + path

@@ -34,6 +34,7 @@ from .errors import (
     UnknownService,
     error_response,
 )
+from .fhir_servers import FhirServerRefused
 from .models import FHIR_ID, FHIR_REFERENCE, CdsRequest, FeedbackRequest, Hook
 from .orders import answer_order
 from .sessions import answer_session
@@ -219,6 +220,11 @@ def build_router(options: CdsOptions) -> APIRouter:
             raise BadRequest(400, "invalid", _validation_message(exc)) from exc
         if isinstance(body, CdsRequest):
             _check_context(body, SERVICES[service_id], options.max_session_appointments)
+            if body.fhirServer is not None:
+                try:
+                    await options.fhir_servers.check(body.fhirServer, caller.issuer if caller else None)
+                except FhirServerRefused as exc:
+                    raise BadRequest(400, "forbidden", exc.reason) from exc
         return caller, body
 
     def service_named(service_id: str) -> ServiceDefinition:

@@ -36,6 +36,7 @@ from cds_hooks import (
 )
 from cds_hooks.audit import add_observer
 from cds_hooks.errors import operation_outcome
+from cds_hooks.fhir_servers import FhirServerCheck, FhirServerPolicy, origin, parse_networks
 from eligibility import load_policy
 from fhir_mapping import CodeSets, GapReason, ResourceType
 from smart_app import ClientCredentials, SmartOptions, Store, csp
@@ -86,6 +87,13 @@ def trusted_clients(settings: Settings) -> list[TrustedClient]:
         else:
             clients.append(TrustedClient(c.issuer, jwks_url=c.jwks_url, tenant=c.tenant))
     return clients
+
+
+def fhir_server_check(settings: Settings) -> FhirServerCheck:
+    """Each trusted client's ``fhirServer`` policy: its origins, and the non-public networks it may resolve to."""
+    return FhirServerCheck({c.issuer: FhirServerPolicy(frozenset(origin(o) for o in c.fhir_servers),
+                                                       parse_networks(c.fhir_server_networks))
+                            for c in settings.cds.clients})
 
 
 def prepare_audit_log(path: Path | None) -> None:
@@ -221,6 +229,7 @@ def create_app(
         display_tz=ZoneInfo(settings.sessions.display_timezone) if settings.sessions.display_timezone else None,
         max_session_appointments=settings.sessions.max_appointments,
         max_cards=settings.cds.max_cards,
+        fhir_servers=fhir_server_check(settings),
         fhir_max_response_bytes=settings.cds.fhir_max_response_bytes,
         fhir_max_total_bytes=settings.cds.fhir_max_total_bytes,
         http=client,

@@ -53,7 +53,9 @@ def demo_settings(base: str, work: Path) -> Settings:
     return Settings(
         cds=CdsSettings(
             public_base_url=base,
-            clients=[CdsClientSettings(issuer=f"{base}/sandbox", jwks_url=f"{base}/sandbox/cds-client/jwks.json")],
+            # The sandbox's FHIR server is on loopback, beside this service: its fhirServer may resolve there.
+            clients=[CdsClientSettings(issuer=f"{base}/sandbox", jwks_url=f"{base}/sandbox/cds-client/jwks.json",
+                                       fhir_server_networks=["127.0.0.0/8", "::1/128"])],
             feedback_db=work / "feedback.sqlite3",
             audit_log=work / "audit.jsonl",
             audit_salt="demo",

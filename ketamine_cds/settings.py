@@ -25,13 +25,33 @@ class CdsClientSettings(BaseModel):
     jwks_url: str | None = None
     jwks_file: Path | None = None
     tenant: str | None = None
+    #: The ``fhirServer`` origins (``https://fhir.example.org``, a port when not the default) this client may send;
+    #: empty: any origin that resolves to public addresses.
+    fhir_servers: list[str] = Field(default_factory=list)
+    #: Networks outside the public internet (loopback, link-local, private, ...) its ``fhirServer`` may resolve to,
+    #: as CIDR ("10.20.0.0/16"); empty: none.
+    fhir_server_networks: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> CdsClientSettings:
+        from cds_hooks.fhir_servers import origin, parse_networks
+
         if (self.jwks_url is None) == (self.jwks_file is None):
             raise ValueError(f"client {self.issuer}: give exactly one of jwks_url or jwks_file")
         if self.jwks_url is not None and not self.jwks_url.startswith(("https://", "http://")):
             raise ValueError(f"client {self.issuer}: jwks_url must be an http(s) URL")
+        for server in self.fhir_servers:
+            try:
+                found = origin(server)
+            except ValueError:
+                found = None
+            if found is None or found != server.rstrip("/").lower():
+                raise ValueError(f"client {self.issuer}: fhir_servers: {server!r} is not an origin "
+                                 f"(scheme://host[:port], no path){f'; did you mean {found!r}?' if found else ''}")
+        try:
+            parse_networks(self.fhir_server_networks)
+        except ValueError as exc:
+            raise ValueError(f"client {self.issuer}: fhir_server_networks: {exc}") from exc
         return self
 
 

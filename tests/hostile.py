@@ -256,6 +256,7 @@ fhir_budget_s = 0.5
 [[cds.clients]]
 issuer = "{ISSUER}"
 jwks_file = "jwks.json"
+fhir_server_networks = ["127.0.0.0/8"]
 [smart]
 allowed_issuers = ["http://127.0.0.1:9/fhir"]
 {storage}""")

@@ -66,6 +66,8 @@ audit_log = "audit.jsonl"
 [[cds.clients]]
 issuer = "{ISSUER}"
 jwks_file = "jwks.json"
+# The tests' FHIR servers listen on loopback, which a client's fhirServer may not resolve to unless configured.
+fhir_server_networks = ["127.0.0.0/8", "::1/128"]
 """)
     return load_settings(tmp_path / "ketamine-cds.toml")
 

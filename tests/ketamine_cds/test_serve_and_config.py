@@ -338,7 +338,8 @@ def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path, jwks_server: t
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     config = write_config(tmp_path / "k.toml", f'[cds]\npublic_base_url = "{base}"\nfhir_budget_s = 5\n'
-                          f'[[cds.clients]]\nissuer = "{ISSUER}"\njwks_url = "{url}"\n')
+                          f'[[cds.clients]]\nissuer = "{ISSUER}"\njwks_url = "{url}"\n'
+                          'fhir_server_networks = ["127.0.0.0/8"]\n')
     exe = Path(sys.executable).with_name("ketamine-cds")
     proc = subprocess.Popen([str(exe), "serve", "--config", str(config), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
