@@ -99,10 +99,9 @@ def _plus(at: dt.datetime, delta: dt.timedelta) -> dt.datetime:
 
 
 def _plus_days(day: dt.date, delta: dt.timedelta) -> dt.date:
-    try:
-        return day + delta
-    except OverflowError:
-        return dt.date.max if delta > dt.timedelta(0) else dt.date.min
+    """``day + delta`` (whole days, as date arithmetic counts them), held at the first or last day of the calendar."""
+    ordinal = day.toordinal() + delta.days
+    return dt.date.fromordinal(min(max(ordinal, dt.date.min.toordinal()), dt.date.max.toordinal()))
 
 
 def left_out_finding(left_out: LeftOut, policy: Policy) -> SessionFinding | None:
