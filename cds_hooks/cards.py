@@ -25,6 +25,8 @@ from eligibility import (
     ContraindicationId,
     Criterion,
     Evidence,
+    GapAction,
+    GapStep,
     Mode,
     Outcome,
     Policy,
@@ -40,11 +42,13 @@ from eligibility import (
     contraindication_label,
     course_summary,
     esketamine_dose_outside_label,
+    gap_action_phrase,
     gap_sentences,
+    gap_workup,
     product_word,
 )
 from eligibility import Source as PolicySource
-from fhir_mapping import KetamineOrder
+from fhir_mapping import DataDomain, KetamineOrder
 
 from .markdown import markdown_code, markdown_prose
 from .models import Action, Card, CardKind, Coding, Indicator, Link, Source, Suggestion
@@ -316,9 +320,11 @@ def _workup_phrase(a: Assessment, item: WorkupItem) -> str:
             reading = latest.description.removeprefix("BP ").removesuffix(" mmHg")
             return f"recheck BP ({reading} on {latest.day.day} {latest.day:%b})"
         return "a blood pressure reading"
+    if item.kind is WorkupKind.DATA:  # what to do depends on why the data is missing (retry helps only sometimes)
+        step = _gap_step(a, item)
+        return gap_action_phrase(step.action if step else GapAction.REVIEW)
     phrases = {WorkupKind.PHQ9: "a current PHQ-9", WorkupKind.DRUG_SCREEN: "a urine drug screen",
-               WorkupKind.PREGNANCY_TEST: "a pregnancy test",
-               WorkupKind.DATA: "chart data could not be fetched (retry)"}
+               WorkupKind.PREGNANCY_TEST: "a pregnancy test"}
     if item.kind in phrases:
         return phrases[item.kind]
     return item.text[0].lower() + item.text[1:]
@@ -335,21 +341,52 @@ _WORKUP_CONTRAINDICATION = {WorkupKind.DRUG_SCREEN: ContraindicationId.SUBSTANCE
                             WorkupKind.PREGNANCY_TEST: ContraindicationId.PREGNANCY}
 
 
-def _workup_citation(a: Assessment, policy: Policy) -> Citation | None:
-    """The citation behind the card's first item (what its summary asks for)."""
-    if not a.workup:
-        return None
-    kind = a.workup[0].kind
+def _gap_step(a: Assessment, item: WorkupItem) -> GapStep | None:
+    return next((s for s in gap_workup(a.gaps) if s.text == item.text), None)
+
+
+#: For data that could not be obtained, the rule it leaves unknown (the card cites that rule's source).
+_GAP_THRESHOLD = {
+    DataDomain.MEDICATIONS: "min_failed_trials", DataDomain.PHQ9: "severity_phq9_min",
+    DataDomain.BLOOD_PRESSURE: "bp_systolic_above", DataDomain.TREATMENT_COURSE: "session_induction_weeks",
+}
+
+
+def _item_citation(a: Assessment, item: WorkupItem, policy: Policy) -> Citation | None:
+    """The citation behind one work-up item: the rule that asks for it (none for data that could not be obtained)."""
+    kind = item.kind
     if kind in _WORKUP_THRESHOLD:
         return policy.cite(_WORKUP_THRESHOLD[kind])
     if kind is WorkupKind.TRIAL_DOSE:
         return policy.dose_floor_citation
     if kind in _WORKUP_CONTRAINDICATION:
         return policy.contraindications[_WORKUP_CONTRAINDICATION[kind]].citation
-    if kind is WorkupKind.CONDITION_REVIEW:  # the first contraindication left unknown by what is on record
-        cid = next((c for c, f in a.contraindications.items() if f.status is Presence.UNKNOWN and f.evidence), None)
+    if kind is WorkupKind.CONDITION_REVIEW:  # the item names its contraindication first
+        cid = next((c for c, f in a.contraindications.items() if f.status is Presence.UNKNOWN and f.evidence
+                    and item.text.lower().startswith(contraindication_label(c).lower())), None)
         return policy.contraindications[cid].citation if cid is not None else None
+    if kind is WorkupKind.DATA and (step := _gap_step(a, item)) is not None:
+        rule = next((_GAP_THRESHOLD[d] for d in DataDomain if d in step.domains and d in _GAP_THRESHOLD), None)
+        return policy.cite(rule) if rule is not None else None
     return None
+
+
+def _workup_citation(a: Assessment, policy: Policy) -> Citation | None:
+    """The citation behind the card's first item (what its summary asks for)."""
+    return _item_citation(a, a.workup[0], policy) if a.workup else None
+
+
+def _workup_sources(a: Assessment, policy: Policy) -> list[str]:
+    """A linked Sources line for the rules that ask for the work-up items, primary sources only, each once."""
+    seen: dict[str, PolicySource] = {}
+    for item in a.workup:
+        citation = _item_citation(a, item, policy)
+        for s in citation.sources if citation else ():
+            if s.primary:
+                seen.setdefault(s.id, s)
+    if not seen:
+        return []
+    return ["", "Sources: " + "; ".join(f"[{s.label}]({s.url})" for s in seen.values())]
 
 
 def _workup_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
@@ -364,6 +401,7 @@ def _workup_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
         detail += ["", f"**Antidepressant trials** ({tr.failed_adequate_trials} failed adequate):"]
         detail += [f"- {_trial_line(t)}" for t in tr.trials]
     detail += _gaps_block(a)
+    detail += _workup_sources(a, policy)
     suggestions = [s for w in a.workup if (s := _service_request(w, ctx)) is not None]
     return Card(
         kind=CardKind.WORK_UP_NEEDED,
@@ -423,8 +461,10 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
         "",
         "**Before and during each session (esketamine REMS / supervised setting):**",
         "- Certified healthcare setting; prescriber on site; pulse oximeter available (REMS)",
-        "- Blood pressure before dosing (> 140/90: weigh delaying) and about 40 minutes after (label)",
-        "- Monitor for at least 2 hours and until sedation, dissociation and respiratory depression resolve (REMS)",
+        f"- Blood pressure before dosing (above {_bp_limit(policy)}: weigh delaying) and about 40 minutes after "
+        "(label)",
+        f"- Monitor for at least {_monitoring(policy)} and until sedation, dissociation and respiratory depression "
+        "resolve (REMS)",
         "- No driving until the next day after restful sleep (label)",
         "",
         _sources_line("S1", "S3"),
@@ -438,17 +478,31 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
     return Card(
         kind=CardKind.CRITERIA_MET,
         uuid=card_id,
-        summary=_summary(f"{_product(ctx, policy)}: criteria met — REMS monitoring ≥2 h, BP before and ~40 min after"),
+        summary=_summary(f"{_product(ctx, policy)}: criteria met — REMS monitoring ≥"
+                         f"{_monitoring(policy).replace(' hours', ' h')}, BP before and ~40 min after"),
         detail="\n".join(detail),
         indicator=Indicator.INFO,
         source=_source(None, cited_source("S3")),
     )
 
 
-_SESSION_REMINDERS = [
-    "- Blood pressure before each dose (> 140/90: weigh delaying) and about 40 minutes after (label)",
-    "- Monitor at least 2 hours, until sedation, dissociation and respiratory depression resolve (REMS)",
-]
+def _bp_limit(policy: Policy) -> str:
+    """The label's pre-dose blood pressure guide, as the policy holds it ("140/90")."""
+    t = policy.thresholds
+    return f"{t.bp_systolic_above:g}/{t.bp_diastolic_above:g}"
+
+
+def _monitoring(policy: Policy) -> str:
+    """The REMS observation period in words ("2 hours"), from the policy."""
+    minutes = policy.thresholds.session_monitoring_minutes
+    return f"{minutes / 60:g} hours" if minutes % 60 == 0 else f"{minutes:g} minutes"
+
+
+def _session_reminders(policy: Policy) -> list[str]:
+    return [f"- Blood pressure before each dose (above {_bp_limit(policy)}: weigh delaying) and about 40 minutes "
+            "after (label)",
+            f"- Monitor at least {_monitoring(policy)}, until sedation, dissociation and respiratory depression "
+            "resolve (REMS)"]
 
 
 def _course_card_head(a: Assessment) -> tuple[str, Any]:
@@ -474,7 +528,7 @@ def _continue_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
         f"{markdown_prose(a.treatment_resistance.explanation)}",
         "- No contraindication documented now",
         plan,
-        *_SESSION_REMINDERS,
+        *_session_reminders(policy),
         "",
         _sources_line("S62", "S1", "S3"),
     ]
@@ -663,7 +717,7 @@ def _patient_view_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card 
                 f"**{markdown_prose(line)}**",
                 "",
                 *[f"- {markdown_prose(r.text)}" for r in a.reasons],
-                *_SESSION_REMINDERS,
+                *_session_reminders(policy),
                 "- Repeat the PHQ-9 to follow the response",
                 "",
                 _sources_line("S62", "S1", "S3"),

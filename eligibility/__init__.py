@@ -14,7 +14,7 @@ from .course import (
     response_words,
 )
 from .dates import months_before
-from .gap_words import gap_sentence, gap_sentences
+from .gap_words import GapAction, GapStep, gap_action, gap_action_phrase, gap_sentence, gap_sentences, gap_workup
 from .model import (
     LABEL_CONTRAINDICATIONS,
     Adequacy,
@@ -81,6 +81,8 @@ __all__ = [
     "DepressionFinding",
     "DischargeAssessment",
     "Evidence",
+    "GapAction",
+    "GapStep",
     "Mode",
     "Outcome",
     "Policy",
@@ -121,8 +123,11 @@ __all__ = [
     "contraindication_label",
     "course_summary",
     "esketamine_dose_outside_label",
+    "gap_action",
+    "gap_action_phrase",
     "gap_sentence",
     "gap_sentences",
+    "gap_workup",
     "left_out_finding",
     "load_policy",
     "load_policy_file",

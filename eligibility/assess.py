@@ -20,7 +20,7 @@ from fhir_mapping import (
 
 from .contraindications import assess_contraindications, condition_evidence
 from .course import ResponseClass, TreatmentCourse, assess_course, course_summary, response_words
-from .gap_words import gap_sentences
+from .gap_words import gap_workup
 from .model import (
     Adequacy,
     AssessedCriterion,
@@ -76,15 +76,17 @@ def assess_severity(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Sev
     noted = f", {latest.note}" if latest.note else ""
     if latest.value >= t.severity_phq9_min:
         return Severity(Criterion.MET, t.severity_phq9_min, score,
-                        f"PHQ-9 {latest.value:g} on {latest.day.isoformat()}{noted} (>= {t.severity_phq9_min:g})")
+                        f"PHQ-9 {latest.value:g} on {latest.day.isoformat()}{noted} "
+                        f"(at or above {t.severity_phq9_min:g})")
     if facts.lacks(DataDomain.TREATMENT_COURSE):
         # A low score may be a response to a course whose doses could not be read: never "not indicated" then.
         return Severity(Criterion.UNKNOWN, t.severity_phq9_min, score,
-                        f"PHQ-9 {latest.value:g} on {latest.day.isoformat()}{noted} (< {t.severity_phq9_min:g}), but "
+                        f"PHQ-9 {latest.value:g} on {latest.day.isoformat()}{noted} "
+                        f"(below {t.severity_phq9_min:g}), but "
                         "ketamine/esketamine doses could not be fetched: a low score may be a response to a course "
                         "in progress")
     return Severity(Criterion.NOT_MET, t.severity_phq9_min, score,
-                    f"PHQ-9 {latest.value:g} on {latest.day.isoformat()}{noted} (< {t.severity_phq9_min:g})")
+                    f"PHQ-9 {latest.value:g} on {latest.day.isoformat()}{noted} (below {t.severity_phq9_min:g})")
 
 
 def assess_baseline_severity(course: TreatmentCourse, facts: ClinicalFacts, policy: Policy) -> Severity:
@@ -100,7 +102,7 @@ def assess_baseline_severity(course: TreatmentCourse, facts: ClinicalFacts, poli
     met = b.value >= t.severity_phq9_min
     return Severity(Criterion.MET if met else Criterion.NOT_MET, t.severity_phq9_min, b,
                     f"PHQ-9 {b.value:g} on {b.day.isoformat()}, before the first dose "
-                    f"({'>=' if met else '<'} {t.severity_phq9_min:g})")
+                    f"({'at or above' if met else 'below'} {t.severity_phq9_min:g})")
 
 
 _CI_LABELS = {
@@ -173,8 +175,8 @@ def _workup(
         items.append(WorkupItem(WorkupKind.PREGNANCY_TEST,
                                 f"Pregnancy test if of childbearing potential (none in the last "
                                 f"{t.pregnancy_test_window_days} days)", False))
-    for sentence in gap_sentences(facts.gaps):
-        items.append(WorkupItem(WorkupKind.DATA, f"Retry, or review in the chart: {sentence}", True))
+    for step in gap_workup(facts.gaps):
+        items.append(WorkupItem(WorkupKind.DATA, step.text, True))
     return items
 
 
@@ -234,7 +236,7 @@ def _warnings(
         age = facts.patient.age_on(as_of)
         if age is not None and age >= t.older_adult_age:
             warnings.append(Warning(WarningId.OLDER_ADULT,
-                                    f"Age {age} (>= {t.older_adult_age}): the esketamine label's starting dose "
+                                    f"Age {age} ({t.older_adult_age} or older): the esketamine label's starting dose "
                                     "for older adults is 28 mg"))
     for cid, finding in cis.items():
         if finding.status is Presence.PRESENT and policy.contraindications[cid].mode is Mode.CAUTION:

@@ -124,7 +124,8 @@ def _hypertension(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Contr
                                        f"{_num(t.bp_diastolic_above)}")
     if others:
         return ContraindicationFinding(cid, Presence.PRESENT, mode, (ev(latest), *map(ev, others[-3:])),
-                                       f"latest and {len(others)} earlier reading(s) above "
+                                       f"latest and {len(others)} earlier "
+                                       f"{'reading' if len(others) == 1 else 'readings'} above "
                                        f"{_num(t.bp_systolic_above)}/{_num(t.bp_diastolic_above)}")
     why = ("latest reading elevated and the only elevated reading in the window: recheck BP"
            if len(readings) > 1 else "a single elevated reading: recheck BP")

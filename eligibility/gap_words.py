@@ -7,6 +7,8 @@ the card, the review and the text report show these sentences instead: no reason
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 
 from fhir_mapping import DataDomain, DataGap, GapReason, ResourceType
 
@@ -86,10 +88,69 @@ def gap_sentence(gap: DataGap, count: int = 1) -> str:
     return f"{head}. Unknown, not absent: {unknown}." if unknown else f"{head}."
 
 
-def gap_sentences(gaps: Sequence[DataGap]) -> tuple[str, ...]:
-    """Every gap once, alike gaps (same type, reason and unknown parts: several unreadable drug references) as one
-    sentence with their number, in the order they were found."""
+def _alike(gaps: Sequence[DataGap]) -> list[list[DataGap]]:
+    """Gaps grouped when alike (same type, reason and unknown parts), in the order they were found."""
     groups: dict[tuple[ResourceType, GapReason, frozenset[DataDomain]], list[DataGap]] = {}
     for gap in gaps:
         groups.setdefault((gap.resource_type, gap.reason, gap.domains), []).append(gap)
-    return tuple(dict.fromkeys(gap_sentence(alike[0], len(alike)) for alike in groups.values()))
+    return list(groups.values())
+
+
+def gap_sentences(gaps: Sequence[DataGap]) -> tuple[str, ...]:
+    """Every gap once, alike gaps (same type, reason and unknown parts: several unreadable drug references) as one
+    sentence with their number, in the order they were found."""
+    return tuple(dict.fromkeys(gap_sentence(alike[0], len(alike)) for alike in _alike(gaps)))
+
+
+class GapAction(StrEnum):
+    """What a clinician can do about a gap: asking again helps only when the EHR failed to answer."""
+
+    RETRY = "Retry, or review in the chart"
+    CONFIRM_DRUG = "Confirm in the chart which drug is meant"
+    REVIEW = "Review in the chart"
+
+
+#: Failures of the EHR's answer, which another try may not repeat; every other reason (access refused, a record
+#: missing or unreadable, nothing sent) comes back the same way, so the chart is where to look.
+_TRANSIENT = frozenset({GapReason.TIMEOUT, GapReason.SERVER_ERROR, GapReason.NETWORK_ERROR, GapReason.MALFORMED,
+                        GapReason.BUDGET_EXCEEDED, GapReason.TOO_LARGE, GapReason.INCOMPLETE})
+
+
+def gap_action(gap: DataGap) -> GapAction:
+    if gap.reason in _TRANSIENT:
+        return GapAction.RETRY
+    if gap.resource_type is ResourceType.MEDICATION:
+        return GapAction.CONFIRM_DRUG
+    return GapAction.REVIEW
+
+
+#: The action as the few words of a card's summary ("Work-up before esketamine: …").
+_ACTION_PHRASE = {
+    GapAction.RETRY: "chart data could not be fetched (retry)",
+    GapAction.CONFIRM_DRUG: "confirm which drug a medication order names",
+    GapAction.REVIEW: "review the chart for data that could not be obtained",
+}
+
+
+def gap_action_phrase(action: GapAction) -> str:
+    return _ACTION_PHRASE[action]
+
+
+@dataclass(frozen=True, slots=True)
+class GapStep:
+    """A work-up step for data that could not be obtained: what to do, the words, and what stays unknown."""
+
+    action: GapAction
+    text: str
+    domains: frozenset[DataDomain]
+
+
+def gap_workup(gaps: Sequence[DataGap]) -> tuple[GapStep, ...]:
+    """Each gap (alike ones once) as a work-up step: what to do about it, and the sentence that says what is
+    missing."""
+    steps: dict[str, GapStep] = {}
+    for alike in _alike(gaps):
+        action = gap_action(alike[0])
+        text = f"{action.value}: {gap_sentence(alike[0], len(alike))}"
+        steps.setdefault(text, GapStep(action, text, alike[0].domains))
+    return tuple(steps.values())

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from eligibility import Assessment, Presence, Verdict, contraindication_label, course_summary, gap_sentences
+from eligibility import (
+    Adequacy,
+    Assessment,
+    Criterion,
+    Outcome,
+    Presence,
+    Verdict,
+    contraindication_label,
+    course_summary,
+    gap_sentences,
+)
 from fhir_mapping import ClinicalFacts
 
 _VERDICT_WORDS = {
@@ -14,6 +24,12 @@ _VERDICT_WORDS = {
     Verdict.REASSESS: "REASSESS: induction has ended without a response; evaluate the benefit before continuing",
 }
 _MARK = {Presence.PRESENT: "[!]", Presence.ABSENT: "[ ]", Presence.UNKNOWN: "[?]"}
+# The report is read by clinicians: words, never the enums' wire values ("not_met", "no_response").
+_CRITERION = {Criterion.MET: "met", Criterion.NOT_MET: "not met", Criterion.UNKNOWN: "unknown"}
+_PRESENCE = {Presence.PRESENT: "present", Presence.ABSENT: "not on record", Presence.UNKNOWN: "unknown"}
+_ADEQUACY = {Adequacy.ADEQUATE: "adequate", Adequacy.INADEQUATE: "not adequate",
+             Adequacy.UNKNOWN: "adequacy unknown"}
+_OUTCOME = {Outcome.RESPONSE: "responded", Outcome.NO_RESPONSE: "no response", Outcome.UNKNOWN: "response unknown"}
 
 
 def render_text(a: Assessment, facts: ClinicalFacts) -> str:
@@ -30,10 +46,10 @@ def render_text(a: Assessment, facts: ClinicalFacts) -> str:
     for r in a.reasons:
         lines.append(f"  - {r.text}")
     lines.append("")
-    lines.append(f"Depression: {a.depression.status.value}"
+    lines.append(f"Depression: {_PRESENCE[a.depression.status]}"
                  + (f" ({', '.join(e.description for e in a.depression.evidence)})" if a.depression.evidence else ""))
     tr = a.treatment_resistance
-    lines.append(f"Treatment resistance: {tr.status.value} — {tr.explanation}")
+    lines.append(f"Treatment resistance: {_CRITERION[tr.status]} — {tr.explanation}")
     for t in tr.trials:
         dose = f"{t.max_daily_dose_mg:g} mg/day" if t.max_daily_dose_mg is not None else "dose unknown"
         floor = f" (floor {t.dose_floor_mg:g})" if t.dose_floor_mg is not None else ""
@@ -43,13 +59,14 @@ def render_text(a: Assessment, facts: ClinicalFacts) -> str:
             fu = f"{t.follow_up.value:g}" if t.follow_up else "?"
             phq = f", PHQ-9 {b} → {fu}"
         lines.append(f"  • {t.ingredient}: {t.start.isoformat()} to {t.end.isoformat()}, {dose}{floor}, "
-                     f"{t.weeks_at_adequate_dose:g} wk adequate — {t.adequacy.value}, {t.outcome.value}{phq}")
-    lines.append(f"Severity: {a.severity.status.value} — {a.severity.explanation}")
+                     f"{t.weeks_at_adequate_dose:g} wk adequate — {_ADEQUACY[t.adequacy]}, {_OUTCOME[t.outcome]}{phq}")
+    lines.append(f"Severity: {_CRITERION[a.severity.status]} — {a.severity.explanation}")
     lines.append("")
     lines.append("Contraindications:")
     for cid, f in a.contraindications.items():
         mode = "" if f.mode == "exclude" else " (caution)"
-        lines.append(f"  {_MARK[f.status]} {contraindication_label(cid)}{mode}: {f.status.value} — {f.explanation}")
+        status = "" if f.status is Presence.ABSENT else f": {_PRESENCE[f.status]}"  # the mark says it; the why follows
+        lines.append(f"  {_MARK[f.status]} {contraindication_label(cid)}{mode}{status} — {f.explanation}")
         for e in f.evidence:
             when = f" {e.day.isoformat()}" if e.day else ""
             lines.append(f"        {e.reference}{when}: {e.description}")

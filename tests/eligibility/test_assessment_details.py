@@ -144,7 +144,8 @@ def test_blood_pressure_explanations_word_for_word() -> None:
                                                                "reading in the window: recheck BP")
     many = finding(*((d, 150, 95) for d in (80, 70, 60, 50, 40, 5)))
     assert many.status is Presence.PRESENT and len(many.evidence) == 4  # the latest and three before it
-    assert many.explanation == "latest and 5 earlier reading(s) above 140/90"
+    assert many.explanation == "latest and 5 earlier readings above 140/90"
+    assert finding((40, 150, 95), (5, 150, 95)).explanation == "latest and 1 earlier reading above 140/90"
     assert finding().explanation == "no blood pressure reading in the last 90 days"
     low = finding((5, 120, 80))
     assert low.explanation == "latest reading at or below 140/90" and low.evidence[0].day == ago(5)

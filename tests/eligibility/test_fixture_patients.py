@@ -88,7 +88,7 @@ def test_a_moderate_phq9_shows_the_default_threshold_against_the_vas() -> None:
         answers[policy_id] = (result["verdict"], result["severity"]["status"], result["severity"]["explanation"])
         assert result["treatment_resistance"]["status"] == "met", policy_id
     assert answers == {
-        "default": ("candidate", "met", "PHQ-9 12 on 2026-10-20 (>= 10)"),
-        "esketamine-us-label": ("candidate", "met", "PHQ-9 12 on 2026-10-20 (>= 10)"),
-        "va-iv-ketamine": ("not_indicated", "not_met", "PHQ-9 12 on 2026-10-20 (< 15)"),
+        "default": ("candidate", "met", "PHQ-9 12 on 2026-10-20 (at or above 10)"),
+        "esketamine-us-label": ("candidate", "met", "PHQ-9 12 on 2026-10-20 (at or above 10)"),
+        "va-iv-ketamine": ("not_indicated", "not_met", "PHQ-9 12 on 2026-10-20 (below 15)"),
     }

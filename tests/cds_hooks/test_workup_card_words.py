@@ -1,0 +1,53 @@
+"""The work-up card asks for what can be done and cites what asks for it (issue 18): a medication order whose drug
+cannot be found is confirmed in the chart, not "retried"; the card's source is the rule left unknown; its detail ends
+with the primary sources of every item as links; the reminders' numbers are the policy's."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+from cds_hooks.cards import CardContext, order_cards
+from eligibility import Verdict, assess_pool, load_policy
+from fhir_mapping import read_path
+
+PATIENTS = Path(__file__).resolve().parents[2] / "fixtures" / "patients"
+AS_OF = dt.date(2026, 11, 1)
+
+
+def _card(name: str, policy_id: str = "default"):  # type: ignore[no-untyped-def]
+    policy = load_policy(policy_id)
+    a, _ = assess_pool(read_path(PATIENTS / name), policy, AS_OF)
+    cards = order_cards(a, policy, CardContext("h", "p", None, None, (), None))
+    return a, policy, cards
+
+
+def test_an_unresolved_drug_is_confirmed_in_the_chart_and_cites_the_trials_rule() -> None:
+    a, policy, (card,) = _card("31-unresolved-medication.json")
+    assert a.verdict is Verdict.NEEDS_WORKUP
+    assert card.summary.endswith("confirm which drug a medication order names")
+    assert "retry" not in card.summary.lower() and "could not be fetched" not in card.summary
+    assert "- Confirm in the chart which drug is meant: A medication that an order or statement names" in card.detail
+    trials_rule = next(s for s in policy.cite("min_failed_trials").sources if s.primary)
+    assert (card.source.label, card.source.url) == (trials_rule.label[:200], trials_rule.url)
+
+
+def test_the_work_up_detail_links_the_primary_source_of_each_item() -> None:
+    a, policy, (card,) = _card("20-no-recent-phq9.json")
+    assert a.verdict is Verdict.NEEDS_WORKUP
+    sources = card.detail.splitlines()[-1]
+    assert sources.startswith("Sources: ")
+    links = re.findall(r"\[([^\]]+)\]\((https://[^)]+)\)", sources)
+    phq9 = [s for s in policy.cite("severity_phq9_min").sources if s.primary]
+    assert phq9 and all((s.label, s.url) in links for s in phq9)
+    assert len(links) == len(set(links))  # each source once
+    assert all(not s.startswith("ketamine-cds local") for s, _ in links)  # primary sources only
+
+
+def test_the_reminders_numbers_come_from_the_policy() -> None:
+    _, policy, (card,) = _card("01-candidate-statements.json")
+    t = policy.thresholds
+    assert f"above {t.bp_systolic_above:g}/{t.bp_diastolic_above:g}: weigh delaying" in card.detail
+    assert f"at least {t.session_monitoring_minutes / 60:g} hours" in card.detail
+    assert "> 140/90" not in card.detail
