@@ -186,7 +186,7 @@ def _generate_key(path: Path) -> str:
     from storage import StorageError, load_or_create_key
 
     if path.exists():
-        raise CliError(f"{path} exists; a new key would end every stored SMART session (remove it first to rotate)")
+        raise CliError(f"{path} exists; a new key would end every stored SMART login (remove it first to rotate)")
     try:
         load_or_create_key(path, create=True)
     except (OSError, StorageError) as exc:

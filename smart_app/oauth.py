@@ -3,7 +3,7 @@ public, symmetric and asymmetric clients, id_token validation and refresh.
 
 The token and assertion rules are written out here rather than left to a generic OAuth client: SMART requires an
 assertion that expires within 5 minutes with a fresh ``jti`` and RS384/ES384 (Authlib's client defaults are one hour
-and RS256), and launch state must live in a server-side record per launch, not in a per-browser session.
+and RS256), and launch state must live in a server-side record per launch, not in state kept per browser.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from storage import same_browser
 
 from .charts import bp_svg, timeline_svg
 from .findings import ago, band, checklist, decisive_findings, evidence_details, references
+from .logins import LaunchRecord, Login, Store
 from .oauth import (
     ClientCredentials,
     OAuthProblem,
@@ -48,7 +49,6 @@ from .oauth import (
     validate_id_token,
 )
 from .review import ReviewProblem, load_review
-from .sessions import LaunchRecord, Session, Store
 
 BROWSER_COOKIE = "kcds_browser"
 # RFC 6749 §4.1.2.1: the error codes an authorization response may carry (shown by name; anything else is not).
@@ -233,8 +233,9 @@ def build_router(options: SmartOptions) -> APIRouter:
                                 "the EHR.", 400)
         if not same_browser(record.browser, browser):
             # Not spent: the browser that started the launch can still complete it.
-            return problem_page(options, "This sign-in belongs to another browser session",
-                                "Relaunch the app from the EHR.", 400)
+            return problem_page(options, "This sign-in belongs to another browser",
+                                "It was started in another browser or browser profile. Relaunch the app from the "
+                                "EHR.", 400)
         record = await store.take_launch(record.state, browser)
         if record is None:
             return problem_page(options, "This sign-in link is not valid",
@@ -255,7 +256,7 @@ def build_router(options: SmartOptions) -> APIRouter:
                                                  options.credentials.client_id, record.nonce)
         except OAuthProblem as exc:
             return problem_page(options, exc.title, exc.message, exc.status)
-        session = Session(
+        login = Login(
             id=secrets.token_urlsafe(24), browser=record.browser, iss=record.iss, config=record.config,
             access_token=str(token["access_token"]), expires_at=time.time() + float(token.get("expires_in", 300)),
             refresh_token=token.get("refresh_token"), scope=granted, patient=token.get("patient"),
@@ -263,80 +264,80 @@ def build_router(options: SmartOptions) -> APIRouter:
             need_patient_banner=token.get("need_patient_banner", True) is not False,
             smart_style_url=token.get("smart_style_url"), intent=token.get("intent"), tenant=token.get("tenant"),
             app_context=_app_context(token.get("appContext")), id_claims=claims)
-        await store.save_session(session)
+        await store.save_login(login)
         # Opened from a card: land on that card's section (a fragment, so no script is needed to scroll).
-        section = _card_section(session.app_context)
-        return RedirectResponse(f"/smart/app/{session.id}" + (f"#{section}" if section else ""), status_code=303,
+        section = _card_section(login.app_context)
+        return RedirectResponse(f"/smart/app/{login.id}" + (f"#{section}" if section else ""), status_code=303,
                                 headers={"Cache-Control": "no-store"})
 
-    @router.get("/app/{sid}")
-    async def review(sid: str, request: Request, policy: str | None = None) -> Response:
-        session = await store.session(sid, request.cookies.get(BROWSER_COOKIE))
-        if session is None:
-            return problem_page(options, "Your session has ended", "Relaunch the app from the EHR.", 401)
-        if session.patient is None:
+    @router.get("/app/{login_id}")
+    async def review(login_id: str, request: Request, policy: str | None = None) -> Response:
+        login = await store.login(login_id, request.cookies.get(BROWSER_COOKIE))
+        if login is None:
+            return problem_page(options, "Your sign-in has ended", "Relaunch the app from the EHR.", 401)
+        if login.patient is None:
             return problem_page(options, "No patient in context",
                                 "The EHR did not say which patient to show. Launch the app from a patient's chart.",
                                 400)
         try:
-            await _ensure_fresh(session)
+            await _ensure_fresh(login)
         except OAuthProblem as exc:
             return problem_page(options, exc.title, exc.message, exc.status)
-        chosen = policy or str(session.app_context.get("policy") or options.policy)
+        chosen = policy or str(login.app_context.get("policy") or options.policy)
         if chosen not in available_policies():
             chosen = options.policy
-        return await _render(session, load_policy(chosen))
+        return await _render(login, load_policy(chosen))
 
-    @router.post("/app/{sid}/logout")
-    async def logout(sid: str, request: Request, csrf: str = Form("")) -> Response:
-        session = await store.session(sid, request.cookies.get(BROWSER_COOKIE))
-        if session is None:
-            return problem_page(options, "Your session has ended", "Nothing to sign out of.", 401)
-        if not secrets.compare_digest(session.csrf, csrf) or request.headers.get("sec-fetch-site") == "cross-site":
+    @router.post("/app/{login_id}/logout")
+    async def logout(login_id: str, request: Request, csrf: str = Form("")) -> Response:
+        login = await store.login(login_id, request.cookies.get(BROWSER_COOKIE))
+        if login is None:
+            return problem_page(options, "Your sign-in has ended", "Nothing to sign out of.", 401)
+        if not secrets.compare_digest(login.csrf, csrf) or request.headers.get("sec-fetch-site") == "cross-site":
             return problem_page(options, "Request refused", "The form was not sent from this app.", 403)
-        await store.end(sid)
-        return problem_page(options, "Signed out", "The app forgot this session and its tokens.", 200)
+        await store.end_login(login_id)
+        return problem_page(options, "Signed out", "The app forgot this sign-in and its tokens.", 200)
 
-    async def _ensure_fresh(session: Session) -> None:
-        if session.expires_at - time.time() > 60:
+    async def _ensure_fresh(login: Login) -> None:
+        if login.expires_at - time.time() > 60:
             return
-        if not session.refresh_token:
+        if not login.refresh_token:
             raise OAuthProblem("Your access has expired", "Relaunch the app from the EHR.", 401)
-        token = await token_request(http, session.config, options.credentials,
-                                    {"grant_type": "refresh_token", "refresh_token": session.refresh_token})
-        session.access_token = str(token["access_token"])
-        session.expires_at = time.time() + float(token.get("expires_in", 300))
-        session.refresh_token = token.get("refresh_token") or session.refresh_token
-        session.scope = str(token.get("scope") or session.scope)
-        session.refreshed += 1
-        await store.save_session(session)
+        token = await token_request(http, login.config, options.credentials,
+                                    {"grant_type": "refresh_token", "refresh_token": login.refresh_token})
+        login.access_token = str(token["access_token"])
+        login.expires_at = time.time() + float(token.get("expires_in", 300))
+        login.refresh_token = token.get("refresh_token") or login.refresh_token
+        login.scope = str(token.get("scope") or login.scope)
+        login.refreshed += 1
+        await store.save_login(login)
 
-    async def _render(session: Session, policy: Policy) -> Response:
-        client = FhirClient(session.iss, token=session.access_token, http=http,
+    async def _render(login: Login, policy: Policy) -> Response:
+        client = FhirClient(login.iss, token=login.access_token, http=http,
                             settings=ClientSettings(budget_s=options.fhir_budget_s))
         as_of = options.today()
-        if session.app_context.get("asOf"):
+        if login.app_context.get("asOf"):
             with contextlib.suppress(ValueError):  # a malformed asOf falls back to today
-                as_of = dt.date.fromisoformat(str(session.app_context["asOf"]))
+                as_of = dt.date.fromisoformat(str(login.app_context["asOf"]))
         try:
-            review = await load_review(client, str(session.patient), granted_types(session.scope), policy, as_of)
+            review = await load_review(client, str(login.patient), granted_types(login.scope), policy, as_of)
         except ReviewProblem as exc:
             return problem_page(options, exc.title, exc.message, exc.status)
         assessment, facts = review.assessment, review.facts
-        style = await _style(http, session.smart_style_url)
+        style = await _style(http, login.smart_style_url)
         refs = references(policy)
-        summary = session.app_context.get("summary")
+        summary = login.app_context.get("summary")
         return _page(
             options, "review.html",
-            session=session, policy=policy, policies=available_policies(), a=assessment, facts=facts,
+            login=login, policy=policy, policies=available_policies(), a=assessment, facts=facts,
             style=style, not_authorized=review.not_authorized, failed=review.failed,
             reports=review.reports, horizon=policy.observation_horizon(as_of),
             findings=decisive_findings(assessment, policy), rows=checklist(assessment, policy),
             details=evidence_details(facts), refs=refs, ref_numbers={s.id: i for i, s in enumerate(refs, 1)},
-            ago=ago, band=band, server=urlsplit(session.iss).netloc or session.iss,
+            ago=ago, band=band, server=urlsplit(login.iss).netloc or login.iss,
             generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             card_summary=summary[:140] if isinstance(summary, str) else None,
-            card_section=_card_section(session.app_context),
+            card_section=_card_section(login.app_context),
             timeline=timeline_svg(assessment.treatment_resistance.trials, facts.scores, as_of,
                                   policy.thresholds.severity_phq9_min, assessment.course),
             course_line=course_summary(assessment.course) if assessment.course else None,

@@ -1,4 +1,4 @@
-"""Shared state behind one interface: issued cards and feedback, the JWT replay store, SMART launches and sessions,
+"""Shared state behind one interface: issued cards and feedback, the JWT replay store, SMART launches and logins,
 cards already shown (order-sign de-duplication) and the service's own secrets.
 
 One implementation over SQLAlchemy Core serves both backends: the embedded SQLite file (the default; the demo and a

@@ -53,7 +53,13 @@ smart_launch = Table(
     Index("ix_smart_launch_created", "created"),
 )
 
-smart_session = Table(
+# SMART logins (see smart_app.logins). The table and its index keep their first names, "smart_session": renaming a
+# table is not safe in a rolling upgrade. ``ketamine-cds migrate`` runs while the old replicas still serve, and they
+# read and write the old name; a rename would make every launch on them fail (500s, then 503s) until the last one
+# was replaced, and replicas still on the old release after a rename cannot be rolled back to. Only an
+# expand-and-contract over three releases (create, write both, drop) renames it safely, which buys a reader nothing
+# that this comment does not. The name is a storage detail: code says "login".
+smart_login = Table(
     "smart_session", metadata,
     Column("id", String(100), primary_key=True),
     Column("browser_digest", String(64), nullable=False),

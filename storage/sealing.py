@@ -24,7 +24,7 @@ class Sealer:
         return self._fernet.encrypt(json.dumps(payload, separators=(",", ":")).encode())
 
     def open(self, sealed: bytes) -> dict[str, Any] | None:
-        """The payload, or None when it was sealed under another key (a rotated key ends old sessions)."""
+        """The payload, or None when it was sealed under another key (a rotated key ends old logins)."""
         try:
             value = json.loads(self._fernet.decrypt(sealed))
         except (InvalidToken, ValueError):

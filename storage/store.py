@@ -41,7 +41,7 @@ def browser_digest(browser: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Sealed:
-    """A stored launch or session: its payload (opened), the browser it is bound to, when it was created."""
+    """A stored launch or login: its payload (opened), the browser it is bound to, when it was created."""
 
     payload: dict[str, Any]
     browser_digest: str
@@ -344,7 +344,7 @@ class Storage:
             return reused is not None
         return await self._run(claim)
 
-    # -- SMART launches and sessions ----------------------------------------------------------------------------
+    # -- SMART launches and logins ------------------------------------------------------------------------------
     async def add_launch(self, state: str, browser: str, payload: dict[str, Any], created: float,
                          ttl_s: float) -> None:
         sealed = self._sealer.seal(payload)
@@ -376,34 +376,34 @@ class Storage:
             .returning(t.smart_launch.c.sealed, t.smart_launch.c.browser_digest, t.smart_launch.c.created)).first())
         return None if row is None else self._opened(row)
 
-    async def put_session(self, sid: str, browser_digest_: str, payload: dict[str, Any], created: float,
-                          ttl_s: float) -> None:
-        """Insert or replace a session (a refresh replaces its tokens)."""
+    async def put_login(self, login_id: str, browser_digest_: str, payload: dict[str, Any], created: float,
+                        ttl_s: float) -> None:
+        """Insert or replace a login (a refresh replaces its tokens)."""
         sealed = self._sealer.seal(payload)
         now = self._clock()
-        prune = self._prune_due(t.smart_session, now)
+        prune = self._prune_due(t.smart_login, now)
 
         def put(conn: Connection) -> None:
             if prune:
-                conn.execute(sa.delete(t.smart_session).where(t.smart_session.c.created < now - ttl_s))
-            statement = self._insert(t.smart_session).values(id=sid, browser_digest=browser_digest_, created=created,
-                                                              sealed=sealed)
+                conn.execute(sa.delete(t.smart_login).where(t.smart_login.c.created < now - ttl_s))
+            statement = self._insert(t.smart_login).values(id=login_id, browser_digest=browser_digest_,
+                                                            created=created, sealed=sealed)
             conn.execute(statement.on_conflict_do_update(index_elements=["id"], set_={"sealed": sealed}))
         await self._run(put)
 
-    async def session(self, sid: str, browser: str | None, ttl_s: float) -> Sealed | None:
-        """The session, if it exists, belongs to this browser and is younger than ``ttl_s``."""
+    async def login(self, login_id: str, browser: str | None, ttl_s: float) -> Sealed | None:
+        """The login, if it exists, belongs to this browser and is younger than ``ttl_s``."""
         if browser is None:
             return None
-        row = await self._run(lambda conn: conn.execute(sa.select(t.smart_session).where(
-            t.smart_session.c.id == sid)).first())
+        row = await self._run(lambda conn: conn.execute(sa.select(t.smart_login).where(
+            t.smart_login.c.id == login_id)).first())
         if row is None or self._clock() - row.created > ttl_s:
             return None
         found = self._opened(row)
         return found if found is not None and found.belongs_to(browser) else None
 
-    async def end_session(self, sid: str) -> None:
-        await self._run(lambda conn: conn.execute(sa.delete(t.smart_session).where(t.smart_session.c.id == sid)))
+    async def end_login(self, login_id: str) -> None:
+        await self._run(lambda conn: conn.execute(sa.delete(t.smart_login).where(t.smart_login.c.id == login_id)))
 
     # -- cards already shown (order-select → order-sign) ---------------------------------------------------------
     async def remember_shown(self, digests: Iterable[str], window_s: float) -> None:

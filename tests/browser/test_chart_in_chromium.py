@@ -67,7 +67,7 @@ def test_ehr_launch_in_the_chart_iframe_renders_the_review(stack: Stack) -> None
             # ...but another browser (a fresh context, no cookie) holding the URL gets nothing.
             stranger = browser.new_page()
             stranger.goto(url)
-            expect(stranger.locator("h1")).to_have_text("Your session has ended")
+            expect(stranger.locator("h1")).to_have_text("Your sign-in has ended")
         finally:
             browser.close()
 

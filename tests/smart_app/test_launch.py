@@ -16,8 +16,8 @@ from joserfc.jwk import ECKey, RSAKey
 
 from ehr_sandbox import SandboxClient
 from ketamine_cds.settings import Settings
+from smart_app.logins import Login
 from smart_app.routes import BROWSER_COOKIE
-from smart_app.sessions import Session
 
 from ..stack import Stack, launch_from_chart, running_stack, submit_authorize_form, text_of
 
@@ -33,11 +33,11 @@ def age_launch(stack: Stack, state: str, seconds: float) -> None:
                      .values(created=smart_launch.c.created - seconds))
 
 
-def stored_session(stack: Stack, sid: str, browser: httpx.Client) -> Session:
-    """The session as the shared store holds it (read through the app's own store, as that browser)."""
+def stored_login(stack: Stack, login_id: str, browser: httpx.Client) -> Login:
+    """The login as the shared store holds it (read through the app's own store, as that browser)."""
     import asyncio
 
-    found = asyncio.run(stack.app.state.smart.store.session(sid, browser.cookies.get(BROWSER_COOKIE)))
+    found = asyncio.run(stack.app.state.smart.store.login(login_id, browser.cookies.get(BROWSER_COOKIE)))
     assert found is not None
     return found
 
@@ -122,12 +122,12 @@ def test_several_launches_in_one_browser_do_not_disturb_each_other(stack: Stack)
         assert "Alma Rivera" in text_of(browser.get(str(second.url)))
 
 
-def test_the_session_is_bound_to_the_browser(stack: Stack) -> None:
+def test_the_login_is_bound_to_the_browser(stack: Stack) -> None:
     with stack.browser() as browser:
         url = str(launch_from_chart(stack, browser, "kc-10").url)
     with stack.browser() as other:
         page = other.get(url)
-        assert page.status_code == 401 and "Your session has ended" in page.text
+        assert page.status_code == 401 and "Your sign-in has ended" in page.text
 
 
 def test_cookie_flags_and_security_headers(stack: Stack) -> None:
@@ -182,10 +182,10 @@ def test_policy_selector_changes_the_assessment(stack: Stack) -> None:
 def test_sign_out_needs_the_csrf_token(stack: Stack) -> None:
     with stack.browser() as browser:
         page = launch_from_chart(stack, browser, "kc-01")
-        sid = str(page.url).rsplit("/", 1)[-1]
-        assert browser.post(f"/smart/app/{sid}/logout", data={"csrf": "forged"}).status_code == 403
+        login_id = str(page.url).rsplit("/", 1)[-1]
+        assert browser.post(f"/smart/app/{login_id}/logout", data={"csrf": "forged"}).status_code == 403
         csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-        assert browser.post(f"/smart/app/{sid}/logout", data={"csrf": csrf}).status_code == 200
+        assert browser.post(f"/smart/app/{login_id}/logout", data={"csrf": csrf}).status_code == 200
         assert browser.get(str(page.url)).status_code == 401
 
 
@@ -224,7 +224,7 @@ def test_a_leaked_callback_used_in_another_browser_does_not_spend_the_real_launc
                                 follow_redirects=False).headers["location"]
         with stack.browser() as stranger:  # no binding cookie
             refused = stranger.get(callback)
-            assert refused.status_code == 400 and "another browser session" in refused.text
+            assert refused.status_code == 400 and "belongs to another browser" in refused.text
         page = browser.get(callback)  # the real user still completes the launch
         assert page.status_code == 200 and "/smart/app/" in str(page.url)
 
@@ -359,14 +359,14 @@ def test_the_refresh_token_is_used_when_the_access_token_expires(tmp_path: Path)
     # Tokens live 30 s: within the app's 60 s margin, so the next page view must refresh first.
     with running_stack(tmp_path, configure=configure, access_token_ttl_s=30) as s, s.browser() as browser:
         page = launch_from_chart(s, browser, "kc-01")
-        sid = str(page.url).rsplit("/", 1)[-1]
-        session = stored_session(s, sid, browser)
-        first_token = session.access_token
-        assert session.refresh_token and session.refreshed == 1  # the first view already refreshed
+        login_id = str(page.url).rsplit("/", 1)[-1]
+        login = stored_login(s, login_id, browser)
+        first_token = login.access_token
+        assert login.refresh_token and login.refreshed == 1  # the first view already refreshed
         again = browser.get(str(page.url))
-        session = stored_session(s, sid, browser)
-        assert again.status_code == 200 and session.refreshed == 2 and session.access_token != first_token
-        assert s.sandbox.auth.bearer(f"Bearer {session.access_token}") is not None
+        login = stored_login(s, login_id, browser)
+        assert again.status_code == 200 and login.refreshed == 2 and login.access_token != first_token
+        assert s.sandbox.auth.bearer(f"Bearer {login.access_token}") is not None
 
 
 def test_a_grant_narrower_than_the_request_shows_not_authorized(tmp_path: Path) -> None:
@@ -384,6 +384,6 @@ def test_a_grant_narrower_than_the_request_shows_not_authorized(tmp_path: Path) 
 
 
 def test_ehr_launch_time_is_recorded(stack: Stack) -> None:
-    # The launch record carries its creation time; sessions never outlive their TTL.
-    assert stack.app.state.smart.store.session_ttl_s <= 12 * 3600 and time.time() > 0
+    # The launch record carries its creation time; logins never outlive their TTL.
+    assert stack.app.state.smart.store.login_ttl_s <= 12 * 3600 and time.time() > 0
     assert json.dumps(stack.sandbox.smart_configuration())

@@ -98,30 +98,30 @@ async def test_a_launch_is_spent_once_and_only_by_its_browser(store: Storage) ->
     assert [t is not None for t in taken].count(True) == 1
 
 
-async def test_sessions_are_sealed_bound_to_their_browser_and_expire(store: Storage, key: bytes) -> None:
+async def test_logins_are_sealed_bound_to_their_browser_and_expire(store: Storage, key: bytes) -> None:
     import time
 
     from storage import browser_digest
 
     now = time.time()
-    await store.put_session("sid", browser_digest("browser-a"), {"access_token": "secret-token-123"}, now, 3600)
-    found = await store.session("sid", "browser-a", 3600)
+    await store.put_login("login-1", browser_digest("browser-a"), {"access_token": "secret-token-123"}, now, 3600)
+    found = await store.login("login-1", "browser-a", 3600)
     assert found is not None and found.payload["access_token"] == "secret-token-123"
-    assert await store.session("sid", "browser-b", 3600) is None
-    assert await store.session("sid", None, 3600) is None
-    await store.put_session("sid", browser_digest("browser-a"), {"access_token": "refreshed"}, now, 3600)
-    again = await store.session("sid", "browser-a", 3600)
+    assert await store.login("login-1", "browser-b", 3600) is None
+    assert await store.login("login-1", None, 3600) is None
+    await store.put_login("login-1", browser_digest("browser-a"), {"access_token": "refreshed"}, now, 3600)
+    again = await store.login("login-1", "browser-a", 3600)
     assert again is not None and again.payload["access_token"] == "refreshed"
     with store.engine.connect() as conn:
         import sqlalchemy as sa
         raw = b"".join(bytes(r[0]) for r in conn.execute(sa.text("SELECT sealed FROM smart_session")))
     assert b"refreshed" not in raw and raw  # tokens are encrypted at rest
     other_key = Storage(store.engine, Sealer(Fernet.generate_key()), async_engine=store._async_engine)
-    assert await other_key.session("sid", "browser-a", 3600) is None  # a rotated key ends sessions, no crash
-    await store.put_session("old", browser_digest("browser-a"), {}, now - 7200, 3600)
-    assert await store.session("old", "browser-a", 3600) is None
-    await store.end_session("sid")
-    assert await store.session("sid", "browser-a", 3600) is None
+    assert await other_key.login("login-1", "browser-a", 3600) is None  # a rotated key ends logins, no crash
+    await store.put_login("old", browser_digest("browser-a"), {}, now - 7200, 3600)
+    assert await store.login("old", "browser-a", 3600) is None
+    await store.end_login("login-1")
+    assert await store.login("login-1", "browser-a", 3600) is None
 
 
 async def test_shown_cards_are_remembered_for_the_window_only(store: Storage) -> None:
@@ -184,7 +184,7 @@ def test_a_database_that_does_not_answer_is_a_clear_error(key: bytes) -> None:
 
 
 async def test_each_table_is_pruned_on_its_own_turn(store: Storage, key: bytes) -> None:
-    # A replay check on every call must not use up the turn of the launches (and sessions, shown cards).
+    # A replay check on every call must not use up the turn of the launches (and logins, shown cards).
     now = [100.0]
     clocked = Storage(store.engine, Sealer(key), clock=lambda: now[0], async_engine=store._async_engine)
     await clocked.add_launch("stale", "browser", {}, created=now[0] - 700, ttl_s=600)

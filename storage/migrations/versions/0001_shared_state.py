@@ -1,4 +1,5 @@
-"""Shared state: issued cards, feedback, JWT replay, SMART launches and sessions, shown cards, service secrets.
+"""Shared state: issued cards, feedback, JWT replay, SMART launches and logins (the table smart_session), shown cards,
+service secrets.
 
 A feedback database written before migrations existed (``issued_card`` and ``feedback`` created by the service
 itself) is adopted: its tables are kept, and the ``issuer`` column added when it predates feedback binding.

@@ -1,8 +1,12 @@
-"""Launch records and sessions, kept in the shared store (sealed: tokens and PKCE verifiers are encrypted at rest).
-The browser holds only opaque ids: a per-browser binding cookie, and a session id in the app's URL; tokens never
+"""Launch records and logins, kept in the shared store (sealed: tokens and PKCE verifiers are encrypted at rest).
+The browser holds only opaque ids: a per-browser binding cookie, and a login id in the app's URL; tokens never
 leave the server, and any replica can complete a launch another one started.
 
-Binding every launch and session to the browser cookie (not storing them in it) lets several launches in one browser
+A *login* is what a completed launch leaves: the tokens and launch context one user's review works with (not named
+after the web's usual word: in this product that word is clinical, an esketamine treatment session, as the label and
+REMS use it).
+
+Binding every launch and login to the browser cookie (not storing them in it) lets several launches in one browser
 (two patients in two EHR tabs) live side by side without disturbing each other.
 """
 
@@ -48,7 +52,7 @@ class LaunchRecord:
 
 
 @dataclass
-class Session:
+class Login:
     id: str
     browser: str  # the SHA-256 of the browser-binding cookie (see storage.browser_digest)
     iss: str
@@ -82,26 +86,28 @@ def _launch(state: str, stored: Sealed) -> LaunchRecord:
                         _config(p["config"]), stored.created)
 
 
-def _session_payload(session: Session) -> dict[str, Any]:
-    payload = {f.name: getattr(session, f.name) for f in dataclasses.fields(Session)
+def _login_payload(login: Login) -> dict[str, Any]:
+    # The payload's keys are the fields' names: stored rows written before a rename must still open, so a field is
+    # renamed only with a reader for its old name.
+    payload = {f.name: getattr(login, f.name) for f in dataclasses.fields(Login)
                if f.name not in ("id", "browser", "config", "created")}
-    payload["config"] = _config_payload(session.config)
+    payload["config"] = _config_payload(login.config)
     return payload
 
 
-def _session(sid: str, stored: Sealed) -> Session:
+def _login(login_id: str, stored: Sealed) -> Login:
     p = dict(stored.payload)
     config = _config(p.pop("config"))
-    return Session(id=sid, browser=stored.browser_digest, config=config, created=stored.created, **p)
+    return Login(id=login_id, browser=stored.browser_digest, config=config, created=stored.created, **p)
 
 
 class Store:
-    """The SMART face's view of the shared store: typed launch records and sessions."""
+    """The SMART face's view of the shared store: typed launch records and logins."""
 
-    def __init__(self, storage: Storage, launch_ttl_s: float = 600, session_ttl_s: float = 8 * 3600) -> None:
+    def __init__(self, storage: Storage, launch_ttl_s: float = 600, login_ttl_s: float = 8 * 3600) -> None:
         self.storage = storage
         self.launch_ttl_s = launch_ttl_s
-        self.session_ttl_s = session_ttl_s
+        self.login_ttl_s = login_ttl_s
 
     async def add_launch(self, record: LaunchRecord) -> None:
         await self.storage.add_launch(record.state, record.browser, _launch_payload(record), record.created,
@@ -119,14 +125,14 @@ class Store:
         stored = await self.storage.take_launch(state, browser)
         return None if stored is None else _launch(state, stored)
 
-    async def save_session(self, session: Session) -> None:
-        await self.storage.put_session(session.id, session.browser, _session_payload(session), session.created,
-                                       self.session_ttl_s)
+    async def save_login(self, login: Login) -> None:
+        await self.storage.put_login(login.id, login.browser, _login_payload(login), login.created, self.login_ttl_s)
 
-    async def session(self, sid: str, browser: str | None) -> Session | None:
-        stored = await self.storage.session(sid, browser, self.session_ttl_s)
-        return None if stored is None else _session(sid, stored)
+    async def login(self, login_id: str, browser: str | None) -> Login | None:
+        """The login, if it exists, belongs to this browser (the binding cookie) and is younger than its TTL."""
+        stored = await self.storage.login(login_id, browser, self.login_ttl_s)
+        return None if stored is None else _login(login_id, stored)
 
-    async def end(self, sid: str) -> None:
-        await self.storage.end_session(sid)
+    async def end_login(self, login_id: str) -> None:
+        await self.storage.end_login(login_id)
 
