@@ -103,6 +103,14 @@ class SmartSettings(BaseModel):
     default_iss: str | None = None
     offline_access: bool = False
     fhir_budget_s: float = Field(default=10.0, gt=0)
+    #: How long a started launch waits for the EHR's callback (seconds).
+    launch_ttl_s: float = Field(default=600, gt=0, le=3600)
+    #: How long a login (what a completed launch leaves: the tokens behind one review) lasts, refreshes included;
+    #: at most the browser-binding cookie's 12 hours.
+    login_ttl_s: float = Field(default=8 * 3600, gt=0, le=12 * 3600)
+    #: At most this many launches pending at once (started, not completed, not expired), on all replicas together:
+    #: anyone may start one, so a flood is capped here; over it, launches answer 503 until some complete or expire.
+    max_pending_launches: int = Field(default=10_000, ge=1)
 
     @model_validator(mode="after")
     def _one_credential(self) -> SmartSettings:

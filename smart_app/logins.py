@@ -104,14 +104,16 @@ def _login(login_id: str, stored: Sealed) -> Login:
 class Store:
     """The SMART face's view of the shared store: typed launch records and logins."""
 
-    def __init__(self, storage: Storage, launch_ttl_s: float = 600, login_ttl_s: float = 8 * 3600) -> None:
+    def __init__(self, storage: Storage, *, launch_ttl_s: float, login_ttl_s: float, max_pending_launches: int) -> None:
         self.storage = storage
         self.launch_ttl_s = launch_ttl_s
         self.login_ttl_s = login_ttl_s
+        self.max_pending_launches = max_pending_launches
 
     async def add_launch(self, record: LaunchRecord) -> None:
+        """Store a launch; raises ``storage.TooManyPending`` when ``max_pending_launches`` are already pending."""
         await self.storage.add_launch(record.state, record.browser, _launch_payload(record), record.created,
-                                      self.launch_ttl_s)
+                                      self.launch_ttl_s, self.max_pending_launches)
 
     async def peek_launch(self, state: str) -> LaunchRecord | None:
         """The launch record, still unspent (its ``browser`` is the cookie's digest: compare with

@@ -30,9 +30,10 @@ from eligibility import (
     load_policy,
 )
 from fhir_mapping import ClientSettings, FhirClient
-from storage import same_browser
+from storage import TooManyPending, same_browser
 
 from .charts import bp_svg, timeline_svg
+from .discovery import SmartConfigurations
 from .findings import ago, band, checklist, decisive_findings, evidence_details, references
 from .logins import LaunchRecord, Login, Store
 from .oauth import (
@@ -40,7 +41,6 @@ from .oauth import (
     OAuthProblem,
     authorization_params,
     authorization_url,
-    discover,
     granted_types,
     new_state,
     pkce_pair,
@@ -51,6 +51,14 @@ from .oauth import (
 from .review import ReviewProblem, load_review
 
 BROWSER_COOKIE = "kcds_browser"
+#: The binding cookie as this app mints it (``secrets.token_urlsafe(32)``: 43 characters); any other value a request
+#: carries is replaced, never echoed back or trusted.
+_BROWSER_VALUE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+#: The longest ``launch`` value carried to the EHR. SMART leaves it opaque; EHRs send ids or tokens far shorter,
+#: and it is stored with the pending launch, so its size is bounded before anything is stored or fetched.
+MAX_LAUNCH_LENGTH = 2048
+#: How much of a refused ``iss`` a page repeats (the rest is anyone's to write).
+_SHOWN_ISS = 200
 # RFC 6749 §4.1.2.1: the error codes an authorization response may carry (shown by name; anything else is not).
 _OAUTH_ERRORS = {"invalid_request", "unauthorized_client", "access_denied", "unsupported_response_type",
                  "invalid_scope", "server_error", "temporarily_unavailable"}
@@ -163,6 +171,7 @@ def build_router(options: SmartOptions) -> APIRouter:
     router = APIRouter(prefix="/smart")
     http = options.http or httpx.AsyncClient(timeout=10.0)
     store = options.store
+    configurations = SmartConfigurations(http)
 
     @router.get("/.well-known/jwks.json")
     async def jwks() -> JSONResponse:
@@ -175,18 +184,31 @@ def build_router(options: SmartOptions) -> APIRouter:
             return problem_page(options, "No EHR given", "Launch this app from your EHR, or configure a default "
                                 "FHIR server for standalone launch.", 400)
         if not options.issuer_allowed(iss):
+            shown = iss if len(iss) <= _SHOWN_ISS else iss[:_SHOWN_ISS] + "…"
             return problem_page(options, "This EHR is not allowed",
-                                f"The app was launched from {iss}, which is not on this installation's list of "
+                                f"The app was launched from {shown}, which is not on this installation's list of "
                                 "allowed FHIR servers. Ask IT to add it if it should be.", 403)
+        if launch is not None and len(launch) > MAX_LAUNCH_LENGTH:
+            return problem_page(options, "The EHR's launch cannot be used",
+                                f"Its launch value is longer than this app accepts ({MAX_LAUNCH_LENGTH} "
+                                "characters). Relaunch the app from the EHR; if it persists, tell IT.", 400)
         try:
-            config = await discover(http, iss)
+            config = await configurations.get(iss)
         except OAuthProblem as exc:
             return problem_page(options, exc.title, exc.message, exc.status)
-        browser = request.cookies.get(BROWSER_COOKIE) or secrets.token_urlsafe(32)
+        cookie = request.cookies.get(BROWSER_COOKIE, "")
+        browser = cookie if _BROWSER_VALUE.match(cookie) else secrets.token_urlsafe(32)
         verifier, challenge = pkce_pair()
         state, nonce = new_state(), secrets.token_urlsafe(16)
         scope = requested_scopes(config, ehr_launch=launch is not None, offline=options.offline_access)
-        await store.add_launch(LaunchRecord(state, browser, iss, launch, verifier, nonce, scope, config))
+        try:
+            await store.add_launch(LaunchRecord(state, browser, iss, launch, verifier, nonce, scope, config))
+        except TooManyPending:
+            page = problem_page(options, "Too many sign-ins are in progress",
+                                "The app is not starting new sign-ins for a moment. Relaunch it from the EHR in a "
+                                "minute; if it persists, tell IT.", 503)
+            page.headers["Retry-After"] = "60"
+            return page
         params = authorization_params(config, client_id=options.credentials.client_id,
                                       redirect_uri=options.redirect_uri, scope=scope, state=state, aud=iss,
                                       challenge=challenge, launch=launch, nonce=nonce)

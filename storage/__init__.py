@@ -6,7 +6,7 @@ single machine need nothing else) and PostgreSQL (several replicas). The faces d
 driver. See ``docs/deployment.md`` for why SQLAlchemy Core and Alembic.
 """
 
-from .errors import CardNotIssued, SchemaBehind, StorageError, StorageUnavailable
+from .errors import CardNotIssued, SchemaBehind, StorageError, StorageUnavailable, TooManyPending
 from .records import FeedbackRecord, IssuedCard, storable
 from .sealing import Sealer, load_or_create_key
 from .store import (
@@ -29,6 +29,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "StorageUnavailable",
+    "TooManyPending",
     "browser_digest",
     "load_or_create_key",
     "open_storage",

@@ -20,6 +20,11 @@ class SchemaBehind(StorageError):
         self.head = head
 
 
+class TooManyPending(StorageError):
+    """As many SMART launches are pending (started, not yet completed or expired) as the store keeps: anyone may
+    start a launch, so their number is capped rather than left to fill the database. The caller answers 503."""
+
+
 class CardNotIssued(StorageError):
     """Feedback named a card this service did not issue to this client."""
 

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from . import schema as t
-from .errors import CardNotIssued, SchemaBehind, StorageError, StorageUnavailable
+from .errors import CardNotIssued, SchemaBehind, StorageError, StorageUnavailable, TooManyPending
 from .records import FeedbackRecord, IssuedCard, storable
 from .sealing import Sealer
 
@@ -346,16 +346,27 @@ class Storage:
 
     # -- SMART launches and logins ------------------------------------------------------------------------------
     async def add_launch(self, state: str, browser: str, payload: dict[str, Any], created: float,
-                         ttl_s: float) -> None:
+                         ttl_s: float, max_pending: int | None = None) -> None:
+        """Store a launch until the callback spends it. With ``max_pending``, raises :class:`TooManyPending` (and
+        stores nothing) when that many launches younger than ``ttl_s`` are already stored, on all replicas
+        together: the launches an anonymous caller can leave behind are bounded. Concurrent launches on several
+        replicas may pass the count together, so the bound holds to within the calls in flight; expired rows are
+        pruned once a minute, so the table holds at most about twice ``max_pending``."""
         sealed = self._sealer.seal(payload)
         now = self._clock()
         prune = self._prune_due(t.smart_launch, now)
+        launch = t.smart_launch
 
         def add(conn: Connection) -> None:
             if prune:
-                conn.execute(sa.delete(t.smart_launch).where(t.smart_launch.c.created < now - ttl_s))
-            conn.execute(sa.insert(t.smart_launch).values(state=state, browser_digest=browser_digest(browser),
-                                                          created=created, sealed=sealed))
+                conn.execute(sa.delete(launch).where(launch.c.created < now - ttl_s))
+            if max_pending is not None:
+                pending = conn.execute(sa.select(sa.func.count()).select_from(launch)
+                                       .where(launch.c.created >= now - ttl_s)).scalar_one()
+                if pending >= max_pending:  # expired launches do not count: the cap lifts as they expire
+                    raise TooManyPending(f"{pending} SMART launches are pending (at most {max_pending})")
+            conn.execute(sa.insert(launch).values(state=state, browser_digest=browser_digest(browser),
+                                                  created=created, sealed=sealed))
         await self._run(add)
 
     def _opened(self, row: Any) -> Sealed | None:

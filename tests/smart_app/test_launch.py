@@ -33,6 +33,16 @@ def age_launch(stack: Stack, state: str, seconds: float) -> None:
                      .values(created=smart_launch.c.created - seconds))
 
 
+def age_launches(stack: Stack, seconds: float) -> None:
+    """Make every stored launch ``seconds`` older."""
+    import sqlalchemy as sa
+
+    from storage.schema import smart_launch
+
+    with stack.app.state.storage.engine.begin() as conn:
+        conn.execute(sa.update(smart_launch).values(created=smart_launch.c.created - seconds))
+
+
 def stored_login(stack: Stack, login_id: str, browser: httpx.Client) -> Login:
     """The login as the shared store holds it (read through the app's own store, as that browser)."""
     import asyncio
@@ -273,6 +283,25 @@ def test_a_fhir_server_that_is_down_is_a_clear_page(tmp_path: Path) -> None:
     with running_stack(tmp_path, configure=configure) as s, s.browser() as browser:
         page = browser.get("/smart/launch", params={"iss": "http://127.0.0.1:9/fhir", "launch": "x"})
         assert page.status_code == 502 and "cannot be reached" in page.text
+
+
+def test_a_flood_of_anonymous_launches_is_capped_and_a_clear_page_says_so(tmp_path: Path) -> None:
+    def configure(settings: Settings) -> None:
+        settings.smart.max_pending_launches = 4
+
+    with running_stack(tmp_path, configure=configure) as s:
+        with s.browser() as flood:
+            for _ in range(4):
+                flood.cookies.clear()  # each GET a new anonymous caller
+                assert flood.get("/smart/launch", follow_redirects=False).status_code == 200
+            with s.browser() as clinician:
+                refused = launch_from_chart(s, clinician, "kc-10")
+                assert refused.status_code == 503 and "Too many sign-ins are in progress" in refused.text
+                assert refused.headers["retry-after"] == "60"
+        with s.browser() as clinician:
+            age_launches(s, s.app.state.smart.store.launch_ttl_s + 1)  # the flood's launches expire...
+            page = launch_from_chart(s, clinician, "kc-10")  # ...and launches are started again
+            assert page.status_code == 200 and "Contraindicated" in text_of(page)
 
 
 def test_pkce_is_required_and_plain_is_refused(stack: Stack) -> None:

@@ -21,6 +21,7 @@ from storage import (
     Sealer,
     Storage,
     StorageError,
+    TooManyPending,
     open_storage,
     schema_status,
 )
@@ -96,6 +97,24 @@ async def test_a_launch_is_spent_once_and_only_by_its_browser(store: Storage) ->
     assert await store.take_launch("state-1", "browser-b") is None  # another browser leaves it intact
     taken = await asyncio.gather(*[store.take_launch("state-1", "browser-a") for _ in range(5)])
     assert [t is not None for t in taken].count(True) == 1
+
+
+async def test_pending_launches_are_capped_across_the_store_and_the_cap_lifts_as_they_expire(
+        store: Storage, key: bytes) -> None:
+    now = [1_000_000.0]
+    clocked = Storage(store.engine, Sealer(key), clock=lambda: now[0], async_engine=store._async_engine)
+    for n in range(3):
+        await clocked.add_launch(f"state-{n}", "browser", {}, created=now[0], ttl_s=600, max_pending=3)
+    with pytest.raises(TooManyPending):
+        await clocked.add_launch("state-3", "browser", {}, created=now[0], ttl_s=600, max_pending=3)
+    assert await clocked.peek_launch("state-3") is None  # nothing stored over the cap
+    assert await clocked.take_launch("state-0", "browser") is not None  # a completed launch frees its place
+    await clocked.add_launch("state-4", "browser", {}, created=now[0], ttl_s=600, max_pending=3)
+    now[0] += 601  # all expired: they no longer count, pruned or not
+    await clocked.add_launch("state-5", "browser", {}, created=now[0], ttl_s=600, max_pending=1)
+    with pytest.raises(TooManyPending):
+        await clocked.add_launch("state-6", "browser", {}, created=now[0], ttl_s=600, max_pending=1)
+    await clocked.add_launch("state-7", "browser", {}, created=now[0], ttl_s=600)  # no cap given: none applies
 
 
 async def test_logins_are_sealed_bound_to_their_browser_and_expire(store: Storage, key: bytes) -> None:
