@@ -39,7 +39,7 @@ from cds_hooks.errors import operation_outcome
 from cds_hooks.fhir_servers import FhirServerCheck, FhirServerPolicy, origin, parse_networks
 from eligibility import load_policy
 from fhir_mapping import CodeSets, GapReason, ResourceType
-from smart_app import ClientCredentials, SmartOptions, Store, csp
+from smart_app import ClientCredentials, SmartOptions, SmartProblem, Store, csp, problem_handler
 from smart_app import build_router as build_smart_router
 from smart_app.routes import problem_page
 from storage import (
@@ -297,6 +297,7 @@ def create_app(
     )
 
     app.add_exception_handler(CdsError, handle_cds_error)
+    app.add_exception_handler(SmartProblem, problem_handler(smart_options))
 
     @app.exception_handler(StorageUnavailable)
     async def storage_down(request: Request, exc: StorageUnavailable) -> Response:

@@ -24,16 +24,10 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from fhir_mapping import SEARCHED_TYPES
 
+from .errors import OAuthProblem as OAuthProblem  # raised here; defined with the rest of the tree
+
 # Every type the search table reads, and Medication (read by reference): one list with the CDS prefetch.
 RESOURCE_TYPES = (*(t.value for t in SEARCHED_TYPES), "Medication")
-
-
-class OAuthProblem(Exception):
-    """Something the user can act on: the message is shown on a page (never a stack trace)."""
-
-    def __init__(self, title: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.title, self.message, self.status = title, message, status
 
 
 @dataclass(frozen=True, slots=True)

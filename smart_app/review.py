@@ -20,13 +20,7 @@ from fhir_mapping import (
     patient_queries,
 )
 
-
-class ReviewProblem(Exception):
-    """The page cannot show an assessment; the user sees ``title`` and ``message`` (our own words only)."""
-
-    def __init__(self, title: str, message: str, status: int) -> None:
-        super().__init__(title)
-        self.title, self.message, self.status = title, message, status
+from .errors import ReviewProblem
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,18 +1,17 @@
-"""The SMART app's HTTP face: launch, callback, the review page, sign-out, and our JWKS.
+"""The SMART app's HTTP face: launch, callback, the review page, sign-out, and our JWKS. The routes are thin: the
+launch and its callback are ``launches``' functions, the review is ``review.load_review``; a problem any of them
+raises (``errors``: the tree of ``SmartProblem``) is one page, rendered by :func:`problem_handler`.
 
-Errors a user can act on (a denied consent, a reused state, an expired launch, a FHIR server that is down) get a
-clear page; tokens stay on the server; every response carries a CSP with ``frame-ancestors`` from configuration.
+Tokens stay on the server; every response carries a CSP with ``frame-ancestors`` from configuration.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import re
 import secrets
-import time
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,67 +29,21 @@ from eligibility import (
     load_policy,
 )
 from fhir_mapping import ClientSettings, FhirClient
-from storage import TooManyPending, same_browser
 
 from .charts import bp_svg, timeline_svg
-from .discovery import SmartConfigurations
+from .errors import LaunchOutcome, SmartProblem
 from .findings import ago, band, checklist, decisive_findings, evidence_details, references
-from .logins import LaunchRecord, Login, Store
-from .oauth import (
-    ClientCredentials,
-    OAuthProblem,
-    authorization_params,
-    authorization_url,
-    granted_types,
-    new_state,
-    pkce_pair,
-    requested_scopes,
-    token_request,
-    validate_id_token,
-)
-from .review import ReviewProblem, load_review
+from .launches import card_section, complete_launch, ensure_fresh, start_launch
+from .logins import Login
+from .oauth import granted_types
+from .options import SmartOptions as SmartOptions  # where the routes' callers have always found it
+from .review import load_review
 
 BROWSER_COOKIE = "kcds_browser"
-#: The binding cookie as this app mints it (``secrets.token_urlsafe(32)``: 43 characters); any other value a request
-#: carries is replaced, never echoed back or trusted.
-_BROWSER_VALUE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-#: The longest ``launch`` value carried to the EHR. SMART leaves it opaque; EHRs send ids or tokens far shorter,
-#: and it is stored with the pending launch, so its size is bounded before anything is stored or fetched.
-MAX_LAUNCH_LENGTH = 2048
-#: How much of a refused ``iss`` a page repeats (the rest is anyone's to write).
-_SHOWN_ISS = 200
-# RFC 6749 §4.1.2.1: the error codes an authorization response may carry (shown by name; anything else is not).
-_OAUTH_ERRORS = {"invalid_request", "unauthorized_client", "access_denied", "unsupported_response_type",
-                 "invalid_scope", "server_error", "temporarily_unavailable"}
 _TEMPLATES = Environment(loader=PackageLoader("smart_app", "templates"), autoescape=select_autoescape())
 _SAFE_COLOR = re.compile(r"^(#[0-9a-fA-F]{3,8}|rgba?\([0-9., %]+\)|[a-zA-Z]{3,20})$")
 _SAFE_FONT = re.compile(r"^[A-Za-z0-9 ,'\"-]{1,120}$")
 _SAFE_DIM = re.compile(r"^[0-9.]{1,6}(px|rem|em|%)$")
-
-
-@dataclass
-class SmartOptions:
-    public_base_url: str
-    credentials: ClientCredentials
-    redirect_uri: str
-    allowed_issuers: list[str]
-    store: Store
-    frame_ancestors: list[str] = field(default_factory=list)
-    default_iss: str | None = None
-    offline_access: bool = False
-    policy: str = "default"
-    fhir_budget_s: float = 10.0
-    http: httpx.AsyncClient | None = None
-    #: Called with each launch's result (completed, denied, refused, expired, failed): the metrics' feed.
-    on_launch: Any = None
-    today: Any = dt.date.today
-
-    @property
-    def secure(self) -> bool:
-        return self.public_base_url.startswith("https://")
-
-    def issuer_allowed(self, iss: str) -> bool:
-        return iss.rstrip("/") in {i.rstrip("/") for i in self.allowed_issuers}
 
 
 def csp(frame_ancestors: list[str], nonce: str, form_action: str = "'self'") -> str:
@@ -146,32 +99,21 @@ async def _style(http: httpx.AsyncClient, url: str | None) -> dict[str, str]:
     return style
 
 
-def _fhir_context(raw: Any) -> list[dict[str, Any]]:
-    """fhirContext as objects: SMART 2.1+ sends objects, 2.0 sent strings (references)."""
-    items = []
-    for item in raw if isinstance(raw, list) else []:
-        if isinstance(item, str):
-            items.append({"reference": item})
-        elif isinstance(item, dict):
-            items.append(item)
-    return items
-
-
-def _app_context(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, str) or not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+def problem_handler(options: SmartOptions) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """The one exception handler of the SMART app (the composition root registers it for :class:`SmartProblem`):
+    every problem a route raises becomes its page."""
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SmartProblem)
+        page = problem_page(options, exc.title, exc.message, exc.status)
+        if exc.retry_after_s is not None:
+            page.headers["Retry-After"] = str(exc.retry_after_s)
+        return page
+    return handle
 
 
 def build_router(options: SmartOptions) -> APIRouter:
     router = APIRouter(prefix="/smart")
-    http = options.http or httpx.AsyncClient(timeout=10.0)
-    store = options.store
-    configurations = SmartConfigurations(http)
+    http, store = options.http, options.store
 
     @router.get("/.well-known/jwks.json")
     async def jwks() -> JSONResponse:
@@ -179,132 +121,42 @@ def build_router(options: SmartOptions) -> APIRouter:
 
     @router.get("/launch")
     async def launch(request: Request, iss: str | None = None, launch: str | None = None) -> Response:
-        iss = iss or options.default_iss
-        if not iss:
-            return problem_page(options, "No EHR given", "Launch this app from your EHR, or configure a default "
-                                "FHIR server for standalone launch.", 400)
-        if not options.issuer_allowed(iss):
-            shown = iss if len(iss) <= _SHOWN_ISS else iss[:_SHOWN_ISS] + "…"
-            return problem_page(options, "This EHR is not allowed",
-                                f"The app was launched from {shown}, which is not on this installation's list of "
-                                "allowed FHIR servers. Ask IT to add it if it should be.", 403)
-        if launch is not None and len(launch) > MAX_LAUNCH_LENGTH:
-            return problem_page(options, "The EHR's launch cannot be used",
-                                f"Its launch value is longer than this app accepts ({MAX_LAUNCH_LENGTH} "
-                                "characters). Relaunch the app from the EHR; if it persists, tell IT.", 400)
-        try:
-            config = await configurations.get(iss)
-        except OAuthProblem as exc:
-            return problem_page(options, exc.title, exc.message, exc.status)
-        cookie = request.cookies.get(BROWSER_COOKIE, "")
-        browser = cookie if _BROWSER_VALUE.match(cookie) else secrets.token_urlsafe(32)
-        verifier, challenge = pkce_pair()
-        state, nonce = new_state(), secrets.token_urlsafe(16)
-        scope = requested_scopes(config, ehr_launch=launch is not None, offline=options.offline_access)
-        try:
-            await store.add_launch(LaunchRecord(state, browser, iss, launch, verifier, nonce, scope, config))
-        except TooManyPending:
-            page = problem_page(options, "Too many sign-ins are in progress",
-                                "The app is not starting new sign-ins for a moment. Relaunch it from the EHR in a "
-                                "minute; if it persists, tell IT.", 503)
-            page.headers["Retry-After"] = "60"
-            return page
-        params = authorization_params(config, client_id=options.credentials.client_id,
-                                      redirect_uri=options.redirect_uri, scope=scope, state=state, aud=iss,
-                                      challenge=challenge, launch=launch, nonce=nonce)
+        started = await start_launch(options, iss=iss, launch=launch, binding=request.cookies.get(BROWSER_COOKIE))
         response: Response
-        if config.authorize_post:
-            response = _page(options, "authorize_post.html", action=config.authorization_endpoint, params=params,
-                             form_action=f"'self' {_origin(config.authorization_endpoint)}")
+        if started.by_post:
+            endpoint = started.config.authorization_endpoint
+            response = _page(options, "authorize_post.html", action=endpoint, params=started.params,
+                             form_action=f"'self' {_origin(endpoint)}")
         else:
-            response = RedirectResponse(authorization_url(config, params), status_code=302)
-            response.headers["Cache-Control"] = "no-store"
-        _set_browser_cookie(options, response, browser)
-        return response
-
-    def launch_result(response: Response) -> Response:
-        if options.on_launch is not None:
-            status = response.status_code
-            options.on_launch("completed" if status == 303 else "denied" if status == 403 else
-                              "refused" if status < 500 else "failed")
+            response = RedirectResponse(started.url, status_code=302, headers={"Cache-Control": "no-store"})
+        _set_browser_cookie(options, response, started.binding)
         return response
 
     @router.get("/callback")
     async def callback(request: Request) -> Response:
-        return launch_result(await _callback(request))
-
-    async def _callback(request: Request) -> Response:
-        q = request.query_params
-        browser = request.cookies.get(BROWSER_COOKIE, "")
-        if q.get("error"):
-            # Checked first: an error redirect carries no code (and a denied consent is not a crash). Only our own
-            # words are shown: the URL's error_description is the redirect's, anyone's, to write.
-            if q.get("state"):
-                await store.take_launch(q["state"], browser)
-            if q["error"] == "access_denied":
-                return problem_page(options, "Access was not granted",
-                                    "The EHR reports that access was denied. Relaunch the app to try again.", 403)
-            known = q["error"] if q["error"] in _OAUTH_ERRORS else "an error"
-            return problem_page(options, "The EHR could not authorize the app",
-                                f"The EHR answered with {known}. Relaunch the app; if it persists, ask IT to check "
-                                "this app's registration.", 400)
-        record = await store.peek_launch(q.get("state", "")) if q.get("state") else None
-        if record is None:
-            return problem_page(options, "This sign-in link is not valid",
-                                "The launch was already used, or it is unknown to this app. Relaunch the app from "
-                                "the EHR.", 400)
-        if not same_browser(record.browser, browser):
-            # Not spent: the browser that started the launch can still complete it.
-            return problem_page(options, "This sign-in belongs to another browser",
-                                "It was started in another browser or browser profile. Relaunch the app from the "
-                                "EHR.", 400)
-        record = await store.take_launch(record.state, browser)
-        if record is None:
-            return problem_page(options, "This sign-in link is not valid",
-                                "The launch was already used. Relaunch the app from the EHR.", 400)
-        if time.time() - record.created > store.launch_ttl_s:
-            return problem_page(options, "The launch has expired", "Relaunch the app from the EHR.", 400)
-        code = q.get("code")
-        if not code:
-            return problem_page(options, "The EHR sent no authorization code", "Relaunch the app.", 400)
         try:
-            token = await token_request(http, record.config, options.credentials, {
-                "grant_type": "authorization_code", "code": code, "redirect_uri": options.redirect_uri,
-                "code_verifier": record.verifier})
-            granted = str(token.get("scope") or record.scope)
-            claims: dict[str, Any] = {}
-            if "openid" in granted.split() and token.get("id_token"):
-                claims = await validate_id_token(http, record.config, str(token["id_token"]),
-                                                 options.credentials.client_id, record.nonce)
-        except OAuthProblem as exc:
-            return problem_page(options, exc.title, exc.message, exc.status)
-        login = Login(
-            id=secrets.token_urlsafe(24), browser=record.browser, iss=record.iss, config=record.config,
-            access_token=str(token["access_token"]), expires_at=time.time() + float(token.get("expires_in", 300)),
-            refresh_token=token.get("refresh_token"), scope=granted, patient=token.get("patient"),
-            encounter=token.get("encounter"), fhir_context=_fhir_context(token.get("fhirContext")),
-            need_patient_banner=token.get("need_patient_banner", True) is not False,
-            smart_style_url=token.get("smart_style_url"), intent=token.get("intent"), tenant=token.get("tenant"),
-            app_context=_app_context(token.get("appContext")), id_claims=claims)
-        await store.save_login(login)
+            login = await complete_launch(options, request.query_params, request.cookies.get(BROWSER_COOKIE))
+        except SmartProblem as exc:
+            _report(exc.outcome)
+            raise
+        _report(LaunchOutcome.COMPLETED)
         # Opened from a card: land on that card's section (a fragment, so no script is needed to scroll).
-        section = _card_section(login.app_context)
+        section = card_section(login.app_context)
         return RedirectResponse(f"/smart/app/{login.id}" + (f"#{section}" if section else ""), status_code=303,
                                 headers={"Cache-Control": "no-store"})
 
+    def _report(outcome: LaunchOutcome) -> None:
+        if options.on_launch is not None:
+            options.on_launch(outcome)
+
     @router.get("/app/{login_id}")
     async def review(login_id: str, request: Request, policy: str | None = None) -> Response:
-        login = await store.login(login_id, request.cookies.get(BROWSER_COOKIE))
-        if login is None:
-            return problem_page(options, "Your sign-in has ended", "Relaunch the app from the EHR.", 401)
+        login = await _login(login_id, request, "Relaunch the app from the EHR.")
         if login.patient is None:
-            return problem_page(options, "No patient in context",
-                                "The EHR did not say which patient to show. Launch the app from a patient's chart.",
-                                400)
-        try:
-            await _ensure_fresh(login)
-        except OAuthProblem as exc:
-            return problem_page(options, exc.title, exc.message, exc.status)
+            raise SmartProblem("No patient in context",
+                               "The EHR did not say which patient to show. Launch the app from a patient's chart.",
+                               400)
+        await ensure_fresh(options, login)
         chosen = policy or str(login.app_context.get("policy") or options.policy)
         if chosen not in available_policies():
             chosen = options.policy
@@ -312,27 +164,17 @@ def build_router(options: SmartOptions) -> APIRouter:
 
     @router.post("/app/{login_id}/logout")
     async def logout(login_id: str, request: Request, csrf: str = Form("")) -> Response:
-        login = await store.login(login_id, request.cookies.get(BROWSER_COOKIE))
-        if login is None:
-            return problem_page(options, "Your sign-in has ended", "Nothing to sign out of.", 401)
+        login = await _login(login_id, request, "Nothing to sign out of.")
         if not secrets.compare_digest(login.csrf, csrf) or request.headers.get("sec-fetch-site") == "cross-site":
-            return problem_page(options, "Request refused", "The form was not sent from this app.", 403)
+            raise SmartProblem("Request refused", "The form was not sent from this app.", 403)
         await store.end_login(login_id)
         return problem_page(options, "Signed out", "The app forgot this sign-in and its tokens.", 200)
 
-    async def _ensure_fresh(login: Login) -> None:
-        if login.expires_at - time.time() > 60:
-            return
-        if not login.refresh_token:
-            raise OAuthProblem("Your access has expired", "Relaunch the app from the EHR.", 401)
-        token = await token_request(http, login.config, options.credentials,
-                                    {"grant_type": "refresh_token", "refresh_token": login.refresh_token})
-        login.access_token = str(token["access_token"])
-        login.expires_at = time.time() + float(token.get("expires_in", 300))
-        login.refresh_token = token.get("refresh_token") or login.refresh_token
-        login.scope = str(token.get("scope") or login.scope)
-        login.refreshed += 1
-        await store.save_login(login)
+    async def _login(login_id: str, request: Request, advice: str) -> Login:
+        login = await store.login(login_id, request.cookies.get(BROWSER_COOKIE))
+        if login is None:
+            raise SmartProblem("Your sign-in has ended", advice, 401)
+        return login
 
     async def _render(login: Login, policy: Policy) -> Response:
         client = FhirClient(login.iss, token=login.access_token, http=http,
@@ -341,10 +183,7 @@ def build_router(options: SmartOptions) -> APIRouter:
         if login.app_context.get("asOf"):
             with contextlib.suppress(ValueError):  # a malformed asOf falls back to today
                 as_of = dt.date.fromisoformat(str(login.app_context["asOf"]))
-        try:
-            review = await load_review(client, str(login.patient), granted_types(login.scope), policy, as_of)
-        except ReviewProblem as exc:
-            return problem_page(options, exc.title, exc.message, exc.status)
+        review = await load_review(client, str(login.patient), granted_types(login.scope), policy, as_of)
         assessment, facts = review.assessment, review.facts
         style = await _style(http, login.smart_style_url)
         refs = references(policy)
@@ -359,7 +198,7 @@ def build_router(options: SmartOptions) -> APIRouter:
             ago=ago, band=band, server=urlsplit(login.iss).netloc or login.iss,
             generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             card_summary=summary[:140] if isinstance(summary, str) else None,
-            card_section=_card_section(login.app_context),
+            card_section=card_section(login.app_context),
             timeline=timeline_svg(assessment.treatment_resistance.trials, facts.scores, as_of,
                                   policy.thresholds.severity_phq9_min, assessment.course),
             course_line=course_summary(assessment.course) if assessment.course else None,
@@ -370,16 +209,6 @@ def build_router(options: SmartOptions) -> APIRouter:
     return router
 
 
-#: The sections a card may send the user to (appContext comes through the EHR: only these names are used).
-_SECTIONS = frozenset({"verdict", "course", "warnings", "workup", "trials", "bp", "checklist"})
-
-
-def _card_section(app_context: dict[str, Any]) -> str | None:
-    section = app_context.get("section")
-    return section if isinstance(section, str) and section in _SECTIONS else None
-
-
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
-

@@ -121,3 +121,28 @@ def test_any_expires_in_is_a_lifetime_or_a_clear_refusal(value: Any) -> None:
     else:
         assert 0 <= lifetime <= 10**9
 
+
+
+# -- each callback's outcome, counted by what happened (issue 22 item 1), not guessed from a status -------------------
+def _launches(result: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("ketamine_cds_smart_launches_total", {"result": result}) or 0.0
+
+
+async def test_the_metrics_count_each_callback_by_its_outcome(smart: App) -> None:
+    import sqlalchemy as sa
+
+    from storage.schema import smart_launch
+
+    before = {r: _launches(r) for r in ("completed", "expired", "failed", "refused")}
+    assert (await smart.callback_after(await smart.launch())).status_code == 303
+    late = await smart.launch()
+    with smart.app.state.storage.engine.begin() as conn:
+        conn.execute(sa.update(smart_launch).values(created=smart_launch.c.created - 3600))
+    assert (await smart.callback_after(late)).status_code == 400  # a 400, counted as expired, not refused
+    smart.ehr.token["expires_in"] = "soon"
+    assert (await smart.callback_after(await smart.launch())).status_code == 502
+    assert (await smart.client.get("/smart/callback", params={"state": "unknown"})).status_code == 400
+    assert {r: _launches(r) - n for r, n in before.items()} == {"completed": 1, "expired": 1, "failed": 1,
+                                                                "refused": 1}

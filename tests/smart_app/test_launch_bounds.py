@@ -22,8 +22,9 @@ import sqlalchemy as sa
 from ketamine_cds.app import create_app
 from ketamine_cds.settings import load_settings
 from smart_app.discovery import SmartConfigurations
+from smart_app.launches import MAX_LAUNCH_LENGTH
 from smart_app.oauth import OAuthProblem, SmartConfiguration
-from smart_app.routes import BROWSER_COOKIE, MAX_LAUNCH_LENGTH
+from smart_app.routes import BROWSER_COOKIE
 from storage.schema import smart_launch
 
 pytestmark = pytest.mark.anyio

@@ -14,8 +14,8 @@ from joserfc.jwk import ECKey, RSAKey
 from pytest_httpx import HTTPXMock
 
 from smart_app import ClientCredentials, OAuthProblem, granted_types, requested_scopes
+from smart_app.launches import app_context, fhir_context
 from smart_app.oauth import SmartConfiguration, pkce_pair, validate_id_token
-from smart_app.routes import _app_context, _fhir_context
 
 CONFIG = SmartConfiguration("https://ehr.test/fhir", "https://ehr.test/auth", "https://ehr.test/token",
                             "https://ehr.test/jwks", frozenset({"permission-v2"}), ("S256",))
@@ -95,8 +95,8 @@ async def test_an_id_token_signed_by_another_key_is_refused(httpx_mock: HTTPXMoc
             await validate_id_token(http, CONFIG, _id_token(forger), "app", "n")
 
 
-def test_fhir_context_in_both_forms_and_app_context() -> None:
-    assert _fhir_context(["Encounter/1", {"reference": "Patient/2", "role": "launch"}, 7]) == [
+def test_fhir_context_in_both_forms_andapp_context() -> None:
+    assert fhir_context(["Encounter/1", {"reference": "Patient/2", "role": "launch"}, 7]) == [
         {"reference": "Encounter/1"}, {"reference": "Patient/2", "role": "launch"}]
-    assert _app_context(json.dumps({"card": "c", "policy": "default"})) == {"card": "c", "policy": "default"}
-    assert _app_context("not json") == {} and _app_context(None) == {} and _app_context("[1]") == {}
+    assert app_context(json.dumps({"card": "c", "policy": "default"})) == {"card": "c", "policy": "default"}
+    assert app_context("not json") == {} and app_context(None) == {} and app_context("[1]") == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 from starlette.responses import Response
 
 from smart_app import ClientCredentials, SmartOptions, Store, csp
@@ -9,10 +10,12 @@ from smart_app.routes import _set_browser_cookie
 
 
 def options(base: str, ancestors: list[str] | None = None) -> SmartOptions:
-    # Headers and cookies only: the store is never reached (an unopened stand-in keeps the test free of I/O).
+    # Headers and cookies only: the store and the EHR are never reached (an unopened store and a client that
+    # answers nothing keep the test free of I/O).
     store = Store.__new__(Store)
+    nowhere = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(599)))
     return SmartOptions(public_base_url=base, credentials=ClientCredentials("app"), redirect_uri=base + "/cb",
-                        allowed_issuers=[], store=store, frame_ancestors=ancestors or [])
+                        allowed_issuers=[], store=store, http=nowhere, frame_ancestors=ancestors or [])
 
 
 def test_over_https_the_cookie_works_inside_an_ehr_iframe() -> None:
