@@ -8,6 +8,9 @@ from sqlalchemy import Column, Float, Index, LargeBinary, MetaData, String, Tabl
 metadata = MetaData()
 #: The JWT replay store's key sizes (the verifier's strings are checked against them before they are stored).
 ISSUER_MAX, JTI_MAX = 500, 500
+#: The size of a SMART launch's state and a login's id. The app mints both (43 and 32 characters); a value a request
+#: carries that could not be one (longer, a NUL, a lone surrogate) is looked up as unknown, never sent to the database.
+SMART_KEY_MAX = 100
 
 issued_card = Table(
     "issued_card", metadata,
@@ -46,7 +49,7 @@ jwt_replay = Table(
 
 smart_launch = Table(
     "smart_launch", metadata,
-    Column("state", String(100), primary_key=True),
+    Column("state", String(SMART_KEY_MAX), primary_key=True),
     Column("browser_digest", String(64), nullable=False),
     Column("created", Float, nullable=False),
     Column("sealed", LargeBinary, nullable=False),
@@ -61,7 +64,7 @@ smart_launch = Table(
 # that this comment does not. The name is a storage detail: code says "login".
 smart_login = Table(
     "smart_session", metadata,
-    Column("id", String(100), primary_key=True),
+    Column("id", String(SMART_KEY_MAX), primary_key=True),
     Column("browser_digest", String(64), nullable=False),
     Column("created", Float, nullable=False),
     Column("sealed", LargeBinary, nullable=False),

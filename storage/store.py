@@ -375,12 +375,16 @@ class Storage:
 
     async def peek_launch(self, state: str) -> Sealed | None:
         """The launch, still unspent: the callback checks the browser before it spends it."""
+        if not storable(state, t.SMART_KEY_MAX):
+            return None
         row = await self._run(lambda conn: conn.execute(sa.select(t.smart_launch).where(
             t.smart_launch.c.state == state)).first())
         return None if row is None else self._opened(row)
 
     async def take_launch(self, state: str, browser: str) -> Sealed | None:
         """Spend a launch once, and only from the browser that started it (atomic across replicas)."""
+        if not storable(state, t.SMART_KEY_MAX):
+            return None
         row = await self._run(lambda conn: conn.execute(
             sa.delete(t.smart_launch).where(t.smart_launch.c.state == state,
                                             t.smart_launch.c.browser_digest == browser_digest(browser))
@@ -404,7 +408,7 @@ class Storage:
 
     async def login(self, login_id: str, browser: str | None, ttl_s: float) -> Sealed | None:
         """The login, if it exists, belongs to this browser and is younger than ``ttl_s``."""
-        if browser is None:
+        if browser is None or not storable(login_id, t.SMART_KEY_MAX):
             return None
         row = await self._run(lambda conn: conn.execute(sa.select(t.smart_login).where(
             t.smart_login.c.id == login_id)).first())
@@ -414,6 +418,8 @@ class Storage:
         return found if found is not None and found.belongs_to(browser) else None
 
     async def end_login(self, login_id: str) -> None:
+        if not storable(login_id, t.SMART_KEY_MAX):
+            return
         await self._run(lambda conn: conn.execute(sa.delete(t.smart_login).where(t.smart_login.c.id == login_id)))
 
     # -- cards already shown (order-select → order-sign) ---------------------------------------------------------

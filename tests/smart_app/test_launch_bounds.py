@@ -8,16 +8,19 @@ the calls it gets (the sandbox EHR cannot be made to fail on demand)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
 from ketamine_cds.app import create_app
 from ketamine_cds.settings import load_settings
@@ -25,6 +28,7 @@ from smart_app.discovery import SmartConfigurations
 from smart_app.launches import MAX_LAUNCH_LENGTH
 from smart_app.oauth import OAuthProblem, SmartConfiguration
 from smart_app.routes import BROWSER_COOKIE
+from storage import Sealer, open_storage
 from storage.schema import smart_launch
 
 pytestmark = pytest.mark.anyio
@@ -66,17 +70,31 @@ class App:
             return int(conn.execute(sa.select(sa.func.count()).select_from(smart_launch)).scalar_one())
 
 
-@pytest.fixture
-async def smart(tmp_path: Path) -> AsyncIterator[App]:
-    (tmp_path / "k.toml").write_text(f'[cds]\npublic_base_url = "{BASE}"\nfeedback_db = "state.sqlite3"\n'
-                                     f'[smart]\nallowed_issuers = ["{ISS}"]\nmax_pending_launches = 3\n')
+@asynccontextmanager
+async def running(work: Path, database_url: str | None = None) -> AsyncIterator[App]:
+    """The app with its shared state in the embedded SQLite file, or in ``database_url`` (PostgreSQL, migrated)."""
+    storage = ""
+    if database_url is not None:
+        (work / "storage.key").write_bytes(Fernet.generate_key())
+        await open_storage(database_url, Sealer((work / "storage.key").read_bytes()), migrate=True).aclose()
+        storage = f'[storage]\ndatabase_url = "{database_url}"\nencryption_key_file = "storage.key"\n'
+    (work / "k.toml").write_text(f'[cds]\npublic_base_url = "{BASE}"\nfeedback_db = "state.sqlite3"\n'
+                                 f'[smart]\nallowed_issuers = ["{ISS}"]\nmax_pending_launches = 3\n{storage}')
     ehr = Ehr()
     http = httpx.AsyncClient(transport=httpx.MockTransport(ehr.handle))
-    app = create_app(load_settings(tmp_path / "k.toml"), http=http, configure_logging=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
-        yield App(client, ehr, app)
-    app.state.storage.close()
-    await http.aclose()
+    app = create_app(load_settings(work / "k.toml"), http=http, configure_logging=False)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+            yield App(client, ehr, app)
+    finally:
+        await app.state.storage.aclose()
+        await http.aclose()
+
+
+@pytest.fixture
+async def smart(tmp_path: Path) -> AsyncIterator[App]:
+    async with running(tmp_path) as app:
+        yield app
 
 
 # -- the EHR's configuration, cached --------------------------------------------------------------------------------
@@ -208,3 +226,20 @@ async def test_a_binding_cookie_this_app_did_not_mint_is_replaced(smart: App) ->
     smart.client.cookies.clear()
     smart.client.cookies.set(BROWSER_COOKIE, minted, domain="app.test")
     assert (await smart.launch()).cookies[BROWSER_COOKIE] == minted  # its own cookie is kept
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+async def test_a_state_or_login_id_no_store_can_hold_is_a_page_not_a_500(
+        request: pytest.FixtureRequest, tmp_path: Path, store: str) -> None:
+    url = None
+    if store == "postgresql":
+        url = str(request.getfixturevalue("postgres").create_database(f"l_{uuid.uuid4().hex[:12]}"))
+    async with running(tmp_path, url) as smart:
+        await smart.launch()  # a binding cookie, as a real browser would carry
+        for hostile in ("a\x00b", "s" * 5000):
+            callback = await smart.client.get("/smart/callback", params={"code": "c", "state": hostile})
+            assert callback.status_code == 400 and "This sign-in link is not valid" in callback.text
+            review = await smart.client.get(f"/smart/app/{quote(hostile)}")
+            assert review.status_code == 401 and "Your sign-in has ended" in review.text
+            logout = await smart.client.post(f"/smart/app/{quote(hostile)}/logout", data={"csrf": "x"})
+            assert logout.status_code == 401

@@ -117,6 +117,17 @@ async def test_pending_launches_are_capped_across_the_store_and_the_cap_lifts_as
     await clocked.add_launch("state-7", "browser", {}, created=now[0], ttl_s=600)  # no cap given: none applies
 
 
+@pytest.mark.parametrize("hostile", ["a\x00b", "\x00", "s" * 101, "\ud800"])
+async def test_a_launch_state_or_login_id_no_store_can_hold_is_unknown_not_a_database_error(
+        store: Storage, hostile: str) -> None:
+    # A callback's state and a review URL's login id are anyone's to write: PostgreSQL refused a NUL with DataError
+    # (a 500 at /smart/callback?state=%00); now such a key is simply not found, on both stores.
+    assert await store.peek_launch(hostile) is None
+    assert await store.take_launch(hostile, "browser") is None
+    assert await store.login(hostile, "browser", 3600) is None
+    await store.end_login(hostile)
+
+
 async def test_logins_are_sealed_bound_to_their_browser_and_expire(store: Storage, key: bytes) -> None:
     import time
 
