@@ -8,6 +8,7 @@ with its PKCE verifier and nonce, and spent once by the callback from that same 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import secrets
@@ -157,21 +158,21 @@ async def complete_launch(options: SmartOptions, query: Mapping[str, str], bindi
     return login
 
 
-async def ensure_fresh(options: SmartOptions, login: Login) -> None:
-    """Refresh ``login``'s access token when it expires within the margin; raises :class:`OAuthProblem` when it
-    cannot be (no refresh token: relaunch)."""
+async def ensure_fresh(options: SmartOptions, login: Login) -> Login:
+    """``login``, its access token refreshed (and stored) when it expires within the margin; raises
+    :class:`OAuthProblem` when it cannot be (no refresh token: relaunch)."""
     if login.expires_at - time.time() > _REFRESH_MARGIN_S:
-        return
+        return login
     if not login.refresh_token:
         raise OAuthProblem("Your access has expired", "Relaunch the app from the EHR.", 401)
     token = await token_request(options.http, login.config, options.credentials,
                                 {"grant_type": "refresh_token", "refresh_token": login.refresh_token})
-    login.access_token = str(token["access_token"])
-    login.expires_at = time.time() + float(token["expires_in"])
-    login.refresh_token = token.get("refresh_token") or login.refresh_token
-    login.scope = str(token.get("scope") or login.scope)
-    login.refreshed += 1
-    await options.store.save_login(login)
+    refreshed = dataclasses.replace(
+        login, access_token=str(token["access_token"]), expires_at=time.time() + float(token["expires_in"]),
+        refresh_token=token.get("refresh_token") or login.refresh_token, scope=str(token.get("scope") or login.scope),
+        refreshed=login.refreshed + 1)
+    await options.store.save_login(refreshed)
+    return refreshed
 
 
 def fhir_context(raw: Any) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ def _config(payload: dict[str, Any]) -> SmartConfiguration:
         code_challenge_methods=tuple(payload["code_challenge_methods"]))
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class LaunchRecord:
     state: str
     browser: str
@@ -51,7 +51,7 @@ class LaunchRecord:
     created: float = field(default_factory=time.time)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Login:
     id: str
     browser: str  # the SHA-256 of the browser-binding cookie (see storage.browser_digest)

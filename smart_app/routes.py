@@ -156,7 +156,7 @@ def build_router(options: SmartOptions) -> APIRouter:
             raise SmartProblem("No patient in context",
                                "The EHR did not say which patient to show. Launch the app from a patient's chart.",
                                400)
-        await ensure_fresh(options, login)
+        login = await ensure_fresh(options, login)
         chosen = policy or str(login.app_context.get("policy") or options.policy)
         if chosen not in available_policies():
             chosen = options.policy

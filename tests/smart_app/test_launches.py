@@ -177,6 +177,20 @@ async def test_an_access_token_about_to_expire_without_a_refresh_token_asks_for_
     assert (expired.value.title, expired.value.status) == ("Your access has expired", 401)
 
 
+async def test_an_access_token_about_to_expire_is_refreshed_and_the_login_stored_anew(launches: Launches) -> None:
+    state, binding = await launches.started()
+    launches.ehr.token |= {"expires_in": 30, "refresh_token": "synthetic-refresh"}
+    login = await complete_launch(launches.options, {"code": "code-1", "state": state}, binding)
+    launches.ehr.token = {"access_token": "synthetic-token-2", "expires_in": 3600}
+    fresh = await ensure_fresh(launches.options, login)
+    assert (fresh.access_token, fresh.refreshed, fresh.refresh_token) == ("synthetic-token-2", 1, "synthetic-refresh")
+    assert launches.ehr.forms[-1]["grant_type"] == ["refresh_token"]
+    assert login.access_token == "synthetic-token"  # a new login, the old one left as it was
+    stored = await launches.options.store.login(login.id, binding)
+    assert stored == fresh and await ensure_fresh(launches.options, fresh) is fresh  # fresh enough: no call
+    assert len(launches.ehr.forms) == 2
+
+
 async def test_the_one_handler_renders_every_problem_of_the_tree_as_its_page(launches: Launches) -> None:
     handle = problem_handler(launches.options)
     request = Request({"type": "http", "method": "GET", "path": "/smart/launch", "headers": []})
