@@ -41,6 +41,13 @@ def test_the_storage_interface_has_login_methods_and_no_session_ones() -> None:
     assert not {n for n in names if "session" in n.lower()}
 
 
+def test_the_smart_and_storage_settings_say_login() -> None:
+    from ketamine_cds.settings import SmartSettings, StorageSettings
+
+    fields = {*SmartSettings.model_fields, *StorageSettings.model_fields}
+    assert "login_ttl_s" in fields and not {f for f in fields if "session" in f}
+
+
 def test_the_scan_finds_the_old_names_and_allows_the_clinical_ones() -> None:
     old = 'async def put_session(self, sid):\n    """Insert or replace a session."""\n'
     assert [n for n, _ in loose_uses(old)] == [1, 2]
