@@ -214,6 +214,10 @@ def _scores(tl: _Timeline, phq: Sequence[ScoreFact], gad: Sequence[ScoreFact]) -
     return out
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact], as_of: dt.date,
                  phq9_threshold: float | None = None, course: TreatmentCourse | None = None) -> Markup:
     phq = [s for s in scores if s.kind is ObservationKind.PHQ9_TOTAL]
@@ -224,7 +228,8 @@ def timeline_svg(trials: Sequence[TrialAssessment], scores: Sequence[ScoreFact],
     end = max(as_of, *(t.end for t in trials)) if trials else as_of
     tl = _Timeline(min(days) - dt.timedelta(days=14), end + dt.timedelta(days=7), len(trials) + (1 if course else 0))
     out = _svg_open(tl.legend_y + 10, "tl", "Antidepressant trials and PHQ-9 over time",
-                    f"{len(trials)} trial(s); {len(phq)} PHQ-9 and {len(gad)} GAD-7 scores. "
+                    f"{_count(len(trials), 'trial')}; {_count(len(phq), 'PHQ-9 score')} and "
+                    f"{_count(len(gad), 'GAD-7 score')}. "
                     "The table below lists the same data.")
     out += _year_ticks(tl.start, tl.end, tl.bars_top, tl.plot_bottom)
     for i, t in enumerate(trials):

@@ -53,3 +53,13 @@ def test_any_blood_pressure_values_render_within_a_bounded_size(values: list[tup
 def test_scores_outside_their_range_never_reach_the_chart() -> None:
     scores = [ScoreFact("p", ObservationKind.PHQ9_TOTAL, AS_OF - dt.timedelta(days=3), 20)]
     assert "<svg" in str(timeline_svg([], scores, AS_OF))
+
+
+def test_the_timelines_description_counts_in_words() -> None:
+    """Read aloud by a screen reader: "1 trial; 0 PHQ-9 scores and 0 GAD-7 scores", never "1 trial(s)" (issue 18)."""
+    one = str(timeline_svg([trial(dt.date(2026, 1, 1), AS_OF)], [], AS_OF))
+    two = str(timeline_svg([trial(dt.date(2025, 1, 1), dt.date(2025, 6, 1)), trial(dt.date(2026, 1, 1), AS_OF)],
+                           [ScoreFact("p", ObservationKind.PHQ9_TOTAL, AS_OF - dt.timedelta(days=3), 20)], AS_OF))
+    assert "1 trial; 0 PHQ-9 scores and 0 GAD-7 scores." in one
+    assert "2 trials; 1 PHQ-9 score and 0 GAD-7 scores." in two
+    assert "(s)" not in one + two
