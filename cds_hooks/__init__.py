@@ -1,9 +1,10 @@
 """The CDS Hooks 2.0 service: discovery, order-select / order-sign / patient-view, feedback, JWT security."""
 
-from .auth import JwksCache, JwtRejected, JwtVerifier, ReplayStore, TrustedClient, VerifiedCaller
+from .audit import AuditEvent, LogEvent
+from .auth import JwksCache, JwtRefusal, JwtRejected, JwtVerifier, ReplayStore, TrustedClient, VerifiedCaller
 from .cards import OVERRIDE_REASONS, CardContext, order_cards, patient_view_card
 from .definitions import SERVICES, CdsOptions, ServiceDefinition
-from .errors import CdsError
+from .errors import CdsError, IssueSeverity, IssueType
 from .models import Card, CdsRequest, CdsResponse, FeedbackRequest
 from .prefetch import PREFETCH_KEYS, TEMPLATES, gather_patient_data
 from .router import build_router, handle_cds_error
@@ -13,6 +14,7 @@ __all__ = [
     "PREFETCH_KEYS",
     "SERVICES",
     "TEMPLATES",
+    "AuditEvent",
     "Card",
     "CardContext",
     "CdsError",
@@ -20,9 +22,13 @@ __all__ = [
     "CdsRequest",
     "CdsResponse",
     "FeedbackRequest",
+    "IssueSeverity",
+    "IssueType",
     "JwksCache",
+    "JwtRefusal",
     "JwtRejected",
     "JwtVerifier",
+    "LogEvent",
     "ReplayStore",
     "ServiceDefinition",
     "TrustedClient",

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse, Response
 
-from fhir_mapping import SEARCHES, ClientSettings, Search
+from fhir_mapping import SEARCHES, ClientSettings, DataGap, Search
 from storage import IssuedCard
 
-from .audit import audit, patient_hash
+from .audit import AuditEvent, audit, patient_hash
 from .errors import RequiredDataMissing
 from .markdown import markdown_text
 from .models import Card, CardKind, CdsRequest, Indicator, Source
@@ -58,15 +58,21 @@ async def fetch_data(options: CdsOptions, req: CdsRequest, patient_id: str, sear
         searches=searches, encounter_id=encounter if isinstance(encounter, str) else None, today=today)
 
 
-def require_patient(data: PatientData, patient_id: str, log: dict[str, Any], started: float) -> list[str]:
+def audited_gaps(gaps: Sequence[DataGap]) -> list[dict[str, str]]:
+    """The data gaps as the audit line (and the metrics it feeds) carry them: each one's resource type and reason,
+    as fields, never a message (which may name a record)."""
+    return [{"resource_type": g.resource_type, "reason": g.reason} for g in gaps]
+
+
+def require_patient(data: PatientData, patient_id: str, log: dict[str, Any], started: float) -> list[dict[str, str]]:
     """The data gaps (for the audit line); raises RequiredDataMissing (412) when the required data or the patient
     could not be obtained: a patient who cannot be read is never assessed."""
-    gaps = [f"{g.resource_type.value}:{g.reason.value}" for g in data.pool.gaps]
+    gaps = audited_gaps(data.pool.gaps)
     missing = data.missing_required()
     if not missing and not data.patient_found(patient_id):
         missing = ["Patient"]
     if missing:
-        audit("service_call", **log, status=412, data_gaps=gaps, latency_ms=elapsed_ms(started))
+        audit(AuditEvent.SERVICE_CALL, **log, status=412, data_gaps=gaps, latency_ms=elapsed_ms(started))
         raise RequiredDataMissing(f"required data could not be obtained: {', '.join(missing)} "
                                   "(send it as prefetch or give fhirServer and fhirAuthorization)")
     return gaps
@@ -105,12 +111,13 @@ async def send_cards(options: CdsOptions, service: ServiceDefinition, req: CdsRe
         IssuedCard(c.uuid, service.id, req.hookInstance, c.kind, c.indicator,
                    tuple(s.uuid for s in c.suggestions or []), caller.issuer if caller else None)
         for c in cards])
-    audit("service_call", **log, status=200, cards=len(cards), indicators=[c.indicator.value for c in cards],
+    audit(AuditEvent.SERVICE_CALL, **log, status=200, cards=len(cards), indicators=[c.indicator.value for c in cards],
           **audit_fields, latency_ms=elapsed_ms(started))
     return JSONResponse({"cards": [c.model_dump(exclude_none=True) for c in cards]})
 
 
 def no_cards(log: dict[str, Any], started: float) -> Response:
     """An order or booking that is not for ketamine or esketamine: nothing fetched, nothing to say."""
-    audit("service_call", **log, status=200, verdict=None, cards=0, data_gaps=[], latency_ms=elapsed_ms(started))
+    audit(AuditEvent.SERVICE_CALL, **log, status=200, verdict=None, cards=0, data_gaps=[],
+          latency_ms=elapsed_ms(started))
     return JSONResponse({"cards": []})

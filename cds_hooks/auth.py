@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,17 +27,64 @@ from joserfc.jwk import KeySet
 
 from storage import storable
 
+from .audit import LogEvent
+
 log = logging.getLogger("ketamine_cds")
 ALLOWED_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256")
 LEEWAY_S = 60
 
 
-class JwtRejected(Exception):
-    """The JWT failed a check; ``reason`` names it for the audit log (never for the caller)."""
+class JwtRefusal(StrEnum):
+    """Why a CDS client's JWT is refused: the audit log's ``refusal`` and the ``jwt_refusals_total`` label."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    NO_BEARER_TOKEN = "no bearer token"  # noqa: S105 - a refusal's name, not a secret
+    NOT_COMPACT_JWS = "not a compact JWS"
+    ALGORITHM_NOT_ALLOWED = "algorithm not allowed"
+    NO_KID = "no kid"
+    ISSUER_NOT_TRUSTED = "issuer not trusted"
+    JWKS_UNAVAILABLE = "jwks unavailable"
+    UNKNOWN_KID = "unknown kid"
+    BAD_SIGNATURE = "bad signature"
+    MISSING_ISS = "missing iss"
+    MISSING_AUD = "missing aud"
+    MISSING_EXP = "missing exp"
+    MISSING_IAT = "missing iat"
+    MISSING_JTI = "missing jti"
+    ISSUER_MISMATCH = "issuer mismatch"
+    WRONG_AUDIENCE = "wrong audience"
+    EXP_NOT_A_NUMBER = "exp is not a number"
+    IAT_NOT_A_NUMBER = "iat is not a number"
+    NBF_NOT_A_NUMBER = "nbf is not a number"
+    EXP_IMPLAUSIBLE = "exp is not a plausible time"
+    IAT_IMPLAUSIBLE = "iat is not a plausible time"
+    NBF_IMPLAUSIBLE = "nbf is not a plausible time"
+    JTI_NOT_A_STRING = "jti is not a string"
+    JTI_NOT_STORABLE = "jti cannot be stored"
+    LIFETIME_TOO_LONG = "lifetime too long"
+    EXPIRED = "expired"
+    ISSUED_IN_THE_FUTURE = "issued in the future"
+    NOT_YET_VALID = "not yet valid"
+    TENANT_MISMATCH = "tenant mismatch"
+    JTI_REPLAYED = "jti replayed"
+
+
+#: The claims every token must carry, with the refusal when one is missing.
+_REQUIRED_CLAIMS = {"iss": JwtRefusal.MISSING_ISS, "aud": JwtRefusal.MISSING_AUD, "exp": JwtRefusal.MISSING_EXP,
+                    "iat": JwtRefusal.MISSING_IAT, "jti": JwtRefusal.MISSING_JTI}
+#: The time claims (NumericDate), with the refusals when one is not a number or not a plausible time.
+_TIME_CLAIMS = {"exp": (JwtRefusal.EXP_NOT_A_NUMBER, JwtRefusal.EXP_IMPLAUSIBLE),
+                "iat": (JwtRefusal.IAT_NOT_A_NUMBER, JwtRefusal.IAT_IMPLAUSIBLE),
+                "nbf": (JwtRefusal.NBF_NOT_A_NUMBER, JwtRefusal.NBF_IMPLAUSIBLE)}
+
+
+class JwtRejected(Exception):
+    """The JWT failed a check: ``refusal`` says which, ``reason`` says it for the audit log (the refusal's own words,
+    or more when the check quotes what it refused); never for the caller."""
+
+    def __init__(self, refusal: JwtRefusal, reason: str | None = None) -> None:
+        super().__init__(reason or refusal.value)
+        self.refusal = refusal
+        self.reason = reason or refusal.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +205,9 @@ class JwksCache:
             if entry.problem != entry.logged:
                 # For the operator, once per new problem: /readyz no longer names it (an EHR's outage is not this
                 # replica's, and anonymous callers must not learn the trusted issuers); check-config does too.
-                log.warning(json.dumps({"event": "jwks_unavailable", "problem": entry.problem}))
+                log.warning(json.dumps({"event": LogEvent.JWKS_UNAVAILABLE, "problem": entry.problem}))
                 entry.logged = entry.problem
-            raise JwtRejected("jwks unavailable")
+            raise JwtRejected(JwtRefusal.JWKS_UNAVAILABLE)
         entry.logged = None
         return entry.keys
 
@@ -245,7 +293,7 @@ def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
         return part(header_b64), part(payload_b64)
     except ValueError as exc:
-        raise JwtRejected("not a compact JWS") from exc
+        raise JwtRejected(JwtRefusal.NOT_COMPACT_JWS) from exc
 
 
 #: The longest a CDS client's token may live (exp - iat), plus the leeway: the spec's clients mint one per call.
@@ -258,12 +306,13 @@ def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
     if name not in claims:
         return None
     value = claims[name]
+    not_a_number, implausible = _TIME_CLAIMS[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise JwtRejected(f"{name} is not a number")
+        raise JwtRejected(not_a_number)
     # The bound is checked before anything converts to float: JSON integers are unbounded, and an int like 10**400
     # makes math.isfinite (and float()) raise OverflowError.
     if (isinstance(value, float) and not math.isfinite(value)) or abs(value) > 10**11:
-        raise JwtRejected(f"{name} is not a plausible time")
+        raise JwtRejected(implausible)
     return float(value)
 
 
@@ -279,55 +328,55 @@ class JwtVerifier:
 
     async def verify(self, authorization: str | None, audience: str) -> VerifiedCaller:
         if not authorization or not authorization.startswith("Bearer "):
-            raise JwtRejected("no bearer token")
+            raise JwtRejected(JwtRefusal.NO_BEARER_TOKEN)
         token = authorization.removeprefix("Bearer ").strip()
         header, unverified = _unverified_parts(token)
         if header.get("alg") not in ALLOWED_ALGORITHMS:
-            raise JwtRejected(f"algorithm {header.get('alg')!r} not allowed")
+            raise JwtRejected(JwtRefusal.ALGORITHM_NOT_ALLOWED, f"algorithm {header.get('alg')!r} not allowed")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise JwtRejected("no kid")
+            raise JwtRejected(JwtRefusal.NO_KID)
         client = self._clients.get(str(unverified.get("iss")))
         if client is None:
-            raise JwtRejected("issuer not trusted")
+            raise JwtRejected(JwtRefusal.ISSUER_NOT_TRUSTED)
         keys = await self._jwks.key_set(client, kid)
         if not _has_kid(keys, kid):
-            raise JwtRejected("unknown kid")
+            raise JwtRejected(JwtRefusal.UNKNOWN_KID)
         try:
             verified = jwt.decode(token, keys, algorithms=list(ALLOWED_ALGORITHMS))
         except (JoseError, ValueError) as exc:
-            raise JwtRejected("bad signature") from exc
+            raise JwtRejected(JwtRefusal.BAD_SIGNATURE) from exc
         claims = verified.claims
         self._check_claims(claims, client, audience)
         if not await self._replay.first_use(client.issuer, str(claims["jti"]), float(claims["exp"])):
-            raise JwtRejected("jti replayed")
+            raise JwtRejected(JwtRefusal.JTI_REPLAYED)
         return VerifiedCaller(client.issuer, claims.get("tenant"), str(claims["jti"]), claims.get("sub"))
 
     def _check_claims(self, claims: dict[str, Any], client: TrustedClient, audience: str) -> None:
         now = self._clock()
-        for name in ("iss", "aud", "exp", "iat", "jti"):
+        for name, missing in _REQUIRED_CLAIMS.items():
             if name not in claims:
-                raise JwtRejected(f"missing {name}")
+                raise JwtRejected(missing)
         if claims["iss"] != client.issuer:
-            raise JwtRejected("issuer mismatch")
+            raise JwtRejected(JwtRefusal.ISSUER_MISMATCH)
         aud = claims["aud"]
         if not (aud == audience or (isinstance(aud, list) and audience in aud)):
-            raise JwtRejected("wrong audience")
+            raise JwtRejected(JwtRefusal.WRONG_AUDIENCE)
         exp, iat = _numeric_date(claims, "exp"), _numeric_date(claims, "iat")
         nbf = _numeric_date(claims, "nbf")
         assert exp is not None and iat is not None  # both required above
         if not isinstance(claims["jti"], str) or not claims["jti"] or len(claims["jti"]) > 256:
-            raise JwtRejected("jti is not a string")
+            raise JwtRejected(JwtRefusal.JTI_NOT_A_STRING)
         if not storable(claims["jti"]):
             # A NUL or a lone surrogate: no store can remember it, so its replay could not be detected.
-            raise JwtRejected("jti cannot be stored")
+            raise JwtRejected(JwtRefusal.JTI_NOT_STORABLE)
         if exp - iat > self._max_lifetime_s + LEEWAY_S:
-            raise JwtRejected("lifetime too long")
+            raise JwtRejected(JwtRefusal.LIFETIME_TOO_LONG)
         if exp + LEEWAY_S < now:
-            raise JwtRejected("expired")
+            raise JwtRejected(JwtRefusal.EXPIRED)
         if iat - LEEWAY_S > now:
-            raise JwtRejected("issued in the future")
+            raise JwtRejected(JwtRefusal.ISSUED_IN_THE_FUTURE)
         if nbf is not None and nbf - LEEWAY_S > now:
-            raise JwtRejected("not yet valid")
+            raise JwtRejected(JwtRefusal.NOT_YET_VALID)
         if client.tenant is not None and claims.get("tenant") != client.tenant:
-            raise JwtRejected("tenant mismatch")
+            raise JwtRejected(JwtRefusal.TENANT_MISMATCH)

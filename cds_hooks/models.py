@@ -208,16 +208,23 @@ class AcceptedSuggestion(_Wire):
     id: CardUuid
 
 
+class FeedbackOutcome(StrEnum):
+    """What the clinician did with a card (CDS Hooks 2.0 feedback ``outcome``)."""
+
+    ACCEPTED = "accepted"
+    OVERRIDDEN = "overridden"
+
+
 class FeedbackItem(_Wire):
     card: CardUuid
-    outcome: Literal["accepted", "overridden"]
+    outcome: FeedbackOutcome
     acceptedSuggestions: list[AcceptedSuggestion] | None = Field(default=None, max_length=50)
     overrideReason: FeedbackOverride | None = None
     outcomeTimestamp: OutcomeTimestamp
 
     @model_validator(mode="after")
     def _accepted_needs_suggestions(self) -> FeedbackItem:
-        if self.outcome == "accepted" and self.acceptedSuggestions is None:
+        if self.outcome is FeedbackOutcome.ACCEPTED and self.acceptedSuggestions is None:
             raise ValueError("acceptedSuggestions is required when outcome is accepted")
         return self
 

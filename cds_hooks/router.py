@@ -21,17 +21,20 @@ from pydantic import ValidationError
 from storage import CardNotIssued, FeedbackRecord, StorageUnavailable
 
 from .answering import call_log
-from .audit import audit, bounded
+from .audit import AuditEvent, audit, bounded
 from .auth import JwtRejected, VerifiedCaller
 from .definitions import SERVICES, CdsOptions, ServiceDefinition
 from .errors import (
     BadRequest,
     CdsError,
+    IssueType,
+    PayloadTooLarge,
     RequiredDataMissing,
     ServiceUnavailable,
     Unauthorized,
     UnknownCard,
     UnknownService,
+    UnsupportedMediaType,
     error_response,
 )
 from .fhir_servers import FhirServerRefused
@@ -54,12 +57,12 @@ _Body = TypeVar("_Body", CdsRequest, FeedbackRequest)
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BadRequest(413, "too-costly", f"request body over {limit} bytes")
+        raise PayloadTooLarge(f"request body over {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BadRequest(413, "too-costly", f"request body over {limit} bytes")
+            raise PayloadTooLarge(f"request body over {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -91,11 +94,11 @@ def _json_depth_ok(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 
 def _json_body(body: bytes) -> Any:
     if not _json_depth_ok(body):
-        raise BadRequest(400, "structure", f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+        raise BadRequest(IssueType.STRUCTURE, f"request body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(body, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise BadRequest(400, "structure", "request body is not valid JSON") from exc
+        raise BadRequest(IssueType.STRUCTURE, "request body is not valid JSON") from exc
 
 
 def _no_constant(name: str) -> Any:
@@ -106,7 +109,7 @@ def _no_constant(name: str) -> Any:
 def _check_content_type(request: Request) -> None:
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media not in ("application/json", "application/fhir+json"):
-        raise BadRequest(415, "not-supported", "Content-Type must be application/json")
+        raise UnsupportedMediaType("Content-Type must be application/json")
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -120,43 +123,43 @@ def _validation_message(exc: ValidationError) -> str:
 def _check_ids(context: dict[str, Any]) -> None:
     patient = context.get("patientId")
     if not isinstance(patient, str) or not FHIR_ID.match(patient):
-        raise BadRequest(400, "invalid", "context.patientId must be a FHIR id ([A-Za-z0-9-.]{1,64})")
+        raise BadRequest(IssueType.INVALID, "context.patientId must be a FHIR id ([A-Za-z0-9-.]{1,64})")
     for name in ("encounterId", "appointmentId"):
         if name in context and context[name] is not None and (
                 not isinstance(context[name], str) or not FHIR_ID.match(context[name])):
-            raise BadRequest(400, "invalid", f"context.{name} must be a FHIR id")
+            raise BadRequest(IssueType.INVALID, f"context.{name} must be a FHIR id")
     user = context.get("userId")
     if not isinstance(user, str) or not FHIR_REFERENCE.match(user):
-        raise BadRequest(400, "invalid", "context.userId must be a FHIR reference such as Practitioner/123")
+        raise BadRequest(IssueType.INVALID, "context.userId must be a FHIR reference such as Practitioner/123")
 
 
 def _check_appointments(context: dict[str, Any], max_appointments: int) -> None:
     appointments = context.get("appointments")
     if not isinstance(appointments, dict) or appointments.get("resourceType") != "Bundle" or not isinstance(
             appointments.get("entry", []), list):
-        raise BadRequest(400, "invalid", "context.appointments must be a Bundle of Appointments")
+        raise BadRequest(IssueType.INVALID, "context.appointments must be a Bundle of Appointments")
     if len(appointments.get("entry", [])) > max_appointments:
-        raise BadRequest(400, "too-costly", f"context.appointments holds {len(appointments['entry'])} entries; "
+        raise BadRequest(IssueType.TOO_COSTLY, f"context.appointments holds {len(appointments['entry'])} entries; "
                                             f"at most {max_appointments} are accepted in one request")
 
 
 def _check_encounter(context: dict[str, Any], _: int) -> None:
     if not isinstance(context.get("encounterId"), str):
-        raise BadRequest(400, "invalid", "context.encounterId must be a FHIR id")
+        raise BadRequest(IssueType.INVALID, "context.encounterId must be a FHIR id")
 
 
 def _check_draft_orders(context: dict[str, Any], _: int) -> None:
     draft = context.get("draftOrders")
     if not isinstance(draft, dict) or draft.get("resourceType") != "Bundle":
-        raise BadRequest(400, "invalid", "context.draftOrders must be a Bundle")
+        raise BadRequest(IssueType.INVALID, "context.draftOrders must be a Bundle")
     if "entry" in draft and not isinstance(draft["entry"], list):
-        raise BadRequest(400, "invalid", "context.draftOrders.entry must be an array")
+        raise BadRequest(IssueType.INVALID, "context.draftOrders.entry must be an array")
 
 
 def _check_selections(context: dict[str, Any], _: int) -> None:
     selections = context.get("selections")
     if not isinstance(selections, list) or not all(isinstance(x, str) and len(x) <= 200 for x in selections):
-        raise BadRequest(400, "invalid", "context.selections must be an array of references")
+        raise BadRequest(IssueType.INVALID, "context.selections must be an array of references")
 
 
 #: What each hook's context must hold beyond the ids every hook carries, checked in this order.
@@ -170,11 +173,11 @@ _HOOK_CHECKS: dict[Hook, tuple[Callable[[dict[str, Any], int], None], ...]] = {
 
 def _check_context(req: CdsRequest, service: ServiceDefinition, max_appointments: int = 50) -> None:
     if req.hook != service.hook:
-        raise BadRequest(400, "invalid", f"service {service.id} answers hook {service.hook}, not {req.hook}")
+        raise BadRequest(IssueType.INVALID, f"service {service.id} answers hook {service.hook}, not {req.hook}")
     context = req.context
     missing = [f for f in _REQUIRED_CONTEXT[service.hook] if f not in context]
     if missing:
-        raise BadRequest(400, "required", f"context is missing {', '.join(missing)}")
+        raise BadRequest(IssueType.REQUIRED, f"context is missing {', '.join(missing)}")
     _check_ids(context)
     for check in _HOOK_CHECKS.get(service.hook, ()):
         check(context, max_appointments)
@@ -185,10 +188,15 @@ def _text_field(value: Any, key: str) -> str | None:
     return found[:500] if isinstance(found, str) and found else None
 
 
+#: The audit event of a refused call, by error (any other is a bad request).
+_ERROR_EVENTS: dict[type[CdsError], AuditEvent] = {Unauthorized: AuditEvent.AUTH_REJECTED,
+                                                   UnknownCard: AuditEvent.FEEDBACK_REFUSED}
+
+
 async def handle_cds_error(request: Request, exc: Exception) -> Response:
     """The one translation of the error tree (``errors.py``) into responses, with its audit line."""
     assert isinstance(exc, CdsError)
-    event = {Unauthorized: "auth_rejected", UnknownCard: "feedback_refused"}.get(type(exc), "bad_request")
+    event = _ERROR_EVENTS.get(type(exc), AuditEvent.BAD_REQUEST)
     if not isinstance(exc, RequiredDataMissing):  # audited where it is decided, with the data gaps
         # The service id and path come from the caller, often unauthenticated: bounded (and hashed past the bound).
         fields = {k: bounded(v, 200) if isinstance(v, str) else v for k, v in exc.audit_fields().items()}
@@ -211,20 +219,20 @@ def build_router(options: CdsOptions) -> APIRouter:
         try:
             caller = await authenticate(request, path)
         except JwtRejected as exc:
-            raise Unauthorized(exc.reason) from exc
+            raise Unauthorized(exc.refusal, exc.reason) from exc
         _check_content_type(request)
         raw = _json_body(await _read_body(request, options.max_body_bytes))
         try:
             body = model.model_validate(raw)
         except ValidationError as exc:
-            raise BadRequest(400, "invalid", _validation_message(exc)) from exc
+            raise BadRequest(IssueType.INVALID, _validation_message(exc)) from exc
         if isinstance(body, CdsRequest):
             _check_context(body, SERVICES[service_id], options.max_session_appointments)
             if body.fhirServer is not None:
                 try:
                     await options.fhir_servers.check(body.fhirServer, caller.issuer if caller else None)
                 except FhirServerRefused as exc:
-                    raise BadRequest(400, "forbidden", exc.reason) from exc
+                    raise BadRequest(IssueType.FORBIDDEN, exc.reason) from exc
         return caller, body
 
     def service_named(service_id: str) -> ServiceDefinition:
@@ -239,7 +247,7 @@ def build_router(options: CdsOptions) -> APIRouter:
             try:
                 await authenticate(request, "/cds-services")
             except JwtRejected as exc:
-                raise Unauthorized(exc.reason) from exc
+                raise Unauthorized(exc.refusal, exc.reason) from exc
         return {"services": [s.discovery() for s in SERVICES.values()]}
 
     @router.post("/cds-services/{service_id}", response_model=None)
@@ -265,7 +273,7 @@ def build_router(options: CdsOptions) -> APIRouter:
         records = [
             FeedbackRecord(
                 card_uuid=item.card,
-                outcome=item.outcome,
+                outcome=item.outcome.value,
                 outcome_timestamp=item.outcomeTimestamp,
                 override_code=_text_field(item.overrideReason.reason, "code") if item.overrideReason else None,
                 # The public CDS Hooks sandbox sends only the code: no display is stored then (never "None").
@@ -280,7 +288,7 @@ def build_router(options: CdsOptions) -> APIRouter:
             await options.storage.record_feedback(service_id, caller.issuer if caller else None, records)
         except CardNotIssued as exc:
             raise UnknownCard(exc.card_uuid) from exc
-        audit("feedback", service=service_id, items=len(records), issuer=caller.issuer if caller else None,
+        audit(AuditEvent.FEEDBACK, service=service_id, items=len(records), issuer=caller.issuer if caller else None,
               outcomes=[r.outcome for r in records])
         return JSONResponse({}, status_code=200)
 

@@ -25,7 +25,7 @@ from fhir_mapping import (
     add_json,
 )
 
-from .answering import client_settings, fetch_data, no_cards, require_patient, send_cards
+from .answering import audited_gaps, client_settings, fetch_data, no_cards, require_patient, send_cards
 from .cards import CardContext, order_cards
 from .models import FHIR_ID, Card, CdsRequest, Hook
 from .prefetch import PatientData
@@ -117,7 +117,7 @@ async def answer_session(options: CdsOptions, service: ServiceDefinition, req: C
     data = await fetch_data(options, req, patient_id, service.searches, now.date())
     blind = _blind(data)
     if blind:
-        gaps = [f"{g.resource_type.value}:{g.reason.value}" for g in data.pool.gaps]
+        gaps = audited_gaps(data.pool.gaps)
         card = blind_card(service.hook, sorted(blind), options.policy.cite("session_monitoring_minutes"))
         return await send_cards(options, service, req, caller, [card], log, started, data_gaps=gaps,
                                 checks_not_made=True, fetched=len(data.queries))

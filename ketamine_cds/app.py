@@ -25,9 +25,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from cds_hooks import (
-    SERVICES,
     CdsError,
     CdsOptions,
+    IssueType,
     JwksCache,
     JwtVerifier,
     TrustedClient,
@@ -38,7 +38,7 @@ from cds_hooks.audit import add_observer
 from cds_hooks.errors import operation_outcome
 from cds_hooks.fhir_servers import FhirServerCheck, FhirServerPolicy, origin, parse_networks
 from eligibility import load_policy
-from fhir_mapping import CodeSets, GapReason, ResourceType
+from fhir_mapping import CodeSets
 from smart_app import ClientCredentials, SmartOptions, SmartProblem, Store, csp, problem_handler
 from smart_app import build_router as build_smart_router
 from smart_app.routes import problem_page
@@ -67,6 +67,8 @@ from .settings import (
 )
 
 log = logging.getLogger("ketamine_cds")
+#: The issue code of an HTTP error the router raises itself (no route, wrong method); any other is "processing".
+_HTTP_ISSUES = {404: IssueType.NOT_FOUND, 405: IssueType.NOT_SUPPORTED}
 
 
 def trusted_clients(settings: Settings) -> list[TrustedClient]:
@@ -262,8 +264,6 @@ def create_app(
             await client.aclose()
         await storage.aclose()
 
-    metrics.configure(frozenset(SERVICES), frozenset(t.value for t in ResourceType),
-                      frozenset(r.value for r in GapReason))
     add_observer(metrics.observe_audit)
     smart_options.on_launch = metrics.smart_launch
     app = FastAPI(title="ketamine-cds", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -308,20 +308,20 @@ def create_app(
                                 "Its database did not answer. Try again in a moment; if it persists, tell IT.", 503)
             page.headers["Retry-After"] = "5"
             return page
-        return JSONResponse(operation_outcome("transient", "shared state is unavailable; retry shortly"),
+        return JSONResponse(operation_outcome(IssueType.TRANSIENT, "shared state is unavailable; retry shortly"),
                             status_code=503, media_type="application/fhir+json", headers={"Retry-After": "5"})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404 and (moved := _slash_redirect(app, request, settings.cds.public_base_url)):
             return moved
-        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        code = _HTTP_ISSUES.get(exc.status_code, IssueType.PROCESSING)
         return JSONResponse(operation_outcome(code, str(exc.detail)), status_code=exc.status_code,
                             media_type="application/fhir+json")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(operation_outcome("invalid", "invalid request"), status_code=400,
+        return JSONResponse(operation_outcome(IssueType.INVALID, "invalid request"), status_code=400,
                             media_type="application/fhir+json")
 
     # Outermost of our middleware: whatever fails below becomes a safe 500 (see safe_errors.py).

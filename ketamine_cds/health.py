@@ -15,6 +15,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from cds_hooks import IssueType
 from cds_hooks.errors import operation_outcome
 from storage import Storage, StorageUnavailable
 
@@ -33,7 +34,7 @@ def build_health_router(storage: Storage) -> APIRouter:
         try:
             await storage.ping()
         except StorageUnavailable:
-            return JSONResponse(operation_outcome("transient", "database: did not answer"), status_code=503,
+            return JSONResponse(operation_outcome(IssueType.TRANSIENT, "database: did not answer"), status_code=503,
                                 media_type="application/fhir+json",
                                 headers={"Cache-Control": "no-store", "Retry-After": "5"})
         return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})

@@ -1,7 +1,8 @@
 """Prometheus metrics (``GET /metrics``), fed by the audit events and one HTTP middleware.
 
-Labels are closed vocabularies only: service ids, route templates, status codes, indicators, verdicts, resource
-types, gap reasons, a fixed list of JWT refusal reasons. Never a patient, a user, an issuer or a free-text value.
+Labels are closed vocabularies only: service ids, route templates, status codes, and the values of the enums that
+define the rest (``Indicator``, ``Verdict``, ``ResourceType``, ``GapReason``, ``JwtRefusal``, ``FeedbackOutcome``:
+``LABEL_VALUES``). Never a patient, a user, an issuer or a free-text value.
 
 With several worker processes, ``serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start, and every
 worker's scrape reads all workers' files (prometheus-client's multiprocess mode).
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from enum import StrEnum
 from typing import Any
 
 from prometheus_client import (
@@ -25,9 +27,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cds_hooks import SERVICES, AuditEvent, JwtRefusal
+from cds_hooks.models import FeedbackOutcome, Indicator
 from eligibility import Verdict
+from fhir_mapping import GapReason, ResourceType
 
-_VERDICT_VALUES = frozenset(v.value for v in Verdict)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REQUESTS = Counter("ketamine_cds_http_requests_total", "HTTP requests by route and status", ["route", "status"])
 LATENCY = Histogram("ketamine_cds_http_request_seconds", "HTTP request latency by route and status",
@@ -45,49 +49,50 @@ FEEDBACK = Counter("ketamine_cds_feedback_total", "Feedback items by outcome", [
 FEEDBACK_REFUSED = Counter("ketamine_cds_feedback_refused_total", "Feedback refused (card not issued to the caller)")
 SMART_LAUNCHES = Counter("ketamine_cds_smart_launches_total", "SMART launches by result", ["result"])
 
-#: The JWT refusal reasons (cds_hooks/auth.py); anything else (a reason quoting the token) is counted as "other".
-_JWT_REASONS = frozenset({
-    "no bearer token", "not a compact JWS", "no kid", "issuer not trusted", "unknown kid", "bad signature",
-    "jti replayed", "issuer mismatch", "wrong audience", "jti is not a string", "jti cannot be stored",
-    "lifetime too long", "expired",
-    "issued in the future", "not yet valid", "tenant mismatch", "jwks unavailable", "missing iss", "missing aud",
-    "missing exp", "missing iat", "missing jti"})
-_SERVICES: frozenset[str] = frozenset()
-_RESOURCE_TYPES: frozenset[str] = frozenset()
-_GAP_REASONS: frozenset[str] = frozenset()
-_KNOWN_OUTCOMES = frozenset({"accepted", "overridden"})
+
+def _values(vocabulary: Iterable[StrEnum]) -> frozenset[str]:
+    return frozenset(member.value for member in vocabulary)
 
 
-def configure(services: frozenset[str], resource_types: frozenset[str], gap_reasons: frozenset[str]) -> None:
-    """The closed vocabularies of the labels (from the faces' own enums and tables)."""
-    global _SERVICES, _RESOURCE_TYPES, _GAP_REASONS
-    _SERVICES, _RESOURCE_TYPES, _GAP_REASONS = services, resource_types, gap_reasons
+#: The values each closed label may take, from the enums and the catalogue that define them (never typed again
+#: here); anything else is counted as "other".
+LABEL_VALUES: dict[str, frozenset[str]] = {
+    "service": frozenset(SERVICES),
+    "indicator": _values(Indicator),
+    "verdict": _values(Verdict),
+    "resource_type": _values(ResourceType),
+    "reason": _values(GapReason),
+    "jwt_refusal": _values(JwtRefusal),
+    "outcome": _values(FeedbackOutcome),
+}
 
 
-def _closed(value: Any, allowed: frozenset[str]) -> str:
-    return value if isinstance(value, str) and value in allowed else "other"
+def _closed(value: Any, label: str) -> str:
+    return value if isinstance(value, str) and value in LABEL_VALUES[label] else "other"
 
 
-def observe_audit(event: str, fields: dict[str, Any]) -> None:
+def _service_call(service: str, fields: dict[str, Any]) -> None:
+    SERVICE_CALLS.labels(service, str(fields.get("status", 200))).inc()
+    for indicator in fields.get("indicators") or ():
+        CARDS.labels(service, _closed(indicator, "indicator")).inc()
+    if fields.get("verdict"):
+        VERDICTS.labels(service, _closed(fields["verdict"], "verdict")).inc()
+    if fields.get("fetched"):
+        FHIR_FETCHES.labels(service).inc(int(fields["fetched"]))
+    for gap in fields.get("data_gaps") or ():
+        DATA_GAPS.labels(_closed(gap.get("resource_type"), "resource_type"), _closed(gap.get("reason"), "reason")).inc()
+
+
+def observe_audit(event: AuditEvent, fields: dict[str, Any]) -> None:
     """The metrics an audit event carries (registered with ``cds_hooks.audit.add_observer``)."""
-    service = _closed(fields.get("service"), _SERVICES)
-    if event == "service_call":
-        SERVICE_CALLS.labels(service, str(fields.get("status", 200))).inc()
-        for indicator in fields.get("indicators") or ():
-            CARDS.labels(service, _closed(indicator, frozenset({"info", "warning", "critical"}))).inc()
-        if fields.get("verdict"):
-            VERDICTS.labels(service, _closed(fields["verdict"], _VERDICT_VALUES)).inc()
-        if fields.get("fetched"):
-            FHIR_FETCHES.labels(service).inc(int(fields["fetched"]))
-        for gap in fields.get("data_gaps") or ():
-            rtype, _, reason = str(gap).partition(":")
-            DATA_GAPS.labels(_closed(rtype, _RESOURCE_TYPES), _closed(reason, _GAP_REASONS)).inc()
-    elif event == "auth_rejected":
-        JWT_REFUSALS.labels(_closed(fields.get("reason"), _JWT_REASONS)).inc()
-    elif event == "feedback":
+    if event is AuditEvent.SERVICE_CALL:
+        _service_call(_closed(fields.get("service"), "service"), fields)
+    elif event is AuditEvent.AUTH_REJECTED:
+        JWT_REFUSALS.labels(_closed(fields.get("refusal"), "jwt_refusal")).inc()
+    elif event is AuditEvent.FEEDBACK:
         for outcome in fields.get("outcomes") or ():
-            FEEDBACK.labels(_closed(outcome, _KNOWN_OUTCOMES)).inc()
-    elif event == "feedback_refused":
+            FEEDBACK.labels(_closed(outcome, "outcome")).inc()
+    elif event is AuditEvent.FEEDBACK_REFUSED:
         FEEDBACK_REFUSED.inc()
 
 
@@ -103,7 +108,7 @@ def _route(request: Request) -> str:
         return "unmatched"
     service = request.path_params.get("service_id")
     if isinstance(service, str):
-        template = template.replace("{service_id}", _closed(service, _SERVICES))
+        template = template.replace("{service_id}", _closed(service, "service"))
     return template
 
 

@@ -15,6 +15,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cds_hooks import IssueType, LogEvent
+from cds_hooks.errors import operation_outcome
+
 log = logging.getLogger("ketamine_cds")
 
 
@@ -38,14 +41,13 @@ class SafeErrors:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:  # the boundary that turns any failure into a safe 500
             correlation = secrets.token_hex(8)
-            log.error(json.dumps({"event": "internal_error", "type": exc.__class__.__name__,
+            log.error(json.dumps({"event": LogEvent.INTERNAL_ERROR, "type": exc.__class__.__name__,
                                   "route": _route(scope), "method": scope.get("method"),
                                   "correlation_id": correlation}))
             if started:
                 return  # the response is under way: nothing more can be said to the caller
-            body = json.dumps({"resourceType": "OperationOutcome", "issue": [{
-                "severity": "error", "code": "exception",
-                "diagnostics": f"internal error (correlation id {correlation})"}]}).encode()
+            body = json.dumps(operation_outcome(IssueType.EXCEPTION,
+                                                f"internal error (correlation id {correlation})")).encode()
             await send({"type": "http.response.start", "status": 500, "headers": [
                 (b"content-type", b"application/fhir+json"), (b"content-length", str(len(body)).encode()),
                 (b"x-correlation-id", correlation.encode())]})
