@@ -170,6 +170,28 @@ class ObservationKind(StrEnum):
     SUBSTANCE_USE_STATUS = "substance_use_status"
 
 
+class ObservationGroup(StrEnum):
+    """The groups of ``data/observation_codes.toml``: what an Observation's code says it records. The mapping reads
+    each group with a reader of its own (``observations.py``)."""
+
+    PHQ9_PANEL = "phq9_panel"
+    PHQ9_ITEM = "phq9_item"
+    PHQ9_ITEM9 = "phq9_item9"
+    PHQ9_TOTAL = "phq9_total"
+    GAD7_TOTAL = "gad7_total"
+    BP_PANEL = "bp_panel"
+    SYSTOLIC = "systolic"
+    DIASTOLIC = "diastolic"
+    PREGNANCY_STATUS = "pregnancy_status"
+    SUBSTANCE_USE_STATUS = "substance_use_status"
+    ALCOHOL_MISUSE_STATUS = "alcohol_misuse_status"
+    PREGNANCY_TEST = "pregnancy_test"
+    DRUG_SCREEN_COCAINE = "drug_screen_cocaine"
+    DRUG_SCREEN_AMPHETAMINES = "drug_screen_amphetamines"
+    DRUG_SCREEN_PCP = "drug_screen_pcp"
+    DRUG_SCREEN_KETAMINE = "drug_screen_ketamine"
+
+
 #: A score's note when no total was recorded and the items were summed (issue #20).
 COMPUTED_FROM_ITEMS = "computed from the nine items"
 #: The note of a finding read leniently from an entry that failed validation (issue #20).

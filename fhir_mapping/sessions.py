@@ -14,16 +14,18 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from ._json import arr, codings, obj, text
 from .codesets import CodeSets
-from .facts import ResourceType, SkippedEntry
+from .facts import ObservationGroup, ResourceType, SkippedEntry
 from .loading import ResourcePool
-from .mapping import number_value, patient_key, plausible_mmhg
+from .mapping import patient_key
 from .orders import ketamine_concept, medication_concept
+from .values import number_value, plausible_mmhg
 
 _SESSION_WORDS = re.compile(r"\b(es)?ketamine\b|\bspravato\b", re.I)
 _ESKETAMINE_WORDS = re.compile(r"\besketamine\b|\bspravato\b", re.I)
@@ -36,6 +38,7 @@ _SELF_DRIVING = re.compile(r"\b(drives?|driving|will drive) (him|her|them)sel(f|
 _ACTIVE_APPOINTMENT = {"proposed", "pending", "booked", "arrived", "fulfilled", "checked-in"}
 _GIVEN = {"completed", "in-progress"}
 _FINAL_OBSERVATION = {"final", "amended", "corrected", "preliminary"}
+_BP_GROUPS = frozenset({ObservationGroup.BP_PANEL, ObservationGroup.SYSTOLIC, ObservationGroup.DIASTOLIC})
 # v3 ActCode encounter classes, and the words EHRs put in class.code or class.display instead (compared in lower case).
 _OUTPATIENT_CLASSES = {"amb", "obsenc", "hh", "vr", "ambulatory", "outpatient", "office visit", "clinic"}
 _INPATIENT_CLASSES = {"imp", "acute", "nonac", "emer", "prenc", "ss", "inpatient", "emergency", "observation"}
@@ -200,7 +203,7 @@ class TimedBloodPressure:
         return f"Observation/{self.id}"
 
 
-def _component_value(res: Mapping[str, Any], groups: set[str], codesets: CodeSets) -> float | None:
+def _component_value(res: Mapping[str, Any], groups: AbstractSet[str], codesets: CodeSets) -> float | None:
     for comp in arr(res, "component"):
         if codesets.observation_groups(obj(comp, "code")) & groups:
             return number_value(comp)
@@ -407,36 +410,35 @@ class SessionRecords:
         readings: dict[tuple[str, dt.datetime], dict[str, Any]] = {}
         for res in self.pool.of_type(ResourceType.OBSERVATION):
             groups = codesets.observation_groups(obj(res, "code"))
-            if not groups & {"bp_panel", "systolic", "diastolic"}:
+            if not groups & _BP_GROUPS or (at := self._bp_time(res)) is None:
                 continue
-            if not self._mine(res) or not self._valid(res) or text(res, "status") not in _FINAL_OBSERVATION:
-                continue
-            encounter = _reference_id(obj(res, "encounter"), "Encounter")
-            if self.encounter_id and encounter and encounter != self.encounter_id:
-                self._leave_out(res, LeftOutReason.OTHER_ENCOUNTER)
-                continue
-            try:
-                at = self._time(res, res.get("effectiveDateTime")) or self._time(
-                    res, obj(res, "effectivePeriod").get("start"))
-            except OutOfRange:
-                continue
-            if at is None:
-                continue
-            if "bp_panel" in groups:
+            if ObservationGroup.BP_PANEL in groups:
                 reading = readings.setdefault((text(res, "id"), at), {"id": text(res, "id")})
-                reading["systolic"] = _component_value(res, {"systolic"}, codesets)
-                reading["diastolic"] = _component_value(res, {"diastolic"}, codesets)
-                continue
-            value = number_value(res)
-            if value is None:
-                continue
-            half = readings.setdefault(("pair", at), {"id": text(res, "id")})
-            half["systolic" if "systolic" in groups else "diastolic"] = value
+                reading["systolic"] = _component_value(res, {ObservationGroup.SYSTOLIC}, codesets)
+                reading["diastolic"] = _component_value(res, {ObservationGroup.DIASTOLIC}, codesets)
+            elif (value := number_value(res)) is not None:
+                half = readings.setdefault(("pair", at), {"id": text(res, "id")})
+                half["systolic" if ObservationGroup.SYSTOLIC in groups else "diastolic"] = value
         plausible = [TimedBloodPressure(r["id"], at, r.get("systolic"), r.get("diastolic"))
                      for (_, at), r in readings.items()
                      if all(plausible_mmhg(v) for v in (r.get("systolic"), r.get("diastolic")) if v is not None)
                      and (r.get("systolic") is not None or r.get("diastolic") is not None)]
         return sorted(plausible, key=lambda b: b.at)
+
+    def _bp_time(self, res: dict[str, Any]) -> dt.datetime | None:
+        """When a blood pressure of the patient's was taken, if it is valid, final, of this encounter (at discharge;
+        one of another is left out) and has a time."""
+        if not self._mine(res) or not self._valid(res) or text(res, "status") not in _FINAL_OBSERVATION:
+            return None
+        encounter = _reference_id(obj(res, "encounter"), "Encounter")
+        if self.encounter_id and encounter and encounter != self.encounter_id:
+            self._leave_out(res, LeftOutReason.OTHER_ENCOUNTER)
+            return None
+        try:
+            return self._time(res, res.get("effectiveDateTime")) or self._time(
+                res, obj(res, "effectivePeriod").get("start"))
+        except OutOfRange:
+            return None
 
     def encounter(self) -> EncounterFact | None:
         """The context's encounter, when it is valid and the patient's (or names no patient)."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from fhir_mapping import CodeSets
+import fhir_mapping
+from fhir_mapping import CodeSets, ObservationGroup
 from fhir_mapping.codesets import ICD10CM, SNOMED
 
 CS = CodeSets.load()
@@ -65,6 +67,13 @@ def test_observation_groups() -> None:
     assert CS.observation_group(loinc, "2106-3") == "pregnancy_test"
     assert CS.observation_group(loinc, "80384-1") == "pregnancy_test"  # from the VSAC Pregnancy Test value set
     assert CS.observation_group(loinc, "2345-7") is None
+
+
+def test_the_observation_groups_are_those_of_the_code_file() -> None:
+    # Each group has a reader of its own in the mapping: a group added to the file must be added to the enum.
+    data = tomllib.loads((Path(fhir_mapping.__file__).parent / "data" / "observation_codes.toml").read_text())
+    assert set(data) == {g.value for g in ObservationGroup}
+    assert all(CS.observation_codes(g) for g in ObservationGroup)
 
 
 def test_local_additions_extend_a_concept(tmp_path: Path) -> None:
