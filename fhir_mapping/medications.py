@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from ._json import codings, obj, text
-from .codesets import CodeSets, system_key
+from .codesets import CnsDepressant, CodeSets, system_key
 from .dates import duration_days, parse_day
 from .dosage import Strength, dose_phases, strength_from_medication, strength_in_name, supply_days
 from .facts import (
@@ -77,108 +78,225 @@ class MedicationFacts:
     unreadable: tuple[tuple[ResourceType, int], ...] = ()
 
 
+class _DrugKind(StrEnum):
+    """What a record's drug is to the rules: each kind is read by a reader of its own (``_READERS``)."""
+
+    KETAMINE = "ketamine"
+    PSYCHOSTIMULANT = "psychostimulant"
+    ANTIDEPRESSANT = "antidepressant"
+    CNS_DEPRESSANT = "cns_depressant"
+    UNRECOGNISED = "unrecognised"
+
+
+@dataclass(frozen=True, slots=True)
+class _Recognised:
+    kind: _DrugKind
+    stimulant: str = ""
+    ident: _Identified | None = None
+    depressant: CnsDepressant | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One MedicationStatement or MedicationRequest that describes medication taken, with the drug it names."""
+
+    res: dict[str, Any]
+    status: str
+    concept: dict[str, Any]
+    medication: dict[str, Any] | None
+    names: list[str]
+
+    @property
+    def rtype(self) -> str:
+        return str(self.res["resourceType"])
+
+    @property
+    def evidence(self) -> str:
+        return f"{self.rtype}/{self.res['id']}"
+
+    @property
+    def label(self) -> str:
+        return self.names[0] if self.names else "(unnamed medication)"
+
+
+@dataclass(slots=True)
+class _Found:
+    """What a patient's medication records give, as they are read."""
+
+    pool: ResourcePool
+    codesets: CodeSets
+    records: list[_Record] = field(default_factory=list)
+    other: list[CurrentMedication] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
+    unresolved: list[DataGap] = field(default_factory=list)
+    ketamine: list[KetamineExposure] = field(default_factory=list)
+    nonadherence: list[NonAdherence] = field(default_factory=list)
+    unreadable: dict[ResourceType, int] = field(default_factory=dict)
+    # A chart names few distinct drugs in many records: recognise each distinct drug once.
+    recognised: dict[str, _Recognised] = field(default_factory=dict)
+
+    def usable(self, entry: _Entry) -> bool:
+        """Valid, and so is the Medication it references: only the records the rules use are validated."""
+        return self.pool.valid(entry.res) and (
+            entry.medication is None or _valid_medication(self.pool, entry.res, entry.medication))
+
+
 def map_medications(
     pool: ResourcePool,
     codesets: CodeSets,
     resources: Iterable[dict[str, Any]],
     merge_gap_days: int = DEFAULT_MERGE_GAP_DAYS,
 ) -> MedicationFacts:
-    records: list[_Record] = []
-    other: list[CurrentMedication] = []
-    unmatched: list[str] = []
-    unresolved: list[DataGap] = []
-    ketamine_records: list[KetamineExposure] = []
-    nonadherence: list[NonAdherence] = []
-    unreadable: dict[ResourceType, int] = {}
-    # A chart names few distinct drugs in many records: recognise each distinct drug once.
-    recognised: dict[str, tuple[bool, str | None, _Identified | None]] = {}
+    found = _Found(pool, codesets)
     for res in resources:
-        rtype = res["resourceType"]
-        status = text(res, "status") or "unknown"
-        if rtype == ResourceType.MEDICATION_STATEMENT and status in codesets.non_adherence_statuses:
-            # "Not taken" is no exposure, but during a trial it says the trial was not taken as prescribed.
-            if (note := _statement_not_taken(pool, codesets, res)) is not None:
-                nonadherence.append(note)
-            continue
-        if rtype == ResourceType.MEDICATION_STATEMENT and status in _SKIP_STATEMENT:
-            continue
-        if rtype == ResourceType.MEDICATION_REQUEST and (
-            status in _SKIP_REQUEST or text(res, "intent") in _SKIP_REQUEST_INTENT
-        ):
-            continue
-        concept, medication = referenced_medication(pool, res)
-        names = _names(concept)
-        evidence = f"{rtype}/{res['id']}"
-        label = names[0] if names else "(unnamed medication)"
-        if not names and not any(text(c, "code").strip() for c in codings(concept)) and \
-                not text(obj(res, "medicationReference"), "reference") and not pool.valid(res):
-            # Not valid, and no drug to read at all: the medication history is incomplete, never silently shorter.
-            unreadable[ResourceType(rtype)] = unreadable.get(ResourceType(rtype), 0) + 1
-            continue
-        # Recognise the drug on the raw JSON first: only the records the rules use are validated.
-        key = json.dumps([concept, medication.get("ingredient") if medication else None], sort_keys=True)
-        if key not in recognised:
-            ketamine = _is_ketamine(codesets, concept, names)
-            stimulant = None if ketamine else next(
-                (s for n in names if (s := codesets.psychostimulant_in_name(n))), None)
-            recognised[key] = (ketamine, stimulant, None if ketamine or stimulant else
-                               _identify(codesets, concept, names, medication))
-        ketamine, stimulant, ident = recognised[key]
-        depressant = None if ketamine or stimulant or ident else codesets.cns_depressant(concept, names)
-        if depressant is not None:
-            # A benzodiazepine, Z-drug or opioid: more sedation with esketamine (US PI §7.1 [S1, S53]). PRN use
-            # counts too: a dose taken before a session sedates as much as a scheduled one.
-            if pool.valid(res) and (medication is None or _valid_medication(pool, res, medication)):
-                start, end, length_known = _exposure(res, status)
-                if not length_known and status in _ONGOING:
-                    end = None  # an active order with no supply or end written is taken until it is stopped
-                other.append(CurrentMedication(depressant.ingredient, MedicationCategory.CNS_DEPRESSANT, start, end,
-                                               status, evidence, depressant.drug_class))
-            continue
-        if not (ketamine or stimulant or ident):
-            reference = text(obj(res, "medicationReference"), "reference")
-            if medication is None and reference:
-                # A Medication we could not read: the drug is unknown, so the medication history is incomplete.
-                unresolved.append(DataGap(ResourceType.MEDICATION, GapReason.UNRESOLVED_REFERENCE,
-                                          f"{evidence} references {reference[:80]}, which could not be read",
-                                          frozenset({DataDomain.MEDICATIONS})))
-                continue
-            unmatched.append(label)
-            continue
-        if not pool.valid(res) or (medication is not None and not _valid_medication(pool, res, medication)):
-            continue
-        start, end, length_known = _exposure(res, status)
-        if ketamine:
-            if start is not None:
-                esketamine = ketamine_concept(concept, codesets)[1]
-                kind = ExposureKind.STATEMENT if rtype == ResourceType.MEDICATION_STATEMENT else ExposureKind.REQUEST
-                ketamine_records.append(KetamineExposure(
-                    evidence, kind, KetamineProduct.ESKETAMINE_NASAL if esketamine else KetamineProduct.KETAMINE,
-                    label, start, end, active=status in _ONGOING))
-            continue
-        if stimulant:
-            other.append(CurrentMedication(stimulant, MedicationCategory.PSYCHOSTIMULANT, start, end, status,
-                                           evidence))
-            continue
-        if ident is None or start is None:
-            continue
-        if ident.drug_class is DrugClass.MAOI:
-            other.append(CurrentMedication(ident.ingredient, MedicationCategory.MAOI, start, end, status, evidence))
-        if (why := _non_adherence(codesets, res)) is not None:
-            nonadherence.append(NonAdherence(ident.ingredient, why[0] or start, evidence, why[1]))
-        dosages = res.get("dosage") if rtype == ResourceType.MEDICATION_STATEMENT else res.get("dosageInstruction")
-        phases = dose_phases(dosages if isinstance(dosages, list) else [], ident.strength)
-        if all(ph.dose.prn for ph in phases):
-            continue  # as-needed use is not a trial (the spec: PRN doses do not count)
-        records.extend(_Record(ident, seg) for seg in _segments(phases, start, end, length_known, evidence))
-    return MedicationFacts(_merge(records, merge_gap_days), tuple(other), tuple(dict.fromkeys(unmatched)),
-                           tuple(unresolved), tuple(ketamine_records), tuple(nonadherence),
-                           tuple(unreadable.items()))
+        entry = _entry(found, res)
+        if entry is not None:
+            recognised = _recognise(found, entry)
+            _READERS[recognised.kind](found, entry, recognised)
+    return MedicationFacts(_merge(found.records, merge_gap_days), tuple(found.other),
+                           tuple(dict.fromkeys(found.unmatched)), tuple(found.unresolved), tuple(found.ketamine),
+                           tuple(found.nonadherence), tuple(found.unreadable.items()))
+
+
+def _request_not_taken(res: dict[str, Any], status: str) -> bool:
+    return status in _SKIP_REQUEST or text(res, "intent") in _SKIP_REQUEST_INTENT
+
+
+#: Records that do not describe medication actually taken, by type.
+_NOT_TAKEN: dict[ResourceType, Callable[[dict[str, Any], str], bool]] = {
+    ResourceType.MEDICATION_STATEMENT: lambda _, status: status in _SKIP_STATEMENT,
+    ResourceType.MEDICATION_REQUEST: _request_not_taken,
+}
+
+
+def _entry(found: _Found, res: dict[str, Any]) -> _Entry | None:
+    """The record as an entry to read, or None: not medication taken, or no drug to read at all (counted)."""
+    rtype = res["resourceType"]
+    status = text(res, "status") or "unknown"
+    if rtype == ResourceType.MEDICATION_STATEMENT and status in found.codesets.non_adherence_statuses:
+        # "Not taken" is no exposure, but during a trial it says the trial was not taken as prescribed.
+        if (note := _statement_not_taken(found.pool, found.codesets, res)) is not None:
+            found.nonadherence.append(note)
+        return None
+    not_taken = _NOT_TAKEN.get(rtype)
+    if not_taken is not None and not_taken(res, status):
+        return None
+    concept, medication = referenced_medication(found.pool, res)
+    names = _names(concept)
+    if not names and not any(text(c, "code").strip() for c in codings(concept)) and \
+            not text(obj(res, "medicationReference"), "reference") and not found.pool.valid(res):
+        # Not valid, and no drug to read at all: the medication history is incomplete, never silently shorter.
+        found.unreadable[ResourceType(rtype)] = found.unreadable.get(ResourceType(rtype), 0) + 1
+        return None
+    return _Entry(res, status, concept, medication, names)
+
+
+def _recognise(found: _Found, entry: _Entry) -> _Recognised:
+    """The drug, recognised on the raw JSON (only the records the rules use are validated), once per drug."""
+    medication = entry.medication
+    key = json.dumps([entry.concept, medication.get("ingredient") if medication else None], sort_keys=True)
+    if key not in found.recognised:
+        found.recognised[key] = _recognised(found.codesets, entry.concept, entry.names, medication)
+    return found.recognised[key]
+
+
+def _recognised(codesets: CodeSets, concept: dict[str, Any], names: list[str],
+                medication: dict[str, Any] | None) -> _Recognised:
+    if _is_ketamine(codesets, concept, names):
+        return _Recognised(_DrugKind.KETAMINE)
+    if stimulant := next((s for n in names if (s := codesets.psychostimulant_in_name(n))), None):
+        return _Recognised(_DrugKind.PSYCHOSTIMULANT, stimulant=stimulant)
+    if ident := _identify(codesets, concept, names, medication):
+        return _Recognised(_DrugKind.ANTIDEPRESSANT, ident=ident)
+    if depressant := codesets.cns_depressant(concept, names):
+        return _Recognised(_DrugKind.CNS_DEPRESSANT, depressant=depressant)
+    return _Recognised(_DrugKind.UNRECOGNISED)
+
+
+# -- the readers, one per kind of drug -----------------------------------------------------------------------------
+
+def _cns_depressant(found: _Found, entry: _Entry, drug: _Recognised) -> None:
+    """A benzodiazepine, Z-drug or opioid: more sedation with esketamine (US PI §7.1 [S1, S53]). PRN use counts
+    too: a dose taken before a session sedates as much as a scheduled one."""
+    assert drug.depressant is not None
+    if not found.usable(entry):
+        return
+    start, end, length_known = _exposure(entry.res, entry.status)
+    if not length_known and entry.status in _ONGOING:
+        end = None  # an active order with no supply or end written is taken until it is stopped
+    found.other.append(CurrentMedication(drug.depressant.ingredient, MedicationCategory.CNS_DEPRESSANT, start, end,
+                                         entry.status, entry.evidence, drug.depressant.drug_class))
+
+
+def _unrecognised(found: _Found, entry: _Entry, _: _Recognised) -> None:
+    reference = text(obj(entry.res, "medicationReference"), "reference")
+    if entry.medication is None and reference:
+        # A Medication we could not read: the drug is unknown, so the medication history is incomplete.
+        found.unresolved.append(DataGap(ResourceType.MEDICATION, GapReason.UNRESOLVED_REFERENCE,
+                                        f"{entry.evidence} references {reference[:80]}, which could not be read",
+                                        frozenset({DataDomain.MEDICATIONS})))
+    else:
+        found.unmatched.append(entry.label)
+
+
+def _ketamine(found: _Found, entry: _Entry, _: _Recognised) -> None:
+    if not found.usable(entry):
+        return
+    start, end, _known = _exposure(entry.res, entry.status)
+    if start is None:
+        return
+    esketamine = ketamine_concept(entry.concept, found.codesets)[1]
+    kind = ExposureKind.STATEMENT if entry.rtype == ResourceType.MEDICATION_STATEMENT else ExposureKind.REQUEST
+    found.ketamine.append(KetamineExposure(
+        entry.evidence, kind, KetamineProduct.ESKETAMINE_NASAL if esketamine else KetamineProduct.KETAMINE,
+        entry.label, start, end, active=entry.status in _ONGOING))
+
+
+def _psychostimulant(found: _Found, entry: _Entry, drug: _Recognised) -> None:
+    if not found.usable(entry):
+        return
+    start, end, _known = _exposure(entry.res, entry.status)
+    found.other.append(CurrentMedication(drug.stimulant, MedicationCategory.PSYCHOSTIMULANT, start, end,
+                                         entry.status, entry.evidence))
+
+
+def _antidepressant(found: _Found, entry: _Entry, drug: _Recognised) -> None:
+    """An antidepressant: the segments of its trial (as-needed use is none), an MAOI, a note of non-adherence."""
+    ident, res = drug.ident, entry.res
+    assert ident is not None
+    if not found.usable(entry):
+        return
+    start, end, length_known = _exposure(res, entry.status)
+    if start is None:
+        return
+    if ident.drug_class is DrugClass.MAOI:
+        found.other.append(CurrentMedication(ident.ingredient, MedicationCategory.MAOI, start, end, entry.status,
+                                             entry.evidence))
+    if (why := _non_adherence(found.codesets, res)) is not None:
+        found.nonadherence.append(NonAdherence(ident.ingredient, why[0] or start, entry.evidence, why[1]))
+    dosages = res.get("dosage") if entry.rtype == ResourceType.MEDICATION_STATEMENT else res.get("dosageInstruction")
+    phases = dose_phases(dosages if isinstance(dosages, list) else [], ident.strength)
+    if all(ph.dose.prn for ph in phases):
+        return  # as-needed use is not a trial (the spec: PRN doses do not count)
+    found.records.extend(_Record(ident, seg) for seg in _segments(phases, start, end, length_known, entry.evidence))
+
+
+_READERS: dict[_DrugKind, Callable[[_Found, _Entry, _Recognised], None]] = {
+    _DrugKind.KETAMINE: _ketamine,
+    _DrugKind.PSYCHOSTIMULANT: _psychostimulant,
+    _DrugKind.ANTIDEPRESSANT: _antidepressant,
+    _DrugKind.CNS_DEPRESSANT: _cns_depressant,
+    _DrugKind.UNRECOGNISED: _unrecognised,
+}
 
 
 def _non_adherence(codesets: CodeSets, res: dict[str, Any]) -> tuple[dt.date | None, str] | None:
     """(the day asserted, what it says) when a record says its drug was not taken as prescribed: a US Core
     medication-adherence extension coded for non-adherence, or a statusReason naming it."""
+    return _adherence_extension(codesets, res) or _status_reason(codesets, res)
+
+
+def _adherence_extension(codesets: CodeSets, res: dict[str, Any]) -> tuple[dt.date | None, str] | None:
     for ext in res.get("extension") or []:
         if not isinstance(ext, dict) or text(ext, "url") != codesets.adherence_extension_url:
             continue
@@ -189,6 +307,10 @@ def _non_adherence(codesets: CodeSets, res: dict[str, Any]) -> tuple[dt.date | N
         if coded:
             said = text(coded[0], "display") or text(concept, "text") or f"SNOMED CT {text(coded[0], 'code')}"
             return parse_day(parts.get("dateAsserted", {}).get("valueDateTime")), said
+    return None
+
+
+def _status_reason(codesets: CodeSets, res: dict[str, Any]) -> tuple[dt.date | None, str] | None:
     for reason in res.get("statusReason") or []:
         label = " ".join([text(reason, "text"), *(text(c, "display") for c in codings(reason))])
         if codesets.says_non_adherence(label) or any(
@@ -319,38 +441,41 @@ def _exposure(res: dict[str, Any], status: str) -> tuple[dt.date | None, dt.date
     ``authoredOn`` and no supply duration or validity end, says the drug was taken or prescribed that day, not for
     how long: its length is unknown (``_merge`` extends it to the next record of the same course).
     """
-    length_known = True
-    if res["resourceType"] == ResourceType.MEDICATION_STATEMENT:
-        period = obj(res, "effectivePeriod")
-        start = parse_day(period.get("start"))
-        end = parse_day(period.get("end"))
-        if start is None:
-            start = parse_day(res.get("effectiveDateTime")) or parse_day(period.get("end")) or parse_day(
-                res.get("dateAsserted"))
-            end = start
-            length_known = False
-    else:
-        dispense = obj(res, "dispenseRequest")
-        validity = obj(dispense, "validityPeriod")
-        start = parse_day(validity.get("start")) or parse_day(res.get("authoredOn"))
-        end = parse_day(validity.get("end"))
-        supply = duration_days(obj(dispense, "expectedSupplyDuration"))
-        if supply is None:
-            # No supply duration: the quantity at the prescribed rate, as Oracle Health sends it (issue #20).
-            supply = supply_days(dispense.get("quantity"), res.get("dosageInstruction") or [])
-        if end is None and start is not None and supply is not None:
-            repeats = dispense.get("numberOfRepeatsAllowed")
-            fills = 1 + (repeats if isinstance(repeats, int) and not isinstance(repeats, bool) and repeats > 0 else 0)
-            end = start + dt.timedelta(days=round(min(supply * fills, 3650)))
-        elif end is None:
-            end = start
-            length_known = False
+    period = _statement_period if res["resourceType"] == ResourceType.MEDICATION_STATEMENT else _request_period
+    start, end, length_known = period(res)
     if start is not None and end is None and status not in _ONGOING:
         # Finished, with no end date: no duration can be credited.
         end = start
     if start is not None and end is not None and end < start:
         end = start
     return start, end, length_known
+
+
+def _statement_period(res: dict[str, Any]) -> tuple[dt.date | None, dt.date | None, bool]:
+    period = obj(res, "effectivePeriod")
+    start = parse_day(period.get("start"))
+    if start is not None:
+        return start, parse_day(period.get("end")), True
+    day = parse_day(res.get("effectiveDateTime")) or parse_day(period.get("end")) or parse_day(res.get("dateAsserted"))
+    return day, day, False
+
+
+def _request_period(res: dict[str, Any]) -> tuple[dt.date | None, dt.date | None, bool]:
+    dispense = obj(res, "dispenseRequest")
+    validity = obj(dispense, "validityPeriod")
+    start = parse_day(validity.get("start")) or parse_day(res.get("authoredOn"))
+    end = parse_day(validity.get("end"))
+    if end is not None or start is None:
+        return start, end if end is not None else start, end is not None
+    supply = duration_days(obj(dispense, "expectedSupplyDuration"))
+    if supply is None:
+        # No supply duration: the quantity at the prescribed rate, as Oracle Health sends it (issue #20).
+        supply = supply_days(dispense.get("quantity"), res.get("dosageInstruction") or [])
+    if supply is None:
+        return start, start, False
+    repeats = dispense.get("numberOfRepeatsAllowed")
+    fills = 1 + (repeats if isinstance(repeats, int) and not isinstance(repeats, bool) and repeats > 0 else 0)
+    return start, start + dt.timedelta(days=round(min(supply * fills, 3650))), True
 
 
 def _merge(records: list[_Record], gap_days: int) -> tuple[Course, ...]:
