@@ -296,10 +296,6 @@ def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         raise JwtRejected(JwtRefusal.NOT_COMPACT_JWS) from exc
 
 
-#: The longest a CDS client's token may live (exp - iat), plus the leeway: the spec's clients mint one per call.
-DEFAULT_MAX_LIFETIME_S = 300
-
-
 def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
     """A NumericDate (RFC 7519 §2): a finite JSON number. A string, a boolean, NaN or an infinity is refused (NaN
     would never expire, and so could be replayed for ever)."""
@@ -319,7 +315,9 @@ def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
 class JwtVerifier:
     def __init__(self, clients: list[TrustedClient], jwks: JwksCache | None = None,
                  replay: Replays | None = None, clock: Callable[[], float] = time.time,
-                 max_lifetime_s: float = DEFAULT_MAX_LIFETIME_S) -> None:
+                 *, max_lifetime_s: float) -> None:
+        """``max_lifetime_s``: the longest a CDS client's token may live (exp - iat), plus the leeway (the spec's
+        clients mint one per call); the settings' ``cds.jwt_max_lifetime_s``."""
         self._clients = {c.issuer: c for c in clients}
         self._jwks = jwks or JwksCache()
         self._replay = replay or ReplayStore(clock)

@@ -171,7 +171,7 @@ _HOOK_CHECKS: dict[Hook, tuple[Callable[[dict[str, Any], int], None], ...]] = {
 }
 
 
-def _check_context(req: CdsRequest, service: ServiceDefinition, max_appointments: int = 50) -> None:
+def _check_context(req: CdsRequest, service: ServiceDefinition, max_appointments: int) -> None:
     if req.hook != service.hook:
         raise BadRequest(IssueType.INVALID, f"service {service.id} answers hook {service.hook}, not {req.hook}")
     context = req.context
@@ -248,7 +248,7 @@ def build_router(options: CdsOptions) -> APIRouter:
                 await authenticate(request, "/cds-services")
             except JwtRejected as exc:
                 raise Unauthorized(exc.refusal, exc.reason) from exc
-        return {"services": [s.discovery() for s in SERVICES.values()]}
+        return {"services": [s.discovery(options.policy) for s in SERVICES.values()]}
 
     @router.post("/cds-services/{service_id}", response_model=None)
     async def call_service(service_id: str, request: Request) -> Response:

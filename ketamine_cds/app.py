@@ -37,7 +37,7 @@ from cds_hooks import (
 from cds_hooks.audit import add_observer
 from cds_hooks.errors import operation_outcome
 from cds_hooks.fhir_servers import FhirServerCheck, FhirServerPolicy, origin, parse_networks
-from eligibility import load_policy
+from eligibility import Policy, load_policy
 from fhir_mapping import CodeSets
 from smart_app import ClientCredentials, SmartOptions, SmartProblem, Store, csp, problem_handler
 from smart_app import build_router as build_smart_router
@@ -181,6 +181,36 @@ def _slash_redirect(app: FastAPI, request: Request, public_base_url: str) -> Res
     return RedirectResponse(public_base_url + other + (f"?{query}" if query else ""), status_code=307)
 
 
+def cds_options(settings: Settings, *, policy: Policy, storage: Storage, verifier: JwtVerifier | None,
+                audit_salt: str, http: httpx.AsyncClient | None, today: Callable[[], dt.date],
+                now: Callable[[], dt.datetime]) -> CdsOptions:
+    """The CDS service's options from the settings: every number and switch is the settings' (``CdsOptions`` has no
+    defaults of its own); the rest are the running app's parts."""
+    cds, sessions = settings.cds, settings.sessions
+    return CdsOptions(
+        public_base_url=cds.public_base_url,
+        policy=policy,
+        storage=storage,
+        verifier=verifier,
+        discovery_requires_auth=cds.discovery_requires_auth,
+        max_body_bytes=cds.max_body_bytes,
+        fhir_budget_s=cds.fhir_budget_s,
+        smart_launch_url=cds.public_base_url + "/smart/launch",
+        audit_salt=audit_salt,
+        repeat_window_s=cds.repeat_window_s,
+        now=now,
+        session_codes=frozenset(sessions.appointment_codes),
+        display_tz=ZoneInfo(sessions.display_timezone) if sessions.display_timezone else None,
+        max_session_appointments=sessions.max_appointments,
+        max_cards=cds.max_cards,
+        fhir_servers=fhir_server_check(settings),
+        fhir_max_response_bytes=cds.fhir_max_response_bytes,
+        fhir_max_total_bytes=cds.fhir_max_total_bytes,
+        http=http,
+        today=today,
+    )
+
+
 def app_from_environment() -> FastAPI:
     """The app ``serve`` runs in each worker (uvicorn's factory): settings from ``KETAMINE_CDS_CONFIG``."""
     config = os.environ.get("KETAMINE_CDS_CONFIG")
@@ -215,28 +245,8 @@ def create_app(
                                                          max_lifetime_s=settings.cds.jwt_max_lifetime_s)
     if configure_logging:
         _configure_audit(settings.cds.audit_log)
-    options = CdsOptions(
-        public_base_url=settings.cds.public_base_url,
-        policy=policy,
-        storage=storage,
-        verifier=verifier,
-        discovery_requires_auth=settings.cds.discovery_requires_auth,
-        max_body_bytes=settings.cds.max_body_bytes,
-        fhir_budget_s=settings.cds.fhir_budget_s,
-        smart_launch_url=settings.cds.public_base_url + "/smart/launch",
-        audit_salt=salt,
-        repeat_window_s=settings.cds.repeat_window_s,
-        now=now or (lambda: dt.datetime.now(dt.UTC)),
-        session_codes=frozenset(settings.sessions.appointment_codes),
-        display_tz=ZoneInfo(settings.sessions.display_timezone) if settings.sessions.display_timezone else None,
-        max_session_appointments=settings.sessions.max_appointments,
-        max_cards=settings.cds.max_cards,
-        fhir_servers=fhir_server_check(settings),
-        fhir_max_response_bytes=settings.cds.fhir_max_response_bytes,
-        fhir_max_total_bytes=settings.cds.fhir_max_total_bytes,
-        http=client,
-        today=today or dt.date.today,
-    )
+    options = cds_options(settings, policy=policy, storage=storage, verifier=verifier, audit_salt=salt, http=client,
+                          today=today or dt.date.today, now=now or (lambda: dt.datetime.now(dt.UTC)))
 
     base = settings.cds.public_base_url
     smart_options = SmartOptions(

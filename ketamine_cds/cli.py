@@ -299,7 +299,7 @@ def _print_registration(settings: Settings) -> None:
     from cds_hooks import SERVICES
 
     for sid in ("ketamine-session-book", "ketamine-session-discharge"):
-        extra = {k: v for k, v in SERVICES[sid].discovery()["prefetch"].items() if k not in TEMPLATES}
+        extra = {k: v for k, v in SERVICES[sid].prefetch().items() if k not in TEMPLATES}
         print(f"  {sid}: " + "; ".join(f"{k} = {v}" for k, v in extra.items()))
     codes = settings.sessions.appointment_codes
     print("session appointment codes ([sessions] appointment_codes): "

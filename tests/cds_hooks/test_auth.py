@@ -13,7 +13,7 @@ from joserfc.jwk import ECKey, OctKey
 from pytest_httpx import HTTPXMock
 
 from cds_hooks import JwksCache, JwtRejected, JwtVerifier, TrustedClient
-from ketamine_cds.settings import Settings
+from ketamine_cds.settings import CdsSettings, Settings
 
 from .conftest import BASE, ISSUER, Keys, Post, hook_request
 
@@ -151,7 +151,8 @@ async def test_jwks_by_url_is_cached_and_refreshed_on_unknown_kid_at_most_once_p
     clock = [1000.0]
     async with httpx.AsyncClient() as http:
         verifier = JwtVerifier([TrustedClient(ISSUER, jwks_url="https://ehr.test/jwks")],
-                               JwksCache(http, refresh_interval_s=30, clock=lambda: clock[0]))
+                               JwksCache(http, refresh_interval_s=30, clock=lambda: clock[0]),
+                               max_lifetime_s=CdsSettings().jwt_max_lifetime_s)
         await verifier.verify(f"Bearer {keys.token(SIGN)}", SIGN)
         await verifier.verify(f"Bearer {keys.token(SIGN)}", SIGN)
         assert len(httpx_mock.get_requests()) == 1  # cached
@@ -164,7 +165,8 @@ async def test_jwks_by_url_is_cached_and_refreshed_on_unknown_kid_at_most_once_p
 
 
 async def test_tenant_must_match_when_configured(keys: Keys) -> None:
-    verifier = JwtVerifier([TrustedClient(ISSUER, jwks=keys.jwks(), tenant="hospital-a")])
+    verifier = JwtVerifier([TrustedClient(ISSUER, jwks=keys.jwks(), tenant="hospital-a")],
+                           max_lifetime_s=CdsSettings().jwt_max_lifetime_s)
     with pytest.raises(JwtRejected, match="tenant"):
         await verifier.verify(f"Bearer {keys.token(SIGN, tenant='hospital-b')}", SIGN)
     caller = await verifier.verify(f"Bearer {keys.token(SIGN, tenant='hospital-a')}", SIGN)

@@ -77,3 +77,20 @@ async def test_cors_preflight_allows_only_configured_origins(cds: httpx.AsyncCli
     assert "authorization" in r.headers["access-control-allow-headers"].lower()
     r = await cds.options("/cds-services/ketamine-order-sign", headers={**headers, "Origin": "https://evil.test"})
     assert "access-control-allow-origin" not in r.headers
+
+
+@pytest.mark.parametrize(("minutes", "words"), [(120, "2 hours"), (60, "1 hour"), (90, "90 minutes")])
+def test_the_session_services_describe_the_policys_monitoring_time(minutes: float, words: str) -> None:
+    from dataclasses import replace
+
+    from cds_hooks import SERVICES
+    from eligibility import load_policy
+
+    default = load_policy("default")
+    policy = replace(default, thresholds=replace(default.thresholds, session_monitoring_minutes=minutes))
+    book = SERVICES["ketamine-session-book"].discovery(policy)["description"]
+    discharge = SERVICES["ketamine-session-discharge"].discovery(policy)["description"]
+    assert f"the dose and {words} of monitoring" in book
+    assert discharge.startswith("When a patient is discharged") and f"{words} of monitoring after the last dose" in \
+        discharge
+    assert "2 hours" in SERVICES["ketamine-session-book"].discovery(default)["description"]  # the label's 120 min
