@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import Response
@@ -107,67 +110,101 @@ async def answer_session(options: CdsOptions, service: ServiceDefinition, req: C
     patient_id = str(req.context["patientId"])
     now = options.now()
     booking = _booking_pool(req) if service.hook is Hook.APPOINTMENT_BOOK else ResourcePool()
-    if service.hook is Hook.APPOINTMENT_BOOK:
+    if service.hook is Hook.APPOINTMENT_BOOK and not _may_be_sessions(booking, patient_id, options.session_codes):
         # Nothing to fetch for a booking that is not a session: answered at once, like a non-ketamine order.
-        # A booking that names another patient is not that: it goes on, to be reported.
-        probe = SessionRecords(ResourcePool(), patient_id)
-        if not _appointments(probe, booking, options.session_codes) and not probe.left_out.other_patient and not any(
-                r.get("basedOn") for r in booking.of_type(ResourceType.APPOINTMENT)):
-            return no_cards(log, started)
+        return no_cards(log, started)
     data = await fetch_data(options, req, patient_id, service.searches, now.date())
     blind = _blind(data)
     if blind:
-        gaps = audited_gaps(data.pool.gaps)
         card = blind_card(service.hook, sorted(blind), options.policy.cite("session_monitoring_minutes"))
-        return await send_cards(options, service, req, caller, [card], log, started, data_gaps=gaps,
-                                checks_not_made=True, fetched=len(data.queries))
+        return await send_cards(options, service, req, caller, [card], log, started,
+                                data_gaps=audited_gaps(data.pool.gaps), checks_not_made=True,
+                                fetched=len(data.queries))
     gaps = require_patient(data, patient_id, log, started)
-    unknown = _unknown(data.pool)
-    cards: list[Card]
-    verdict: str | None = None
     encounter_id = req.context.get("encounterId") if service.hook is Hook.ENCOUNTER_DISCHARGE else None
     records = SessionRecords(data.pool, patient_id, encounter_id if isinstance(encounter_id, str) else None)
-    if service.hook is Hook.APPOINTMENT_BOOK:
-        await _read_based_on(options, req, data.pool, booking)
-        appointments = _appointments(records, booking, options.session_codes)
-        cards = []
-        if appointments:
-            assessment, facts = assess_pool(data.pool, options.policy, now.date(), patient_id)
-            verdict = assessment.verdict.value
-            ctx = CardContext(hook_instance=req.hookInstance, patient_id=patient_id,
-                              user_id=req.context.get("userId"), encounter_id=req.context.get("encounterId"),
-                              orders=(), smart_launch_url=options.smart_launch_url)
-            # The current assessment, as at order time, unless it is "criteria met" (then the session cards say
-            # what matters for the session).
-            cards = [] if assessment.verdict is Verdict.CANDIDATE else [
-                c for c in order_cards(assessment, options.policy, ctx)]
-            others = records.booked_sessions(options.session_codes, exclude=[a.id for a in appointments])
-            pressures: list[BloodPressureFact] = list(facts.blood_pressures)
-            for appt in appointments:
-                product = "Esketamine" if appt.esketamine else "Ketamine"
-                cards += session_cards(assess_booking(appt, others, pressures, options.policy, now, unknown,
-                                                      assessment.course), product, options.display_tz)
-            # The records the session rules read (sessions, blood pressures, doses of the course); the rest of the
-            # order-time data is the assessment's, which keeps the patient's own as at order time.
-            records.count_other_patients((ResourceType.APPOINTMENT, ResourceType.OBSERVATION,
-                                          ResourceType.MEDICATION_ADMINISTRATION))
-        # Said even when nothing was recognised: a booking left out (another patient's) is not a silent booking.
-        quality = left_out_finding(records.left_out, options.policy)
-        if quality is not None:
-            cards += session_cards([quality], "Ketamine", options.display_tz)
-    else:
-        if records.unidentified_administrations():
-            unknown |= {DataDomain.ADMINISTRATIONS}  # a dose whose drug cannot be read might be ketamine
-        administrations = records.ketamine_administrations()
-        encounter = records.encounter()
-        pressures_at = records.timed_blood_pressures()
-        records.count_other_patients()
-        discharge = assess_discharge(administrations, pressures_at, encounter, options.policy, now, unknown,
-                                     records.left_out)
-        product = "Esketamine" if discharge.last_dose is None or discharge.last_dose.esketamine else "Ketamine"
-        cards = session_cards(discharge.findings, product, options.display_tz)
+    answer = _SessionAnswer(options, req, now, data, records, booking, _unknown(data.pool))
+    cards, verdict = await _ANSWERS[service.hook](answer)
     left_out = records.left_out
     return await send_cards(options, service, req, caller, cards, log, started, verdict=verdict, data_gaps=gaps,
                             fetched=len(data.queries), left_out={"other_patient": left_out.other_patient,
                                                                  "other_encounter": left_out.other_encounter,
                                                                  "invalid": left_out.invalid})
+
+
+def _may_be_sessions(booking: ResourcePool, patient_id: str, codes: frozenset[str]) -> bool:
+    """Whether a booking may hold the patient's sessions: one recognised, one of another patient's (it goes on, to
+    be reported), or one based on an order still to be read."""
+    probe = SessionRecords(ResourcePool(), patient_id)
+    return bool(_appointments(probe, booking, codes) or probe.left_out.other_patient or any(
+        r.get("basedOn") for r in booking.of_type(ResourceType.APPOINTMENT)))
+
+
+@dataclass(frozen=True, slots=True)
+class _SessionAnswer:
+    """What a session service's answer reads: the request, the fetched data, the session records in it."""
+
+    options: CdsOptions
+    req: CdsRequest
+    #: The request's time: every rule of the answer reads the same "now".
+    now: dt.datetime
+    data: PatientData
+    records: SessionRecords
+    booking: ResourcePool
+    unknown: frozenset[DataDomain]
+
+
+async def _booking_cards(answer: _SessionAnswer) -> tuple[list[Card], str | None]:
+    options, req, records, now = answer.options, answer.req, answer.records, answer.now
+    patient_id = str(req.context["patientId"])
+    await _read_based_on(options, req, answer.data.pool, answer.booking)
+    appointments = _appointments(records, answer.booking, options.session_codes)
+    cards: list[Card] = []
+    verdict: str | None = None
+    if appointments:
+        assessment, facts = assess_pool(answer.data.pool, options.policy, now.date(), patient_id)
+        verdict = assessment.verdict.value
+        ctx = CardContext(hook_instance=req.hookInstance, patient_id=patient_id,
+                          user_id=req.context.get("userId"), encounter_id=req.context.get("encounterId"),
+                          orders=(), smart_launch_url=options.smart_launch_url)
+        # The current assessment, as at order time, unless it is "criteria met" (then the session cards say
+        # what matters for the session).
+        cards = [] if assessment.verdict is Verdict.CANDIDATE else [
+            c for c in order_cards(assessment, options.policy, ctx)]
+        others = records.booked_sessions(options.session_codes, exclude=[a.id for a in appointments])
+        pressures: list[BloodPressureFact] = list(facts.blood_pressures)
+        for appt in appointments:
+            product = "Esketamine" if appt.esketamine else "Ketamine"
+            cards += session_cards(assess_booking(appt, others, pressures, options.policy, now, answer.unknown,
+                                                  assessment.course), product, options.display_tz)
+        # The records the session rules read (sessions, blood pressures, doses of the course); the rest of the
+        # order-time data is the assessment's, which keeps the patient's own as at order time.
+        records.count_other_patients((ResourceType.APPOINTMENT, ResourceType.OBSERVATION,
+                                      ResourceType.MEDICATION_ADMINISTRATION))
+    # Said even when nothing was recognised: a booking left out (another patient's) is not a silent booking.
+    quality = left_out_finding(records.left_out, options.policy)
+    if quality is not None:
+        cards += session_cards([quality], "Ketamine", options.display_tz)
+    return cards, verdict
+
+
+async def _discharge_cards(answer: _SessionAnswer) -> tuple[list[Card], str | None]:
+    options, records = answer.options, answer.records
+    unknown = answer.unknown
+    if records.unidentified_administrations():
+        unknown |= {DataDomain.ADMINISTRATIONS}  # a dose whose drug cannot be read might be ketamine
+    administrations = records.ketamine_administrations()
+    encounter = records.encounter()
+    pressures_at = records.timed_blood_pressures()
+    records.count_other_patients()
+    discharge = assess_discharge(administrations, pressures_at, encounter, options.policy, answer.now, unknown,
+                                 records.left_out)
+    product = "Esketamine" if discharge.last_dose is None or discharge.last_dose.esketamine else "Ketamine"
+    return session_cards(discharge.findings, product, options.display_tz), None
+
+
+#: Each session service's cards (and the verdict of the assessment they rest on, when one was made).
+_ANSWERS: dict[Hook, Callable[[_SessionAnswer], Awaitable[tuple[list[Card], str | None]]]] = {
+    Hook.APPOINTMENT_BOOK: _booking_cards,
+    Hook.ENCOUNTER_DISCHARGE: _discharge_cards,
+}

@@ -222,42 +222,46 @@ def _did_you_mean(loc: tuple[Any, ...]) -> str:
 
 
 def load_settings(path: Path | None) -> Settings:
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise SettingsError(f"{path}: cannot read ({exc.__class__.__name__})") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"{path}: not valid TOML ({exc})") from exc
+    settings = _validated(_read_toml(path) if path is not None else {}, path)
+    _resolve_paths(settings, path.parent if path is not None else Path.cwd())
+    _read_secret_files(settings)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        settings = Settings(**data)
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read ({exc.__class__.__name__})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML ({exc})") from exc
+
+
+def _validated(data: dict[str, Any], path: Path | None) -> Settings:
+    try:
+        return Settings(**data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ()))
         hint = _did_you_mean(first.get("loc", ())) if first.get("type") == "extra_forbidden" else ""
         raise SettingsError(f"{path or 'settings'}: {loc}: {first.get('msg')}{hint}") from exc
-    base = path.parent if path is not None else Path.cwd()
+
+
+#: The settings that name files: a relative one is relative to the settings file (else the working directory).
+_FILE_SETTINGS = (("cds", "feedback_db"), ("cds", "audit_salt_file"), ("cds", "audit_log"),
+                  ("smart", "private_key_file"), ("storage", "database_url_file"),
+                  ("storage", "encryption_key_file"), ("smart", "client_secret_file"))
+
+
+def _resolve_paths(settings: Settings, base: Path) -> None:
     for client in settings.cds.clients:
         if client.jwks_file is not None and not client.jwks_file.is_absolute():
             client.jwks_file = base / client.jwks_file
-    if not settings.cds.feedback_db.is_absolute():
-        settings.cds.feedback_db = base / settings.cds.feedback_db
-    if settings.cds.audit_salt_file is not None and not settings.cds.audit_salt_file.is_absolute():
-        settings.cds.audit_salt_file = base / settings.cds.audit_salt_file
-    if settings.cds.audit_log is not None and not settings.cds.audit_log.is_absolute():
-        settings.cds.audit_log = base / settings.cds.audit_log
-    key = settings.smart.private_key_file
-    if key is not None and not key.is_absolute():
-        settings.smart.private_key_file = base / key
-    for name in ("database_url_file", "encryption_key_file"):
-        value = getattr(settings.storage, name)
+    for section, name in _FILE_SETTINGS:
+        group = getattr(settings, section)
+        value = getattr(group, name)
         if value is not None and not value.is_absolute():
-            setattr(settings.storage, name, base / value)
-    if settings.smart.client_secret_file is not None and not settings.smart.client_secret_file.is_absolute():
-        settings.smart.client_secret_file = base / settings.smart.client_secret_file
-    _read_secret_files(settings)
-    return settings
+            setattr(group, name, base / value)
 
 
 def _read_secret_file(path: Path, key: str) -> str:

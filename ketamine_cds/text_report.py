@@ -6,8 +6,10 @@ from eligibility import (
     Adequacy,
     Assessment,
     Criterion,
+    Mode,
     Outcome,
     Presence,
+    TrialAssessment,
     Verdict,
     contraindication_label,
     course_summary,
@@ -33,57 +35,68 @@ _OUTCOME = {Outcome.RESPONSE: "responded", Outcome.NO_RESPONSE: "no response", O
 
 
 def render_text(a: Assessment, facts: ClinicalFacts) -> str:
-    lines: list[str] = []
+    sections = (_header(a, facts), _verdict(a), _findings(a), _contraindications(a), *_lists(a))
+    return "\n".join(line for section in sections for line in section)
+
+
+def _header(a: Assessment, facts: ClinicalFacts) -> list[str]:
     who = a.patient
     if facts.patient is not None and facts.patient.name:
         who = f"{facts.patient.name} ({a.patient})"
-    lines.append(f"{who} — as of {a.as_of.isoformat()} — policy {a.policy}")
-    lines.append("")
+    return [f"{who} — as of {a.as_of.isoformat()} — policy {a.policy}", ""]
+
+
+def _verdict(a: Assessment) -> list[str]:
+    lines = []
     if a.course is not None:
         lines.append(f"Course: {course_summary(a.course)}"
                      + ("" if a.course.current else " — ended; this order is judged as a new start"))
     lines.append(f"Verdict: {_VERDICT_WORDS[a.verdict]}")
-    for r in a.reasons:
-        lines.append(f"  - {r.text}")
-    lines.append("")
-    lines.append(f"Depression: {_PRESENCE[a.depression.status]}"
-                 + (f" ({', '.join(e.description for e in a.depression.evidence)})" if a.depression.evidence else ""))
+    lines.extend(f"  - {r.text}" for r in a.reasons)
+    return [*lines, ""]
+
+
+def _findings(a: Assessment) -> list[str]:
     tr = a.treatment_resistance
-    lines.append(f"Treatment resistance: {_CRITERION[tr.status]} — {tr.explanation}")
-    for t in tr.trials:
-        dose = f"{t.max_daily_dose_mg:g} mg/day" if t.max_daily_dose_mg is not None else "dose unknown"
-        floor = f" (floor {t.dose_floor_mg:g})" if t.dose_floor_mg is not None else ""
-        phq = ""
-        if t.baseline or t.follow_up:
-            b = f"{t.baseline.value:g}" if t.baseline else "?"
-            fu = f"{t.follow_up.value:g}" if t.follow_up else "?"
-            phq = f", PHQ-9 {b} → {fu}"
-        lines.append(f"  • {t.ingredient}: {t.start.isoformat()} to {t.end.isoformat()}, {dose}{floor}, "
-                     f"{t.weeks_at_adequate_dose:g} wk adequate — {_ADEQUACY[t.adequacy]}, {_OUTCOME[t.outcome]}{phq}")
-    lines.append(f"Severity: {_CRITERION[a.severity.status]} — {a.severity.explanation}")
-    lines.append("")
-    lines.append("Contraindications:")
+    return [f"Depression: {_PRESENCE[a.depression.status]}"
+            + (f" ({', '.join(e.description for e in a.depression.evidence)})" if a.depression.evidence else ""),
+            f"Treatment resistance: {_CRITERION[tr.status]} — {tr.explanation}",
+            *(_trial(t) for t in tr.trials),
+            f"Severity: {_CRITERION[a.severity.status]} — {a.severity.explanation}",
+            ""]
+
+
+def _trial(t: TrialAssessment) -> str:
+    dose = f"{t.max_daily_dose_mg:g} mg/day" if t.max_daily_dose_mg is not None else "dose unknown"
+    floor = f" (floor {t.dose_floor_mg:g})" if t.dose_floor_mg is not None else ""
+    phq = ""
+    if t.baseline or t.follow_up:
+        b = f"{t.baseline.value:g}" if t.baseline else "?"
+        fu = f"{t.follow_up.value:g}" if t.follow_up else "?"
+        phq = f", PHQ-9 {b} → {fu}"
+    return (f"  • {t.ingredient}: {t.start.isoformat()} to {t.end.isoformat()}, {dose}{floor}, "
+            f"{t.weeks_at_adequate_dose:g} wk adequate — {_ADEQUACY[t.adequacy]}, {_OUTCOME[t.outcome]}{phq}")
+
+
+def _contraindications(a: Assessment) -> list[str]:
+    lines = ["Contraindications:"]
     for cid, f in a.contraindications.items():
-        mode = "" if f.mode == "exclude" else " (caution)"
+        mode = "" if f.mode is Mode.EXCLUDE else " (caution)"
         status = "" if f.status is Presence.ABSENT else f": {_PRESENCE[f.status]}"  # the mark says it; the why follows
         lines.append(f"  {_MARK[f.status]} {contraindication_label(cid)}{mode}{status} — {f.explanation}")
-        for e in f.evidence:
-            when = f" {e.day.isoformat()}" if e.day else ""
-            lines.append(f"        {e.reference}{when}: {e.description}")
-    if a.warnings:
-        lines.append("")
-        lines.append("Warnings:")
-        lines.extend(f"  - {w.text}" for w in a.warnings)
-    if a.workup:
-        lines.append("")
-        lines.append("Work-up:")
-        lines.extend(f"  - {w.text}{'' if w.required else ' (suggested)'}" for w in a.workup)
-    if a.data_gaps:
-        lines.append("")
-        lines.append("Data gaps (treated as unknown, never as absent):")
-        lines.extend(f"  - {g}" for g in gap_sentences(a.gaps))
-    if a.skipped_entries:
-        lines.append("")
-        lines.append(f"Skipped {len(a.skipped_entries)} invalid entr{'y' if len(a.skipped_entries) == 1 else 'ies'}:")
-        lines.extend(f"  - {s}" for s in a.skipped_entries[:10])
-    return "\n".join(lines)
+        lines.extend(f"        {e.reference}{f' {e.day.isoformat()}' if e.day else ''}: {e.description}"
+                     for e in f.evidence)
+    return lines
+
+
+def _lists(a: Assessment) -> list[list[str]]:
+    """The warnings, work-up, data gaps and skipped entries: each a section when there are any."""
+    skipped = len(a.skipped_entries)
+    sections = [
+        ("Warnings:", bool(a.warnings), [w.text for w in a.warnings]),
+        ("Work-up:", bool(a.workup), [f"{w.text}{'' if w.required else ' (suggested)'}" for w in a.workup]),
+        ("Data gaps (treated as unknown, never as absent):", bool(a.data_gaps), list(gap_sentences(a.gaps))),
+        (f"Skipped {skipped} invalid entr{'y' if skipped == 1 else 'ies'}:", bool(skipped),
+         list(a.skipped_entries[:10])),
+    ]
+    return [["", title, *(f"  - {item}" for item in items)] for title, shown, items in sections if shown]
