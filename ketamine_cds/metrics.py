@@ -1,8 +1,8 @@
 """Prometheus metrics (``GET /metrics``), fed by the audit events and one HTTP middleware.
 
 Labels are closed vocabularies only: service ids, route templates, status codes, and the values of the enums that
-define the rest (``Indicator``, ``Verdict``, ``ResourceType``, ``GapReason``, ``JwtRefusal``, ``FeedbackOutcome``:
-``LABEL_VALUES``). Never a patient, a user, an issuer or a free-text value.
+define the rest (``Indicator``, ``Verdict``, ``ResourceType``, ``GapReason``, ``JwtRefusal``, ``FeedbackOutcome``,
+``LaunchOutcome``: ``LABEL_VALUES``). Never a patient, a user, an issuer or a free-text value.
 
 With several worker processes, ``serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start, and every
 worker's scrape reads all workers' files (prometheus-client's multiprocess mode).
@@ -31,6 +31,7 @@ from cds_hooks import SERVICES, AuditEvent, JwtRefusal
 from cds_hooks.models import FeedbackOutcome, Indicator
 from eligibility import Verdict
 from fhir_mapping import GapReason, ResourceType
+from smart_app import LaunchOutcome
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REQUESTS = Counter("ketamine_cds_http_requests_total", "HTTP requests by route and status", ["route", "status"])
@@ -64,6 +65,7 @@ LABEL_VALUES: dict[str, frozenset[str]] = {
     "reason": _values(GapReason),
     "jwt_refusal": _values(JwtRefusal),
     "outcome": _values(FeedbackOutcome),
+    "launch_result": _values(LaunchOutcome),
 }
 
 
@@ -96,8 +98,9 @@ def observe_audit(event: AuditEvent, fields: dict[str, Any]) -> None:
         FEEDBACK_REFUSED.inc()
 
 
-def smart_launch(result: str) -> None:
-    SMART_LAUNCHES.labels(result).inc()
+def smart_launch(result: LaunchOutcome) -> None:
+    """A SMART launch's outcome (``SmartOptions.on_launch``)."""
+    SMART_LAUNCHES.labels(_closed(result, "launch_result")).inc()
 
 
 def _route(request: Request) -> str:

@@ -12,7 +12,8 @@ from cds_hooks import SERVICES, AuditEvent, JwtRefusal
 from cds_hooks.models import FeedbackOutcome, Indicator
 from eligibility import Verdict
 from fhir_mapping import GapReason, ResourceType
-from ketamine_cds.metrics import LABEL_VALUES, observe_audit
+from ketamine_cds.metrics import LABEL_VALUES, observe_audit, smart_launch
+from smart_app import LaunchOutcome
 
 SERVICE = "ketamine-order-sign"
 
@@ -30,6 +31,7 @@ def test_the_label_sets_are_the_enums_values() -> None:
         "reason": {r.value for r in GapReason},
         "jwt_refusal": {r.value for r in JwtRefusal},
         "outcome": {o.value for o in FeedbackOutcome},
+        "launch_result": {o.value for o in LaunchOutcome},
     }
     assert vocabularies == LABEL_VALUES
 
@@ -72,6 +74,13 @@ def test_every_jwt_refusal_is_counted_under_its_own_label(refusal: JwtRefusal) -
 def test_every_feedback_outcome_is_counted_under_its_own_label(outcome: FeedbackOutcome) -> None:
     assert _observed(AuditEvent.FEEDBACK, {"service": SERVICE, "outcomes": [outcome]}, "ketamine_cds_feedback_total",
                      outcome=outcome.value) == 1
+
+
+@pytest.mark.parametrize("outcome", list(LaunchOutcome))
+def test_every_launch_outcome_is_counted_under_its_own_label(outcome: LaunchOutcome) -> None:
+    before = _count("ketamine_cds_smart_launches_total", result=outcome.value)
+    smart_launch(outcome)
+    assert _count("ketamine_cds_smart_launches_total", result=outcome.value) - before == 1
 
 
 @pytest.mark.parametrize(("event", "fields", "name", "labels"), [
