@@ -295,7 +295,7 @@ def _finding_phrase(cid: ContraindicationId, finding: Any) -> str:
     return f"{contraindication_label(cid)} on record{_when(finding.evidence)}"
 
 
-def _warning_phrase(w: Warning) -> str:
+def _warning_phrase(w: Warning, policy: Policy) -> str:
     """A warning in a few words, for the cautions card's summary (its detail has the whole text)."""
     named = w.evidence[0].description if w.evidence else ""
     if w.id is WarningId.SUICIDE_RISK_REVIEW:
@@ -305,7 +305,7 @@ def _warning_phrase(w: Warning) -> str:
     if w.id is WarningId.CNS_DEPRESSANT_SEDATION:
         return f"monitor for sedation ({named}, a CNS depressant)"
     if w.id is WarningId.OLDER_ADULT:
-        return "older adult: the label's starting dose is 28 mg"
+        return f"older adult: the label's starting dose is {policy.thresholds.esketamine_older_start_mg:g} mg"
     if w.contraindication is not None:
         return f"{contraindication_label(w.contraindication)}: weigh benefit against risk"
     return w.text
@@ -478,8 +478,8 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
     return Card(
         kind=CardKind.CRITERIA_MET,
         uuid=card_id,
-        summary=_summary(f"{_product(ctx, policy)}: criteria met — REMS monitoring ≥"
-                         f"{_monitoring(policy).replace(' hours', ' h')}, BP before and ~40 min after"),
+        summary=_summary(f"{_product(ctx, policy)}: criteria met — REMS monitoring ≥{_monitoring(policy, short=True)}, "
+                         "BP before and ~40 min after"),
         detail="\n".join(detail),
         indicator=Indicator.INFO,
         source=_source(None, cited_source("S3")),
@@ -492,10 +492,13 @@ def _bp_limit(policy: Policy) -> str:
     return f"{t.bp_systolic_above:g}/{t.bp_diastolic_above:g}"
 
 
-def _monitoring(policy: Policy) -> str:
-    """The REMS observation period in words ("2 hours"), from the policy."""
+def _monitoring(policy: Policy, *, short: bool = False) -> str:
+    """The REMS observation period in words ("2 hours"; "2 h" for a summary), from the policy."""
     minutes = policy.thresholds.session_monitoring_minutes
-    return f"{minutes / 60:g} hours" if minutes % 60 == 0 else f"{minutes:g} minutes"
+    if minutes % 60 == 0:
+        hours = minutes / 60
+        return f"{hours:g} h" if short else f"{hours:g} hour" + ("" if hours == 1 else "s")
+    return f"{minutes:g} min" if short else f"{minutes:g} minutes"
 
 
 def _session_reminders(policy: Policy) -> list[str]:
@@ -585,6 +588,7 @@ def _dose_cards(a: Assessment, policy: Policy, ctx: CardContext) -> list[Card]:
     """An esketamine order whose dose per session is outside the label's (56 or 84 mg; 28 mg to start at 65 or
     older): a warning, never silence, whatever the verdict."""
     older = any(w.id is WarningId.OLDER_ADULT for w in a.warnings)
+    t = policy.thresholds
     cards = []
     for order in ctx.orders:
         why = (esketamine_dose_outside_label(order.dose_mg, older, a.course, policy)
@@ -596,7 +600,9 @@ def _dose_cards(a: Assessment, policy: Policy, ctx: CardContext) -> list[Card]:
             summary=_summary(f"Esketamine dose outside the label: {why}"),
             detail="\n".join([f"The order `{markdown_code(order.reference)}` ({markdown_prose(order.name)}) states "
                               f"**{order.dose_mg:g} mg** per session.", "",
-                              "- Label dosing: day 1 56 mg (28 mg at 65 or older), then 56 or 84 mg twice weekly in "
+                              f"- Label dosing: day 1 {t.esketamine_dose_low_mg:g} mg "
+                              f"({t.esketamine_older_start_mg:g} mg at {t.older_adult_age} or older), then "
+                              f"{t.esketamine_dose_low_mg:g} or {t.esketamine_dose_high_mg:g} mg twice weekly in "
                               "weeks 1-4, weekly in weeks 5-8, then every 2 weeks or weekly.", "",
                               _sources_line("S8")]),
             indicator=Indicator.WARNING, source=_source(policy.cite("esketamine_dose_low_mg")),
@@ -646,7 +652,7 @@ def _cautions_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card | No
     return Card(
         kind=CardKind.CAUTION,
         uuid=card_id,
-        summary=_summary(f"Caution: {_warning_phrase(first)}" + (f" (+{len(a.warnings) - 1} more)"
+        summary=_summary(f"Caution: {_warning_phrase(first, policy)}" + (f" (+{len(a.warnings) - 1} more)"
                                                                  if len(a.warnings) > 1 else "")),
         detail="\n".join(detail),
         indicator=Indicator.WARNING,

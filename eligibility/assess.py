@@ -237,7 +237,7 @@ def _warnings(
         if age is not None and age >= t.older_adult_age:
             warnings.append(Warning(WarningId.OLDER_ADULT,
                                     f"Age {age} ({t.older_adult_age} or older): the esketamine label's starting dose "
-                                    "for older adults is 28 mg"))
+                                    f"for older adults is {t.esketamine_older_start_mg:g} mg"))
     for cid, finding in cis.items():
         if finding.status is Presence.PRESENT and policy.contraindications[cid].mode is Mode.CAUTION:
             warnings.append(Warning(WarningId.CAUTION,

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from cds_hooks.cards import CardContext, order_cards
-from eligibility import Verdict, assess_pool, load_policy
+from eligibility import Verdict, assess_pool, load_policy, parse_policy
 from fhir_mapping import read_path
 
 PATIENTS = Path(__file__).resolve().parents[2] / "fixtures" / "patients"
@@ -51,3 +51,33 @@ def test_the_reminders_numbers_come_from_the_policy() -> None:
     assert f"above {t.bp_systolic_above:g}/{t.bp_diastolic_above:g}: weigh delaying" in card.detail
     assert f"at least {t.session_monitoring_minutes / 60:g} hours" in card.detail
     assert "> 140/90" not in card.detail
+
+
+def test_a_sites_policy_changes_the_numbers_the_cards_say() -> None:
+    site = parse_policy('''id = "site"
+extends = "default"
+title = "Site policy"
+summary = "A site's stricter blood pressure and a shorter observation."
+[thresholds.bp_systolic_above]
+value = 150
+source = ["S1"]
+verified = true
+[thresholds.bp_diastolic_above]
+value = 95
+source = ["S1"]
+verified = true
+[thresholds.session_monitoring_minutes]
+value = 60
+source = ["S1", "S3"]
+verified = true
+[thresholds.esketamine_older_start_mg]
+value = 20
+source = ["S8"]
+verified = true
+''', "site")
+    a, _ = assess_pool(read_path(PATIENTS / "01-candidate-statements.json"), site, AS_OF)
+    (card,) = order_cards(a, site, CardContext("h", "p", None, None, (), None))
+    assert "above 150/95: weigh delaying" in card.detail and "at least 1 hour and until" in card.detail
+    assert "≥1 h," in card.summary
+    older, _ = assess_pool(read_path(PATIENTS / "21-warnings-maoi-item9-older.json"), site, AS_OF)
+    assert any("starting dose for older adults is 20 mg" in w.text for w in older.warnings)
