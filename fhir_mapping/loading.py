@@ -40,6 +40,10 @@ class ResourcePool:
     _by_type: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _where: dict[int, str] = field(default_factory=dict)
     _checked: dict[int, bool] = field(default_factory=dict)
+    #: Whether validation results go through the shared cache: a face that sees the same resources again (the card on
+    #: order-select, order-sign, re-sign) gains; one that sees each resource once (``screen``) would only pay for the
+    #: key of every resource.
+    cache_validation: bool = True
 
     def add(self, resource: Any, where: str, full_url: str | None = None) -> None:
         if not isinstance(resource, Mapping):
@@ -71,7 +75,7 @@ class ResourcePool:
         """Validate one entry with the R4B models (once); an invalid entry is reported in ``skipped``."""
         key = id(resource)
         if key not in self._checked:
-            problem = validate_resource(resource)
+            problem = validate_resource(resource, cached=self.cache_validation)
             self._checked[key] = problem is None
             if problem is not None:
                 where = self._where.get(key, f"{resource.get('resourceType')}/{resource.get('id')}")
@@ -109,13 +113,17 @@ def clear_validation_cache() -> None:
     _VALIDATION_CACHE.clear()
 
 
-def validate_resource(resource: Mapping[str, Any]) -> str | None:
+def validate_resource(resource: Mapping[str, Any], cached: bool = True) -> str | None:
     """None when the resource is valid FHIR R4 (checked with the R4B models), else a short reason.
 
     Validation is a pure function of the resource's content, so results are kept in a bounded LRU keyed by a
     BLAKE2b digest of the serialised JSON: the same patient's resources arrive again on order-select, order-sign
-    and re-sign, and hashing costs a fraction of validating.
+    and re-sign, and hashing costs a fraction of validating. ``cached=False`` validates without the cache (the same
+    answer): for a caller that sees each resource once, where the key would cost about 7 % of an assessment and
+    never be found.
     """
+    if not cached:
+        return _validate(resource)
     try:
         key = hashlib.blake2b(json.dumps(resource, separators=(",", ":")).encode(), digest_size=16).digest()
     except (TypeError, ValueError):
