@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +35,19 @@ class FileCounts:
 
 @dataclass(frozen=True, slots=True)
 class Partitioned:
-    buckets: tuple[Path, ...]
-    medications: Path
+    """What partitioning a group of files found (its buckets are on disk, see :func:`bucket_parts`)."""
+
+    #: Patient resources read (for the progress line's ETA only).
     patients: int
     counts: dict[str, FileCounts] = field(default_factory=dict)
     #: The rule types with at least one valid line (what a mixed, patient-organised file holds).
     types_seen: tuple[str, ...] = ()
+
+    @staticmethod
+    def merge(parts: Sequence[Partitioned]) -> Partitioned:
+        """The whole export's, from its groups' (each file is in one group)."""
+        return Partitioned(sum(p.patients for p in parts), {k: v for p in parts for k, v in p.counts.items()},
+                           tuple(sorted({t for p in parts for t in p.types_seen})))
 
 
 def _quote(value: str) -> str:
@@ -111,11 +119,10 @@ def _read_python(con: duckdb.DuckDBPyConnection, index: int, f: BulkFile) -> int
     return bad
 
 
-def _connect(work: Path, memory_limit: str | None, threads: int | None) -> duckdb.DuckDBPyConnection:
-    """An in-memory database that spills to ``work/spill`` past the memory limit (a database file would write every
+def _connect(spill: Path, memory_limit: str | None, threads: int | None) -> duckdb.DuckDBPyConnection:
+    """An in-memory database that spills to ``spill`` past the memory limit (a database file would write every
     table to disk even when it fits)."""
     con = duckdb.connect(":memory:")
-    spill = work / "spill"
     spill.mkdir(parents=True, exist_ok=True)
     con.execute(f"SET temp_directory = {_quote(str(spill))}")
     con.execute("SET preserve_insertion_order = false")
@@ -162,38 +169,77 @@ def _key(con: duckdb.DuckDBPyConnection, horizon: dt.date) -> None:
 _USABLE = "ok AND used AND rtype <> 'Medication' AND pkey IS NOT NULL AND NOT coalesce(old, false)"
 _MEDICATIONS = "SELECT rid AS id, f, n, line FROM keyed WHERE ok AND rtype = 'Medication' AND rid IS NOT NULL"
 _TYPES_SEEN = "SELECT DISTINCT rtype FROM keyed WHERE ok AND used"
+_PATIENT_LINES = "SELECT count(*) FROM keyed WHERE ok AND rtype = 'Patient'"
 
 
 def partition(
-    files: Sequence[BulkFile],
+    files: Sequence[tuple[int, BulkFile]],
     work: Path,
     buckets: int,
     horizon: dt.date,
     memory_limit: str | None = None,
     threads: int | None = None,
+    group: int = 0,
 ) -> Partitioned:
-    """Key the lines of ``files`` (the rule types' data files, in the order given) and write ``buckets`` Parquet
-    buckets under ``work/parts``, plus the Medications (no patient: a table every bucket reads)."""
+    """Key the lines of ``files`` (rule types' data files, each with its index in the whole export) and write them
+    as this group's share of ``buckets`` Parquet buckets under ``work/parts/group=G``, plus the group's Medications
+    (no patient: a table every bucket reads). Groups of files are partitioned side by side, one process each: a
+    bucket is then the union of its part in every group (:func:`bucket_parts`)."""
     work.mkdir(parents=True, exist_ok=True)
-    con = _connect(work, memory_limit, threads)
+    con = _connect(work / "spill" / f"group={group}", memory_limit, threads)
     try:
-        encoding_errors = {i: _load(con, i, f) for i, f in enumerate(files)}
+        encoding_errors = {i: _load(con, i, f) for i, f in files}
         _key(con, horizon)
-        counts = _counts(con, list(enumerate(files)), encoding_errors)
-        parts = work / "parts"
+        con.execute("DROP TABLE raw")  # every line is in ``keyed`` now: free its memory before writing
+        counts = _counts(con, files, encoding_errors)
+        parts = work / "parts" / f"group={group}"
+        parts.parent.mkdir(exist_ok=True)
         con.execute(f"""COPY (SELECT hash(pkey) % {int(buckets)} AS bucket, pkey, f, n, line FROM keyed
                               WHERE {_USABLE})
                         TO {_quote(str(parts))} (FORMAT parquet, PARTITION_BY (bucket), OVERWRITE_OR_IGNORE true)""")
-        medications = work / "medications.parquet"
+        medications = work / "medications" / f"group={group}.parquet"
+        medications.parent.mkdir(exist_ok=True)
         con.execute(f"COPY ({_MEDICATIONS} ORDER BY f, n) TO {_quote(str(medications))} (FORMAT parquet)")
-        row = con.execute("SELECT count(DISTINCT pkey) FROM keyed WHERE ok AND used AND pkey IS NOT NULL "
-                          "AND rtype <> 'Medication'").fetchone()
-        patients = int(row[0]) if row else 0
+        row = con.execute(_PATIENT_LINES).fetchone()
         seen = tuple(sorted(str(r[0]) for r in con.execute(_TYPES_SEEN).fetchall()))
     finally:
         con.close()
-    found = tuple(sorted(parts.glob("bucket=*"), key=lambda p: int(p.name.split("=")[1]))) if parts.exists() else ()
-    return Partitioned(found, medications, patients, counts, seen)
+    return Partitioned(int(row[0]) if row else 0, counts, seen)
+
+
+_SETTING = re.compile(r"([0-9.]+) (bytes|KiB|MiB|GiB|TiB|PiB)")
+_BINARY = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def memory_share(limit: str, parts: int) -> str:
+    """``limit`` (``--memory-limit``, read by DuckDB itself: 256MB, 2GiB, 50%…) split among ``parts`` DuckDBs that run
+    at once, in bytes. ValueError when DuckDB does not take it as a memory limit."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(f"SET memory_limit = {_quote(limit)}")
+        row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    except duckdb.Error as exc:
+        raise ValueError(limit) from exc
+    finally:
+        con.close()
+    match = _SETTING.fullmatch(str(row[0]) if row else "")
+    if match is None:
+        raise ValueError(limit)
+    return f"{int(float(match[1]) * 1024 ** _BINARY.index(match[2])) // max(1, parts)}B"
+
+
+def bucket_indices(work: Path) -> list[int]:
+    """The buckets that hold any line, in order."""
+    return sorted({int(p.name.split("=")[1]) for p in (work / "parts").glob("group=*/bucket=*")})
+
+
+def bucket_parts(work: Path, bucket: int) -> list[Path]:
+    """The Parquet files of one bucket: its part of every group."""
+    return sorted((work / "parts").glob(f"group=*/bucket={int(bucket)}/*.parquet"))
+
+
+def medication_parts(work: Path) -> list[Path]:
+    return sorted((work / "medications").glob("group=*.parquet"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +257,7 @@ class KeyedFile:
 
 def key_file(index: int, f: BulkFile, horizon: dt.date, work: Path, memory_limit: str | None = None) -> KeyedFile:
     """Read and key one file with the same SQL as ``partition`` (so both engines drop, count and key alike)."""
-    con = _connect(work, memory_limit, 1)
+    con = _connect(work / "spill", memory_limit, 1)
     try:
         encoding = {index: _load(con, index, f)}
         _key(con, horizon)
@@ -220,7 +266,7 @@ def key_file(index: int, f: BulkFile, horizon: dt.date, work: Path, memory_limit
         medications = tuple((str(r[0]), int(r[1]), int(r[2]), str(r[3]))
                             for r in con.execute(f"{_MEDICATIONS} ORDER BY f, n").fetchall())
         seen = tuple(sorted(str(r[0]) for r in con.execute(_TYPES_SEEN).fetchall()))
-        found = con.execute("SELECT count(*) FROM keyed WHERE ok AND rtype = 'Patient'").fetchone()
+        found = con.execute(_PATIENT_LINES).fetchone()
     finally:
         con.close()
     return KeyedFile(rows, medications, counts, seen, int(found[0]) if found else 0)

@@ -26,12 +26,19 @@ from typing import Any
 
 from eligibility import Policy
 from fhir_mapping import DataGap, GapReason, ResourceType, domains_of
-from fhir_mapping.loading import validate_resource
 
-from .bucket import PatientResult, assess_bucket, load_medications, parquet_rows, read_results, result_lines
+from .bucket import (
+    PatientResult,
+    assess_bucket,
+    load_medications,
+    parquet_rows,
+    prepare_worker,
+    read_results,
+    result_lines,
+)
 from .inventory import RULE_TYPES, BulkFile, Inventory, scan
 from .outputs import ordered, summarize, write_private, write_report, write_summary, write_worklists
-from .partition import partition
+from .partition import Partitioned, bucket_indices, bucket_parts, medication_parts, memory_share, partition
 
 
 class ScreenError(Exception):
@@ -115,21 +122,29 @@ def _fingerprint(opts: ScreenOptions, inventory: Inventory, buckets: int) -> dic
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(medications: Path, file_names: list[str], policy: Policy, as_of: dt.date, key: bytes | None) -> None:
+def _init_worker(work: Path, file_names: list[str], policy: Policy, as_of: dt.date, key: bytes | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; workers finish or are ended
-    _WORKER.update(medications_path=medications, file_names=file_names, policy=policy, as_of=as_of, key=key)
-    # The pool starts while the parent partitions: load the validation models now rather than in the first bucket.
-    for rtype in RULE_TYPES:
-        validate_resource({"resourceType": rtype})
+    _WORKER.update(work=work, file_names=file_names, policy=policy, as_of=as_of, key=key)
+    prepare_worker()
 
 
-def _run_bucket(parts: list[Path], result_file: Path, gaps: list[DataGap]) -> int:
-    if "medications" not in _WORKER:  # written by the partition step, which ran after the pool started
-        _WORKER["medications"] = load_medications(_WORKER["medications_path"])
-    results = assess_bucket(parquet_rows(parts), _WORKER["file_names"], _WORKER["medications"], gaps,
-                            _WORKER["policy"], _WORKER["as_of"], _WORKER["key"])
+def _run_partition(group: int, files: list[tuple[int, BulkFile]], buckets: int, horizon: dt.date,
+                   memory_limit: str | None) -> tuple[Partitioned, float]:
+    """This group's part of the buckets, and the CPU seconds it took (the summary's phase timings)."""
+    cpu = time.process_time()
+    parted = partition(files, _WORKER["work"], buckets, horizon, memory_limit, 1, group)
+    return parted, time.process_time() - cpu
+
+
+def _run_bucket(bucket: int, result_file: Path, gaps: list[DataGap]) -> tuple[int, float]:
+    """The bucket's patients assessed into ``result_file``: how many, and the CPU seconds it took."""
+    cpu = time.process_time()
+    if "medications" not in _WORKER:  # written by the partition step, which may have run in another worker
+        _WORKER["medications"] = load_medications(medication_parts(_WORKER["work"]))
+    results = assess_bucket(parquet_rows(bucket_parts(_WORKER["work"], bucket)), _WORKER["file_names"],
+                            _WORKER["medications"], gaps, _WORKER["policy"], _WORKER["as_of"], _WORKER["key"])
     write_private(result_file, result_lines(results))
-    return len(results)
+    return len(results), time.process_time() - cpu
 
 
 def _read_results(files: Sequence[Path]) -> list[PatientResult]:
@@ -149,6 +164,11 @@ def run_screen(opts: ScreenOptions) -> dict[str, Any]:
             _dask().check_scheduler(opts.scheduler) if opts.scheduler else None
         except _dask().ClusterProblem as exc:
             raise ScreenError(str(exc)) from exc
+    if opts.memory_limit:
+        try:
+            memory_share(opts.memory_limit, 1)
+        except ValueError as exc:
+            raise ScreenError(f"--memory-limit {opts.memory_limit!r}: give a size, e.g. 256MB or 2GB") from exc
     for folder in opts.bulk:
         if not folder.is_dir():
             raise ScreenError(f"{folder}: no such folder")
@@ -166,7 +186,9 @@ def run_screen(opts: ScreenOptions) -> dict[str, Any]:
         data_files = inventory.data_files()
         progress(f"scan: {len(inventory.files)} files, {len(data_files)} with data the rules read", force=True)
         total = sum(f.size for f in data_files)
-        buckets = opts.buckets or max(opts.workers * 4, -(-total // (32 << 20)))
+        # Buckets of at most 32 MB of input, and at least 8 per worker: the last bucket to finish leaves the other
+        # workers idle, so the smaller the buckets, the shorter that tail (each costs only a Parquet read more).
+        buckets = opts.buckets or max(opts.workers * 8, -(-total // (32 << 20)))
         state_file = work / "state.json"
         fingerprint = _fingerprint(opts, inventory, buckets)
         if opts.resume and state_file.exists():
@@ -230,18 +252,24 @@ def _save(state_file: Path, state: dict[str, Any]) -> None:
 def _locally(opts: ScreenOptions, inventory: Inventory, data_files: Sequence[BulkFile], buckets: int,
              state: dict[str, Any], work: Path, results_dir: Path, progress: Callable[..., None],
              timings: dict[str, float]) -> list[Path]:
-    """DuckDB partitions into Parquet buckets (kept for a resume); a process pool, started first so that its workers
-    load while DuckDB works, assesses them."""
-    initargs = (work / "medications.parquet", [f.path.name for f in data_files], opts.policy, opts.as_of,
-                opts.pseudonymize_key)
-    with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, opts.workers),
-                                                mp_context=multiprocessing.get_context("spawn"),
+    """One process pool does both steps: its workers partition groups of files side by side (DuckDB, one thread
+    each: reading a file is one thread's work anyway), then assess the buckets (kept for a resume)."""
+    workers = max(1, opts.workers)
+    initargs = (work, [f.path.name for f in data_files], opts.policy, opts.as_of, opts.pseudonymize_key)
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=_init_worker, initargs=initargs) as pool:
         t0 = time.monotonic()
         if not state.get("partitioned"):
             shutil.rmtree(work / "parts", ignore_errors=True)
-            parted = partition(data_files, work, buckets, opts.policy.observation_horizon(opts.as_of),
-                               opts.memory_limit, opts.workers)
+            shutil.rmtree(work / "medications", ignore_errors=True)
+            horizon = opts.policy.observation_horizon(opts.as_of)
+            # Each of the workers' DuckDBs gets its share of the limit: together they stay under it.
+            share = memory_share(opts.memory_limit, workers) if opts.memory_limit else None
+            futures = [pool.submit(_run_partition, g, files, buckets, horizon, share)
+                       for g, files in enumerate(_groups(data_files, 2 * workers))]
+            found = _gather(futures)
+            parted = Partitioned.merge([p for p, _ in found])
+            timings["partition_cpu_s"] = round(sum(cpu for _, cpu in found), 3)
             state.update(partitioned=True, patients=parted.patients, types_seen=list(parted.types_seen),
                          counts={k: asdict(v) for k, v in parted.counts.items()})
             _save(work / "state.json", state)
@@ -249,7 +277,7 @@ def _locally(opts: ScreenOptions, inventory: Inventory, data_files: Sequence[Bul
         progress(f"partition: {sum(f.size for f in data_files) / 1e6:.1f} MB into {buckets} buckets", force=True)
         t0 = time.monotonic()
         gaps = _gaps(inventory, opts.allow_missing_types, state.get("types_seen", []))
-        done = _assess(opts, pool, work, results_dir, gaps, progress, int(state.get("patients", 0)))
+        done = _assess(opts, pool, work, results_dir, gaps, progress, int(state.get("patients", 0)), timings)
         timings["assess_s"] = round(time.monotonic() - t0, 3)
     return done
 
@@ -263,7 +291,9 @@ def _on_dask(opts: ScreenOptions, inventory: Inventory, data_files: Sequence[Bul
     result_files = [results_dir / f"bucket={i}.jsonl" for i in range(buckets)]
     todo = [i for i, r in enumerate(result_files) if not r.exists()]
     try:
+        t0 = time.monotonic()
         with engine.open_cluster(opts.scheduler, opts.workers, opts.memory_limit, progress) as cluster:
+            timings["cluster_s"] = round(time.monotonic() - t0, 3)
             t0 = time.monotonic()
             read = cluster.read(data_files, opts.policy.observation_horizon(opts.as_of))
             state.update(patients=read.patients, types_seen=list(read.types_seen),
@@ -295,19 +325,53 @@ def _on_dask(opts: ScreenOptions, inventory: Inventory, data_files: Sequence[Bul
     return result_files
 
 
+def _groups(files: Sequence[BulkFile], count: int) -> list[list[tuple[int, BulkFile]]]:
+    """The files (with their index in the export) in at most ``count`` groups of about equal weight, heaviest group
+    first: each file, largest first, goes to the lightest group, a gzip file weighing the ~5x text it holds. More
+    groups than workers, so that a misjudged weight is evened out by whichever worker is free first."""
+    groups: list[list[tuple[int, BulkFile]]] = [[] for _ in range(max(1, min(count, len(files))))]
+    weights = [0] * len(groups)
+    for i, f in sorted(enumerate(files), key=lambda item: (-_weight(item[1]), item[0])):
+        lightest = weights.index(min(weights))
+        groups[lightest].append((i, f))
+        weights[lightest] += _weight(f)
+    heaviest_first = sorted(range(len(groups)), key=lambda g: -weights[g])
+    return [sorted(groups[g], key=lambda item: item[0]) for g in heaviest_first if groups[g]]
+
+
+def _weight(f: BulkFile) -> int:
+    return f.size * 5 if f.gzipped else f.size
+
+
+def _gather(futures: Sequence[concurrent.futures.Future[tuple[Partitioned, float]]]) -> list[tuple[Partitioned, float]]:
+    try:
+        return [f.result() for f in futures]
+    except (Interrupted, KeyboardInterrupt):
+        for f in futures:
+            f.cancel()
+        raise
+    except Exception as exc:  # a worker died or failed: one line (its message may quote the chart)
+        for f in futures:
+            f.cancel()
+        raise ScreenError(f"partitioning failed in a worker ({exc.__class__.__name__}); run the same command "
+                          "again") from exc
+
+
 def _assess(opts: ScreenOptions, pool: concurrent.futures.ProcessPoolExecutor, work: Path, results_dir: Path,
-            gaps: list[DataGap], progress: Callable[..., None], patients: int) -> list[Path]:
-    parts = sorted((work / "parts").glob("bucket=*"), key=lambda p: int(p.name.split("=")[1])) \
-        if (work / "parts").exists() else []
-    todo = [(p, results_dir / f"{p.name}.jsonl") for p in parts]
-    pending = [(p, r) for p, r in todo if not r.exists()]
+            gaps: list[DataGap], progress: Callable[..., None], patients: int,
+            timings: dict[str, float]) -> list[Path]:
+    todo = [(b, results_dir / f"bucket={b}.jsonl") for b in bucket_indices(work)]
+    pending = [(b, r) for b, r in todo if not r.exists()]
     finished = len(todo) - len(pending)
-    assessed = 0
+    assessed, cpu = 0, 0.0
     started = time.monotonic()
-    futures = {pool.submit(_run_bucket, sorted(p.glob("*.parquet")), r, gaps): r for p, r in pending}
+    futures = {pool.submit(_run_bucket, b, r, gaps): r for b, r in pending}
     try:
         for future in concurrent.futures.as_completed(futures):
-            assessed += future.result()
+            count, seconds = future.result()
+            assessed += count
+            cpu += seconds
+            timings["assess_cpu_s"] = round(cpu, 3)
             finished += 1
             rate = assessed / max(time.monotonic() - started, 1e-6)
             eta = (patients - assessed) / rate if rate and patients > assessed else 0

@@ -18,6 +18,7 @@ from fhir_mapping import ResourcePool, add_json, patient_key
 from fixtures.build_bulk import build
 from ketamine_cds.cli import main
 from population import Interrupted, ScreenError, ScreenOptions, run_screen
+from population.partition import memory_share
 
 from ..conftest import server_comparable_bundles
 
@@ -122,6 +123,27 @@ def test_any_bucket_count_gives_the_same_output(export: Path, tmp_path: Path, bu
     screen(export, reference, buckets=3)
     screen(export, tmp_path / "out", buckets=buckets, workers=1 if buckets == 1 else 2)
     assert outputs(tmp_path / "out") == outputs(reference)
+
+
+def test_any_worker_count_gives_the_same_output(export: Path, tmp_path: Path) -> None:
+    # The workers partition groups of files side by side (two groups per worker): 3 workers, 6 groups.
+    reference = tmp_path / "reference"
+    screen(export, reference, buckets=5, workers=1)
+    screen(export, tmp_path / "out", buckets=5, workers=3)
+    assert outputs(tmp_path / "out") == outputs(reference)
+
+
+def test_the_memory_limit_is_shared_by_the_duckdbs_that_run_at_once() -> None:
+    share = memory_share("256MB", 2)
+    assert share.endswith("B") and 0.99 * 128e6 <= 2 * int(share[:-1]) <= 256e6
+    assert int(memory_share("2GiB", 4)[:-1]) == 2**29
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET memory_limit = '{share}'")  # DuckDB takes the share as it is
+    finally:
+        con.close()
+    with pytest.raises(ValueError):
+        memory_share("lots", 2)
 
 
 def _copy_without(export: Path, target: Path, rtype: str) -> Path:
@@ -257,6 +279,8 @@ def test_awkward_input_is_handled_and_counted(export: Path, tmp_path: Path) -> N
     (["--bulk", "/nonexistent/folder"], "no such folder"),
     (["--bulk", "{export}", "--allow-missing-types", "Nonsense"], "unknown resource type Nonsense"),
     (["--bulk", "{export}", "--workers", "0"], "at least 1"),
+    (["--bulk", "{export}", "--memory-limit", "lots"], "--memory-limit 'lots': give a size"),
+    (["--bulk", "{export}", "--memory-limit", "256"], "--memory-limit '256': give a size"),
     (["--bulk", "{export}", "--engine", "dask", "--scheduler", "tcp://192.0.2.7:8786"], "must be tls://"),
     (["--bulk", "{export}", "--scheduler", "tcp://127.0.0.1:8786"], "--scheduler is for --engine dask"),
     ([], "needs --bulk"),
