@@ -15,8 +15,10 @@ by comparing a fingerprint of the rule code on every worker with this process's.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import hashlib
+import importlib.util
 import ipaddress
 import logging
 import operator
@@ -25,27 +27,29 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from eligibility import Policy
 from fhir_mapping import DataGap
 
-from .bucket import assess_bucket, result_line
+from .bucket import assess_bucket, prepare_worker, result_line
 from .inventory import BulkFile
 from .partition import FileCounts, KeyedFile, key_file
 
 try:
-    import dask.dataframe as dd
-    import pandas as pd
-    import pyarrow as pa
-    from dask.delayed import delayed
-    from distributed import Client, Future, LocalCluster, as_completed
+    from distributed import Client, Future, LocalCluster, WorkerPlugin, as_completed
 except ImportError as exc:  # pragma: no cover - exercised in an environment without the extra
     raise ImportError("the dask engine needs the dask extra", name="dask") from exc
+for _module in ("dask.dataframe", "pandas", "pyarrow"):  # imported when first used: see ``_dataframes``
+    if importlib.util.find_spec(_module) is None:  # pragma: no cover - an environment without the extra
+        raise ImportError("the dask engine needs the dask extra", name=_module)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 _PACKAGES = ("eligibility", "fhir_mapping", "population")
-_SCHEMA = pa.schema([("pkey", pa.string()), ("f", pa.int32()), ("n", pa.int64()), ("line", pa.string())])
 _RESULT = "result"
 #: A LocalCluster that listens on 127.0.0.1 only: no dashboard, and the scheduler's HTTP endpoint (metrics), which
 #: would otherwise bind every interface on port 8787, on a free loopback port.
@@ -108,8 +112,25 @@ def _key_task(index: int, f: BulkFile, horizon: dt.date, memory_limit: str | Non
         return key_file(index, f, horizon, Path(tmp), memory_limit)
 
 
+def _dataframes() -> None:
+    """Load dask.dataframe, pandas and pyarrow (about 2 s): the command does it while its LocalCluster's workers
+    start (:func:`open_cluster`), a worker when its first task needs them."""
+    import dask.dataframe  # noqa: F401
+    import pandas  # noqa: F401
+    import pyarrow  # noqa: F401
+
+
+def _schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([("pkey", pa.string()), ("f", pa.int32()), ("n", pa.int64()), ("line", pa.string())])
+
+
 def _as_pandas(table: pa.Table) -> pd.DataFrame:
-    return table.cast(_SCHEMA).to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+    import pandas as pd
+    import pyarrow as pa
+
+    return table.cast(_schema()).to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
 
 
 def _frame(keyed: KeyedFile) -> pd.DataFrame:
@@ -126,11 +147,23 @@ def _merge_medications(*files: tuple[tuple[str, int, int, str], ...]) -> dict[st
 
 def _assess_partition(part: pd.DataFrame, medications: dict[str, tuple[int, int, str]], file_names: list[str],
                       gaps: list[DataGap], policy: Policy, as_of: dt.date, key: bytes | None) -> pd.DataFrame:
+    import pandas as pd
+
     ordered = part.sort_values(["pkey", "f", "n"], kind="stable")
     rows = ((str(k), int(f), int(n), str(line)) for k, f, n, line in ordered.itertuples(index=False, name=None))
     results = assess_bucket(rows, file_names, medications, gaps, policy, as_of, key)
     return pd.DataFrame({_RESULT: [result_line(r) for r in results]},
                         dtype=object)
+
+
+class _PrepareWorker(WorkerPlugin):
+    """``bucket.prepare_worker`` on every worker, as the local engine's workers have it, and on any worker that joins
+    later (one that replaces a lost worker): registered once, Dask runs it wherever it is missing."""
+
+    name = "ketamine-cds-prepare-worker"
+
+    def setup(self, worker: Any) -> None:
+        prepare_worker()
 
 
 class DaskCluster:
@@ -158,6 +191,7 @@ class DaskCluster:
         except TimeoutError as exc:
             self.close()
             raise ClusterProblem(f"--scheduler {scheduler}: the scheduler has no worker (waited 30 s)") from exc
+        self.client.register_plugin(_PrepareWorker())
 
     def _check_workers(self) -> None:
         if not self.client.scheduler_info().get("workers"):
@@ -202,11 +236,15 @@ class DaskCluster:
                as_of: dt.date, key: bytes | None) -> Iterator[tuple[int, bytes]]:
         """Shuffle the keyed lines by patient into ``buckets`` and assess the buckets in ``todo``; yields each
         bucket's result lines as it finishes, in no particular order."""
+        import dask.dataframe as dd
+        import pandas as pd
+        from dask.delayed import delayed
+
         frames = [self.client.submit(_frame, k) for k in self._keyed]
         medications = self.client.submit(_merge_medications,
                                          *[self.client.submit(operator.attrgetter("medications"), k)
                                            for k in self._keyed])
-        lines = dd.from_delayed(frames, meta=_as_pandas(_SCHEMA.empty_table()), verify_meta=False)
+        lines = dd.from_delayed(frames, meta=_as_pandas(_schema().empty_table()), verify_meta=False)
         shuffled = lines.shuffle(on="pkey", npartitions=buckets, shuffle_method="p2p")
         results = shuffled.map_partitions(_assess_partition, delayed(medications), file_names, gaps, policy,
                                           as_of, key, meta=pd.DataFrame({_RESULT: pd.Series([], dtype=object)}))
@@ -225,5 +263,19 @@ class DaskCluster:
 
 def open_cluster(scheduler: str | None, workers: int, memory_limit: str | None,
                  progress: Callable[..., None]) -> DaskCluster:
+    """The cluster, started (or joined) in a thread while this process loads the shuffle's modules: on a LocalCluster
+    the workers' start and that loading each take about 2 s, one after the other they were on every run's path."""
     progress("dask: joining the scheduler" if scheduler else f"dask: starting {workers} local workers", force=True)
-    return DaskCluster(scheduler, workers, memory_limit)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ketamine-cds-dask-start") as starter:
+        starting = starter.submit(DaskCluster, scheduler, workers, memory_limit)
+        try:
+            _dataframes()
+            return starting.result()
+        except BaseException:  # Ctrl-C while it starts: close it once started, never leave its workers behind
+            starting.add_done_callback(_close_started)
+            raise
+
+
+def _close_started(starting: concurrent.futures.Future[DaskCluster]) -> None:
+    if not starting.cancelled() and starting.exception() is None:
+        starting.result().close()
