@@ -8,7 +8,7 @@ Data that could not be fetched makes its check impossible, and that is said (``C
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -123,6 +123,136 @@ def _busiest_week(start: dt.date, days: Sequence[dt.date]) -> list[dt.date]:
     return best
 
 
+@dataclass(frozen=True, slots=True)
+class _Schedule:
+    """The booked day against the patient's other sessions and the doses already given."""
+
+    booked: dt.date
+    #: The other sessions with a start, this one left out.
+    others: tuple[SessionAppointment, ...]
+    #: The booked day first, then the other sessions' days and the days of doses given without a session on record.
+    days: tuple[dt.date, ...]
+    induction: bool
+    limit: int
+    #: The current course, when there is one.
+    course: TreatmentCourse | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Booking:
+    """What the booking checks read: the appointment, its schedule (None when it cannot be known), the latest blood
+    pressure of the recent days (None when there is none or blood pressures are unknown)."""
+
+    appointment: SessionAppointment
+    schedule: _Schedule | None
+    latest_bp: BloodPressureFact | None
+    unknown: frozenset[DataDomain]
+    policy: Policy
+
+
+def _schedule(appointment: SessionAppointment, other_sessions: Sequence[SessionAppointment], policy: Policy,
+              course: TreatmentCourse | None) -> _Schedule | None:
+    """With a current course, its first dose dates the phase and its doses already given count in the schedule
+    (label dosing [S8, S62]); without one, the earliest session booked stands for the first dose."""
+    if appointment.start is None:
+        return None
+    t = policy.thresholds
+    booked = appointment.start.date()
+    others = tuple(s for s in other_sessions if s.start is not None and s.id != appointment.id)
+    session_days = [s.start.date() for s in others if s.start is not None]
+    current = course if course is not None and course.current else None
+    # A dose given counts once, whether or not its appointment is also on record.
+    dose_days = [d for d in (current.dose_days if current else ()) if d not in session_days]
+    if current is not None:
+        induction = booked < current.induction_end
+    else:
+        first = min([booked, *session_days])
+        induction = booked < _plus_days(first, dt.timedelta(weeks=t.session_induction_weeks))
+    limit = t.session_max_per_week_induction if induction else t.session_max_per_week_after_induction
+    return _Schedule(booked, others, (booked, *session_days, *dose_days), induction, limit, current)
+
+
+def _latest_bp(blood_pressures: Sequence[BloodPressureFact], policy: Policy,
+               now: dt.datetime) -> BloodPressureFact | None:
+    since = _plus_days(now.date(), -dt.timedelta(days=policy.thresholds.session_bp_days))
+    recent = [b for b in blood_pressures if b.day >= since]
+    return max(recent, key=lambda b: b.day) if recent else None
+
+
+def _slot_too_short(b: _Booking) -> SessionFinding | None:
+    t = b.policy.thresholds
+    required = t.session_dose_minutes + t.session_monitoring_minutes
+    if b.appointment.minutes is not None and b.appointment.minutes < required:
+        return SessionFinding(SessionCheck.SLOT_TOO_SHORT, Urgency.WARNING,
+                              b.policy.cite("session_monitoring_minutes"), minutes=b.appointment.minutes,
+                              required_minutes=required)
+    return None
+
+
+def _same_day(b: _Booking) -> SessionFinding | None:
+    s = b.schedule
+    if s is None or s.booked not in s.days[1:]:
+        return None
+    return SessionFinding(SessionCheck.SAME_DAY, Urgency.WARNING, b.policy.cite("session_max_per_week_induction"),
+                          sessions=(*(o for o in s.others if o.start and o.start.date() == s.booked),
+                                    b.appointment), dates=(s.booked,), limit=1)
+
+
+def _too_many_sessions(b: _Booking) -> SessionFinding | None:
+    s = b.schedule
+    if s is None:
+        return None
+    week = _busiest_week(s.booked, s.days)
+    if len(week) <= s.limit:
+        return None
+    in_week = tuple(o for o in s.others if o.start is not None and o.start.date() in week)
+    return SessionFinding(
+        SessionCheck.TOO_MANY_SESSIONS, Urgency.WARNING,
+        b.policy.cite("session_max_per_week_induction" if s.induction else "session_max_per_week_after_induction"),
+        sessions=(*in_week, b.appointment), limit=s.limit, dates=tuple(week))
+
+
+def _benefit_not_assessed(b: _Booking) -> SessionFinding | None:
+    s = b.schedule
+    if s is None or s.course is None or s.induction or s.course.response is not ResponseClass.UNKNOWN:
+        return None
+    return SessionFinding(SessionCheck.BENEFIT_NOT_ASSESSED, Urgency.WARNING, b.policy.cite("session_induction_weeks"),
+                          dates=(s.course.induction_end,))
+
+
+def _bp_elevated_before(b: _Booking) -> SessionFinding | None:
+    if b.latest_bp is None or not _above(b.policy, b.latest_bp.systolic, b.latest_bp.diastolic):
+        return None
+    return SessionFinding(SessionCheck.BP_ELEVATED_BEFORE, Urgency.WARNING, b.policy.cite("session_bp_systolic_above"),
+                          reading=b.latest_bp)
+
+
+def _booking_checks_not_made(b: _Booking) -> SessionFinding | None:
+    missing = tuple(d.value for d in (DataDomain.APPOINTMENTS, DataDomain.BLOOD_PRESSURE) if d in b.unknown)
+    if not missing:
+        return None
+    return SessionFinding(SessionCheck.CHECKS_NOT_MADE, Urgency.WARNING, b.policy.cite("session_monitoring_minutes"),
+                          unknown=missing)
+
+
+def _arrange_transport(b: _Booking) -> SessionFinding | None:
+    if b.appointment.transport_noted:
+        return None
+    return SessionFinding(SessionCheck.ARRANGE_TRANSPORT, Urgency.INFO, b.policy.cite("session_monitoring_minutes"))
+
+
+#: The booking checks, in the order their findings are listed: one function per check, None when it finds nothing.
+_BOOKING_CHECKS: dict[SessionCheck, Callable[[_Booking], SessionFinding | None]] = {
+    SessionCheck.SLOT_TOO_SHORT: _slot_too_short,
+    SessionCheck.SAME_DAY: _same_day,
+    SessionCheck.TOO_MANY_SESSIONS: _too_many_sessions,
+    SessionCheck.BENEFIT_NOT_ASSESSED: _benefit_not_assessed,
+    SessionCheck.BP_ELEVATED_BEFORE: _bp_elevated_before,
+    SessionCheck.CHECKS_NOT_MADE: _booking_checks_not_made,
+    SessionCheck.ARRANGE_TRANSPORT: _arrange_transport,
+}
+
+
 def assess_booking(
     appointment: SessionAppointment,
     other_sessions: Sequence[SessionAppointment],
@@ -135,59 +265,13 @@ def assess_booking(
     """The session checks for a ketamine/esketamine appointment being booked (the assessment of whether to treat
     at all is the order-time rules', run beside these). With a current course, its first dose dates the phase and
     its doses already given count in the schedule (label dosing [S8, S62]); without one, the earliest session
-    booked stands for the first dose."""
-    t = policy.thresholds
-    findings: list[SessionFinding] = []
-    required = t.session_dose_minutes + t.session_monitoring_minutes
-    if appointment.minutes is not None and appointment.minutes < required:
-        findings.append(SessionFinding(SessionCheck.SLOT_TOO_SHORT, Urgency.WARNING,
-                                       policy.cite("session_monitoring_minutes"), minutes=appointment.minutes,
-                                       required_minutes=required))
-    if appointment.start is not None and DataDomain.APPOINTMENTS not in unknown:
-        booked = appointment.start.date()
-        others = [s for s in other_sessions if s.start is not None and s.id != appointment.id]
-        session_days = [s.start.date() for s in others if s.start is not None]
-        current = course if course is not None and course.current else None
-        # A dose given counts once, whether or not its appointment is also on record.
-        dose_days = [d for d in (current.dose_days if current else ()) if d not in session_days]
-        if current is not None:
-            induction = booked < current.induction_end
-        else:
-            first = min([booked, *session_days])
-            induction = booked < _plus_days(first, dt.timedelta(weeks=t.session_induction_weeks))
-        limit = t.session_max_per_week_induction if induction else t.session_max_per_week_after_induction
-        days = [booked, *session_days, *dose_days]
-        if booked in days[1:]:
-            findings.append(SessionFinding(SessionCheck.SAME_DAY, Urgency.WARNING,
-                                           policy.cite("session_max_per_week_induction"),
-                                           sessions=(*(s for s in others if s.start and s.start.date() == booked),
-                                                     appointment), dates=(booked,), limit=1))
-        week = _busiest_week(booked, days)
-        if len(week) > limit:
-            in_week = tuple(s for s in others if s.start is not None and s.start.date() in week)
-            findings.append(SessionFinding(
-                SessionCheck.TOO_MANY_SESSIONS, Urgency.WARNING,
-                policy.cite("session_max_per_week_induction" if induction else
-                            "session_max_per_week_after_induction"),
-                sessions=(*in_week, appointment), limit=limit, dates=tuple(week)))
-        if current is not None and not induction and current.response is ResponseClass.UNKNOWN:
-            findings.append(SessionFinding(SessionCheck.BENEFIT_NOT_ASSESSED, Urgency.WARNING,
-                                           policy.cite("session_induction_weeks"), dates=(current.induction_end,)))
-    if DataDomain.BLOOD_PRESSURE not in unknown:
-        since = _plus_days(now.date(), -dt.timedelta(days=t.session_bp_days))
-        recent = [b for b in blood_pressures if b.day >= since]
-        latest = max(recent, key=lambda b: b.day) if recent else None
-        if latest is not None and _above(policy, latest.systolic, latest.diastolic):
-            findings.append(SessionFinding(SessionCheck.BP_ELEVATED_BEFORE, Urgency.WARNING,
-                                           policy.cite("session_bp_systolic_above"), reading=latest))
-    missing = tuple(d.value for d in (DataDomain.APPOINTMENTS, DataDomain.BLOOD_PRESSURE) if d in unknown)
-    if missing:
-        findings.append(SessionFinding(SessionCheck.CHECKS_NOT_MADE, Urgency.WARNING,
-                                       policy.cite("session_monitoring_minutes"), unknown=missing))
-    if not appointment.transport_noted:
-        findings.append(SessionFinding(SessionCheck.ARRANGE_TRANSPORT, Urgency.INFO,
-                                       policy.cite("session_monitoring_minutes")))
-    return findings
+    booked stands for the first dose. Data that could not be fetched leaves its checks unmade (``CHECKS_NOT_MADE``)."""
+    booking = _Booking(
+        appointment,
+        None if DataDomain.APPOINTMENTS in unknown else _schedule(appointment, other_sessions, policy, course),
+        None if DataDomain.BLOOD_PRESSURE in unknown else _latest_bp(blood_pressures, policy, now),
+        unknown, policy)
+    return [f for check in _BOOKING_CHECKS.values() if (f := check(booking)) is not None]
 
 
 def assess_discharge(
