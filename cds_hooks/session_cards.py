@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from eligibility import Citation, SessionCheck, SessionFinding, Urgency, cited_source
 from fhir_mapping import BloodPressureFact, GapReason, LeftOut, TimedBloodPressure
 
-from .cards import SUMMARY_MAX, _overrides, _source, _sources_line, _summary
+from .cards import _overrides, _source, _sources_line, _summary
 from .markdown import markdown_code, markdown_text
 from .models import Card, CardKind, Hook, Indicator
 
+#: Most urgent first: ``Urgency`` is declared in that order.
+_URGENCY_ORDER = {u: rank for rank, u in enumerate(Urgency)}
 _INDICATOR = {Urgency.CRITICAL: Indicator.CRITICAL, Urgency.WARNING: Indicator.WARNING, Urgency.INFO: Indicator.INFO}
 _KIND = {
     SessionCheck.SLOT_TOO_SHORT: CardKind.SESSION_SLOT_TOO_SHORT,
@@ -79,101 +82,152 @@ def _basis(citation: Citation) -> str:
     return "" if citation.verified else "The exact value is not confirmed by the sources (see the policy file)."
 
 
-def _words(f: SessionFinding, product: str, tz: dt.tzinfo | None) -> tuple[str, list[str], tuple[str, ...]]:
-    """(summary, detail lines, the primary sources to link) of one finding."""
-    if f.check is SessionCheck.SLOT_TOO_SHORT:
-        return (f"Session slot {f.minutes:g} min: needs {f.required_minutes:g} min (dose + 2 h monitoring)",
-                [f"The slot is **{f.minutes:g} minutes**. Each session needs the dose and then **at least 2 hours "
-                 "of monitoring**, until sedation, dissociation and respiratory depression have resolved "
-                 f"({f.required_minutes:g} minutes in all under this policy). Book a longer slot."], ("S1", "S3"))
-    if f.check is SessionCheck.SAME_DAY:
-        booked = f.dates[0].isoformat() if f.dates else "the booked day"
-        return (f"Two sessions on {booked}: one dose a day",
-                [f"Another session or a dose already given is on record for **{booked}**.",
-                 "The dosing schedule gives one dose per session: twice weekly in weeks 1-4, weekly in weeks 5-8, "
-                 "then weekly or every 2 weeks."], ("S8", "S62"))
-    if f.check is SessionCheck.BENEFIT_NOT_ASSESSED:
-        end = f.dates[0].isoformat() if f.dates else "the end of induction"
-        return ("Maintenance session: benefit at the end of induction not assessed",
-                [f"Induction ended on **{end}** and no current PHQ-9 shows the response since the first dose.",
-                 "The label asks that the evidence of therapeutic benefit be evaluated at the end of induction to "
-                 "determine the need for continued treatment: a PHQ-9 at this visit documents it."], ("S62",))
-    if f.check is SessionCheck.TOO_MANY_SESSIONS:
-        dates = ", ".join(sorted({d.isoformat() for d in f.dates} | {s.start.date().isoformat() for s in f.sessions
-                                                                     if s.start is not None}))
-        phase = "during induction (weeks 1-4)" if f.limit and f.limit > 1 else "after induction"
-        count = len(f.dates) or len(f.sessions)
-        return (f"{count} sessions in 7 days: the schedule allows {f.limit} {phase}",
-                [f"Sessions in the same 7 days: {dates}.",
-                 f"The dosing schedule allows at most **{f.limit}** session(s) in any 7 days {phase}: twice weekly "
-                 "in weeks 1-4, weekly in weeks 5-8, then weekly or every 2 weeks."], ("S8",))
-    if f.check is SessionCheck.BP_ELEVATED_BEFORE:
-        day = getattr(f.reading, "day", None)
-        when = f" on {day.day} {day:%b}" if isinstance(day, dt.date) else ""
-        return (f"BP {_reading(f.reading)}{when}: check BP before dosing; consider delaying",
-                [f"The latest blood pressure in the last 7 days is **{_reading(f.reading)} mmHg**{when}.",
-                 "The label: assess blood pressure before each dose; above 140/90 mmHg (a general guide), weigh "
-                 "delaying the session against its benefit."], ("S1",))
-    if f.check is SessionCheck.ARRANGE_TRANSPORT:
-        return ("No driving until the next day after restful sleep: arrange transport",
-                ["No transport is noted on the appointment. After each session the patient must not drive or "
-                 "operate machinery until the next day after a restful sleep: arrange a ride home."], ("S1",))
-    if f.check is SessionCheck.DISCHARGE_TOO_EARLY:
-        assert f.dose is not None and f.earliest is not None
-        given, earliest = _clock(f.dose.at, tz), _clock(f.earliest, tz)
-        # The encounter a dose of the patient was charted in, when it is not the one being discharged: it counts
-        # all the same (the 2-hour rule protects the patient whatever the bookkeeping), and the card says where.
-        where = (f", recorded in another encounter (`{markdown_code(f.dose.other_encounter)}`)"
-                 if f.dose.other_encounter else "")
-        return (f"{product} given {given}: discharge not before {earliest} (2 h monitoring)",
-                [f"The last dose (**{markdown_text(f.dose.name)}**, `{markdown_code(f.dose.reference)}`{where}) was "
-                 f"given at **{_clock(f.dose.at, tz)}** ({f.minutes:.0f} minutes ago).",
-                 f"Monitor for at least 2 hours after the dose, until sedation, dissociation and respiratory "
-                 f"depression have resolved and the patient is clinically stable: **earliest discharge "
-                 f"{_clock(f.earliest, tz)}**."], ("S1", "S3"))
-    if f.check is SessionCheck.NO_BP_AFTER_DOSE:
-        dose = f" (dose at {_clock(f.dose.at, tz)})" if f.dose else ""
-        return ("No blood pressure after the dose: recheck before discharge",
-                [f"No blood pressure is recorded in this encounter after the dose{dose}.",
-                 "The label: recheck blood pressure about 40 minutes after the dose and then as clinically "
-                 "warranted until values decline."], ("S1",))
-    if f.check is SessionCheck.BP_NOT_DECREASING:
-        assert isinstance(f.reading, TimedBloodPressure)
-        before = (f", after {_reading(f.previous)} at {_clock(f.previous.at, tz)}" if f.previous is not None
-                  else "")
-        at = _clock(f.reading.at, tz)
-        return (f"BP {_reading(f.reading)} at {at} not yet decreasing: reassess before discharge",
-                [f"The latest reading after the dose is **{_reading(f.reading)} mmHg at {_clock(f.reading.at, tz)}**"
-                 f"{before}: above 140/90 mmHg and not lower than the one before.",
-                 "The label: keep checking blood pressure until values decline; if it stays high, get help "
-                 "promptly; symptoms of hypertensive crisis or encephalopathy need emergency care."], ("S1",))
-    if f.check is SessionCheck.OUTPATIENT_AFTERCARE:
-        lead = "Outpatient session" if f.outpatient else "If outpatient"
-        return (f"{lead}: REMS monitoring form within 7 days; no driving until the next day",
-                ["- Complete and submit the **REMS Patient Monitoring Form** for this session within 7 days "
-                 "(outpatient settings; inpatient settings do not need it).",
-                 "- The patient must not drive until the next day after a restful sleep."], ("S3", "S4", "S1"))
-    if f.check is SessionCheck.RECORDS_LEFT_OUT:
-        assert f.left_out is not None
-        n = f.left_out.total
-        return (f"{n} record{'s' if n > 1 else ''} left out of the session checks: check the chart's data",
-                [f"Left out: {_left_out_words(f.left_out)}. They were not used for these checks and are not quoted "
-                 "here.",
-                 "Records of another patient or encounter in this patient's data point to a charting or interface "
-                 "error: check the doses and blood pressures in the chart before relying on these cards."],
-                ("S1",))
+#: A card's words for one finding: (summary, detail lines, the primary sources to link).
+_Words = tuple[str, list[str], tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """What the wording needs beside the finding: the product's name and the site's display time zone."""
+
+    product: str
+    tz: dt.tzinfo | None
+
+
+def _slot_too_short(f: SessionFinding, v: _View) -> _Words:
+    return (f"Session slot {f.minutes:g} min: needs {f.required_minutes:g} min (dose + 2 h monitoring)",
+            [f"The slot is **{f.minutes:g} minutes**. Each session needs the dose and then **at least 2 hours "
+             "of monitoring**, until sedation, dissociation and respiratory depression have resolved "
+             f"({f.required_minutes:g} minutes in all under this policy). Book a longer slot."], ("S1", "S3"))
+
+
+def _same_day(f: SessionFinding, v: _View) -> _Words:
+    booked = f.dates[0].isoformat() if f.dates else "the booked day"
+    return (f"Two sessions on {booked}: one dose a day",
+            [f"Another session or a dose already given is on record for **{booked}**.",
+             "The dosing schedule gives one dose per session: twice weekly in weeks 1-4, weekly in weeks 5-8, "
+             "then weekly or every 2 weeks."], ("S8", "S62"))
+
+
+def _benefit_not_assessed(f: SessionFinding, v: _View) -> _Words:
+    end = f.dates[0].isoformat() if f.dates else "the end of induction"
+    return ("Maintenance session: benefit at the end of induction not assessed",
+            [f"Induction ended on **{end}** and no current PHQ-9 shows the response since the first dose.",
+             "The label asks that the evidence of therapeutic benefit be evaluated at the end of induction to "
+             "determine the need for continued treatment: a PHQ-9 at this visit documents it."], ("S62",))
+
+
+def _too_many_sessions(f: SessionFinding, v: _View) -> _Words:
+    dates = ", ".join(sorted({d.isoformat() for d in f.dates} | {s.start.date().isoformat() for s in f.sessions
+                                                                 if s.start is not None}))
+    phase = "during induction (weeks 1-4)" if f.limit and f.limit > 1 else "after induction"
+    count = len(f.dates) or len(f.sessions)
+    return (f"{count} sessions in 7 days: the schedule allows {f.limit} {phase}",
+            [f"Sessions in the same 7 days: {dates}.",
+             f"The dosing schedule allows at most **{f.limit}** session(s) in any 7 days {phase}: twice weekly "
+             "in weeks 1-4, weekly in weeks 5-8, then weekly or every 2 weeks."], ("S8",))
+
+
+def _bp_elevated_before(f: SessionFinding, v: _View) -> _Words:
+    day = getattr(f.reading, "day", None)
+    when = f" on {day.day} {day:%b}" if isinstance(day, dt.date) else ""
+    return (f"BP {_reading(f.reading)}{when}: check BP before dosing; consider delaying",
+            [f"The latest blood pressure in the last 7 days is **{_reading(f.reading)} mmHg**{when}.",
+             "The label: assess blood pressure before each dose; above 140/90 mmHg (a general guide), weigh "
+             "delaying the session against its benefit."], ("S1",))
+
+
+def _arrange_transport(f: SessionFinding, v: _View) -> _Words:
+    return ("No driving until the next day after restful sleep: arrange transport",
+            ["No transport is noted on the appointment. After each session the patient must not drive or "
+             "operate machinery until the next day after a restful sleep: arrange a ride home."], ("S1",))
+
+
+def _discharge_too_early(f: SessionFinding, v: _View) -> _Words:
+    assert f.dose is not None
+    assert f.earliest is not None
+    given, earliest = _clock(f.dose.at, v.tz), _clock(f.earliest, v.tz)
+    # The encounter a dose of the patient was charted in, when it is not the one being discharged: it counts
+    # all the same (the 2-hour rule protects the patient whatever the bookkeeping), and the card says where.
+    where = (f", recorded in another encounter (`{markdown_code(f.dose.other_encounter)}`)"
+             if f.dose.other_encounter else "")
+    return (f"{v.product} given {given}: discharge not before {earliest} (2 h monitoring)",
+            [f"The last dose (**{markdown_text(f.dose.name)}**, `{markdown_code(f.dose.reference)}`{where}) was "
+             f"given at **{given}** ({f.minutes:.0f} minutes ago).",
+             f"Monitor for at least 2 hours after the dose, until sedation, dissociation and respiratory "
+             f"depression have resolved and the patient is clinically stable: **earliest discharge "
+             f"{earliest}**."], ("S1", "S3"))
+
+
+def _no_bp_after_dose(f: SessionFinding, v: _View) -> _Words:
+    dose = f" (dose at {_clock(f.dose.at, v.tz)})" if f.dose else ""
+    return ("No blood pressure after the dose: recheck before discharge",
+            [f"No blood pressure is recorded in this encounter after the dose{dose}.",
+             "The label: recheck blood pressure about 40 minutes after the dose and then as clinically "
+             "warranted until values decline."], ("S1",))
+
+
+def _bp_not_decreasing(f: SessionFinding, v: _View) -> _Words:
+    assert isinstance(f.reading, TimedBloodPressure)
+    before = (f", after {_reading(f.previous)} at {_clock(f.previous.at, v.tz)}" if f.previous is not None
+              else "")
+    at = _clock(f.reading.at, v.tz)
+    return (f"BP {_reading(f.reading)} at {at} not yet decreasing: reassess before discharge",
+            [f"The latest reading after the dose is **{_reading(f.reading)} mmHg at {at}**"
+             f"{before}: above 140/90 mmHg and not lower than the one before.",
+             "The label: keep checking blood pressure until values decline; if it stays high, get help "
+             "promptly; symptoms of hypertensive crisis or encephalopathy need emergency care."], ("S1",))
+
+
+def _outpatient_aftercare(f: SessionFinding, v: _View) -> _Words:
+    lead = "Outpatient session" if f.outpatient else "If outpatient"
+    return (f"{lead}: REMS monitoring form within 7 days; no driving until the next day",
+            ["- Complete and submit the **REMS Patient Monitoring Form** for this session within 7 days "
+             "(outpatient settings; inpatient settings do not need it).",
+             "- The patient must not drive until the next day after a restful sleep."], ("S3", "S4", "S1"))
+
+
+def _records_left_out(f: SessionFinding, v: _View) -> _Words:
+    assert f.left_out is not None
+    n = f.left_out.total
+    return (f"{n} record{'s' if n > 1 else ''} left out of the session checks: check the chart's data",
+            [f"Left out: {_left_out_words(f.left_out)}. They were not used for these checks and are not quoted "
+             "here.",
+             "Records of another patient or encounter in this patient's data point to a charting or interface "
+             "error: check the doses and blood pressures in the chart before relying on these cards."],
+            ("S1",))
+
+
+def _checks_not_made(f: SessionFinding, v: _View) -> _Words:
     missing = ", ".join(_DOMAIN_WORDS.get(d, d) for d in f.unknown)
     return ("Session checks could not be made: data could not be fetched",
             [f"Could not obtain: {missing}. The checks that need them were **not made** (unknown, not passed): "
              "check them by hand before proceeding."], ("S1", "S3"))
 
 
+#: How each check is worded on its card: one function per check, every check has one.
+_WORDING: dict[SessionCheck, Callable[[SessionFinding, _View], _Words]] = {
+    SessionCheck.SLOT_TOO_SHORT: _slot_too_short,
+    SessionCheck.SAME_DAY: _same_day,
+    SessionCheck.BENEFIT_NOT_ASSESSED: _benefit_not_assessed,
+    SessionCheck.TOO_MANY_SESSIONS: _too_many_sessions,
+    SessionCheck.BP_ELEVATED_BEFORE: _bp_elevated_before,
+    SessionCheck.ARRANGE_TRANSPORT: _arrange_transport,
+    SessionCheck.DISCHARGE_TOO_EARLY: _discharge_too_early,
+    SessionCheck.NO_BP_AFTER_DOSE: _no_bp_after_dose,
+    SessionCheck.BP_NOT_DECREASING: _bp_not_decreasing,
+    SessionCheck.OUTPATIENT_AFTERCARE: _outpatient_aftercare,
+    SessionCheck.RECORDS_LEFT_OUT: _records_left_out,
+    SessionCheck.CHECKS_NOT_MADE: _checks_not_made,
+}
+
+
 def session_cards(findings: Iterable[SessionFinding], product: str, tz: dt.tzinfo | None = None) -> list[Card]:
     """One card per finding, critical first; times in ``tz`` (the site's display time zone) when given."""
-    order = {Urgency.CRITICAL: 0, Urgency.WARNING: 1, Urgency.INFO: 2}
     cards = []
-    for f in sorted(findings, key=lambda f: order[f.urgency]):
-        summary, detail, source_ids = _words(f, product, tz)
+    view = _View(product, tz)
+    for f in sorted(findings, key=lambda f: _URGENCY_ORDER[f.urgency]):
+        summary, detail, source_ids = _WORDING[f.check](f, view)
         basis = _basis(f.citation)
         lines = [*detail, *([basis] if basis else []), "", _sources_line(*source_ids)]
         cards.append(Card(
@@ -181,7 +235,6 @@ def session_cards(findings: Iterable[SessionFinding], product: str, tz: dt.tzinf
                 line for line in lines if line is not None).replace("\n\n- ", "\n- "),
             indicator=_INDICATOR[f.urgency], source=_source(f.citation, cited_source(source_ids[0])),
             overrideReasons=_overrides(_OVERRIDES[f.check]) if f.check in _OVERRIDES else None))
-    assert all(len(c.summary) <= SUMMARY_MAX for c in cards)
     return cards
 
 
