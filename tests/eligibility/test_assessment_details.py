@@ -85,6 +85,22 @@ def test_the_warnings_word_for_word_with_their_evidence() -> None:
     )
 
 
+@pytest.mark.parametrize(("drug_class", "kind"), [
+    ("benzodiazepine", "a benzodiazepine"), ("z_drug", "a Z-drug hypnotic"), ("opioid", "an opioid"),
+    ("", "a CNS depressant"), ("barbiturate", "a CNS depressant")])
+def test_a_current_cns_depressant_warns_of_more_sedation_named_by_its_class(drug_class: str, kind: str) -> None:
+    # A medication that ended before today, listed first, does not stop the ones after it from being read.
+    facts = trd_candidate(other_medications=(
+        CurrentMedication("lorazepam", MedicationCategory.CNS_DEPRESSANT, ago(300), ago(200), "stopped",
+                          "MedicationStatement/old", "benzodiazepine"),
+        CurrentMedication("drug x", MedicationCategory.CNS_DEPRESSANT, ago(40), None, "active",
+                          "MedicationStatement/x", drug_class)))
+    assert assess(facts, DEFAULT, AS_OF).warnings == (
+        Warning(WarningId.CNS_DEPRESSANT_SEDATION, f"Current drug x ({kind}): CNS depressants increase the sedation "
+                "of esketamine; monitor for sedation (label §7.1)",
+                (Evidence("MedicationStatement/x", "drug x", ago(40)),)),)
+
+
 def test_an_item9_on_the_first_day_of_the_window_counts() -> None:
     window = DEFAULT.thresholds.severity_window_days
     for day, warned in ((window, True), (window + 1, False)):
