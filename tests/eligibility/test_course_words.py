@@ -25,7 +25,7 @@ from eligibility import (
 )
 from fhir_mapping import ClinicalFacts, DataDomain, GapReason, KetamineProduct, ResourceType, ScoreFact
 
-from .builders import AS_OF, ago, gap, phq9, trd_candidate, twice_weekly
+from .builders import AS_OF, ago, dose, doses, gap, phq9, trd_candidate, twice_weekly
 
 DEFAULT = load_policy("default")
 T = DEFAULT.thresholds
@@ -164,3 +164,47 @@ def course_of(*, current: bool = True, doses: int | None = 9, baseline: float | 
 ])
 def test_a_course_in_one_line(course: TreatmentCourse, line: str) -> None:
     assert course_summary(course) == line
+
+
+# -- the course's edges ---------------------------------------------------------------------------------------------
+
+def test_a_phq9_on_the_first_dose_s_day_is_the_baseline_not_a_response() -> None:
+    window = T.severity_window_days
+    for first in (20, 60):  # a current course, and an earlier one (last dose more than the continuity window ago)
+        c = assess_course(trd_candidate(scores=(*TRIAL_SCORES, phq9(first, 20)), ketamine=doses(first)), DEFAULT,
+                          AS_OF)
+        assert c is not None and c.baseline_phq9 is not None and c.baseline_phq9.day == ago(first)
+        assert c.latest_phq9 is None, first
+    # The baseline window's first day counts, and a PHQ-9 taken today is the latest.
+    c = assess_course(trd_candidate(scores=(*TRIAL_SCORES, phq9(20 + window, 21), phq9(0, 9)), ketamine=doses(20)),
+                      DEFAULT, AS_OF)
+    assert c is not None and c.baseline_phq9 is not None and c.latest_phq9 is not None
+    assert (c.baseline_phq9.day, c.latest_phq9.day) == (ago(20 + window), AS_OF)
+
+
+def test_a_course_is_current_up_to_the_continuity_window_s_last_day() -> None:
+    days = T.course_continuity_days
+    for last, current in ((days, True), (days + 1, False)):
+        c = assess_course(trd_candidate(ketamine=doses(last + 10, last)), DEFAULT, AS_OF)
+        assert c is not None and c.current is current, last
+
+
+def test_doses_the_continuity_window_apart_are_one_course_and_a_day_more_starts_a_new_one() -> None:
+    days = T.course_continuity_days
+    c = assess_course(trd_candidate(ketamine=doses(days + 5, 5)), DEFAULT, AS_OF)
+    assert c is not None and (c.first_dose, c.doses) == (ago(days + 5), 2)
+    c = assess_course(trd_candidate(ketamine=doses(days + 6, 5)), DEFAULT, AS_OF)
+    assert c is not None and (c.first_dose, c.doses) == (ago(5), 1)
+
+
+@pytest.mark.parametrize(("products", "product"), [
+    ((KetamineProduct.ESKETAMINE_NASAL, KetamineProduct.KETAMINE), KetamineProduct.ESKETAMINE_NASAL),
+    ((KetamineProduct.ESKETAMINE_NASAL, KetamineProduct.KETAMINE, KetamineProduct.KETAMINE),
+     KetamineProduct.KETAMINE),
+    ((KetamineProduct.KETAMINE,), KetamineProduct.KETAMINE),
+])
+def test_a_course_is_of_the_product_at_least_half_its_records_are(products: tuple[KetamineProduct, ...],
+                                                                   product: KetamineProduct) -> None:
+    records = tuple(dose(10 - i, product=p) for i, p in enumerate(products))
+    c = assess_course(trd_candidate(ketamine=records), DEFAULT, AS_OF)
+    assert c is not None and c.product is product

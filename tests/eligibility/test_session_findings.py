@@ -314,6 +314,17 @@ def test_booking_data_that_could_not_be_fetched_is_a_warning() -> None:
                                     unknown=(DataDomain.BLOOD_PRESSURE.value,))]
 
 
+def test_what_could_not_be_fetched_is_never_judged_from_the_part_that_came() -> None:
+    # Some appointments or readings came, but the search was incomplete: the schedule and the current BP are
+    # unknown, so neither a same-day session nor a high reading among what came is reported as a finding.
+    same_day = session("other", BOOKED)
+    high = BloodPressureFact("high", NOW.date(), ABOVE[0] + 20, ABOVE[1] + 10)
+    found = assess_booking(session("new", BOOKED), [same_day], [high], POLICY, NOW,
+                           frozenset({DataDomain.APPOINTMENTS, DataDomain.BLOOD_PRESSURE}))
+    assert found == [SessionFinding(SessionCheck.CHECKS_NOT_MADE, Urgency.WARNING, TWO_HOURS,
+                                    unknown=(DataDomain.APPOINTMENTS.value, DataDomain.BLOOD_PRESSURE.value))]
+
+
 def test_transport_not_noted_is_information_citing_the_monitoring_rule() -> None:
     found = assess_booking(session("new", BOOKED, transport=False), [], [], POLICY, NOW)
     assert found == [SessionFinding(SessionCheck.ARRANGE_TRANSPORT, Urgency.INFO, TWO_HOURS)]

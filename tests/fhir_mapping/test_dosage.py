@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fhir_mapping.dosage import Strength, daily_dose, doses_per_day, parse_dosage_text, strength_in_name
+from fhir_mapping import DoseSource
+from fhir_mapping.dosage import DailyDose, Strength, daily_dose, doses_per_day, parse_dosage_text, strength_in_name
 
 
 def dose(value: float, unit: str, *, frequency: int | None = 1, period: float = 1, period_unit: str = "d",
@@ -126,7 +127,6 @@ def test_property_any_text_parses_without_error(text: str) -> None:
 
 # -- Strength, sources and schedules, pinned exactly (the mutation score of this module depends on them) --------
 
-from fhir_mapping import DoseSource  # noqa: E402
 from fhir_mapping.dosage import dose_phases, strength_from_medication  # noqa: E402
 
 
@@ -394,3 +394,27 @@ def test_a_supply_is_read_only_when_it_is_plain(quantity: dict | None, dosages: 
     from fhir_mapping.dosage import supply_days
 
     assert supply_days(quantity, dosages) is None
+
+
+UNKNOWN = DailyDose(None, DoseSource.NONE)
+
+
+@pytest.mark.parametrize("dosages", [
+    [],
+    [{"text": "use as directed"}],  # a scheduled dosage in words we cannot read
+    [dose(1, "tablet", code="QD")],  # tablets of unknown strength
+    [dose(1, "mg", frequency=None, text="take 1 mg every other blue moon")],  # a frequency named, not readable
+    [dose(50, "mg"), {"text": "use as directed"}],  # never a partial sum
+])
+def test_a_daily_dose_that_cannot_be_read_is_unknown_with_no_source(dosages: list[dict]) -> None:  # type: ignore[type-arg]
+    assert daily_dose(dosages, None) == UNKNOWN
+
+
+@pytest.mark.parametrize("text", ["", "   ", "take as directed", "1 tablet twice daily"])
+def test_free_text_without_a_readable_mg_is_unknown_with_no_source(text: str) -> None:
+    # The last: tablets, but no strength to make them mg.
+    assert parse_dosage_text(text, None) == UNKNOWN
+
+
+def test_an_as_needed_dosage_listed_first_leaves_the_scheduled_one_after_it_counted() -> None:
+    assert daily_dose([dose(25, "mg", prn=True), dose(50, "mg")], None) == DailyDose(50, DoseSource.STRUCTURED)

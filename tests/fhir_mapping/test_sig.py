@@ -153,3 +153,8 @@ def test_arbitrary_text_never_raises(text: str) -> None:
     sig.frequency(text)
     parse_dosage_text(text, Strength(10))
     dose_phases([{"text": text}], Strength(10))
+
+
+def test_a_tapering_sig_is_split_into_its_steps_without_empty_ones_or_their_punctuation() -> None:
+    assert sig.phases("Take 1 tablet daily for 7 days;, then 2 tablets daily.") == [
+        "take 1 tablet daily for 7 days", "2 tablets daily"]
