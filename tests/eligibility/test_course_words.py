@@ -39,8 +39,8 @@ def in_course(*scores: ScoreFact, first: int, count: int, **changes: object) -> 
 # -- the baseline severity of a course ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("baseline", "status", "sign"), [
-    (T.severity_phq9_min, Criterion.MET, ">="), (T.severity_phq9_min - 1, Criterion.NOT_MET, "<"),
-    (T.severity_phq9_min + 5, Criterion.MET, ">=")])
+    (T.severity_phq9_min, Criterion.MET, "at or above"), (T.severity_phq9_min - 1, Criterion.NOT_MET, "below"),
+    (T.severity_phq9_min + 5, Criterion.MET, "at or above")])
 def test_a_course_s_severity_is_the_phq9_before_its_first_dose_at_the_threshold_and_around_it(
         baseline: float, status: Criterion, sign: str) -> None:
     a = assess(in_course(phq9(22, baseline, "base"), phq9(2, 4), first=20, count=6), DEFAULT, AS_OF)
