@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from .asgi import ASGIApp, Receive, Scope, Send, buffered_response, send_response
 from .auth_server import IssuedToken, SandboxAuthServer
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _OPEN = ("/fhir/metadata",)
 _SCOPE = re.compile(r"^(patient|user)/(\*|[A-Za-z]+)\.(read|\*|c?r?u?d?s?)(\?.*)?$")
@@ -132,19 +126,7 @@ class FhirGate:
 
     async def _checked_read(self, scope: Scope, receive: Receive, send: Send, patient: str) -> None:
         """A read by id or a history: answered only when what comes back is in the patient's compartment."""
-        start: Message = {}
-        chunks: list[bytes] = []
-
-        async def buffer(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                start = message
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, buffer)
-        body = b"".join(chunks)
-        status = int(start.get("status", 500))
+        status, headers, body = await buffered_response(self.app, scope, receive)
         if status == 200:
             try:
                 allowed = _in_compartment(json.loads(body), patient)
@@ -153,7 +135,4 @@ class FhirGate:
             if not allowed:
                 await _outcome(send, 403, "forbidden", "outside the launched patient's compartment")
                 return
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_response(send, status, headers, body)

@@ -11,7 +11,7 @@ prefetch, the FHIR API behind the token gate (the SMART app, the CDS service's o
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,11 +19,7 @@ from urllib.parse import parse_qs
 from fhir_mapping.facts import ResourceType
 from fhir_mapping.searches import SEARCHED_TYPES
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from .asgi import ASGIApp, Receive, Scope, Send, buffered_response, send_response
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,24 +83,10 @@ class SearchOutcomes:
         if found is None:
             await self.app(scope, receive, send)
             return
-        start: Message = {}
-        chunks: list[bytes] = []
-
-        async def buffer(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                start = message
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, buffer)
-        body = b"".join(chunks)
-        if int(start.get("status", 500)) == 200:
+        status, headers, body = await buffered_response(self.app, scope, receive)
+        if status == 200:
             body = _with_outcome(body, found.outcome)
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({**start, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_response(send, status, headers, body)
 
 
 def _with_outcome(body: bytes, outcome: dict[str, Any]) -> bytes:
