@@ -211,6 +211,28 @@ def cds_options(settings: Settings, *, policy: Policy, storage: Storage, verifie
     )
 
 
+def smart_options(settings: Settings, *, storage: Storage, http: httpx.AsyncClient,
+                  today: Callable[[], dt.date]) -> SmartOptions:
+    """The SMART app's options from the settings: every number and switch is the settings' (``SmartOptions`` has no
+    defaults of its own); the rest are the running app's parts."""
+    smart, base = settings.smart, settings.cds.public_base_url
+    return SmartOptions(
+        public_base_url=base,
+        credentials=smart_credentials(settings),
+        redirect_uri=smart.redirect_uri or base + "/smart/callback",
+        allowed_issuers=smart.allowed_issuers,
+        store=Store(storage, launch_ttl_s=smart.launch_ttl_s, login_ttl_s=smart.login_ttl_s,
+                    max_pending_launches=smart.max_pending_launches),
+        frame_ancestors=smart.frame_ancestors,
+        default_iss=smart.default_iss,
+        offline_access=smart.offline_access,
+        policy=settings.cds.policy,
+        fhir_budget_s=smart.fhir_budget_s,
+        http=http,
+        today=today,
+    )
+
+
 def app_from_environment() -> FastAPI:
     """The app ``serve`` runs in each worker (uvicorn's factory): settings from ``KETAMINE_CDS_CONFIG``."""
     config = os.environ.get("KETAMINE_CDS_CONFIG")
@@ -248,22 +270,7 @@ def create_app(
     options = cds_options(settings, policy=policy, storage=storage, verifier=verifier, audit_salt=salt, http=client,
                           today=today or dt.date.today, now=now or (lambda: dt.datetime.now(dt.UTC)))
 
-    base = settings.cds.public_base_url
-    smart_options = SmartOptions(
-        public_base_url=base,
-        credentials=smart_credentials(settings),
-        redirect_uri=settings.smart.redirect_uri or base + "/smart/callback",
-        allowed_issuers=settings.smart.allowed_issuers,
-        store=Store(storage, launch_ttl_s=settings.smart.launch_ttl_s, login_ttl_s=settings.smart.login_ttl_s,
-                    max_pending_launches=settings.smart.max_pending_launches),
-        frame_ancestors=settings.smart.frame_ancestors,
-        default_iss=settings.smart.default_iss,
-        offline_access=settings.smart.offline_access,
-        policy=settings.cds.policy,
-        fhir_budget_s=settings.smart.fhir_budget_s,
-        http=client,
-        today=today or dt.date.today,
-    )
+    smart = smart_options(settings, storage=storage, http=client, today=today or dt.date.today)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -275,17 +282,17 @@ def create_app(
         await storage.aclose()
 
     add_observer(metrics.observe_audit)
-    smart_options.on_launch = metrics.smart_launch
+    smart.on_launch = metrics.smart_launch
     app = FastAPI(title="ketamine-cds", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     # Starlette's own trailing-slash redirect builds its Location from the request's Host header, so a forged Host
     # made this service redirect a caller to any site; the 404 handler redirects instead (``_slash_redirect``).
     app.router.redirect_slashes = False
     app.state.storage = storage
     app.state.options = options
-    app.state.smart = smart_options
+    app.state.smart = smart
     app.include_router(build_health_router(storage))
     app.include_router(build_router(options))
-    app.include_router(build_smart_router(smart_options))
+    app.include_router(build_smart_router(smart))
     if sandbox is not None:
         app.mount("/sandbox", sandbox)
 
@@ -307,14 +314,14 @@ def create_app(
     )
 
     app.add_exception_handler(CdsError, handle_cds_error)
-    app.add_exception_handler(SmartProblem, problem_handler(smart_options))
+    app.add_exception_handler(SmartProblem, problem_handler(smart))
 
     @app.exception_handler(StorageUnavailable)
     async def storage_down(request: Request, exc: StorageUnavailable) -> Response:
         # Reached from faces that do not translate it themselves (the SMART app): a 503, never a 500. A person in
         # the EHR's frame gets a page; a program gets an OperationOutcome.
         if request.url.path.startswith("/smart"):
-            page = problem_page(smart_options, "The app is briefly unavailable",
+            page = problem_page(smart, "The app is briefly unavailable",
                                 "Its database did not answer. Try again in a moment; if it persists, tell IT.", 503)
             page.headers["Retry-After"] = "5"
             return page

@@ -16,6 +16,9 @@ from .oauth import ClientCredentials
 
 @dataclass
 class SmartOptions:
+    """The options of the running SMART app. No defaults of its own: the settings are the one source of every value
+    (``ketamine_cds.app.smart_options`` builds them from the settings, tests included)."""
+
     public_base_url: str
     credentials: ClientCredentials
     redirect_uri: str
@@ -23,14 +26,14 @@ class SmartOptions:
     store: Store
     #: The client every EHR call goes through; its owner (the app's lifespan) closes it.
     http: httpx.AsyncClient
-    frame_ancestors: list[str] = field(default_factory=list)
-    default_iss: str | None = None
-    offline_access: bool = False
-    policy: str = "default"
-    fhir_budget_s: float = 10.0
-    #: Called with each callback's outcome: the metrics' feed.
+    frame_ancestors: list[str]
+    default_iss: str | None
+    offline_access: bool
+    policy: str
+    fhir_budget_s: float
+    today: Callable[[], dt.date]
+    #: Called with each callback's outcome: the metrics' feed (the composition root sets it).
     on_launch: Callable[[LaunchOutcome], None] | None = None
-    today: Callable[[], dt.date] = dt.date.today
     #: Each EHR's smart-configuration, cached (built from ``http``).
     configurations: SmartConfigurations = field(init=False, repr=False)
 

@@ -5,6 +5,7 @@ of the error tree carrying its outcome, or a stored login."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import time
@@ -20,15 +21,15 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from starlette.requests import Request
 
+from ketamine_cds.app import smart_options
+from ketamine_cds.settings import Settings
 from smart_app import (
-    ClientCredentials,
     LaunchOutcome,
     LaunchProblem,
     OAuthProblem,
     ReviewProblem,
     SmartOptions,
     SmartProblem,
-    Store,
     complete_launch,
     problem_handler,
     start_launch,
@@ -80,10 +81,10 @@ async def launches(tmp_path: Path) -> AsyncIterator[Launches]:
     storage = open_storage(f"sqlite:///{tmp_path / 'state.sqlite3'}", Sealer(Fernet.generate_key()))
     ehr = Ehr()
     async with httpx.AsyncClient(transport=httpx.MockTransport(ehr.handle)) as http:
-        options = SmartOptions(
-            public_base_url="https://app.test", credentials=ClientCredentials("ketamine-cds"),
-            redirect_uri="https://app.test/smart/callback", allowed_issuers=[ISS],
-            store=Store(storage, launch_ttl_s=600, login_ttl_s=3600, max_pending_launches=100), http=http)
+        settings = Settings.model_validate({
+            "cds": {"public_base_url": "https://app.test"},
+            "smart": {"allowed_issuers": [ISS], "launch_ttl_s": 600, "login_ttl_s": 3600, "max_pending_launches": 100}})
+        options = smart_options(settings, storage=storage, http=http, today=dt.date.today)
         yield Launches(options, ehr)
     await storage.aclose()
 

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import httpx
 from starlette.responses import Response
 
-from smart_app import ClientCredentials, SmartOptions, Store, csp
+from ketamine_cds.app import smart_options
+from ketamine_cds.settings import Settings
+from smart_app import SmartOptions, csp
 from smart_app.routes import _set_browser_cookie
+from storage import Storage
 
 
 def options(base: str, ancestors: list[str] | None = None) -> SmartOptions:
     # Headers and cookies only: the store and the EHR are never reached (an unopened store and a client that
     # answers nothing keep the test free of I/O).
-    store = Store.__new__(Store)
+    settings = Settings.model_validate({"cds": {"public_base_url": base},
+                                        "smart": {"redirect_uri": base + "/cb", "frame_ancestors": ancestors or []}})
     nowhere = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(599)))
-    return SmartOptions(public_base_url=base, credentials=ClientCredentials("app"), redirect_uri=base + "/cb",
-                        allowed_issuers=[], store=store, http=nowhere, frame_ancestors=ancestors or [])
+    return smart_options(settings, storage=Storage.__new__(Storage), http=nowhere, today=dt.date.today)
 
 
 def test_over_https_the_cookie_works_inside_an_ehr_iframe() -> None:
