@@ -52,6 +52,7 @@ from fhir_mapping import DataDomain, KetamineOrder
 
 from .markdown import markdown_code, markdown_prose
 from .models import Action, Card, CardKind, Coding, Indicator, Link, Source, Suggestion
+from .policy_words import duration
 
 OVERRIDE_SYSTEM = "https://ketamine-cds.org/CodeSystem/override-reason"
 #: Our override reasons: code → what the clinician reads (also how the feedback report names a bare code).
@@ -461,8 +462,8 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
         "",
         "**Before and during each session (esketamine REMS / supervised setting):**",
         "- Certified healthcare setting; prescriber on site; pulse oximeter available (REMS)",
-        f"- Blood pressure before dosing (above {_bp_limit(policy)}: weigh delaying) and about 40 minutes after "
-        "(label)",
+        f"- Blood pressure before dosing (above {_bp_limit(policy)}: weigh delaying) and about {_recheck(policy)} "
+        "after (label)",
         f"- Monitor for at least {_monitoring(policy)} and until sedation, dissociation and respiratory depression "
         "resolve (REMS)",
         "- No driving until the next day after restful sleep (label)",
@@ -479,7 +480,7 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
         kind=CardKind.CRITERIA_MET,
         uuid=card_id,
         summary=_summary(f"{_product(ctx, policy)}: criteria met — REMS monitoring ≥{_monitoring(policy, short=True)}, "
-                         "BP before and ~40 min after"),
+                         f"BP before and ~{_recheck(policy, short=True)} after"),
         detail="\n".join(detail),
         indicator=Indicator.INFO,
         source=_source(None, cited_source("S3")),
@@ -494,16 +495,17 @@ def _bp_limit(policy: Policy) -> str:
 
 def _monitoring(policy: Policy, *, short: bool = False) -> str:
     """The REMS observation period in words ("2 hours"; "2 h" for a summary), from the policy."""
-    minutes = policy.thresholds.session_monitoring_minutes
-    if minutes % 60 == 0:
-        hours = minutes / 60
-        return f"{hours:g} h" if short else f"{hours:g} hour" + ("" if hours == 1 else "s")
-    return f"{minutes:g} min" if short else f"{minutes:g} minutes"
+    return duration(policy.thresholds.session_monitoring_minutes, short=short)
+
+
+def _recheck(policy: Policy, *, short: bool = False) -> str:
+    """When the label has blood pressure rechecked after the dose ("40 minutes"; "40 min"), from the policy."""
+    return duration(policy.thresholds.session_bp_recheck_minutes, short=short)
 
 
 def _session_reminders(policy: Policy) -> list[str]:
-    return [f"- Blood pressure before each dose (above {_bp_limit(policy)}: weigh delaying) and about 40 minutes "
-            "after (label)",
+    return [f"- Blood pressure before each dose (above {_bp_limit(policy)}: weigh delaying) and about "
+            f"{_recheck(policy)} after (label)",
             f"- Monitor at least {_monitoring(policy)}, until sedation, dissociation and respiratory depression "
             "resolve (REMS)"]
 

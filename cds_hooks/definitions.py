@@ -19,6 +19,7 @@ from storage import Storage
 from .auth import JwtVerifier
 from .fhir_servers import FhirServerCheck
 from .models import Hook
+from .policy_words import duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,18 +37,10 @@ class ServiceDefinition:
 
     def discovery(self, policy: Policy) -> dict[str, Any]:
         """The service in the discovery document; its description says the policy's monitoring time."""
-        monitoring = _duration(policy.thresholds.session_monitoring_minutes)
+        monitoring = duration(policy.thresholds.session_monitoring_minutes)
         return {"hook": self.hook, "id": self.id, "title": self.title,
                 "description": self.description.format(monitoring=monitoring),
                 "usageRequirements": self.usage_requirements, "prefetch": self.prefetch()}
-
-
-def _duration(minutes: float) -> str:
-    """'2 hours', '1 hour', '90 minutes'."""
-    if minutes % 60:
-        return f"{minutes:g} minutes"
-    hours = minutes / 60
-    return f"{hours:g} hour{'' if hours == 1 else 's'}"
 
 
 _USAGE = ("Grant read access to Patient, Condition, MedicationStatement, MedicationRequest, Observation and "

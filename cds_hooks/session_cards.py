@@ -8,12 +8,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from eligibility import Citation, SessionCheck, SessionFinding, Urgency, cited_source
+from eligibility import Citation, SessionCheck, SessionFinding, Thresholds, Urgency, cited_source
 from fhir_mapping import BloodPressureFact, GapReason, LeftOut, TimedBloodPressure
 
 from .cards import _overrides, _source, _sources_line, _summary
 from .markdown import markdown_code, markdown_text
 from .models import Card, CardKind, Hook, Indicator
+from .policy_words import blood_pressure, days, duration
 
 #: Most urgent first: ``Urgency`` is declared in that order.
 _URGENCY_ORDER = {u: rank for rank, u in enumerate(Urgency)}
@@ -88,16 +89,31 @@ _Words = tuple[str, list[str], tuple[str, ...]]
 
 @dataclass(frozen=True, slots=True)
 class _View:
-    """What the wording needs beside the finding: the product's name and the site's display time zone."""
+    """What the wording needs beside the finding: the product's name, the site's display time zone and the policy's
+    thresholds (every number a card states is the policy's)."""
 
     product: str
     tz: dt.tzinfo | None
+    limits: Thresholds
+
+    @property
+    def monitoring(self) -> str:
+        return duration(self.limits.session_monitoring_minutes)
+
+    @property
+    def monitoring_short(self) -> str:
+        return duration(self.limits.session_monitoring_minutes, short=True)
+
+    @property
+    def bp_limit(self) -> str:
+        return blood_pressure(self.limits.session_bp_systolic_above, self.limits.session_bp_diastolic_above)
 
 
 def _slot_too_short(f: SessionFinding, v: _View) -> _Words:
-    return (f"Session slot {f.minutes:g} min: needs {f.required_minutes:g} min (dose + 2 h monitoring)",
-            [f"The slot is **{f.minutes:g} minutes**. Each session needs the dose and then **at least 2 hours "
-             "of monitoring**, until sedation, dissociation and respiratory depression have resolved "
+    return (f"Session slot {f.minutes:g} min: needs {f.required_minutes:g} min (dose + {v.monitoring_short} "
+            "monitoring)",
+            [f"The slot is **{f.minutes:g} minutes**. Each session needs the dose and then **at least "
+             f"{v.monitoring} of monitoring**, until sedation, dissociation and respiratory depression have resolved "
              f"({f.required_minutes:g} minutes in all under this policy). Book a longer slot."], ("S1", "S3"))
 
 
@@ -132,8 +148,9 @@ def _bp_elevated_before(f: SessionFinding, v: _View) -> _Words:
     day = getattr(f.reading, "day", None)
     when = f" on {day.day} {day:%b}" if isinstance(day, dt.date) else ""
     return (f"BP {_reading(f.reading)}{when}: check BP before dosing; consider delaying",
-            [f"The latest blood pressure in the last 7 days is **{_reading(f.reading)} mmHg**{when}.",
-             "The label: assess blood pressure before each dose; above 140/90 mmHg (a general guide), weigh "
+            [f"The latest blood pressure in the last {days(v.limits.session_bp_days)} is **{_reading(f.reading)} "
+             f"mmHg**{when}.",
+             f"The label: assess blood pressure before each dose; above {v.bp_limit} mmHg (a general guide), weigh "
              "delaying the session against its benefit."], ("S1",))
 
 
@@ -148,13 +165,13 @@ def _discharge_too_early(f: SessionFinding, v: _View) -> _Words:
     assert f.earliest is not None
     given, earliest = _clock(f.dose.at, v.tz), _clock(f.earliest, v.tz)
     # The encounter a dose of the patient was charted in, when it is not the one being discharged: it counts
-    # all the same (the 2-hour rule protects the patient whatever the bookkeeping), and the card says where.
+    # all the same (the monitoring rule protects the patient whatever the bookkeeping), and the card says where.
     where = (f", recorded in another encounter (`{markdown_code(f.dose.other_encounter)}`)"
              if f.dose.other_encounter else "")
-    return (f"{v.product} given {given}: discharge not before {earliest} (2 h monitoring)",
+    return (f"{v.product} given {given}: discharge not before {earliest} ({v.monitoring_short} monitoring)",
             [f"The last dose (**{markdown_text(f.dose.name)}**, `{markdown_code(f.dose.reference)}`{where}) was "
              f"given at **{given}** ({f.minutes:.0f} minutes ago).",
-             f"Monitor for at least 2 hours after the dose, until sedation, dissociation and respiratory "
+             f"Monitor for at least {v.monitoring} after the dose, until sedation, dissociation and respiratory "
              f"depression have resolved and the patient is clinically stable: **earliest discharge "
              f"{earliest}**."], ("S1", "S3"))
 
@@ -163,7 +180,8 @@ def _no_bp_after_dose(f: SessionFinding, v: _View) -> _Words:
     dose = f" (dose at {_clock(f.dose.at, v.tz)})" if f.dose else ""
     return ("No blood pressure after the dose: recheck before discharge",
             [f"No blood pressure is recorded in this encounter after the dose{dose}.",
-             "The label: recheck blood pressure about 40 minutes after the dose and then as clinically "
+             f"The label: recheck blood pressure about {duration(v.limits.session_bp_recheck_minutes)} after the "
+             "dose and then as clinically "
              "warranted until values decline."], ("S1",))
 
 
@@ -174,15 +192,16 @@ def _bp_not_decreasing(f: SessionFinding, v: _View) -> _Words:
     at = _clock(f.reading.at, v.tz)
     return (f"BP {_reading(f.reading)} at {at} not yet decreasing: reassess before discharge",
             [f"The latest reading after the dose is **{_reading(f.reading)} mmHg at {at}**"
-             f"{before}: above 140/90 mmHg and not lower than the one before.",
+             f"{before}: above {v.bp_limit} mmHg and not lower than the one before.",
              "The label: keep checking blood pressure until values decline; if it stays high, get help "
              "promptly; symptoms of hypertensive crisis or encephalopathy need emergency care."], ("S1",))
 
 
 def _outpatient_aftercare(f: SessionFinding, v: _View) -> _Words:
     lead = "Outpatient session" if f.outpatient else "If outpatient"
-    return (f"{lead}: REMS monitoring form within 7 days; no driving until the next day",
-            ["- Complete and submit the **REMS Patient Monitoring Form** for this session within 7 days "
+    within = days(v.limits.rems_form_days)
+    return (f"{lead}: REMS monitoring form within {within}; no driving until the next day",
+            [f"- Complete and submit the **REMS Patient Monitoring Form** for this session within {within} "
              "(outpatient settings; inpatient settings do not need it).",
              "- The patient must not drive until the next day after a restful sleep."], ("S3", "S4", "S1"))
 
@@ -222,10 +241,12 @@ _WORDING: dict[SessionCheck, Callable[[SessionFinding, _View], _Words]] = {
 }
 
 
-def session_cards(findings: Iterable[SessionFinding], product: str, tz: dt.tzinfo | None = None) -> list[Card]:
-    """One card per finding, critical first; times in ``tz`` (the site's display time zone) when given."""
+def session_cards(findings: Iterable[SessionFinding], product: str, thresholds: Thresholds,
+                  tz: dt.tzinfo | None = None) -> list[Card]:
+    """One card per finding, critical first; the numbers the policy's ``thresholds``; times in ``tz`` (the site's
+    display time zone) when given."""
     cards = []
-    view = _View(product, tz)
+    view = _View(product, tz, thresholds)
     for f in sorted(findings, key=lambda f: _URGENCY_ORDER[f.urgency]):
         summary, detail, source_ids = _WORDING[f.check](f, view)
         basis = _basis(f.citation)
@@ -250,23 +271,28 @@ BLIND_REASONS: dict[GapReason, str] = {
     GapReason.REJECTED: "FHIR server refused the search",
     GapReason.TOO_LARGE: "FHIR server's answer too large",
 }
+# {period} and {period_adjective}: the policy's monitoring period, in words.
 _BLIND_CHECKS = {
-    Hook.ENCOUNTER_DISCHARGE: ("Discharge", "The 2-hour observation and blood-pressure checks could not be made",
-                               "the time of the last dose (at least 2 hours of monitoring before discharge), blood "
+    Hook.ENCOUNTER_DISCHARGE: ("Discharge",
+                               "The {period_adjective} observation and blood-pressure checks could not be made",
+                               "the time of the last dose (at least {period} of monitoring before discharge), blood "
                                "pressure after the dose until it declines, and the REMS monitoring form for an "
                                "outpatient session"),
     Hook.APPOINTMENT_BOOK: ("Session", "The session checks and the patient's assessment could not be made",
-                            "the slot (the dose and 2 hours of monitoring), the dosing schedule, the blood pressure "
+                            "the slot (the dose and {period} of monitoring), the dosing schedule, the blood pressure "
                             "before dosing, transport home, and the contraindications"),
 }
 
 
-def blind_card(hook: Hook, reasons: Iterable[GapReason], citation: Citation) -> Card:
+def blind_card(hook: Hook, reasons: Iterable[GapReason], citation: Citation, thresholds: Thresholds) -> Card:
     """The one card of a session service that could not get the patient's data: a warning that the checks were not
-    made and why, never a 412 the EHR shows as nothing."""
+    made and why, never a 412 the EHR shows as nothing; the monitoring period the policy's ``thresholds``."""
     words = list(dict.fromkeys(BLIND_REASONS.get(r, "data could not be fetched") for r in reasons)) or [
         "data could not be fetched"]
-    what, lead, manual = _BLIND_CHECKS.get(hook, _BLIND_CHECKS[Hook.APPOINTMENT_BOOK])
+    minutes = thresholds.session_monitoring_minutes
+    period = {"period": duration(minutes), "period_adjective": duration(minutes, adjective=True)}
+    templates = _BLIND_CHECKS.get(hook, _BLIND_CHECKS[Hook.APPOINTMENT_BOOK])
+    what, lead, manual = (text.format_map(period) for text in templates)
     return Card(
         kind=CardKind.SESSION_CHECKS_NOT_MADE, uuid=str(uuid.uuid4()),
         summary=_summary(f"{what} checks not made: {words[0]} — check manually"),

@@ -116,7 +116,8 @@ async def answer_session(options: CdsOptions, service: ServiceDefinition, req: C
     data = await fetch_data(options, req, patient_id, service.searches, now.date())
     blind = _blind(data)
     if blind:
-        card = blind_card(service.hook, sorted(blind), options.policy.cite("session_monitoring_minutes"))
+        card = blind_card(service.hook, sorted(blind), options.policy.cite("session_monitoring_minutes"),
+                          options.policy.thresholds)
         return await send_cards(options, service, req, caller, [card], log, started,
                                 data_gaps=audited_gaps(data.pool.gaps), checks_not_made=True,
                                 fetched=len(data.queries))
@@ -176,7 +177,8 @@ async def _booking_cards(answer: _SessionAnswer) -> tuple[list[Card], str | None
         for appt in appointments:
             product = "Esketamine" if appt.esketamine else "Ketamine"
             cards += session_cards(assess_booking(appt, others, pressures, options.policy, now, answer.unknown,
-                                                  assessment.course), product, options.display_tz)
+                                                  assessment.course), product,
+                                   options.policy.thresholds, options.display_tz)
         # The records the session rules read (sessions, blood pressures, doses of the course); the rest of the
         # order-time data is the assessment's, which keeps the patient's own as at order time.
         records.count_other_patients((ResourceType.APPOINTMENT, ResourceType.OBSERVATION,
@@ -184,7 +186,7 @@ async def _booking_cards(answer: _SessionAnswer) -> tuple[list[Card], str | None
     # Said even when nothing was recognised: a booking left out (another patient's) is not a silent booking.
     quality = left_out_finding(records.left_out, options.policy)
     if quality is not None:
-        cards += session_cards([quality], "Ketamine", options.display_tz)
+        cards += session_cards([quality], "Ketamine", options.policy.thresholds, options.display_tz)
     return cards, verdict
 
 
@@ -200,7 +202,7 @@ async def _discharge_cards(answer: _SessionAnswer) -> tuple[list[Card], str | No
     discharge = assess_discharge(administrations, pressures_at, encounter, options.policy, answer.now, unknown,
                                  records.left_out)
     product = "Esketamine" if discharge.last_dose is None or discharge.last_dose.esketamine else "Ketamine"
-    return session_cards(discharge.findings, product, options.display_tz), None
+    return session_cards(discharge.findings, product, options.policy.thresholds, options.display_tz), None
 
 
 #: Each session service's cards (and the verdict of the assessment they rest on, when one was made).

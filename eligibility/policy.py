@@ -68,6 +68,7 @@ class Thresholds:
     session_bp_systolic_above: float
     session_bp_diastolic_above: float
     session_bp_days: int
+    session_bp_recheck_minutes: float
     session_induction_weeks: int
     session_max_per_week_induction: int
     session_max_per_week_after_induction: int

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cds_hooks.models import CardKind, Hook, Indicator
+from cds_hooks.models import Card, CardKind, Hook, Indicator
 from cds_hooks.session_cards import blind_card, session_cards
 from eligibility import Citation, SessionCheck, SessionFinding, Urgency, cited_source, load_policy
 from fhir_mapping import (
@@ -168,7 +168,7 @@ def test_every_check_has_a_card_specified_here() -> None:
 def test_each_finding_s_card_says_what_to_do_with_the_time_or_reading_that_decides_it(
         finding: SessionFinding, summary: str, text: str, kind: CardKind, indicator: Indicator,
         overrides: tuple[str, ...]) -> None:
-    (card,) = session_cards([finding], "Esketamine")
+    (card,) = session_cards([finding], "Esketamine", T)
     assert (card.summary, card.detail) == (summary, text)
     assert (card.kind, card.indicator) == (kind, indicator)
     assert [(c.system, c.code) for c in card.overrideReasons or []] == [(OVERRIDE_SYSTEM, c) for c in overrides]
@@ -182,7 +182,7 @@ def test_each_finding_s_card_says_what_to_do_with_the_time_or_reading_that_decid
 # -- the words that depend on the finding -----------------------------------------------------------------------
 
 def test_times_are_shown_in_the_site_s_time_zone_when_one_is_configured() -> None:
-    (card,) = session_cards([TOO_EARLY], "Ketamine", dt.timezone(dt.timedelta(hours=2)))
+    (card,) = session_cards([TOO_EARLY], "Ketamine", T, dt.timezone(dt.timedelta(hours=2)))
     assert card.summary == "Ketamine given 11:40: discharge not before 13:40 (2 h monitoring)"
     assert card.detail is not None
     assert "given at **11:40** (50 minutes ago)" in card.detail and "**earliest discharge 13:40**" in card.detail
@@ -192,16 +192,16 @@ def test_without_a_site_time_zone_times_keep_the_offset_the_ehr_recorded() -> No
     plus_one = dt.timezone(dt.timedelta(hours=1))
     dose = Administration("dose-1", DOSE_AT.astimezone(plus_one), "Spravato 56 mg", esketamine=True)
     finding = SessionFinding(SessionCheck.NO_BP_AFTER_DOSE, Urgency.WARNING, BP_RULE, dose=dose)
-    (card,) = session_cards([finding], "Esketamine")
+    (card,) = session_cards([finding], "Esketamine", T)
     assert card.detail is not None and "after the dose (dose at 10:40)." in card.detail
-    (card,) = session_cards([finding], "Esketamine", dt.UTC)
+    (card,) = session_cards([finding], "Esketamine", T, dt.UTC)
     assert card.detail is not None and "after the dose (dose at 09:40)." in card.detail
 
 
 def test_a_dose_charted_in_another_encounter_is_named_with_that_encounter() -> None:
     dose = Administration("dose-9", DOSE_AT, "Spravato 56 mg", esketamine=True, other_encounter="Encounter/enc-2")
     (card,) = session_cards([SessionFinding(SessionCheck.DISCHARGE_TOO_EARLY, Urgency.CRITICAL, TWO_HOURS,
-                                            minutes=10.0, dose=dose, earliest=TOO_EARLY.earliest)], "Esketamine")
+                                            minutes=10.0, dose=dose, earliest=TOO_EARLY.earliest)], "Esketamine", T)
     assert card.detail is not None and card.detail.startswith(
         "The last dose (**Spravato 56 mg**, `MedicationAdministration/dose-9`, recorded in another encounter "
         "(`Encounter/enc-2`)) was given at **09:40** (10 minutes ago).")
@@ -211,7 +211,7 @@ def test_chart_text_on_a_card_is_literal_markdown() -> None:
     dose = Administration("x`y", DOSE_AT, "[Spravato](https://evil.test) *56*", esketamine=True,
                           other_encounter="Encounter/`e`")
     (card,) = session_cards([SessionFinding(SessionCheck.DISCHARGE_TOO_EARLY, Urgency.CRITICAL, TWO_HOURS,
-                                            minutes=1.0, dose=dose, earliest=TOO_EARLY.earliest)], "Esketamine")
+                                            minutes=1.0, dose=dose, earliest=TOO_EARLY.earliest)], "Esketamine", T)
     assert card.detail is not None and card.detail.startswith(
         r"The last dose (**\[Spravato\]\(`https://evil.test)` \*56\***, `MedicationAdministration/xy`, "
         "recorded in another encounter (`Encounter/e`)) was given")
@@ -222,7 +222,7 @@ def test_too_many_sessions_names_the_phase_by_its_weekly_limit(limit: int, phase
     days = (dt.date(2026, 12, 1), dt.date(2026, 12, 3))
     finding = SessionFinding(SessionCheck.TOO_MANY_SESSIONS, Urgency.WARNING, SCHEDULE, limit=limit,
                              sessions=tuple(session(f"s{i}", d) for i, d in enumerate(days)), dates=days)
-    (card,) = session_cards([finding], "Esketamine")
+    (card,) = session_cards([finding], "Esketamine", T)
     assert card.summary == f"2 sessions in 7 days: the schedule allows {limit} {phase}"
     assert card.detail is not None and card.detail.startswith(
         "Sessions in the same 7 days: 2026-12-01, 2026-12-03.\n\n"
@@ -234,13 +234,13 @@ def test_too_many_sessions_counts_the_sessions_when_no_days_are_given_and_lists_
     same = dt.date(2026, 12, 1)
     finding = SessionFinding(SessionCheck.TOO_MANY_SESSIONS, Urgency.WARNING, SCHEDULE, limit=1,
                              sessions=(session("a", same), session("b", dt.date(2026, 12, 2))))
-    (card,) = session_cards([finding], "Esketamine")
+    (card,) = session_cards([finding], "Esketamine", T)
     assert card.summary == "2 sessions in 7 days: the schedule allows 1 after induction"
     assert card.detail is not None and card.detail.startswith("Sessions in the same 7 days: 2026-12-01, 2026-12-02.")
     undated = SessionAppointment("u", None, None, "proposed", True, True, True, "appointment code")
     finding = SessionFinding(SessionCheck.TOO_MANY_SESSIONS, Urgency.WARNING, SCHEDULE, limit=1,
                              sessions=(undated,), dates=(same, dt.date(2026, 12, 4)))
-    (card,) = session_cards([finding], "Esketamine")
+    (card,) = session_cards([finding], "Esketamine", T)
     assert card.detail is not None and card.detail.startswith("Sessions in the same 7 days: 2026-12-01, 2026-12-04.")
 
 
@@ -253,7 +253,7 @@ def test_too_many_sessions_counts_the_sessions_when_no_days_are_given_and_lists_
 def test_a_reading_without_a_value_shows_a_question_mark_for_it(reading: BloodPressureFact | None, summary: str,
                                                                 line: str) -> None:
     (card,) = session_cards([SessionFinding(SessionCheck.BP_ELEVATED_BEFORE, Urgency.WARNING, BP_RULE,
-                                            reading=reading)], "Esketamine")
+                                            reading=reading)], "Esketamine", T)
     assert card.summary == f"{summary}: check BP before dosing; consider delaying"
     assert card.detail is not None and card.detail.startswith(
         f"The latest blood pressure in the last 7 days is {line}\n\n")
@@ -262,14 +262,14 @@ def test_a_reading_without_a_value_shows_a_question_mark_for_it(reading: BloodPr
 def test_a_rising_reading_with_nothing_before_it_is_quoted_alone() -> None:
     reading = TimedBloodPressure("bp-1", DOSE_AT + dt.timedelta(minutes=40), 150, 92)
     (card,) = session_cards([SessionFinding(SessionCheck.BP_NOT_DECREASING, Urgency.WARNING, BP_RULE, dose=DOSE,
-                                            reading=reading)], "Esketamine")
+                                            reading=reading)], "Esketamine", T)
     assert card.detail is not None and card.detail.startswith(
         "The latest reading after the dose is **150/92 mmHg at 10:20**: above 140/90 mmHg and not lower than the "
         "one before.\n\n")
 
 
 def test_no_reading_after_a_dose_without_its_time_says_so_without_a_time() -> None:
-    (card,) = session_cards([SessionFinding(SessionCheck.NO_BP_AFTER_DOSE, Urgency.WARNING, BP_RULE)], "Esketamine")
+    (card,) = session_cards([SessionFinding(SessionCheck.NO_BP_AFTER_DOSE, Urgency.WARNING, BP_RULE)], "Esketamine", T)
     assert card.detail is not None and card.detail.startswith(
         "No blood pressure is recorded in this encounter after the dose.\n\n")
 
@@ -277,7 +277,7 @@ def test_no_reading_after_a_dose_without_its_time_says_so_without_a_time() -> No
 @pytest.mark.parametrize("outpatient", [None, False])
 def test_aftercare_for_an_encounter_not_known_to_be_outpatient_is_conditional(outpatient: bool | None) -> None:
     (card,) = session_cards([SessionFinding(SessionCheck.OUTPATIENT_AFTERCARE, Urgency.INFO, AFTER_CARE,
-                                            outpatient=outpatient)], "Esketamine")
+                                            outpatient=outpatient)], "Esketamine", T)
     assert card.summary == "If outpatient: REMS monitoring form within 7 days; no driving until the next day"
 
 
@@ -289,7 +289,7 @@ def test_aftercare_for_an_encounter_not_known_to_be_outpatient_is_conditional(ou
 ])
 def test_records_left_out_are_counted_by_reason_never_quoted(left_out: LeftOut, summary: str, words: str) -> None:
     (card,) = session_cards([SessionFinding(SessionCheck.RECORDS_LEFT_OUT, Urgency.WARNING, TWO_HOURS,
-                                            left_out=left_out)], "Ketamine")
+                                            left_out=left_out)], "Ketamine", T)
     assert card.summary == f"{summary} of the session checks: check the chart's data"
     assert card.detail is not None and card.detail.startswith(f"Left out: {words}. They were not used")
 
@@ -297,7 +297,7 @@ def test_records_left_out_are_counted_by_reason_never_quoted(left_out: LeftOut, 
 def test_checks_not_made_at_discharge_name_what_could_not_be_obtained() -> None:
     finding = SessionFinding(SessionCheck.CHECKS_NOT_MADE, Urgency.WARNING, TWO_HOURS,
                              unknown=("administrations", "session_blood_pressure", "encounter"))
-    (card,) = session_cards([finding], "Esketamine")
+    (card,) = session_cards([finding], "Esketamine", T)
     assert card.detail is not None and card.detail.startswith(
         "Could not obtain: the doses given in this encounter, the blood pressures taken in this encounter, the "
         "encounter (inpatient or outpatient). The checks")
@@ -305,7 +305,7 @@ def test_checks_not_made_at_discharge_name_what_could_not_be_obtained() -> None:
 
 def test_a_data_domain_without_words_of_its_own_is_named_by_its_code() -> None:
     finding = SessionFinding(SessionCheck.CHECKS_NOT_MADE, Urgency.WARNING, TWO_HOURS, unknown=("conditions",))
-    (card,) = session_cards([finding], "Esketamine")
+    (card,) = session_cards([finding], "Esketamine", T)
     assert card.detail is not None and card.detail.startswith("Could not obtain: conditions. The checks")
 
 
@@ -315,14 +315,14 @@ def test_cards_come_critical_first_then_warnings_then_reminders_each_in_the_orde
     transport = SessionFinding(SessionCheck.ARRANGE_TRANSPORT, Urgency.INFO, TWO_HOURS)
     no_bp = SessionFinding(SessionCheck.NO_BP_AFTER_DOSE, Urgency.WARNING, BP_RULE, dose=DOSE)
     left = SessionFinding(SessionCheck.RECORDS_LEFT_OUT, Urgency.WARNING, TWO_HOURS, left_out=LeftOut(invalid=1))
-    cards = session_cards([transport, no_bp, TOO_EARLY, left], "Esketamine")
+    cards = session_cards([transport, no_bp, TOO_EARLY, left], "Esketamine", T)
     assert [c.kind for c in cards] == [CardKind.DISCHARGE_TOO_EARLY, CardKind.DISCHARGE_NO_BP_AFTER_DOSE,
                                        CardKind.SESSION_RECORDS_LEFT_OUT, CardKind.SESSION_TRANSPORT]
     assert len({c.uuid for c in cards}) == 4
 
 
 def test_no_finding_no_card() -> None:
-    assert session_cards([], "Esketamine") == []
+    assert session_cards([], "Esketamine", T) == []
 
 
 LOCAL = Citation((cited_source("local"),), verified=False, note="a clinic's own choice")
@@ -334,7 +334,7 @@ UNCONFIRMED = Citation((cited_source("S1"),), verified=False, note="value not co
 def test_a_threshold_with_no_primary_source_says_so_and_the_card_cites_what_its_words_rest_on(
         finding: SessionFinding, summary: str, text: str, kind: CardKind, indicator: Indicator,
         overrides: tuple[str, ...]) -> None:
-    (card,) = session_cards([dataclasses.replace(finding, citation=LOCAL)], "Esketamine")
+    (card,) = session_cards([dataclasses.replace(finding, citation=LOCAL)], "Esketamine", T)
     paragraphs = text.split("\n\n")
     sources = paragraphs[-1]
     assert card.detail == "\n\n".join([*paragraphs[:-2], "Local clinic policy; no primary source.", "", sources])
@@ -345,7 +345,7 @@ def test_a_threshold_with_no_primary_source_says_so_and_the_card_cites_what_its_
 
 def test_a_threshold_whose_value_the_sources_do_not_confirm_says_so_in_the_detail() -> None:
     finding, _, text, *_ = CASES[0]
-    (card,) = session_cards([dataclasses.replace(finding, citation=UNCONFIRMED)], "Esketamine")
+    (card,) = session_cards([dataclasses.replace(finding, citation=UNCONFIRMED)], "Esketamine", T)
     paragraphs = text.split("\n\n")
     assert card.detail == "\n\n".join(
         [*paragraphs[:-2], "The exact value is not confirmed by the sources (see the policy file).", "",
@@ -356,7 +356,7 @@ def test_a_threshold_whose_value_the_sources_do_not_confirm_says_so_in_the_detai
 # -- the one card when the data could not be had --------------------------------------------------------------------
 
 def test_a_discharge_without_its_data_warns_that_the_2_hour_and_bp_checks_were_not_made() -> None:
-    card = blind_card(Hook.ENCOUNTER_DISCHARGE, [GapReason.NETWORK_ERROR], TWO_HOURS)
+    card = blind_card(Hook.ENCOUNTER_DISCHARGE, [GapReason.NETWORK_ERROR], TWO_HOURS, T)
     assert card.summary == "Discharge checks not made: FHIR server unreachable — check manually"
     assert card.detail == (
         "The 2-hour observation and blood-pressure checks could not be made: **FHIR server unreachable** — check "
@@ -376,7 +376,7 @@ BOOKING_CHECKS = ("the slot (the dose and 2 hours of monitoring), the dosing sch
 @pytest.mark.parametrize("hook", [Hook.APPOINTMENT_BOOK, Hook.ORDER_SIGN])
 def test_a_booking_without_its_data_warns_that_the_session_checks_and_assessment_were_not_made(hook: Hook) -> None:
     # Any other hook gets the booking's words: the widest list of checks not made.
-    card = blind_card(hook, [GapReason.UNAUTHORIZED], LOCAL)
+    card = blind_card(hook, [GapReason.UNAUTHORIZED], LOCAL, T)
     assert card.summary == "Session checks not made: access to the FHIR server refused — check manually"
     assert card.detail is not None and card.detail.startswith(
         "The session checks and the patient's assessment could not be made: **access to the FHIR server refused** "
@@ -400,7 +400,7 @@ def test_a_booking_without_its_data_warns_that_the_session_checks_and_assessment
     ([], "data could not be fetched"),
 ])
 def test_the_blind_card_says_why_the_data_could_not_be_had(reasons: list[GapReason], words: str) -> None:
-    card = blind_card(Hook.APPOINTMENT_BOOK, reasons, TWO_HOURS)
+    card = blind_card(Hook.APPOINTMENT_BOOK, reasons, TWO_HOURS, T)
     first = words.split(", ")[0]
     assert card.summary == f"Session checks not made: {first} — check manually"
     assert card.detail is not None and card.detail.startswith(
@@ -408,18 +408,18 @@ def test_the_blind_card_says_why_the_data_could_not_be_had(reasons: list[GapReas
 
 
 def test_each_blind_card_is_its_own_card() -> None:
-    first, second = (blind_card(Hook.APPOINTMENT_BOOK, [GapReason.TIMEOUT], TWO_HOURS) for _ in range(2))
+    first, second = (blind_card(Hook.APPOINTMENT_BOOK, [GapReason.TIMEOUT], TWO_HOURS, T) for _ in range(2))
     assert uuid.UUID(first.uuid) != uuid.UUID(second.uuid)
 
 
 def test_the_blind_card_cites_the_first_primary_source_of_its_threshold() -> None:
-    card = blind_card(Hook.ENCOUNTER_DISCHARGE, [GapReason.TIMEOUT], AFTER_CARE)
+    card = blind_card(Hook.ENCOUNTER_DISCHARGE, [GapReason.TIMEOUT], AFTER_CARE, T)
     assert (card.source.label, card.source.url) == (SOURCES["S3"]["label"], SOURCES["S3"]["url"])
 
 
 def test_reading_times_of_a_rising_bp_are_shown_in_the_site_s_time_zone() -> None:
     finding = next(case[0] for case in CASES if case[0].check is SessionCheck.BP_NOT_DECREASING)
-    (card,) = session_cards([finding], "Esketamine", dt.timezone(dt.timedelta(hours=-5)))
+    (card,) = session_cards([finding], "Esketamine", T, dt.timezone(dt.timedelta(hours=-5)))
     assert card.summary == "BP 158/96 at 05:40 not yet decreasing: reassess before discharge"
     assert card.detail is not None and card.detail.startswith(
         "The latest reading after the dose is **158/96 mmHg at 05:40**, after 156/98 at 05:20: ")
@@ -433,6 +433,51 @@ def test_reading_times_of_a_rising_bp_are_shown_in_the_site_s_time_zone() -> Non
 ])
 def test_a_schedule_finding_without_its_day_names_the_day_in_words(check: SessionCheck, summary: str,
                                                                    line: str) -> None:
-    (card,) = session_cards([SessionFinding(check, Urgency.WARNING, SCHEDULE)], "Esketamine")
+    (card,) = session_cards([SessionFinding(check, Urgency.WARNING, SCHEDULE)], "Esketamine", T)
     assert card.summary == summary
     assert card.detail is not None and card.detail.startswith(line + "\n\n")
+
+
+# -- every number a card states is the policy's ---------------------------------------------------------------------
+
+#: A site's policy with other numbers than the default's: 90 minutes of monitoring, a recheck at 30 minutes, 150/95,
+#: 3 days of blood pressures, the REMS form within 5 days.
+SITE = dataclasses.replace(T, session_monitoring_minutes=90, session_bp_recheck_minutes=30,
+                           session_bp_systolic_above=150, session_bp_diastolic_above=95, session_bp_days=3,
+                           rems_form_days=5)
+
+
+def _words(card: Card) -> str:
+    return f"{card.summary}\n{card.detail}"
+
+
+@pytest.mark.parametrize(("finding", "says"), [
+    (SessionFinding(SessionCheck.SLOT_TOO_SHORT, Urgency.CRITICAL, TWO_HOURS, minutes=60, required_minutes=105),
+     ["(dose + 90 min monitoring)", "**at least 90 minutes of monitoring**"]),
+    (TOO_EARLY, ["(90 min monitoring)", "Monitor for at least 90 minutes after the dose"]),
+    (SessionFinding(SessionCheck.BP_ELEVATED_BEFORE, Urgency.WARNING, BP_RULE,
+                    reading=BloodPressureFact("bp-1", DAY, 160, 96)),
+     ["in the last 3 days is **160/96 mmHg**", "above 150/95 mmHg (a general guide)"]),
+    (SessionFinding(SessionCheck.NO_BP_AFTER_DOSE, Urgency.WARNING, BP_RULE, dose=DOSE),
+     ["recheck blood pressure about 30 minutes after the dose"]),
+    (SessionFinding(SessionCheck.BP_NOT_DECREASING, Urgency.WARNING, BP_RULE, dose=DOSE,
+                    reading=TimedBloodPressure("bp-2", DOSE_AT + dt.timedelta(minutes=40), 160, 96)),
+     [": above 150/95 mmHg and not lower"]),
+    (SessionFinding(SessionCheck.OUTPATIENT_AFTERCARE, Urgency.INFO, AFTER_CARE, outpatient=True),
+     ["REMS monitoring form within 5 days;", "for this session within 5 days (outpatient"]),
+], ids=lambda v: v.check.value if isinstance(v, SessionFinding) else "")
+def test_a_card_states_the_site_policy_s_numbers_never_the_default_s(finding: SessionFinding,
+                                                                     says: list[str]) -> None:
+    (card,) = session_cards([finding], "Esketamine", SITE)
+    for words in says:
+        assert words in _words(card)
+    for default in ("2 hours", "2 h ", "140/90", "40 minutes", "7 days", "last 7"):
+        assert default not in _words(card)
+
+
+@pytest.mark.parametrize("hook", [Hook.ENCOUNTER_DISCHARGE, Hook.APPOINTMENT_BOOK])
+def test_the_blind_card_states_the_site_policy_s_monitoring_period(hook: Hook) -> None:
+    card = blind_card(hook, [GapReason.TIMEOUT], TWO_HOURS, SITE)
+    assert "90 minutes of monitoring" in _words(card) and "2 hours" not in _words(card)
+    if hook is Hook.ENCOUNTER_DISCHARGE:
+        assert card.detail is not None and card.detail.startswith("The 90-minute observation and blood-pressure")

@@ -70,6 +70,10 @@ verified = true
 value = 60
 source = ["S1", "S3"]
 verified = true
+[thresholds.session_bp_recheck_minutes]
+value = 30
+source = ["S1"]
+verified = true
 [thresholds.esketamine_older_start_mg]
 value = 20
 source = ["S8"]
@@ -78,6 +82,7 @@ verified = true
     a, _ = assess_pool(read_path(PATIENTS / "01-candidate-statements.json"), site, AS_OF)
     (card,) = order_cards(a, site, CardContext("h", "p", None, None, (), None))
     assert "above 150/95: weigh delaying" in card.detail and "at least 1 hour and until" in card.detail
-    assert "≥1 h," in card.summary
+    assert "≥1 h," in card.summary and "~30 min after" in card.summary
+    assert "and about 30 minutes after (label)" in card.detail and "40 min" not in card.summary + card.detail
     older, _ = assess_pool(read_path(PATIENTS / "21-warnings-maoi-item9-older.json"), site, AS_OF)
     assert any("starting dose for older adults is 20 mg" in w.text for w in older.warnings)

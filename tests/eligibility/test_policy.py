@@ -69,10 +69,12 @@ DEFAULT_VALUES = {
     "pregnancy_test_window_days": 30, "pregnancy_lookback_days": 280, "older_adult_age": 65,
     "phq9_item9_warning_above": 0,
     # Treatment sessions: 2 h monitoring (label, REMS), a 15-minute local estimate for the dose, 140/90 (label),
-    # 7 days of BP (local), induction 4 weeks with 2 sessions a week then 1 (EU SmPC), the REMS form in 7 days.
+    # 7 days of BP (local), a recheck 40 minutes after the dose (label), induction 4 weeks with 2 sessions a week
+    # then 1 (EU SmPC), the REMS form in 7 days.
     "session_monitoring_minutes": 120, "session_dose_minutes": 15, "session_bp_systolic_above": 140,
-    "session_bp_diastolic_above": 90, "session_bp_days": 7, "session_induction_weeks": 4,
-    "session_max_per_week_induction": 2, "session_max_per_week_after_induction": 1, "rems_form_days": 7,
+    "session_bp_diastolic_above": 90, "session_bp_days": 7, "session_bp_recheck_minutes": 40,
+    "session_induction_weeks": 4, "session_max_per_week_induction": 2, "session_max_per_week_after_induction": 1,
+    "rems_form_days": 7,
     # The course: current while the last dose is within 28 days (UNVERIFIED clinic policy); a fall under 25 % is
     # no response (Delphi consensus, payers).
     "course_continuity_days": 28, "partial_response_min_reduction": 0.25,
