@@ -47,6 +47,9 @@ class Stack:
 @contextmanager
 def serving(app: Any, port: int, **config: Any) -> Iterator[uvicorn.Server]:
     """Serve an ASGI app with uvicorn in a thread on 127.0.0.1 until the block ends (``config``: ssl files …)."""
+    # At the end, connections still open (a browser's keep-alive, the app's own pooled client calling the sandbox
+    # it serves) are closed after a second: uvicorn would otherwise wait for them, and the join below for 15 s.
+    config.setdefault("timeout_graceful_shutdown", 1)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
                                            **config))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
