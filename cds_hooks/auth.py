@@ -25,6 +25,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from fhir_mapping.outbound import http_client
 from storage import storable
 
 from .audit import LogEvent
@@ -255,7 +256,7 @@ class JwksCache:
         if not client.jwks_url:
             entry.keys, entry.problem = None, f"client {client.issuer} has no JWKS configured"
             return
-        http = self._http or httpx.AsyncClient(timeout=5.0)
+        http = self._http or http_client(timeout=5.0)
         try:
             response = await http.get(client.jwks_url, timeout=5.0)
             if response.status_code != 200:

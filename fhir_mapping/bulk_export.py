@@ -40,6 +40,7 @@ from joserfc.jwk import ECKey, JWKRegistry, RSAKey
 
 from .client import _retry_after
 from .facts import DataGap, GapReason, ResourceType
+from .outbound import http_client
 from .searches import SEARCHED_TYPES, domains_of
 
 #: What the rules read: every type of the search table, and Medication (read by reference).
@@ -787,7 +788,7 @@ async def bulk_export(
     signing = load_signing_key(private_key)
     say = progress or (lambda _message: None)
     own = http is None
-    client = http or httpx.AsyncClient(timeout=cfg.request_timeout_s)
+    client = http or http_client(timeout=cfg.request_timeout_s)
     staging = _prepare_out_dir(out_dir)
     session = _Session(client, base, client_id, signing, scope, wanted, group, cfg)
     status_url: str | None = None

@@ -20,6 +20,7 @@ import httpx
 
 from .facts import DataGap, GapReason, ResourceType
 from .loading import ResourcePool, SearchScope, add_bundle, unresolved_medication_references
+from .outbound import http_client
 from .searches import OnFailure, Query, domains_of, patient_queries
 
 # Parsing JSON this large on the event loop would stall every other request: it moves to a worker thread.
@@ -107,7 +108,7 @@ class FhirClient:
         result = FetchResult(seed if seed is not None else ResourcePool())
         self._bytes_read = 0
         own_client = self._http is None
-        http = self._http or httpx.AsyncClient(timeout=self.settings.request_timeout_s)
+        http = self._http or http_client(timeout=self.settings.request_timeout_s)
         deadline = time.monotonic() + self.settings.budget_s
         try:
             await self._run_all(http, queries, deadline, result)

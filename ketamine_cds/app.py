@@ -39,6 +39,7 @@ from cds_hooks.errors import operation_outcome
 from cds_hooks.fhir_servers import FhirServerCheck, FhirServerPolicy, origin, parse_networks
 from eligibility import Policy, load_policy
 from fhir_mapping import CodeSets
+from fhir_mapping.outbound import http_client
 from smart_app import ClientCredentials, SmartOptions, SmartProblem, Store, csp, problem_handler
 from smart_app import build_router as build_smart_router
 from smart_app.routes import problem_page
@@ -261,7 +262,7 @@ def create_app(
         storage.close()
         raise SettingsError(f"the database did not answer: {exc}") from exc
     own_http = http is None
-    client = http or httpx.AsyncClient(timeout=settings.cds.fhir_budget_s)
+    client = http or http_client(timeout=settings.cds.fhir_budget_s)
     verifier = None if insecure_no_auth else JwtVerifier(trusted_clients(settings), JwksCache(client),
                                                          replay=storage,
                                                          max_lifetime_s=settings.cds.jwt_max_lifetime_s)

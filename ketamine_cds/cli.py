@@ -307,10 +307,9 @@ def _print_registration(settings: Settings) -> None:
 
 
 async def _check_config(path: Path) -> int:
-    import httpx
-
     from cds_hooks import SERVICES
     from cds_hooks.auth import JwksProblem, import_jwks
+    from fhir_mapping.outbound import http_client
 
     settings = load_settings(path)
     load_policy(settings.cds.policy)
@@ -335,7 +334,7 @@ async def _check_config(path: Path) -> int:
     if not settings.cds.clients:
         print("  (none: every service call will get 401)")
         problems += 1
-    async with httpx.AsyncClient(timeout=5.0) as http:
+    async with http_client(timeout=5.0) as http:
         for c in settings.cds.clients:
             where = f"file {c.jwks_file}" if c.jwks_file is not None else str(c.jwks_url)
             try:

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from fhir_mapping.outbound import tls_context
+
 ROOT = Path(__file__).resolve().parent.parent
 PATIENTS = ROOT / "fixtures" / "patients"
 
@@ -66,15 +68,16 @@ def free_port() -> int:
 def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
     """Poll ``url`` until it answers 200; fail at once if the process has exited."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not come up (exit code {proc.poll()})")
-        time.sleep(0.1)
+    with httpx.Client(timeout=1, verify=tls_context()) as http:
+        while True:
+            try:
+                if http.get(url).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not come up (exit code {proc.poll()})")
+            time.sleep(0.1)
 
 
 class Sekmet:
@@ -82,7 +85,7 @@ class Sekmet:
         self.base_url = base_url
 
     def load(self, bundle: dict[str, Any]) -> None:
-        r = httpx.post(self.base_url, json=as_transaction(bundle), timeout=30,
+        r = httpx.post(self.base_url, json=as_transaction(bundle), timeout=30, verify=tls_context(),
                        headers={"Content-Type": "application/fhir+json"})
         assert r.status_code == 200, r.text[:500]
 

@@ -20,6 +20,7 @@ import httpx
 import uvicorn
 
 from ehr_sandbox import Sandbox, SandboxClient, SandboxConfig
+from fhir_mapping.outbound import tls_context
 from ketamine_cds.app import create_app
 from ketamine_cds.demo import FIXTURES, demo_settings
 from ketamine_cds.settings import Settings
@@ -41,7 +42,7 @@ class Stack:
         return self.base + "/sandbox/fhir"
 
     def browser(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base, follow_redirects=True, timeout=30)
+        return httpx.Client(base_url=self.base, follow_redirects=True, timeout=30, verify=tls_context())
 
 
 @contextmanager

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from cds_hooks import SERVICES
+from fhir_mapping.outbound import http_client
 from ketamine_cds.settings import Settings
 
 from ..conftest import Sekmet
@@ -85,7 +86,7 @@ async def server_prefetch(sekmet: Sekmet, service: str, context: dict[str, Any],
     """What an EHR that honours every template of the service's discovery entry sends."""
     definition = SERVICES[service]
     prefetch: dict[str, Any] = {}
-    async with httpx.AsyncClient(timeout=20) as http:
+    async with http_client(timeout=20) as http:
         for search in definition.searches:
             q = search.query(context["patientId"], encounter_id=context.get("encounterId"), today=today)
             prefetch[search.key] = (await http.get(f"{sekmet.base_url}/{q.path}", params=q.params)).json()

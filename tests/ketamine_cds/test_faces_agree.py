@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from eligibility import assess_pool, assessment_to_json, load_policy
 from fhir_mapping import SEARCHES, ClientSettings, FhirClient, read_path
+from fhir_mapping.outbound import http_client
 from ketamine_cds.cli import main
 from smart_app.oauth import RESOURCE_TYPES
 from smart_app.review import load_review
@@ -47,7 +47,7 @@ def _from_card(cards: list[dict[str, Any]]) -> dict[str, Any]:
 async def _server_prefetch(sekmet: Sekmet, pid: str) -> dict[str, Any]:
     """What an EHR sends when it honours every template: each search run against the server."""
     prefetch: dict[str, Any] = {}
-    async with httpx.AsyncClient(timeout=20) as http:
+    async with http_client(timeout=20) as http:
         for search in SEARCHES:
             query = search.query(pid)
             r = await http.get(f"{sekmet.base_url}/{query.path}", params=query.params)
