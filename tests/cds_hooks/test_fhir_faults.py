@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -21,6 +18,7 @@ from starlette.routing import Route
 from ketamine_cds.settings import Settings
 
 from ..conftest import free_port
+from ..stack import serving
 from .conftest import BASE, Keys, close_app, hook_request, make_client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -31,19 +29,6 @@ TOKEN = "fault-suite-token"
 class Recorder:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str | None]] = []
-
-
-def _serve(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread]:
-    # A slow or endless answer still being sent is cut a second after the module ends, not waited for.
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline
-        time.sleep(0.02)
-    return server, thread
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +70,9 @@ def servers() -> Iterator[tuple[str, Recorder]]:
 
     faulty_app = Starlette(routes=[Route("/{mode}/fhir/{rest:path}", faulty)])
     foreign_app = Starlette(routes=[Route("/{rest:path}", record)])
-    servers = [_serve(faulty_app, port), _serve(foreign_app, foreign_port)]
-    try:
+    with serving(faulty_app, port, log_level="error", lifespan="off"), \
+            serving(foreign_app, foreign_port, log_level="error", lifespan="off"):
         yield f"http://127.0.0.1:{port}", foreign
-    finally:
-        for server, thread in servers:
-            server.should_exit = True
-            thread.join(timeout=10)
 
 
 MODES = ["slow", "401", "403", "500", "503", "badjson", "html", "loop", "foreign", "giant"]
