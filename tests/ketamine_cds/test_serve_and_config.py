@@ -277,9 +277,11 @@ def test_serve_with_two_workers_shares_the_port_and_reports_every_workers_metric
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         wait_until_up(f"{base}/healthz", proc, timeout_s=60)
-        for _ in range(40):
-            assert httpx.get(f"{base}/cds-services", timeout=10).status_code == 200
-        text = httpx.get(f"{base}/metrics", timeout=10).text
+        # A new connection per request (no keep-alive), so that the requests spread over both workers.
+        with httpx.Client(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as http:
+            for _ in range(40):
+                assert http.get(f"{base}/cds-services").status_code == 200
+            text = http.get(f"{base}/metrics").text
         counted = re.search(r'ketamine_cds_http_requests_total\{route="/cds-services",status="200"\} ([0-9.]+)', text)
         assert counted is not None and float(counted.group(1)) == 40  # both workers' requests, from either one
     finally:
