@@ -21,10 +21,11 @@ from ketamine_cds.app import create_app
 from ketamine_cds.settings import load_settings
 from smart_app.oauth import OAuthProblem, token_lifetime_s
 
+from .fake_ehr import DISCOVERY, ISS, smart_configuration
+
 pytestmark = pytest.mark.anyio
 
 BASE = "http://app.test"
-ISS = "https://ehr.test/fhir"
 
 
 @dataclass
@@ -39,11 +40,8 @@ class Ehr:
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         self.calls[path] += 1
-        if path == "/fhir/.well-known/smart-configuration":
-            return httpx.Response(200, json={
-                "issuer": ISS, "authorization_endpoint": "https://ehr.test/auth",
-                "token_endpoint": "https://ehr.test/token", "capabilities": ["launch-ehr", "permission-v2"],
-                "code_challenge_methods_supported": ["S256"]})
+        if path == DISCOVERY:
+            return httpx.Response(200, json=smart_configuration())
         if path == "/token":
             return httpx.Response(200, content=json.dumps(self.token).encode(),
                                   headers={"Content-Type": "application/json"})

@@ -31,11 +31,11 @@ from smart_app.routes import BROWSER_COOKIE
 from storage import Sealer, open_storage
 from storage.schema import smart_launch
 
+from .fake_ehr import DISCOVERY, ISS, smart_configuration
+
 pytestmark = pytest.mark.anyio
 
 BASE = "http://app.test"
-ISS = "https://ehr.test/fhir"
-DISCOVERY = "/fhir/.well-known/smart-configuration"
 
 
 @dataclass
@@ -46,10 +46,7 @@ class Ehr:
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.calls[request.url.path] += 1
         if request.url.path == DISCOVERY:
-            return httpx.Response(self.discovery_status, json={
-                "issuer": ISS, "authorization_endpoint": "https://ehr.test/auth",
-                "token_endpoint": "https://ehr.test/token", "capabilities": ["launch-ehr", "permission-v2"],
-                "code_challenge_methods_supported": ["S256"]})
+            return httpx.Response(self.discovery_status, json=smart_configuration())
         if request.url.path == "/token":
             return httpx.Response(200, json={"access_token": "synthetic-token", "expires_in": 3600,
                                              "scope": "launch patient/*.rs", "patient": "kc-01"})

@@ -39,9 +39,10 @@ from smart_app.logins import Login
 from storage import Sealer, open_storage
 from storage.schema import smart_launch
 
+from .fake_ehr import DISCOVERY, ISS, smart_configuration
+
 pytestmark = pytest.mark.anyio
 
-ISS = "https://ehr.test/fhir"
 
 
 @dataclass
@@ -53,11 +54,8 @@ class Ehr:
     forms: list[dict[str, list[str]]] = field(default_factory=list)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/fhir/.well-known/smart-configuration":
-            return httpx.Response(200, json={
-                "issuer": ISS, "authorization_endpoint": "https://ehr.test/auth",
-                "token_endpoint": "https://ehr.test/token", "capabilities": ["launch-ehr", "permission-v2"],
-                "code_challenge_methods_supported": ["S256"]})
+        if request.url.path == DISCOVERY:
+            return httpx.Response(200, json=smart_configuration())
         if request.url.path == "/token":
             self.forms.append(parse_qs(request.content.decode()))
             return httpx.Response(self.token_status, json=self.token if self.token_status == 200 else
