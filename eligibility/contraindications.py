@@ -23,7 +23,7 @@ from fhir_mapping import (
 )
 
 from .model import ContraindicationFinding, ContraindicationId, Evidence, Presence
-from .policy import Policy
+from .policy import Policy, Thresholds
 
 _C = ContraindicationId
 _ANY_HISTORY = {
@@ -84,21 +84,27 @@ def _active(facts: ClinicalFacts, concept: str) -> list[ConditionFact]:
     return [c for c in facts.conditions if concept in c.concepts and c.clinical_status.is_active]
 
 
+def _bp_above(b: BloodPressureFact, t: Thresholds) -> bool:
+    s, d = b.systolic, b.diastolic
+    return (s is not None and s > t.bp_systolic_above) or (d is not None and d > t.bp_diastolic_above)
+
+
+def _bp_severe(b: BloodPressureFact, t: Thresholds) -> bool:
+    s, d = b.systolic, b.diastolic
+    return (s is not None and s >= t.bp_severe_systolic) or (d is not None and d >= t.bp_severe_diastolic)
+
+
+def _bp_evidence(b: BloodPressureFact) -> Evidence:
+    noted = f" — {b.note}" if b.note else ""
+    return Evidence(b.reference, f"BP {_num(b.systolic)}/{_num(b.diastolic)} mmHg{noted}", b.day)
+
+
 def _hypertension(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> ContraindicationFinding:
     t = policy.thresholds
     cid = _C.UNCONTROLLED_HYPERTENSION
     mode = policy.contraindications[cid].mode
     lo = as_of - dt.timedelta(days=t.bp_window_days)
     readings = [b for b in facts.blood_pressures if lo <= b.day <= as_of]
-
-    def above(b: BloodPressureFact) -> bool:
-        s, d = b.systolic, b.diastolic
-        return (s is not None and s > t.bp_systolic_above) or (d is not None and d > t.bp_diastolic_above)
-
-    def ev(b: BloodPressureFact) -> Evidence:
-        noted = f" — {b.note}" if b.note else ""
-        return Evidence(b.reference, f"BP {_num(b.systolic)}/{_num(b.diastolic)} mmHg{noted}", b.day)
-
     incomplete = facts.lacks(DataDomain.BLOOD_PRESSURE)
     # A blood-pressure entry that could not be read (issue #20) says so, never "no reading" nor "not fetched".
     unreadable = "; ".join(g.detail for g in facts.gaps
@@ -108,28 +114,38 @@ def _hypertension(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Contr
                else f"no blood pressure reading in the last {t.bp_window_days} days")
         return ContraindicationFinding(cid, Presence.UNKNOWN, mode, (), why)
     latest = readings[-1]
-    s, d = latest.systolic, latest.diastolic
-    if (s is not None and s >= t.bp_severe_systolic) or (d is not None and d >= t.bp_severe_diastolic):
-        return ContraindicationFinding(cid, Presence.PRESENT, mode, (ev(latest),),
+    if _bp_severe(latest, t):
+        return ContraindicationFinding(cid, Presence.PRESENT, mode, (_bp_evidence(latest),),
                                        f"latest reading at or above {_num(t.bp_severe_systolic)}/"
                                        f"{_num(t.bp_severe_diastolic)}")
-    others = [b for b in readings[:-1] if above(b)]
-    if incomplete and not (above(latest) and others):
+    others = [b for b in readings[:-1] if _bp_above(b, t)]
+    if incomplete and not (_bp_above(latest, t) and others):
         # Some readings arrived but the search did not complete: a later reading may be missing.
-        return ContraindicationFinding(cid, Presence.UNKNOWN, mode, (ev(latest),),
+        return ContraindicationFinding(cid, Presence.UNKNOWN, mode, (_bp_evidence(latest),),
                                        f"{unreadable or 'the blood pressure search did not complete'}: recheck BP")
-    if not above(latest):
-        return ContraindicationFinding(cid, Presence.ABSENT, mode, (ev(latest),),
+    return _below_severe(cid, policy, readings, others)
+
+
+def _below_severe(cid: ContraindicationId, policy: Policy, readings: list[BloodPressureFact],
+                  others: list[BloodPressureFact]) -> ContraindicationFinding:
+    """The verdict on a latest reading below the severe threshold, from how many readings in the window are above
+    the usual one (``others``: the elevated ones before the latest)."""
+    t = policy.thresholds
+    mode = policy.contraindications[cid].mode
+    latest = readings[-1]
+    if not _bp_above(latest, t):
+        return ContraindicationFinding(cid, Presence.ABSENT, mode, (_bp_evidence(latest),),
                                        f"latest reading at or below {_num(t.bp_systolic_above)}/"
                                        f"{_num(t.bp_diastolic_above)}")
     if others:
-        return ContraindicationFinding(cid, Presence.PRESENT, mode, (ev(latest), *map(ev, others[-3:])),
+        return ContraindicationFinding(cid, Presence.PRESENT, mode,
+                                       (_bp_evidence(latest), *map(_bp_evidence, others[-3:])),
                                        f"latest and {len(others)} earlier "
                                        f"{'reading' if len(others) == 1 else 'readings'} above "
                                        f"{_num(t.bp_systolic_above)}/{_num(t.bp_diastolic_above)}")
     why = ("latest reading elevated and the only elevated reading in the window: recheck BP"
            if len(readings) > 1 else "a single elevated reading: recheck BP")
-    return ContraindicationFinding(cid, Presence.UNKNOWN, mode, (ev(latest),), why)
+    return ContraindicationFinding(cid, Presence.UNKNOWN, mode, (_bp_evidence(latest),), why)
 
 
 def _cardiovascular(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> ContraindicationFinding:
