@@ -168,18 +168,8 @@ def assess_course(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Treat
     records = _latest_course([r for r in facts.ketamine if r.start <= as_of], t.course_continuity_days, as_of)
     if not records:
         return None
-    doses = [r for r in records if r.is_dose]
-    dose_days = tuple(sorted({r.start for r in doses}))
-    if dose_days:
-        first, last = dose_days[0], dose_days[-1]
-        current = (as_of - last).days <= t.course_continuity_days
-    else:
-        spans = _spans(records, as_of)
-        first, last = spans[0][0], max(end for _, end, _ in spans)
-        current = (as_of - last).days <= t.course_continuity_days
-    esketamine = [r for r in records if r.product is KetamineProduct.ESKETAMINE_NASAL]
-    product = KetamineProduct.ESKETAMINE_NASAL if esketamine and len(esketamine) * 2 >= len(records) \
-        else KetamineProduct.KETAMINE
+    dose_days, first, last = _course_days(records, as_of)
+    current = (as_of - last).days <= t.course_continuity_days
     induction_end = first + dt.timedelta(weeks=t.session_induction_weeks)
     baseline = _score(facts, first - dt.timedelta(days=t.severity_window_days), first)
     if current:
@@ -189,20 +179,44 @@ def assess_course(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Treat
     else:
         latest = _score(facts, first, min(as_of, last + dt.timedelta(days=t.severity_window_days)), after=True)
         week, phase = None, None
-    if current and phase is CoursePhase.INDUCTION:
-        response = ResponseClass.NOT_YET_DUE
-    elif baseline is None or latest is None:
-        response = ResponseClass.UNKNOWN
-    elif current and (as_of - latest.day).days > t.severity_window_days:
-        # Benefit is judged on a current score, with the severity rule's own window.
-        response = ResponseClass.UNKNOWN
-    else:
-        response = classify_response(baseline.value, latest.value, policy)
     return TreatmentCourse(
-        product=product, current=current, first_dose=first, last_dose=last,
-        doses=len(dose_days) if dose_days else None, baseline_phq9=baseline, latest_phq9=latest, response=response,
+        product=_course_product(records), current=current, first_dose=first, last_dose=last,
+        doses=len(dose_days) if dose_days else None, baseline_phq9=baseline, latest_phq9=latest,
+        response=_response(policy, as_of, current, phase, baseline, latest),
         week=week, phase=phase, induction_end=induction_end, dose_days=dose_days,
         evidence=tuple(r.reference for r in records))
+
+
+def _course_days(records: list[KetamineExposure], as_of: dt.date) -> tuple[tuple[dt.date, ...], dt.date, dt.date]:
+    """The course's dose days, first day and last day: dated by its doses when any is charted, else by the spans of
+    its orders and statements."""
+    dose_days = tuple(sorted({r.start for r in records if r.is_dose}))
+    if dose_days:
+        return dose_days, dose_days[0], dose_days[-1]
+    spans = _spans(records, as_of)
+    return dose_days, spans[0][0], max(end for _, end, _ in spans)
+
+
+def _course_product(records: list[KetamineExposure]) -> KetamineProduct:
+    """Esketamine when at least half the course's records are, else ketamine."""
+    esketamine = [r for r in records if r.product is KetamineProduct.ESKETAMINE_NASAL]
+    if esketamine and len(esketamine) * 2 >= len(records):
+        return KetamineProduct.ESKETAMINE_NASAL
+    return KetamineProduct.KETAMINE
+
+
+def _response(policy: Policy, as_of: dt.date, current: bool, phase: CoursePhase | None, baseline: Score | None,
+              latest: Score | None) -> ResponseClass:
+    """Not yet due during induction; unknown without both scores or, in a current course, without a recent latest
+    one; else classified from baseline to latest."""
+    if current and phase is CoursePhase.INDUCTION:
+        return ResponseClass.NOT_YET_DUE
+    if baseline is None or latest is None:
+        return ResponseClass.UNKNOWN
+    if current and (as_of - latest.day).days > policy.thresholds.severity_window_days:
+        # Benefit is judged on a current score, with the severity rule's own window.
+        return ResponseClass.UNKNOWN
+    return classify_response(baseline.value, latest.value, policy)
 
 
 def esketamine_dose_outside_label(dose_mg: float, older: bool, course: TreatmentCourse | None,
