@@ -164,41 +164,45 @@ def assess_treatment_resistance(facts: ClinicalFacts, policy: Policy, as_of: dt.
         for c in facts.courses
         if c.start <= as_of and c.end(as_of) >= window_start
     )
-    needed = policy.thresholds.min_failed_trials
     failed = {t.ingredient for t in trials if t.adequacy is Adequacy.ADEQUATE and t.outcome is Outcome.NO_RESPONSE}
+    if facts.lacks(DataDomain.MEDICATIONS):
+        status, why = Criterion.UNKNOWN, _medications_unread(facts, failed)
+    else:
+        status, why = _resistance(trials, failed, policy.thresholds.min_failed_trials)
+    return TreatmentResistance(status, len(failed), trials, why)
+
+
+def _medications_unread(facts: ClinicalFacts, failed: set[str]) -> str:
+    """Why treatment resistance is unknown when the medication history is incomplete."""
+    unreadable = [g for g in facts.gaps if DataDomain.MEDICATIONS in g.domains]
+    if unreadable and all(g.reason is GapReason.UNRESOLVED_REFERENCE for g in unreadable):
+        # The clinical reason, not the bookkeeping: the unread order may be the latest trial, and it may have
+        # responded (issue #18, item 7).
+        return (f"{_without_response(len(failed))} on record, but an antidepressant order whose drug could not "
+                "be read may be a more recent trial")
+    return "medication history could not be fetched"
+
+
+def _resistance(trials: tuple[TrialAssessment, ...], failed: set[str], needed: int) -> tuple[Criterion, str]:
+    """Treatment resistance from a complete medication history: the most recent adequate trial's response
+    outweighs any count of failed ones."""
+    adequate = [t for t in trials if t.adequacy is Adequacy.ADEQUATE]
+    latest = max(adequate, key=lambda t: (t.end, t.start), default=None)
+    if latest is not None and latest.outcome is Outcome.RESPONSE:
+        return Criterion.NOT_MET, f"the most recent adequate trial ({latest.ingredient}) responded"
+    if len(failed) >= needed:
+        return Criterion.MET, f"{len(failed)} antidepressants failed after adequate trials: {', '.join(sorted(failed))}"
     possible = failed | {
         t.ingredient
         for t in trials
         if t.outcome is not Outcome.RESPONSE and t.adequacy is not Adequacy.INADEQUATE
     }
-    adequate = [t for t in trials if t.adequacy is Adequacy.ADEQUATE]
-    latest = max(adequate, key=lambda t: (t.end, t.start), default=None)
-
-    if facts.lacks(DataDomain.MEDICATIONS):
-        unreadable = [g for g in facts.gaps if DataDomain.MEDICATIONS in g.domains]
-        if unreadable and all(g.reason is GapReason.UNRESOLVED_REFERENCE for g in unreadable):
-            # The clinical reason, not the bookkeeping: the unread order may be the latest trial, and it may have
-            # responded (issue #18, item 7).
-            status, why = Criterion.UNKNOWN, (
-                f"{_without_response(len(failed))} on record, but an antidepressant order whose drug could not "
-                "be read may be a more recent trial")
-        else:
-            status, why = Criterion.UNKNOWN, "medication history could not be fetched"
-    elif latest is not None and latest.outcome is Outcome.RESPONSE:
-        status, why = Criterion.NOT_MET, f"the most recent adequate trial ({latest.ingredient}) responded"
-    elif len(failed) >= needed:
-        status = Criterion.MET
-        why = f"{len(failed)} antidepressants failed after adequate trials: {', '.join(sorted(failed))}"
-    elif len(possible) < needed:
-        status = Criterion.NOT_MET
+    if len(possible) < needed:
         undocumented = len(possible) - len(failed)
-        why = f"{_without_response(len(failed))} on record; {needed} are needed" + (
+        return Criterion.NOT_MET, f"{_without_response(len(failed))} on record; {needed} are needed" + (
             f", and even the {undocumented} whose response is not documented would bring it to only {len(possible)}"
             if undocumented else "")
-    else:
-        status = Criterion.UNKNOWN
-        more = len(possible) - len(failed)
-        why = (f"{_without_response(len(failed))} on record; {more} more "
-               f"{'trial counts' if more == 1 else 'trials count'} once {'its' if more == 1 else 'their'} dose or "
-               "PHQ-9 response is documented")
-    return TreatmentResistance(status, len(failed), trials, why)
+    more = len(possible) - len(failed)
+    return Criterion.UNKNOWN, (f"{_without_response(len(failed))} on record; {more} more "
+                               f"{'trial counts' if more == 1 else 'trials count'} once "
+                               f"{'its' if more == 1 else 'their'} dose or PHQ-9 response is documented")
