@@ -302,39 +302,53 @@ def assess_discharge(
     if not counted:
         return DischargeAssessment(extra)
     last = max(counted, key=lambda a: a.at)
-    findings: list[SessionFinding] = []
+    checked = (_discharge_too_early(last, policy, now), _session_bp(last, pressures, policy, unknown),
+               _aftercare(encounter, policy, unknown))
+    findings = [f for f in checked if f is not None]
+    return DischargeAssessment((*findings, *extra), last, tuple(counted))
+
+
+def _discharge_too_early(last: Administration, policy: Policy, now: dt.datetime) -> SessionFinding | None:
+    t = policy.thresholds
     elapsed = (now - last.at).total_seconds() / 60
     if elapsed < t.session_monitoring_minutes:
-        findings.append(SessionFinding(
+        return SessionFinding(
             SessionCheck.DISCHARGE_TOO_EARLY, Urgency.CRITICAL, policy.cite("session_monitoring_minutes"),
             minutes=max(elapsed, 0.0), required_minutes=t.session_monitoring_minutes, dose=last,
-            earliest=_plus(last.at, window)))
+            earliest=_plus(last.at, dt.timedelta(minutes=t.session_monitoring_minutes)))
+    return None
+
+
+def _session_bp(last: Administration, pressures: Sequence[TimedBloodPressure], policy: Policy,
+                unknown: frozenset[DataDomain]) -> SessionFinding | None:
+    """The blood pressure since the last dose: missing, or still elevated and not falling from the reading before."""
     if DataDomain.SESSION_BLOOD_PRESSURE in unknown:
-        findings.append(SessionFinding(SessionCheck.CHECKS_NOT_MADE, Urgency.WARNING,
-                                       policy.cite("session_bp_systolic_above"),
-                                       unknown=(DataDomain.SESSION_BLOOD_PRESSURE.value,), dose=last))
-    else:
-        ordered = sorted(pressures, key=lambda b: b.at)
-        after = [b for b in ordered if b.at > last.at]
-        if not after:
-            findings.append(SessionFinding(SessionCheck.NO_BP_AFTER_DOSE, Urgency.WARNING,
-                                           policy.cite("session_bp_systolic_above"), dose=last))
-        else:
-            latest = after[-1]
-            before = [b for b in ordered if b.at < latest.at]
-            previous = before[-1] if before else None
-            falling = previous is not None and all(
-                now_v < then_v for now_v, then_v in ((latest.systolic, previous.systolic),
-                                                     (latest.diastolic, previous.diastolic))
-                if now_v is not None and then_v is not None)
-            if _above(policy, latest.systolic, latest.diastolic) and not falling:
-                findings.append(SessionFinding(SessionCheck.BP_NOT_DECREASING, Urgency.WARNING,
-                                               policy.cite("session_bp_systolic_above"), reading=latest,
-                                               previous=previous, dose=last))
+        return SessionFinding(SessionCheck.CHECKS_NOT_MADE, Urgency.WARNING, policy.cite("session_bp_systolic_above"),
+                              unknown=(DataDomain.SESSION_BLOOD_PRESSURE.value,), dose=last)
+    ordered = sorted(pressures, key=lambda b: b.at)
+    after = [b for b in ordered if b.at > last.at]
+    if not after:
+        return SessionFinding(SessionCheck.NO_BP_AFTER_DOSE, Urgency.WARNING, policy.cite("session_bp_systolic_above"),
+                              dose=last)
+    latest = after[-1]
+    before = [b for b in ordered if b.at < latest.at]
+    previous = before[-1] if before else None
+    falling = previous is not None and all(
+        now_v < then_v for now_v, then_v in ((latest.systolic, previous.systolic),
+                                             (latest.diastolic, previous.diastolic))
+        if now_v is not None and then_v is not None)
+    if _above(policy, latest.systolic, latest.diastolic) and not falling:
+        return SessionFinding(SessionCheck.BP_NOT_DECREASING, Urgency.WARNING,
+                              policy.cite("session_bp_systolic_above"), reading=latest, previous=previous, dose=last)
+    return None
+
+
+def _aftercare(encounter: EncounterFact | None, policy: Policy,
+               unknown: frozenset[DataDomain]) -> SessionFinding | None:
     if DataDomain.ENCOUNTER in unknown:
-        findings.append(SessionFinding(SessionCheck.CHECKS_NOT_MADE, Urgency.WARNING,
-                                       policy.cite("rems_form_days"), unknown=(DataDomain.ENCOUNTER.value,)))
-    elif encounter is None or encounter.outpatient is not False:
-        findings.append(SessionFinding(SessionCheck.OUTPATIENT_AFTERCARE, Urgency.INFO, policy.cite("rems_form_days"),
-                                       outpatient=None if encounter is None else encounter.outpatient))
-    return DischargeAssessment((*findings, *extra), last, tuple(counted))
+        return SessionFinding(SessionCheck.CHECKS_NOT_MADE, Urgency.WARNING, policy.cite("rems_form_days"),
+                              unknown=(DataDomain.ENCOUNTER.value,))
+    if encounter is None or encounter.outpatient is not False:
+        return SessionFinding(SessionCheck.OUTPATIENT_AFTERCARE, Urgency.INFO, policy.cite("rems_form_days"),
+                              outpatient=None if encounter is None else encounter.outpatient)
+    return None
