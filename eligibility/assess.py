@@ -38,6 +38,7 @@ from .model import (
     Score,
     Severity,
     TreatmentResistance,
+    TrialAssessment,
     Verdict,
     Warning,
     WarningId,
@@ -140,29 +141,46 @@ def _workup(
     bp = cis[ContraindicationId.UNCONTROLLED_HYPERTENSION]
     if bp.status is Presence.UNKNOWN:
         items.append(WorkupItem(WorkupKind.BLOOD_PRESSURE, f"Blood pressure: {bp.explanation}", True))
-    for trial in tr.trials:
-        if trial.adequacy is Adequacy.UNKNOWN and trial.nonadherence:
-            items.append(WorkupItem(WorkupKind.ADHERENCE,
-                                    f"Confirm adherence to {trial.ingredient} ({trial.start.isoformat()} to "
-                                    f"{trial.end.isoformat()}): non-adherence is recorded in "
-                                    f"{', '.join(trial.nonadherence)}", True))
-        elif trial.adequacy is Adequacy.UNKNOWN and trial.duration_unknown:
-            items.append(WorkupItem(WorkupKind.TRIAL_DURATION,
-                                    f"Document how long {trial.ingredient} was taken (prescribed "
-                                    f"{trial.start.isoformat()}; no end or supply on record)", True))
-        elif trial.adequacy is Adequacy.UNKNOWN:
-            items.append(WorkupItem(WorkupKind.TRIAL_DOSE,
-                                    f"Document the daily dose of the {trial.ingredient} trial "
-                                    f"({trial.start.isoformat()} to {trial.end.isoformat()})", True))
-        elif trial.adequacy is Adequacy.ADEQUATE and trial.outcome is Outcome.UNKNOWN:
-            missing = "baseline" if trial.baseline is None else "follow-up"
-            items.append(WorkupItem(WorkupKind.TRIAL_RESPONSE,
-                                    f"Document the response to {trial.ingredient}: no {missing} PHQ-9 on record", True))
+    items += [item for trial in tr.trials if (item := _trial_workup(trial)) is not None]
     for cid, finding in cis.items():
         if finding.status is Presence.UNKNOWN and finding.evidence and cid is not \
                 ContraindicationId.UNCONTROLLED_HYPERTENSION:
             items.append(WorkupItem(WorkupKind.CONDITION_REVIEW,
                                     f"{contraindication_label(cid).capitalize()}: {finding.explanation}", True))
+    items += _screen_workup(facts, policy, as_of)
+    for step in gap_workup(facts.gaps):
+        items.append(WorkupItem(WorkupKind.DATA, step.text, True))
+    return items
+
+
+def _trial_workup(trial: TrialAssessment) -> WorkupItem | None:
+    """What to document so that an antidepressant trial can be judged: its adherence, duration or dose while its
+    adequacy is unknown; its response when it was adequate but its outcome is unknown. None when nothing is."""
+    if trial.adequacy is Adequacy.UNKNOWN and trial.nonadherence:
+        return WorkupItem(WorkupKind.ADHERENCE,
+                          f"Confirm adherence to {trial.ingredient} ({trial.start.isoformat()} to "
+                          f"{trial.end.isoformat()}): non-adherence is recorded in "
+                          f"{', '.join(trial.nonadherence)}", True)
+    if trial.adequacy is Adequacy.UNKNOWN and trial.duration_unknown:
+        return WorkupItem(WorkupKind.TRIAL_DURATION,
+                          f"Document how long {trial.ingredient} was taken (prescribed "
+                          f"{trial.start.isoformat()}; no end or supply on record)", True)
+    if trial.adequacy is Adequacy.UNKNOWN:
+        return WorkupItem(WorkupKind.TRIAL_DOSE,
+                          f"Document the daily dose of the {trial.ingredient} trial "
+                          f"({trial.start.isoformat()} to {trial.end.isoformat()})", True)
+    if trial.adequacy is Adequacy.ADEQUATE and trial.outcome is Outcome.UNKNOWN:
+        missing = "baseline" if trial.baseline is None else "follow-up"
+        return WorkupItem(WorkupKind.TRIAL_RESPONSE,
+                          f"Document the response to {trial.ingredient}: no {missing} PHQ-9 on record", True)
+    return None
+
+
+def _screen_workup(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> list[WorkupItem]:
+    """The tests to order when none is on record in their windows: a urine drug screen, and a pregnancy test for a
+    patient not recorded as male."""
+    t = policy.thresholds
+    items: list[WorkupItem] = []
     lo = as_of - dt.timedelta(days=t.drug_screen_window_days)
     if not any(r.kind is ObservationKind.DRUG_SCREEN and r.interpretable and lo <= r.day <= as_of
                for r in facts.lab_results):
@@ -175,8 +193,6 @@ def _workup(
         items.append(WorkupItem(WorkupKind.PREGNANCY_TEST,
                                 f"Pregnancy test if of childbearing potential (none in the last "
                                 f"{t.pregnancy_test_window_days} days)", False))
-    for step in gap_workup(facts.gaps):
-        items.append(WorkupItem(WorkupKind.DATA, step.text, True))
     return items
 
 
