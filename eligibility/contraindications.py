@@ -198,6 +198,34 @@ def _substance_use(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Cont
                     to_confirm=_free_text(facts, "substance_use"))
 
 
+def _pregnancy_conditions(facts: ClinicalFacts, lookback: dt.date, as_of: dt.date) -> list[Evidence]:
+    evidence: list[Evidence] = []
+    for c in facts.conditions:
+        if "pregnancy" not in c.concepts or not c.clinical_status.is_active:
+            continue
+        if c.clinical_status is ClinicalStatus.UNSPECIFIED:
+            # No clinicalStatus: a pregnancy counts only while it can still be going on.
+            day = c.onset or c.recorded
+            if day is None or not lookback <= day <= as_of:
+                continue
+        evidence.append(condition_evidence(c))
+    return evidence
+
+
+def _pregnant_status(facts: ClinicalFacts, readable: list[LabResultFact], lookback: dt.date,
+                     as_of: dt.date) -> Evidence | None:
+    """The latest pregnancy status in the look-back when it says pregnant and no negative test (of ``readable``)
+    came after it."""
+    statuses = [r for r in facts.lab_results if r.kind is ObservationKind.PREGNANCY_STATUS
+                and lookback <= r.day <= as_of]
+    if statuses and statuses[-1].positive:
+        status = statuses[-1]
+        later_negative = [r for r in readable if r.day > status.day and not r.positive]
+        if not later_negative:
+            return Evidence(status.reference, "pregnancy status: pregnant (LOINC 82810-3)", status.day)
+    return None
+
+
 def _pregnancy(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> ContraindicationFinding:
     """A positive test in the window, a pregnancy status saying pregnant, or an active pregnancy condition.
 
@@ -209,28 +237,15 @@ def _pregnancy(facts: ClinicalFacts, policy: Policy, as_of: dt.date) -> Contrain
     t = policy.thresholds
     lo = as_of - dt.timedelta(days=t.pregnancy_test_window_days)
     lookback = as_of - dt.timedelta(days=t.pregnancy_lookback_days)
-    evidence = []
-    for c in facts.conditions:
-        if "pregnancy" not in c.concepts or not c.clinical_status.is_active:
-            continue
-        if c.clinical_status is ClinicalStatus.UNSPECIFIED:
-            # No clinicalStatus: a pregnancy counts only while it can still be going on.
-            day = c.onset or c.recorded
-            if day is None or not lookback <= day <= as_of:
-                continue
-        evidence.append(condition_evidence(c))
+    evidence = _pregnancy_conditions(facts, lookback, as_of)
     tests = [r for r in facts.lab_results if r.kind is ObservationKind.PREGNANCY_TEST and lo <= r.day <= as_of]
     readable = [r for r in tests if r.interpretable]
     if readable and readable[-1].positive:
         r = readable[-1]
         evidence.append(Evidence(r.reference, f"positive pregnancy test (LOINC {r.code})", r.day))
-    statuses = [r for r in facts.lab_results if r.kind is ObservationKind.PREGNANCY_STATUS
-                and lookback <= r.day <= as_of]
-    if statuses and statuses[-1].positive:
-        status = statuses[-1]
-        later_negative = [r for r in readable if r.day > status.day and not r.positive]
-        if not later_negative:
-            evidence.append(Evidence(status.reference, "pregnancy status: pregnant (LOINC 82810-3)", status.day))
+    status = _pregnant_status(facts, readable, lookback, as_of)
+    if status is not None:
+        evidence.append(status)
     unreadable = [Evidence(r.reference, f"pregnancy test (LOINC {r.code}) without interpretation or reference "
                                         "range — review", r.day) for r in tests if not r.interpretable]
     gap = facts.lacks(DataDomain.CONDITIONS, DataDomain.PREGNANCY, DataDomain.PATIENT)
