@@ -64,6 +64,12 @@ def test_only_the_last_24_months_count() -> None:
     assert t.weeks_at_adequate_dose == 4.3
 
 
+def test_a_course_ending_on_the_windows_first_day_counts() -> None:
+    # 24 months before 2026-11-01 is 2024-11-01, 730 days back: the window includes its first day.
+    tr = assess_treatment_resistance(facts(course("sertraline", 800, 730, 100)), DEFAULT, AS_OF)
+    assert [t.ingredient for t in tr.trials] == ["sertraline"]
+
+
 def test_response_is_half_the_baseline_or_remission() -> None:
     c = course("sertraline", 200, 100, 100)
     def outcome(baseline: float, follow: float) -> Outcome:
@@ -84,6 +90,13 @@ def test_baseline_and_follow_up_windows() -> None:
     assert t.baseline is not None and t.baseline.value == 20
     assert t.follow_up is not None and t.follow_up.value == 12
     assert t.outcome is Outcome.NO_RESPONSE
+
+
+def test_one_score_is_never_both_the_baseline_and_the_follow_up() -> None:
+    c = course("sertraline", 10, 4, 100)  # so short that its baseline and follow-up windows overlap
+    t = assess_trial(c, facts(scores=(phq9(5, 18),)), DEFAULT, AS_OF)
+    assert t.baseline is not None and t.baseline.value == 18
+    assert t.follow_up is None and t.outcome is Outcome.UNKNOWN
 
 
 def test_two_failed_ingredients_meet_treatment_resistance() -> None:
