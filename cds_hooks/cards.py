@@ -52,7 +52,7 @@ from fhir_mapping import DataDomain, KetamineOrder
 
 from .markdown import markdown_code, markdown_prose
 from .models import Action, Card, CardKind, Coding, Indicator, Link, Source, Suggestion
-from .policy_words import duration
+from .policy_words import blood_pressure, duration
 
 OVERRIDE_SYSTEM = "https://ketamine-cds.org/CodeSystem/override-reason"
 #: Our override reasons: code → what the clinician reads (also how the feedback report names a bare code).
@@ -489,8 +489,7 @@ def _candidate_card(a: Assessment, policy: Policy, ctx: CardContext) -> Card:
 
 def _bp_limit(policy: Policy) -> str:
     """The label's pre-dose blood pressure guide, as the policy holds it ("140/90")."""
-    t = policy.thresholds
-    return f"{t.bp_systolic_above:g}/{t.bp_diastolic_above:g}"
+    return blood_pressure(policy.thresholds.bp_systolic_above, policy.thresholds.bp_diastolic_above)
 
 
 def _monitoring(policy: Policy, *, short: bool = False) -> str:
